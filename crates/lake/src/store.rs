@@ -1,0 +1,253 @@
+//! [`Lake`]: an object store opened from a URL, written only with put-if-absent.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, aws::AmazonS3Builder,
+    local::LocalFileSystem, memory::InMemory, path::Path,
+};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// What [`Lake::put_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object did not exist and now holds the bytes.
+    Created,
+    /// The object already held exactly these bytes (a retry): nothing written.
+    AlreadyPresent,
+}
+
+/// One lake root (raw or processed) in an object store.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+impl Lake {
+    /// Opens `s3://bucket/prefix`, `file:///abs/path` or `memory://` (a fresh,
+    /// empty in-process store). S3 settings come from the standard `AWS_*`
+    /// variables, including `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let (store, root): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
+            "s3" => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| invalid("no bucket name"))?;
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| invalid(&e.to_string()))?;
+                let root = Path::parse(parsed.path().trim_matches('/'))
+                    .map_err(|e| invalid(&e.to_string()))?;
+                (Arc::new(store), root)
+            }
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| invalid("a file URL needs an absolute path"))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| invalid(&format!("cannot create {}: {e}", dir.display())))?;
+                let store =
+                    LocalFileSystem::new_with_prefix(&dir).map_err(|e| invalid(&e.to_string()))?;
+                (Arc::new(store), Path::default())
+            }
+            "memory" => {
+                let root = Path::parse(parsed.path().trim_matches('/'))
+                    .map_err(|e| invalid(&e.to_string()))?;
+                (Arc::new(InMemory::new()), root)
+            }
+            other => return Err(invalid(&format!("unsupported scheme {other:?}"))),
+        };
+        Ok(Self {
+            store,
+            root,
+            url: url.to_string(),
+        })
+    }
+
+    /// A lake over an existing store, for wrappers (fault injection, throttling).
+    pub fn with_store(store: Arc<dyn ObjectStore>, root: &str, url: &str) -> Result<Self> {
+        let root = Path::parse(root.trim_matches('/')).map_err(|e| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            store,
+            root,
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL the lake was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying store, for readers that need more than this type offers.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn path(&self, key: &str) -> Path {
+        let mut path = self.root.clone();
+        path.extend(key.split('/').filter(|part| !part.is_empty()));
+        path
+    }
+
+    /// Writes `bytes` at `key` only if nothing is there. A retry that finds the
+    /// same bytes succeeds; different bytes are [`Error::ConflictingObject`].
+    pub async fn put_once(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        let path = self.path(key);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                let existing = self.store.get(&path).await?.bytes().await?;
+                if existing == bytes {
+                    Ok(PutOutcome::AlreadyPresent)
+                } else {
+                    Err(Error::ConflictingObject {
+                        key: key.to_string(),
+                        existing: sha256_hex(&existing),
+                        new: sha256_hex(&bytes),
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        Ok(self.store.get(&self.path(key)).await?.bytes().await?)
+    }
+
+    /// Reads a whole object, or `None` when it does not exist.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.path(key)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every key under `prefix`, relative to the lake root, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix_path = self.path(prefix);
+        let metas: Vec<_> = self.store.list(Some(&prefix_path)).try_collect().await?;
+        let root_parts = self.root.parts().count();
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .map(|meta| {
+                meta.location
+                    .parts()
+                    .skip(root_parts)
+                    .map(|part| part.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`, as recorded in manifests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rewriting_with_identical_bytes_succeeds_and_with_other_bytes_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let lake = Lake::from_url(&url).unwrap();
+        let key = "totesys/payment/date=2024-01-01/a.parquet";
+        assert_eq!(
+            lake.put_once(key, Bytes::from_static(b"first"))
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            lake.put_once(key, Bytes::from_static(b"first"))
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyPresent
+        );
+        let err = lake
+            .put_once(key, Bytes::from_static(b"second"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ConflictingObject { .. }), "{err}");
+        assert!(err.to_string().contains(key));
+        assert_eq!(lake.get(key).await.unwrap(), Bytes::from_static(b"first"));
+    }
+
+    #[tokio::test]
+    async fn memory_lake_lists_keys_relative_to_its_root() {
+        let lake = Lake::from_url("memory://bucket/raw").unwrap();
+        lake.put_once("a/b/1.json", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        lake.put_once("a/2.json", Bytes::from_static(b"2"))
+            .await
+            .unwrap();
+        lake.put_once("c/3.json", Bytes::from_static(b"3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            lake.list("a").await.unwrap(),
+            vec!["a/2.json", "a/b/1.json"]
+        );
+        assert!(lake.exists("c/3.json").await.unwrap());
+        assert!(!lake.exists("c/4.json").await.unwrap());
+        assert_eq!(lake.get_opt("c/4.json").await.unwrap(), None);
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem() {
+        for (url, needle) in [
+            ("not a url", "invalid lake URL"),
+            ("ftp://host/x", "unsupported scheme"),
+            ("file://relative", "absolute path"),
+        ] {
+            let err = Lake::from_url(url).unwrap_err().to_string();
+            assert!(err.contains(needle), "{url}: {err}");
+        }
+    }
+}
