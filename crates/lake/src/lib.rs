@@ -6,7 +6,8 @@
 //! - [`RunId`] names a stage run so that keys sort by time.
 //! - [`ManifestLog`] numbers the commit records of a stage; the manifest is
 //!   the commit point, so files not named by one are invisible.
-//! - [`parquet`] encodes Arrow batches (zstd) and decodes them back.
+//! - [`parquet`] encodes Arrow batches (zstd) and decodes them back;
+//!   [`write_dataset`] streams batches into size-bounded files.
 
 mod error;
 pub mod keys;
@@ -14,11 +15,13 @@ mod manifest;
 pub mod parquet;
 mod run_id;
 mod store;
+mod writer;
 
 pub use error::{Error, Result};
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, ManifestLog};
 pub use run_id::RunId;
-pub use store::{Lake, PutOutcome};
+pub use store::{Lake, PutOutcome, sha256_hex};
+pub use writer::{DatasetFiles, write_dataset};
 
 /// Re-exported so callers name store types without their own dependency.
 pub use object_store;

@@ -1,1 +1,18 @@
-//! placeholder
+//! The totesys source: its 11 tables, the incremental extractor, and a data
+//! generator and change simulator for demos and benchmarks.
+//!
+//! - [`tables`]: the fixed table list, the only source of identifiers.
+//! - [`copy_binary`]: binary COPY → Arrow batches, streaming.
+//! - [`extract`]: one table's incremental extract inside a snapshot.
+//! - [`generate`] / [`simulate`]: realistic data shaped like the real system.
+
+pub mod copy_binary;
+mod error;
+pub mod extract;
+pub mod generate;
+pub mod simulate;
+pub mod tables;
+
+pub use error::{Error, Result};
+pub use extract::{ExtractPlan, ExtractStats, SnapshotInfo, extract_table, open_snapshot};
+pub use tables::{Column, LAST_UPDATED, PgType, TABLES, TableDef};
