@@ -60,6 +60,10 @@ pub enum Error {
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 
+    /// A background writer task died (panicked or was cancelled).
+    #[error("background writer failed: {0}")]
+    Task(String),
+
     /// JSON encoding failed.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),

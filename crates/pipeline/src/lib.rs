@@ -1,1 +1,16 @@
-//! placeholder
+//! Tributary's stages and their settings.
+//!
+//! Each stage is one entry function called alike by the CLI and the Lambda
+//! functions: [`ingest::ingest`] today; transform and load join it. Side
+//! effects that differ between local runs and AWS sit behind small traits
+//! ([`alerts::Alerts`]).
+
+pub mod alerts;
+pub mod db;
+mod error;
+pub mod ingest;
+pub mod settings;
+pub mod status;
+
+pub use error::{Error, Result};
+pub use settings::Settings;

@@ -531,17 +531,13 @@ impl World {
         let end = (self.next_order + ORDERS_PER_ROUND).min(total);
         let mut texts: [String; 4] = Default::default();
         let span = (self.until_ms - self.start_ms) as u128;
-        let sale_share = self.sales_total as f64 / total as f64;
         for n in self.next_order..end {
             let t = self.start_ms + (span * n as u128 / total as u128) as i64;
-            // Sales and purchases interleave at their daily ratio.
-            let is_sale = if self.sales_id as u64 >= self.sales_total {
-                false
-            } else if self.purchase_id as u64 >= self.purchase_total {
-                true
-            } else {
-                self.rng.random_bool(sale_share)
-            };
+            // Sales and purchases interleave evenly at their daily ratio: take
+            // whichever type is further behind its share of the history.
+            let sales_done = (self.sales_id as u64 + 1) as u128 * self.purchase_total as u128;
+            let purchases_done = (self.purchase_id as u64 + 1) as u128 * self.sales_total as u128;
+            let is_sale = sales_done <= purchases_done && (self.sales_id as u64) < self.sales_total;
             self.order(t, is_sale, &mut texts);
         }
         self.next_order = end;

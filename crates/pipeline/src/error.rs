@@ -1,0 +1,63 @@
+//! The pipeline's error type.
+
+/// What can stop a stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is missing or malformed; the message names the variable.
+    #[error("{variable} {problem}; example: {variable}={example}")]
+    Setting {
+        /// The environment variable (or flag) at fault.
+        variable: &'static str,
+        /// What is wrong with it.
+        problem: String,
+        /// A value that would work.
+        example: &'static str,
+    },
+
+    /// A database could not be reached.
+    #[error("cannot connect to the {database} database at {target} (from {variable}): {reason}")]
+    Unreachable {
+        /// Which database (`totesys`, `warehouse`).
+        database: &'static str,
+        /// host:port/dbname, without credentials.
+        target: String,
+        /// The setting it came from.
+        variable: &'static str,
+        /// The driver's reason.
+        reason: String,
+    },
+
+    /// A request named something that is not in the fixed table list.
+    #[error("unknown table {0:?}; the totesys tables are: {1}")]
+    UnknownTable(String, String),
+
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(#[from] tributary_lake::Error),
+
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] tributary_totesys::Error),
+
+    /// A database query failed.
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl Error {
+    /// Whether running the stage again later may succeed without a change
+    /// by a person (an unreachable database, a lost race, a store timeout).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Setting { .. } | Error::UnknownTable(..) => false,
+            Error::Lake(tributary_lake::Error::ConflictingObject { .. })
+            | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
+            | Error::Lake(tributary_lake::Error::InvalidUrl { .. }) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Result with the pipeline's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

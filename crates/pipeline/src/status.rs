@@ -1,0 +1,64 @@
+//! `tributary status`: what the raw lake says about each source table.
+
+use chrono::{DateTime, Utc};
+use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_totesys::TABLES;
+
+use crate::{
+    Result,
+    ingest::{IngestState, SOURCE},
+};
+
+/// One table's line of the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStatus {
+    /// Table name.
+    pub table: &'static str,
+    /// Newest last_updated ingested.
+    pub watermark: Option<DateTime<Utc>>,
+    /// Rows written by the last run that read the table.
+    pub last_run_rows: u64,
+    /// When that run started.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Rows written since the first run.
+    pub total_rows: u64,
+}
+
+/// The ingest status of the raw lake.
+#[derive(Debug, Clone)]
+pub struct IngestStatus {
+    /// The latest manifest's number (0: nothing ingested yet).
+    pub seq: u64,
+    /// When it was committed.
+    pub committed_at: Option<DateTime<Utc>>,
+    /// Per table, in source order.
+    pub tables: Vec<TableStatus>,
+}
+
+/// Reads the latest ingest manifest.
+pub async fn ingest_status(raw: &Lake) -> Result<IngestStatus> {
+    let latest: Option<Manifest<IngestState>> =
+        ManifestLog::new(raw.clone(), SOURCE).latest().await?;
+    let (seq, committed_at, state) = match latest {
+        Some(m) => (m.seq, Some(m.committed_at), m.state),
+        None => (0, None, IngestState::default()),
+    };
+    let tables = TABLES
+        .iter()
+        .map(|table| {
+            let s = state.tables.get(table.name).cloned().unwrap_or_default();
+            TableStatus {
+                table: table.name,
+                watermark: s.watermark,
+                last_run_rows: s.last_run_rows,
+                last_run_at: s.last_run_at,
+                total_rows: s.total_rows,
+            }
+        })
+        .collect();
+    Ok(IngestStatus {
+        seq,
+        committed_at,
+        tables,
+    })
+}
