@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId, keys, write_dataset};
 use tributary_totesys::{
-    ExtractPlan, ExtractStats, TABLES, TableDef, extract_table, open_snapshot,
+    ExtractPlan, ExtractStats, RowVersion, TABLES, TableDef, extract_table, open_snapshot,
 };
 
 use crate::{
@@ -79,9 +79,9 @@ pub struct TableState {
     pub watermark: Option<DateTime<Utc>>,
     /// The source snapshot (`pg_current_snapshot()`) of the last extract.
     pub snapshot: Option<String>,
-    /// `[key, last_updated ms]` of rows within the lookback of the watermark:
-    /// the rows the next run may read again and must drop.
-    pub recent_keys: Vec<(i32, i64)>,
+    /// `[key, last_updated ms, fingerprint]` of rows within the lookback of
+    /// the watermark: the rows the next run may read again and must drop.
+    pub recent_keys: Vec<RowVersion>,
     /// The last run that read this table.
     pub last_run_id: Option<RunId>,
     /// When that run started.
@@ -107,6 +107,8 @@ pub struct TableReport {
     pub already_ingested: u64,
     /// Rows that committed late, older than the lookback (rescued).
     pub late_rows: u64,
+    /// Rows changed inside the lookback without a new last_updated.
+    pub changed_in_place: u64,
     /// Watermark after the run.
     pub watermark: Option<DateTime<Utc>>,
 }
@@ -227,6 +229,7 @@ async fn ingest_run(
             bytes: written.iter().map(|f| f.bytes).sum(),
             already_ingested: stats.rows_already_ingested,
             late_rows: stats.late_rows,
+            changed_in_place: stats.rows_changed_in_place,
             watermark: table_state.watermark,
         };
         tracing::info!(
@@ -241,7 +244,7 @@ async fn ingest_run(
             ms = table_started.elapsed().as_millis() as u64,
             "table extracted"
         );
-        if stats.late_rows > 0 {
+        if stats.late_rows + stats.rows_changed_in_place > 0 {
             alerts
                 .send(&late_rows_alert(
                     run_id,
@@ -384,12 +387,12 @@ fn update_state(
     state.watermark = newest_ms.and_then(DateTime::from_timestamp_millis);
     if let Some(newest) = newest_ms {
         let floor = newest - lookback_ms;
-        let mut keys: Vec<(i32, i64)> = plan
+        let mut keys: Vec<RowVersion> = plan
             .already_ingested
             .iter()
             .copied()
             .chain(stats.recent_keys.iter().copied())
-            .filter(|(_, lu)| *lu >= floor)
+            .filter(|(_, lu, _)| *lu >= floor)
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -420,14 +423,19 @@ fn late_rows_alert(
         run_id: run_id.to_string(),
         table: Some(table.name.to_string()),
         message: format!(
-            "{} row(s) committed after the previous run with last_updated older than the {} lookback \
-             (oldest {}, lookback started at {}); they were found by the late-commit check and ingested",
+            "{} row(s) changed since the previous run with last_updated older than the {} lookback \
+             (oldest {}, lookback started at {}), and {} changed inside the lookback without a new \
+             last_updated; the late-commit check found them and they were ingested",
             stats.late_rows,
             humantime::format_duration(lookback),
             show(stats.oldest_late_ms),
             show(plan.lower_bound_ms),
+            stats.rows_changed_in_place,
         ),
-        action: "no data was lost; if this repeats, a source transaction runs longer than the lookback: raise TRIBUTARY_LOOKBACK or find the slow writer".to_string(),
+        action: "no data was lost; if this repeats, either a source transaction runs longer than the lookback \
+                 (raise TRIBUTARY_LOOKBACK or find the slow writer) or the source updates rows without \
+                 setting last_updated (fix the writer so that other consumers do not miss changes)"
+            .to_string(),
     }
 }
 
@@ -480,14 +488,14 @@ mod tests {
             table: &TABLES[0],
             lower_bound_ms: None,
             previous_snapshot: None,
-            already_ingested: [(1, 1_000), (2, 9_000)].into_iter().collect(),
+            already_ingested: [(1, 1_000, 7), (2, 9_000, 8)].into_iter().collect(),
             lookback_ms: 5_000,
             batch_rows: 10,
         };
         let stats = ExtractStats {
             rows_sent: 2,
             max_last_updated_ms: Some(12_000),
-            recent_keys: vec![(3, 12_000), (4, 6_000)],
+            recent_keys: vec![(3, 12_000, 9), (4, 6_000, 10)],
             ..ExtractStats::default()
         };
         update_state(
@@ -499,7 +507,7 @@ mod tests {
             Utc::now(),
             5_000,
         );
-        assert_eq!(state.recent_keys, vec![(2, 9_000), (3, 12_000)]);
+        assert_eq!(state.recent_keys, vec![(2, 9_000, 8), (3, 12_000, 9)]);
         assert_eq!(state.watermark.unwrap().timestamp_millis(), 12_000);
         assert_eq!(state.total_rows, 2);
     }

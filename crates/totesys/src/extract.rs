@@ -65,8 +65,9 @@ pub struct ExtractPlan {
     pub lower_bound_ms: Option<i64>,
     /// The previous committed run's snapshot, for the late-commit rescue.
     pub previous_snapshot: Option<String>,
-    /// `(primary key, last_updated ms)` already in the lake: dropped.
-    pub already_ingested: HashSet<(i32, i64)>,
+    /// `(primary key, last_updated ms, row fingerprint)` already in the lake:
+    /// rows read again with the same content are dropped.
+    pub already_ingested: HashSet<RowVersion>,
     /// Keep keys whose last_updated is within this of the newest one seen.
     pub lookback_ms: i64,
     /// Rows per Arrow batch.
@@ -89,8 +90,51 @@ pub struct ExtractStats {
     pub late_rows: u64,
     /// Oldest last_updated among the late rows (ms).
     pub oldest_late_ms: Option<i64>,
-    /// `(key, last_updated ms)` of sent rows within the lookback of the newest.
-    pub recent_keys: Vec<(i32, i64)>,
+    /// Rows whose key and last_updated the lake already had, with other
+    /// content: the source changed them without touching last_updated.
+    pub rows_changed_in_place: u64,
+    /// Versions of sent rows within the lookback of the newest.
+    pub recent_keys: Vec<RowVersion>,
+}
+
+/// One row version as the dedup of re-read rows sees it: primary key,
+/// last_updated (ms) and a fingerprint of the whole row. The fingerprint
+/// keeps a row that was changed without a new last_updated (the real source
+/// does this) from being dropped as a re-read.
+pub type RowVersion = (i32, i64, u64);
+
+/// FNV-1a over every value of row `row`: stable across processes and
+/// versions, so fingerprints can be stored in manifests.
+pub fn row_fingerprint(batch: &RecordBatch, row: usize) -> u64 {
+    use arrow_array::{BooleanArray, Decimal128Array, StringArray};
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for column in batch.columns() {
+        if column.is_null(row) {
+            feed(&[0]);
+            continue;
+        }
+        feed(&[1]);
+        let any = column.as_any();
+        if let Some(a) = any.downcast_ref::<Int32Array>() {
+            feed(&a.value(row).to_le_bytes());
+        } else if let Some(a) = any.downcast_ref::<StringArray>() {
+            feed(&(a.value(row).len() as u64).to_le_bytes());
+            feed(a.value(row).as_bytes());
+        } else if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
+            feed(&a.value(row).to_le_bytes());
+        } else if let Some(a) = any.downcast_ref::<Decimal128Array>() {
+            feed(&a.value(row).to_le_bytes());
+        } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+            feed(&[u8::from(a.value(row))]);
+        }
+    }
+    hash
 }
 
 /// Turns a timestamp (ms since the epoch) into the literal PostgreSQL parses.
@@ -175,6 +219,8 @@ struct ExtractTracker<'a> {
     lu_column: usize,
     stats: ExtractStats,
     prune_at: usize,
+    /// `(key, last_updated)` of `plan.already_ingested`, for a cheap first test.
+    seen_keys: HashSet<(i32, i64)>,
 }
 
 impl<'a> ExtractTracker<'a> {
@@ -185,6 +231,11 @@ impl<'a> ExtractTracker<'a> {
             lu_column: plan.table.column_index(LAST_UPDATED).unwrap_or(0),
             stats: ExtractStats::default(),
             prune_at: 4096,
+            seen_keys: plan
+                .already_ingested
+                .iter()
+                .map(|(k, l, _)| (*k, *l))
+                .collect(),
         }
     }
 
@@ -224,12 +275,20 @@ impl<'a> ExtractTracker<'a> {
             return Ok(batch);
         }
         let (keys, lus) = self.columns(&batch);
-        let keep: BooleanArray = keys
-            .values()
-            .iter()
-            .zip(lus.values().iter())
-            .map(|(k, l)| Some(!self.plan.already_ingested.contains(&(*k, *l))))
+        let mut in_place = 0;
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|row| {
+                let (key, lu) = (keys.value(row), lus.value(row));
+                if !self.seen_keys.contains(&(key, lu)) {
+                    return Some(true);
+                }
+                let version = (key, lu, row_fingerprint(&batch, row));
+                let known = self.plan.already_ingested.contains(&version);
+                in_place += u64::from(!known);
+                Some(!known)
+            })
             .collect();
+        self.stats.rows_changed_in_place += in_place;
         let dropped = keep.false_count() as u64;
         if dropped == 0 {
             return Ok(batch);
@@ -242,7 +301,7 @@ impl<'a> ExtractTracker<'a> {
         let (keys, lus) = self.columns(batch);
         let lower = self.plan.lower_bound_ms;
         let mut max = self.stats.max_last_updated_ms.unwrap_or(i64::MIN);
-        for (key, lu) in keys.values().iter().zip(lus.values().iter()) {
+        for (row, (key, lu)) in keys.values().iter().zip(lus.values().iter()).enumerate() {
             max = max.max(*lu);
             if lower.is_some_and(|lower| *lu <= lower) {
                 self.stats.late_rows += 1;
@@ -250,7 +309,9 @@ impl<'a> ExtractTracker<'a> {
                     Some(self.stats.oldest_late_ms.map_or(*lu, |o| o.min(*lu)));
             }
             if *lu >= max.saturating_sub(self.plan.lookback_ms) {
-                self.stats.recent_keys.push((*key, *lu));
+                self.stats
+                    .recent_keys
+                    .push((*key, *lu, row_fingerprint(batch, row)));
             }
         }
         self.stats.max_last_updated_ms = Some(max);
@@ -264,7 +325,7 @@ impl<'a> ExtractTracker<'a> {
     fn prune(&mut self) {
         if let Some(max) = self.stats.max_last_updated_ms {
             let floor = max.saturating_sub(self.plan.lookback_ms);
-            self.stats.recent_keys.retain(|(_, lu)| *lu >= floor);
+            self.stats.recent_keys.retain(|(_, lu, _)| *lu >= floor);
         }
     }
 
@@ -303,6 +364,35 @@ mod tests {
             !rescued.contains("1:2:"),
             "values must not be spliced into SQL"
         );
+    }
+
+    #[test]
+    fn fingerprints_tell_rows_apart_by_any_value() {
+        use arrow_array::StringArray;
+        use std::sync::Arc;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int32, false),
+            arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from(vec![1, 1, 1, 1])),
+                Arc::new(StringArray::from(vec![
+                    Some("/bin"),
+                    Some("/home"),
+                    None,
+                    Some("/bin"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let prints: Vec<u64> = (0..4).map(|row| row_fingerprint(&batch, row)).collect();
+        assert_eq!(prints[0], prints[3]);
+        assert_ne!(prints[0], prints[1]);
+        assert_ne!(prints[0], prints[2]);
+        // Stored in manifests, so the value must never change between builds.
+        assert_eq!(prints[0], row_fingerprint(&batch.slice(3, 1), 0));
     }
 
     #[test]

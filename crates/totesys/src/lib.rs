@@ -14,5 +14,8 @@ pub mod simulate;
 pub mod tables;
 
 pub use error::{Error, Result};
-pub use extract::{ExtractPlan, ExtractStats, SnapshotInfo, extract_table, open_snapshot};
+pub use extract::{
+    ExtractPlan, ExtractStats, RowVersion, SnapshotInfo, extract_table, open_snapshot,
+    row_fingerprint,
+};
 pub use tables::{Column, LAST_UPDATED, PgType, TABLES, TableDef};
