@@ -1,0 +1,52 @@
+# Tributary: the two commands a new user runs are `make demo` and `make test`.
+#
+# Both start the local stack (a private PostgreSQL and moto_server on
+# loopback, see scripts/local-stack.sh) when it is not already running.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+STACK := scripts/local-stack.sh
+CARGO ?= cargo
+
+.PHONY: demo test test-deps stack stack-stop lint fmt bench-ingest build
+
+## Run the pipeline locally on generated data and show what happened.
+demo: stack build
+	scripts/demo.sh
+
+## Run every test against the real local stack (nothing is skipped).
+test: stack test-deps
+	eval "$$($(STACK) env)"; \
+	export TRIBUTARY_REQUIRE_STACK=1; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## Python packages the tests use as an independent Parquet reader.
+test-deps:
+	@python3 -c 'import pyarrow' 2>/dev/null || { \
+	  echo "installing pyarrow (the tests' independent Parquet reader)"; \
+	  python3 -m pip install --quiet pyarrow || { echo "cannot install pyarrow: run 'python3 -m pip install pyarrow'" >&2; exit 1; }; }
+
+build:
+	$(CARGO) build -p tributary
+
+stack:
+	$(STACK) start
+
+stack-stop:
+	$(STACK) stop
+
+## Formatting and lints, as CI checks them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Ingest benchmark: >= 1M sales orders, prints rows/s and peak RSS.
+bench-ingest:
+	scripts/bench-ingest.sh

@@ -1,0 +1,127 @@
+//! The `tributary` binary as a user meets it: errors, help, and a local run.
+
+use std::process::{Command, Output};
+
+use tributary_e2e::{TestDb, temp_lake};
+
+fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    command.args(args).env_clear().env("RUST_LOG", "warn");
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run tributary")
+}
+
+/// The one `error:` line of a failed run.
+fn error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, got {output:?}");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line in {stderr:?}");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_missing_database_url_names_the_variable_and_an_example() {
+    let lake = tempfile::tempdir().unwrap();
+    let raw = format!("file://{}", lake.path().display());
+    let line = error_line(&tributary(&["ingest", "--raw-url", &raw], &[]));
+    assert!(line.starts_with("error: TOTESYS_DATABASE_URL is not set"), "{line}");
+    assert!(line.contains("example: TOTESYS_DATABASE_URL=postgres://"), "{line}");
+}
+
+#[test]
+fn a_malformed_lake_url_names_the_variable() {
+    let line = error_line(&tributary(
+        &["ingest"],
+        &[("TRIBUTARY_RAW_URL", "my-bucket/raw"), ("TOTESYS_DATABASE_URL", "postgres://x@127.0.0.1:1/t")],
+    ));
+    assert!(line.starts_with("error: TRIBUTARY_RAW_URL is not a URL"), "{line}");
+    let line = error_line(&tributary(&["status", "--raw-url", "gs://bucket/raw"], &[]));
+    assert!(line.contains("TRIBUTARY_RAW_URL has unsupported scheme \"gs\""), "{line}");
+}
+
+#[test]
+fn flags_override_the_environment() {
+    let lake = tempfile::tempdir().unwrap();
+    let raw = format!("file://{}", lake.path().display());
+    let line = error_line(&tributary(
+        &["ingest", "--raw-url", &raw],
+        &[("TRIBUTARY_RAW_URL", "not a url")],
+    ));
+    assert!(line.contains("TOTESYS_DATABASE_URL"), "the flag replaced the bad variable: {line}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_line_without_the_password() {
+    let lake = tempfile::tempdir().unwrap();
+    let raw = format!("file://{}", lake.path().display());
+    let output = tributary(
+        &["ingest", "--raw-url", &raw],
+        &[("TOTESYS_DATABASE_URL", "postgres://etl:s3cret-pw@127.0.0.1:1/totesys")],
+    );
+    let line = error_line(&output);
+    assert!(
+        line.starts_with("error: cannot connect to the totesys database at 127.0.0.1:1/totesys (from TOTESYS_DATABASE_URL)"),
+        "{line}"
+    );
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains("s3cret-pw"), "the password leaked: {all}");
+    let line = error_line(&tributary(&["generate", "--totesys-url", "mysql://x"], &[]));
+    assert!(line.contains("TOTESYS_DATABASE_URL is not a valid PostgreSQL URL"), "{line}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for (command, flag) in [
+        ("ingest", "--since"),
+        ("generate", "--scale"),
+        ("simulate", "--rate"),
+        ("status", "--raw-url"),
+    ] {
+        let output = tributary(&[command, "--help"], &[]);
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(flag), "{command} --help lacks {flag}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_ingest_and_status_work_from_the_command_line() {
+    let Some(db) = TestDb::create("cli").await else { return };
+    let (_dir, raw) = temp_lake();
+    let env = [("TOTESYS_DATABASE_URL", db.url.as_str()), ("TRIBUTARY_RAW_URL", raw.as_str())];
+    let generated = tributary(&["generate", "--days", "5", "--seed", "9"], &env);
+    assert!(generated.status.success(), "{generated:?}");
+    assert!(String::from_utf8_lossy(&generated.stdout).contains("sales_order"));
+    let again = tributary(&["generate", "--days", "5"], &env);
+    assert!(error_line(&again).contains("generate needs an empty database"));
+
+    let ingested = tributary(&["ingest"], &env);
+    assert!(ingested.status.success(), "{ingested:?}");
+    let text = String::from_utf8_lossy(&ingested.stdout);
+    assert!(text.contains("committed manifest 1"), "{text}");
+
+    let status = tributary(&["status"], &env);
+    assert!(status.status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("manifest 1"), "{text}");
+    for table in ["address", "sales_order", "payment", "transaction"] {
+        let line = text.lines().find(|l| l.starts_with(table)).unwrap_or_else(|| panic!("{table} in {text}"));
+        let watermark = line.split_whitespace().nth(1).unwrap_or("-");
+        assert!(watermark.len() == 10 && watermark.starts_with("20"), "{table} has a watermark: {line}");
+    }
+
+    let backfill = tributary(&["ingest", "--tables", "payment,staff", "--since", "2000-01-01T00:00:00Z"], &env);
+    assert!(backfill.status.success(), "{backfill:?}");
+    let text = String::from_utf8_lossy(&backfill.stdout);
+    assert!(text.contains("payment") && !text.contains("sales_order"), "{text}");
+
+    let unknown = tributary(&["ingest", "--tables", "pg_authid"], &env);
+    assert!(error_line(&unknown).contains("unknown table \"pg_authid\""));
+}

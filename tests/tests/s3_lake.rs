@@ -1,0 +1,130 @@
+//! The same ingest code on S3 (moto_server) as on local files.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use chrono::Utc;
+use tributary_e2e::{TestDb, skip, temp_lake};
+use tributary_lake::{Error, Lake, Manifest, ManifestLog, PutOutcome, RunId, parquet::decode};
+use tributary_pipeline::{
+    alerts::RecordedAlerts,
+    ingest::{IngestOptions, IngestRequest, IngestState, SOURCE, ingest},
+};
+use tributary_totesys::{
+    TABLES,
+    generate::{GenerateOptions, generate},
+    row_fingerprint,
+};
+
+/// Creates a bucket on moto_server with a plain HTTP PUT (path-style).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(address).expect("connect to moto_server");
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "create bucket: {response}");
+}
+
+/// moto_server's endpoint, or `None` after a skip message.
+fn moto_endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(endpoint) if std::env::var("AWS_ALLOW_HTTP").is_ok() => Some(endpoint),
+        _ => {
+            skip("no moto_server: AWS_ENDPOINT_URL and AWS_ALLOW_HTTP unset (scripts/local-stack.sh env)");
+            None
+        }
+    }
+}
+
+async fn s3_lake(endpoint: &str, prefix: &str) -> Lake {
+    let bucket = format!("tributary-test-{:08x}", rand::random::<u32>());
+    create_bucket(endpoint, &bucket);
+    Lake::from_url(&format!("s3://{bucket}/{prefix}")).unwrap()
+}
+
+/// Per table, the sorted fingerprints of every committed row.
+async fn lake_rows(lake: &Lake) -> Vec<(String, Vec<u64>)> {
+    let manifest: Manifest<IngestState> = ManifestLog::new(lake.clone(), SOURCE)
+        .latest()
+        .await
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    for table in &TABLES {
+        let mut prints = Vec::new();
+        for file in manifest.files.iter().filter(|f| f.table == table.name) {
+            let (_, batches) = decode(lake.get(&file.key).await.unwrap()).unwrap();
+            for batch in &batches {
+                prints.extend((0..batch.num_rows()).map(|row| row_fingerprint(batch, row)));
+            }
+            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            assert_eq!(total as u64, file.rows, "{}", file.key);
+        }
+        prints.sort_unstable();
+        out.push((table.name.to_string(), prints));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
+    let Some(endpoint) = moto_endpoint() else { return };
+    let Some(db) = TestDb::create("s3").await else { return };
+    let mut client = db.connect().await;
+    generate(
+        &mut client,
+        &GenerateOptions { seed: 11, scale: 1, days: 20, until_ms: Utc::now().timestamp_millis() },
+    )
+    .await
+    .unwrap();
+    let s3 = s3_lake(&endpoint, "raw").await;
+    let (_dir, url) = temp_lake();
+    let local = Lake::from_url(&url).unwrap();
+    let options = IngestOptions {
+        lookback: Duration::from_secs(600),
+        batch_rows: 100,
+        file_rows: 200,
+    };
+    let alerts = RecordedAlerts::default();
+    let on_s3 = ingest(&mut client, &s3, &options, &IngestRequest::default(), &alerts).await.unwrap();
+    let on_disk = ingest(&mut client, &local, &options, &IngestRequest::default(), &alerts).await.unwrap();
+    assert_eq!(on_s3.seq, 1);
+    assert_eq!(on_s3.rows(), on_disk.rows());
+    assert!(on_s3.tables.iter().any(|t| t.files > 1), "files rolled on S3 too");
+    assert_eq!(lake_rows(&s3).await, lake_rows(&local).await, "same rows on S3 and on disk");
+
+    let again = ingest(&mut client, &s3, &options, &IngestRequest::default(), &alerts).await.unwrap();
+    assert_eq!(again.seq, 2);
+    assert!(again.tables.iter().all(|t| t.files == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_are_written_once() {
+    let Some(endpoint) = moto_endpoint() else { return };
+    let lake = s3_lake(&endpoint, "raw").await;
+    let key = "totesys/payment/date=2024-01-01/x.parquet";
+    assert_eq!(lake.put_once(key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Created);
+    assert_eq!(lake.put_once(key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::AlreadyPresent);
+    let err = lake.put_once(key, Bytes::from_static(b"two")).await.unwrap_err();
+    assert!(matches!(err, Error::ConflictingObject { .. }), "{err}");
+    assert_eq!(lake.get(key).await.unwrap(), Bytes::from_static(b"one"));
+
+    let log = ManifestLog::new(lake.clone(), "race");
+    let (run_a, run_b) = (RunId::now(), RunId::now());
+    let (a, b) = tokio::join!(
+        log.commit(0, &run_a, Utc::now(), vec![], 1u32),
+        log.commit(0, &run_b, Utc::now(), vec![], 2u32),
+    );
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one run commits number 1");
+    assert_eq!(log.latest_seq().await.unwrap(), 1);
+}
