@@ -32,7 +32,10 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "create bucket: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "create bucket: {response}"
+    );
 }
 
 /// moto_server's endpoint, or `None` after a skip message.
@@ -40,7 +43,9 @@ fn moto_endpoint() -> Option<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
         Ok(endpoint) if std::env::var("AWS_ALLOW_HTTP").is_ok() => Some(endpoint),
         _ => {
-            skip("no moto_server: AWS_ENDPOINT_URL and AWS_ALLOW_HTTP unset (scripts/local-stack.sh env)");
+            skip(
+                "no moto_server: AWS_ENDPOINT_URL and AWS_ALLOW_HTTP unset (scripts/local-stack.sh env)",
+            );
             None
         }
     }
@@ -78,12 +83,21 @@ async fn lake_rows(lake: &Lake) -> Vec<(String, Vec<u64>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
-    let Some(endpoint) = moto_endpoint() else { return };
-    let Some(db) = TestDb::create("s3").await else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let Some(db) = TestDb::create("s3").await else {
+        return;
+    };
     let mut client = db.connect().await;
     generate(
         &mut client,
-        &GenerateOptions { seed: 11, scale: 1, days: 20, until_ms: Utc::now().timestamp_millis() },
+        &GenerateOptions {
+            seed: 11,
+            scale: 1,
+            days: 20,
+            until_ms: Utc::now().timestamp_millis(),
+        },
     )
     .await
     .unwrap();
@@ -96,26 +110,72 @@ async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
         file_rows: 200,
     };
     let alerts = RecordedAlerts::default();
-    let on_s3 = ingest(&mut client, &s3, &options, &IngestRequest::default(), &alerts).await.unwrap();
-    let on_disk = ingest(&mut client, &local, &options, &IngestRequest::default(), &alerts).await.unwrap();
+    let on_s3 = ingest(
+        &mut client,
+        &s3,
+        &options,
+        &IngestRequest::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
+    let on_disk = ingest(
+        &mut client,
+        &local,
+        &options,
+        &IngestRequest::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
     assert_eq!(on_s3.seq, 1);
     assert_eq!(on_s3.rows(), on_disk.rows());
-    assert!(on_s3.tables.iter().any(|t| t.files > 1), "files rolled on S3 too");
-    assert_eq!(lake_rows(&s3).await, lake_rows(&local).await, "same rows on S3 and on disk");
+    assert!(
+        on_s3.tables.iter().any(|t| t.files > 1),
+        "files rolled on S3 too"
+    );
+    assert_eq!(
+        lake_rows(&s3).await,
+        lake_rows(&local).await,
+        "same rows on S3 and on disk"
+    );
 
-    let again = ingest(&mut client, &s3, &options, &IngestRequest::default(), &alerts).await.unwrap();
+    let again = ingest(
+        &mut client,
+        &s3,
+        &options,
+        &IngestRequest::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
     assert_eq!(again.seq, 2);
     assert!(again.tables.iter().all(|t| t.files == 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_objects_are_written_once() {
-    let Some(endpoint) = moto_endpoint() else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
     let lake = s3_lake(&endpoint, "raw").await;
     let key = "totesys/payment/date=2024-01-01/x.parquet";
-    assert_eq!(lake.put_once(key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Created);
-    assert_eq!(lake.put_once(key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::AlreadyPresent);
-    let err = lake.put_once(key, Bytes::from_static(b"two")).await.unwrap_err();
+    assert_eq!(
+        lake.put_once(key, Bytes::from_static(b"one"))
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        lake.put_once(key, Bytes::from_static(b"one"))
+            .await
+            .unwrap(),
+        PutOutcome::AlreadyPresent
+    );
+    let err = lake
+        .put_once(key, Bytes::from_static(b"two"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ConflictingObject { .. }), "{err}");
     assert_eq!(lake.get(key).await.unwrap(), Bytes::from_static(b"one"));
 
@@ -125,6 +185,10 @@ async fn s3_objects_are_written_once() {
         log.commit(0, &run_a, Utc::now(), vec![], 1u32),
         log.commit(0, &run_b, Utc::now(), vec![], 2u32),
     );
-    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one run commits number 1");
+    assert_eq!(
+        a.is_ok() as u8 + b.is_ok() as u8,
+        1,
+        "exactly one run commits number 1"
+    );
     assert_eq!(log.latest_seq().await.unwrap(), 1);
 }

@@ -31,19 +31,34 @@ fn a_missing_database_url_names_the_variable_and_an_example() {
     let lake = tempfile::tempdir().unwrap();
     let raw = format!("file://{}", lake.path().display());
     let line = error_line(&tributary(&["ingest", "--raw-url", &raw], &[]));
-    assert!(line.starts_with("error: TOTESYS_DATABASE_URL is not set"), "{line}");
-    assert!(line.contains("example: TOTESYS_DATABASE_URL=postgres://"), "{line}");
+    assert!(
+        line.starts_with("error: TOTESYS_DATABASE_URL is not set"),
+        "{line}"
+    );
+    assert!(
+        line.contains("example: TOTESYS_DATABASE_URL=postgres://"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_malformed_lake_url_names_the_variable() {
     let line = error_line(&tributary(
         &["ingest"],
-        &[("TRIBUTARY_RAW_URL", "my-bucket/raw"), ("TOTESYS_DATABASE_URL", "postgres://x@127.0.0.1:1/t")],
+        &[
+            ("TRIBUTARY_RAW_URL", "my-bucket/raw"),
+            ("TOTESYS_DATABASE_URL", "postgres://x@127.0.0.1:1/t"),
+        ],
     ));
-    assert!(line.starts_with("error: TRIBUTARY_RAW_URL is not a URL"), "{line}");
+    assert!(
+        line.starts_with("error: TRIBUTARY_RAW_URL is not a URL"),
+        "{line}"
+    );
     let line = error_line(&tributary(&["status", "--raw-url", "gs://bucket/raw"], &[]));
-    assert!(line.contains("TRIBUTARY_RAW_URL has unsupported scheme \"gs\""), "{line}");
+    assert!(
+        line.contains("TRIBUTARY_RAW_URL has unsupported scheme \"gs\""),
+        "{line}"
+    );
 }
 
 #[test]
@@ -54,7 +69,10 @@ fn flags_override_the_environment() {
         &["ingest", "--raw-url", &raw],
         &[("TRIBUTARY_RAW_URL", "not a url")],
     ));
-    assert!(line.contains("TOTESYS_DATABASE_URL"), "the flag replaced the bad variable: {line}");
+    assert!(
+        line.contains("TOTESYS_DATABASE_URL"),
+        "the flag replaced the bad variable: {line}"
+    );
 }
 
 #[test]
@@ -63,17 +81,27 @@ fn an_unreachable_database_is_one_line_without_the_password() {
     let raw = format!("file://{}", lake.path().display());
     let output = tributary(
         &["ingest", "--raw-url", &raw],
-        &[("TOTESYS_DATABASE_URL", "postgres://etl:s3cret-pw@127.0.0.1:1/totesys")],
+        &[(
+            "TOTESYS_DATABASE_URL",
+            "postgres://etl:s3cret-pw@127.0.0.1:1/totesys",
+        )],
     );
     let line = error_line(&output);
     assert!(
         line.starts_with("error: cannot connect to the totesys database at 127.0.0.1:1/totesys (from TOTESYS_DATABASE_URL)"),
         "{line}"
     );
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!all.contains("s3cret-pw"), "the password leaked: {all}");
     let line = error_line(&tributary(&["generate", "--totesys-url", "mysql://x"], &[]));
-    assert!(line.contains("TOTESYS_DATABASE_URL is not a valid PostgreSQL URL"), "{line}");
+    assert!(
+        line.contains("TOTESYS_DATABASE_URL is not a valid PostgreSQL URL"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -93,9 +121,14 @@ fn every_command_has_help() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_ingest_and_status_work_from_the_command_line() {
-    let Some(db) = TestDb::create("cli").await else { return };
+    let Some(db) = TestDb::create("cli").await else {
+        return;
+    };
     let (_dir, raw) = temp_lake();
-    let env = [("TOTESYS_DATABASE_URL", db.url.as_str()), ("TRIBUTARY_RAW_URL", raw.as_str())];
+    let env = [
+        ("TOTESYS_DATABASE_URL", db.url.as_str()),
+        ("TRIBUTARY_RAW_URL", raw.as_str()),
+    ];
     let generated = tributary(&["generate", "--days", "5", "--seed", "9"], &env);
     assert!(generated.status.success(), "{generated:?}");
     assert!(String::from_utf8_lossy(&generated.stdout).contains("sales_order"));
@@ -112,15 +145,33 @@ async fn generate_ingest_and_status_work_from_the_command_line() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("manifest 1"), "{text}");
     for table in ["address", "sales_order", "payment", "transaction"] {
-        let line = text.lines().find(|l| l.starts_with(table)).unwrap_or_else(|| panic!("{table} in {text}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(table))
+            .unwrap_or_else(|| panic!("{table} in {text}"));
         let watermark = line.split_whitespace().nth(1).unwrap_or("-");
-        assert!(watermark.len() == 10 && watermark.starts_with("20"), "{table} has a watermark: {line}");
+        assert!(
+            watermark.len() == 10 && watermark.starts_with("20"),
+            "{table} has a watermark: {line}"
+        );
     }
 
-    let backfill = tributary(&["ingest", "--tables", "payment,staff", "--since", "2000-01-01T00:00:00Z"], &env);
+    let backfill = tributary(
+        &[
+            "ingest",
+            "--tables",
+            "payment,staff",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+        &env,
+    );
     assert!(backfill.status.success(), "{backfill:?}");
     let text = String::from_utf8_lossy(&backfill.stdout);
-    assert!(text.contains("payment") && !text.contains("sales_order"), "{text}");
+    assert!(
+        text.contains("payment") && !text.contains("sales_order"),
+        "{text}"
+    );
 
     let unknown = tributary(&["ingest", "--tables", "pg_authid"], &env);
     assert!(error_line(&unknown).contains("unknown table \"pg_authid\""));

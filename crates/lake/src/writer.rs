@@ -58,10 +58,10 @@ pub async fn write_dataset(
                 None => encoder.insert(ParquetEncoder::new(schema.clone())?),
             };
             current.write(&batch)?;
-            if current.rows() >= file_rows {
-                if let Some(full) = encoder.take() {
-                    upload(full, &mut out)?;
-                }
+            if current.rows() >= file_rows
+                && let Some(full) = encoder.take()
+            {
+                upload(full, &mut out)?;
             }
         }
         if let Some(last) = encoder.take() {

@@ -49,13 +49,14 @@ impl Error {
     /// Whether running the stage again later may succeed without a change
     /// by a person (an unreachable database, a lost race, a store timeout).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Setting { .. } | Error::UnknownTable(..) => false,
-            Error::Lake(tributary_lake::Error::ConflictingObject { .. })
-            | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
-            | Error::Lake(tributary_lake::Error::InvalidUrl { .. }) => false,
-            _ => true,
-        }
+        !matches!(
+            self,
+            Error::Setting { .. }
+                | Error::UnknownTable(..)
+                | Error::Lake(tributary_lake::Error::ConflictingObject { .. })
+                | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
+                | Error::Lake(tributary_lake::Error::InvalidUrl { .. })
+        )
     }
 }
 
