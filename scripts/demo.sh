@@ -9,6 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 eval "$(scripts/local-stack.sh env)"
+export RUST_LOG="${RUST_LOG:-warn}"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/tributary"
 [ -x "$bin" ] || cargo build -p tributary
 step() { printf '\n== %s\n' "$*"; }

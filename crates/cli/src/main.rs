@@ -203,7 +203,7 @@ fn print_ingest(report: &IngestReport) {
             t.files,
             t.bytes,
             t.already_ingested,
-            t.late_rows,
+            t.late_rows + t.changed_in_place,
             show_time(t.watermark)
         );
     }

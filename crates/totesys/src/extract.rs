@@ -299,22 +299,30 @@ impl<'a> ExtractTracker<'a> {
 
     fn observe(&mut self, batch: &RecordBatch) {
         let (keys, lus) = self.columns(batch);
-        let lower = self.plan.lower_bound_ms;
-        let mut max = self.stats.max_last_updated_ms.unwrap_or(i64::MIN);
-        for (row, (key, lu)) in keys.values().iter().zip(lus.values().iter()).enumerate() {
-            max = max.max(*lu);
-            if lower.is_some_and(|lower| *lu <= lower) {
+        let batch_max = lus.values().iter().copied().max().unwrap_or(i64::MIN);
+        let max = self
+            .stats
+            .max_last_updated_ms
+            .unwrap_or(i64::MIN)
+            .max(batch_max);
+        self.stats.max_last_updated_ms = Some(max);
+        if let Some(lower) = self.plan.lower_bound_ms {
+            for lu in lus.values().iter().filter(|lu| **lu <= lower) {
                 self.stats.late_rows += 1;
                 self.stats.oldest_late_ms =
                     Some(self.stats.oldest_late_ms.map_or(*lu, |o| o.min(*lu)));
             }
-            if *lu >= max.saturating_sub(self.plan.lookback_ms) {
+        }
+        // Only rows near the newest so far can end up in the lookback window;
+        // fingerprint just those (a full extract in time order keeps few).
+        let floor = max.saturating_sub(self.plan.lookback_ms);
+        for (row, (key, lu)) in keys.values().iter().zip(lus.values().iter()).enumerate() {
+            if *lu >= floor {
                 self.stats
                     .recent_keys
                     .push((*key, *lu, row_fingerprint(batch, row)));
             }
         }
-        self.stats.max_last_updated_ms = Some(max);
         self.stats.rows_sent += batch.num_rows() as u64;
         if self.stats.recent_keys.len() > self.prune_at {
             self.prune();
