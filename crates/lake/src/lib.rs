@@ -20,7 +20,7 @@ mod writer;
 pub use error::{Error, Result};
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, ManifestLog};
 pub use run_id::RunId;
-pub use store::{Lake, PutOutcome, sha256_hex};
+pub use store::{Lake, PutOutcome, payload_sha256_hex, sha256_hex};
 pub use writer::{DatasetFiles, write_dataset};
 
 /// Re-exported so callers name store types without their own dependency.

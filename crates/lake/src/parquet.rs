@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use object_store::{PutPayload, PutPayloadMut};
 use parquet::{
     arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
     basic::{Compression, ZstdLevel},
@@ -27,16 +28,35 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// Output blocks of 1 MiB: a file grows block by block instead of doubling
+/// and copying one buffer, which halves peak memory for large files.
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// An in-memory file made of 1 MiB blocks, ready to upload without a copy.
+struct BlockBuffer(PutPayloadMut);
+
+impl std::io::Write for BlockBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Builds one Parquet file in memory from a stream of batches.
 pub struct ParquetEncoder {
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ArrowWriter<BlockBuffer>,
     rows: u64,
 }
 
 impl ParquetEncoder {
     /// An empty file with `schema`.
     pub fn new(schema: SchemaRef) -> Result<Self> {
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+        let buffer = BlockBuffer(PutPayloadMut::new().with_block_size(BLOCK_BYTES));
+        let writer = ArrowWriter::try_new(buffer, schema, Some(writer_properties()))?;
         Ok(Self { writer, rows: 0 })
     }
 
@@ -57,9 +77,9 @@ impl ParquetEncoder {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
-    /// Closes the file and returns its bytes.
-    pub fn finish(self) -> Result<Bytes> {
-        Ok(Bytes::from(self.writer.into_inner()?))
+    /// Closes the file and returns its blocks, ready for [`crate::Lake::put_once`].
+    pub fn finish(self) -> Result<PutPayload> {
+        Ok(self.writer.into_inner()?.0.freeze())
     }
 }
 
@@ -69,7 +89,7 @@ pub fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
     for batch in batches {
         encoder.write(batch)?;
     }
-    encoder.finish()
+    Ok(Bytes::from(encoder.finish()?))
 }
 
 /// Decodes a whole Parquet file into its schema and batches.

@@ -109,28 +109,25 @@ impl Lake {
 
     /// Writes `bytes` at `key` only if nothing is there. A retry that finds the
     /// same bytes succeeds; different bytes are [`Error::ConflictingObject`].
-    pub async fn put_once(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+    pub async fn put_once(&self, key: &str, payload: impl Into<PutPayload>) -> Result<PutOutcome> {
+        let payload = payload.into();
         let path = self.path(key);
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
-            .await
-        {
+        match self.store.put_opts(&path, payload.clone(), options).await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => {
                 let existing = self.store.get(&path).await?.bytes().await?;
-                if existing == bytes {
+                if same_bytes(&existing, &payload) {
                     Ok(PutOutcome::AlreadyPresent)
                 } else {
                     Err(Error::ConflictingObject {
                         key: key.to_string(),
                         existing: sha256_hex(&existing),
-                        new: sha256_hex(&bytes),
+                        new: payload_sha256_hex(&payload),
                     })
                 }
             }
@@ -187,6 +184,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// [`sha256_hex`] of a payload made of blocks.
+pub fn payload_sha256_hex(payload: &PutPayload) -> String {
+    let mut hasher = Sha256::new();
+    for block in payload.iter() {
+        hasher.update(block);
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn same_bytes(existing: &[u8], payload: &PutPayload) -> bool {
+    if existing.len() != payload.content_length() {
+        return false;
+    }
+    let mut rest = existing;
+    payload.iter().all(|block| {
+        let (head, tail) = rest.split_at(block.len());
+        rest = tail;
+        head == block.as_ref()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +234,17 @@ mod tests {
         assert!(matches!(err, Error::ConflictingObject { .. }), "{err}");
         assert!(err.to_string().contains(key));
         assert_eq!(lake.get(key).await.unwrap(), Bytes::from_static(b"first"));
+    }
+
+    #[test]
+    fn block_payloads_compare_and_hash_like_their_bytes() {
+        let payload: PutPayload = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")]
+            .into_iter()
+            .collect();
+        assert!(same_bytes(b"abcde", &payload));
+        assert!(!same_bytes(b"abcdf", &payload));
+        assert!(!same_bytes(b"abcd", &payload));
+        assert_eq!(payload_sha256_hex(&payload), sha256_hex(b"abcde"));
     }
 
     #[tokio::test]

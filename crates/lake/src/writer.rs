@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use tokio::{runtime::Handle, sync::mpsc};
 
-use crate::{FileEntry, Lake, Result, parquet::ParquetEncoder, sha256_hex};
+use crate::{FileEntry, Lake, Result, parquet::ParquetEncoder, payload_sha256_hex};
 
 /// The files one dataset write produced.
 #[derive(Debug, Clone, Default)]
@@ -37,16 +37,16 @@ pub async fn write_dataset(
         let mut encoder: Option<ParquetEncoder> = None;
         let upload = |encoder: ParquetEncoder, out: &mut DatasetFiles| -> Result<()> {
             let rows = encoder.rows();
-            let bytes = encoder.finish()?;
+            let payload = encoder.finish()?;
             let key = key_for_part(out.files.len() as u32);
             let entry = FileEntry {
                 key: key.clone(),
                 table: table.clone(),
                 rows,
-                bytes: bytes.len() as u64,
-                sha256: sha256_hex(&bytes),
+                bytes: payload.content_length() as u64,
+                sha256: payload_sha256_hex(&payload),
             };
-            handle.block_on(lake.put_once(&key, bytes))?;
+            handle.block_on(lake.put_once(&key, payload))?;
             tracing::debug!(table = %table, key = %key, rows, "file written");
             out.rows += rows;
             out.files.push(entry);
@@ -111,7 +111,7 @@ mod tests {
         let mut seen = Vec::new();
         for file in &written.files {
             let bytes = lake.get(&file.key).await.unwrap();
-            assert_eq!(sha256_hex(&bytes), file.sha256);
+            assert_eq!(crate::sha256_hex(&bytes), file.sha256);
             let (_, batches) = crate::parquet::decode(bytes).unwrap();
             for batch in batches {
                 let ids = batch

@@ -91,8 +91,8 @@ impl Settings {
             file_rows: positive(
                 TRIBUTARY_FILE_ROWS,
                 get(TRIBUTARY_FILE_ROWS),
-                1_048_576,
-                "1048576",
+                524_288,
+                "524288",
             )? as u64,
         })
     }
