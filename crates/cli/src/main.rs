@@ -125,6 +125,9 @@ struct StatusArgs {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, stop quietly when the reader of our
+    // output goes away (`tributary status | head`) instead of panicking.
+    reset_sigpipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -151,6 +154,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(unix)]
+fn reset_sigpipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts; Rust's runtime set it to ignore.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
