@@ -1,5 +1,22 @@
 //! The warehouse star schema (fact_sales_order, fact_purchase_order,
-//! fact_payment and their dimensions), its transforms and its loader.
+//! fact_payment and 8 dimensions including dim_date): its definitions, the
+//! raw → star transforms, and the loader.
 //!
-//! Filled in by the transform/load work; the crate exists now so the
-//! workspace layout and dependency rules are in place from the start.
+//! - [`tables`]: the 11 tables as typed definitions.
+//! - [`transform`]: raw totesys rows → dimensions and facts, with the
+//!   reference state dimensions are joined against, and quarantine.
+//! - [`load`]: processed Parquet → PostgreSQL, one transaction per manifest.
+
+pub mod calendar;
+pub mod copy_in;
+pub mod currency;
+mod error;
+pub mod load;
+pub mod tables;
+pub mod transform;
+
+pub use error::{Error, Result};
+pub use tables::{Kind, WAREHOUSE_TABLES, WType, WarehouseTable};
+
+/// The warehouse DDL, idempotent (`CREATE … IF NOT EXISTS`).
+pub const WAREHOUSE_DDL: &str = include_str!("warehouse.sql");

@@ -1,0 +1,272 @@
+//! Facts: one row per source row version, column-wise.
+//!
+//! Timestamps split into date and time (milliseconds kept), text dates are
+//! parsed, `staff_id` becomes `sales_staff_id`, account numbers are dropped.
+//! A row whose text date is not a date, whose reference is unknown, or whose
+//! required value is NULL is quarantined with its reason; the rest go on.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int32Array, RecordBatch};
+use arrow_select::filter::filter;
+use chrono::NaiveDate;
+
+use super::{
+    columns::{any, strings, timestamps},
+    quarantine::Quarantined,
+    reference::KnownKeys,
+};
+use crate::{Result, WarehouseTable, calendar::to_date32};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Where an output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A raw column as it is.
+    Column(&'static str),
+    /// The date part of a raw timestamp.
+    DateOf(&'static str),
+    /// The time-of-day part of a raw timestamp.
+    TimeOf(&'static str),
+    /// A raw `YYYY-MM-DD` text parsed as a date.
+    ParseDate(&'static str),
+}
+
+use Source::{Column, DateOf, ParseDate, TimeOf};
+
+/// How one fact table is made from one source table.
+#[derive(Debug)]
+struct FactSpec {
+    source: &'static str,
+    fact: &'static str,
+    columns: &'static [Source],
+}
+
+static FACT_SPECS: [FactSpec; 3] = [
+    FactSpec {
+        source: "sales_order",
+        fact: "fact_sales_order",
+        columns: &[
+            Column("sales_order_id"),
+            DateOf("created_at"),
+            TimeOf("created_at"),
+            DateOf("last_updated"),
+            TimeOf("last_updated"),
+            Column("staff_id"),
+            Column("counterparty_id"),
+            Column("units_sold"),
+            Column("unit_price"),
+            Column("currency_id"),
+            Column("design_id"),
+            ParseDate("agreed_payment_date"),
+            ParseDate("agreed_delivery_date"),
+            Column("agreed_delivery_location_id"),
+        ],
+    },
+    FactSpec {
+        source: "purchase_order",
+        fact: "fact_purchase_order",
+        columns: &[
+            Column("purchase_order_id"),
+            DateOf("created_at"),
+            TimeOf("created_at"),
+            DateOf("last_updated"),
+            TimeOf("last_updated"),
+            Column("staff_id"),
+            Column("counterparty_id"),
+            Column("item_code"),
+            Column("item_quantity"),
+            Column("item_unit_price"),
+            Column("currency_id"),
+            ParseDate("agreed_delivery_date"),
+            ParseDate("agreed_payment_date"),
+            Column("agreed_delivery_location_id"),
+        ],
+    },
+    FactSpec {
+        source: "payment",
+        fact: "fact_payment",
+        columns: &[
+            Column("payment_id"),
+            DateOf("created_at"),
+            TimeOf("created_at"),
+            DateOf("last_updated"),
+            TimeOf("last_updated"),
+            Column("transaction_id"),
+            Column("counterparty_id"),
+            Column("payment_amount"),
+            Column("currency_id"),
+            Column("payment_type_id"),
+            Column("paid"),
+            ParseDate("payment_date"),
+        ],
+    },
+];
+
+/// The source tables facts are made from.
+pub const FACT_SOURCES: [&str; 3] = ["sales_order", "purchase_order", "payment"];
+
+/// Turns raw batches of one source table into fact batches.
+pub struct FactTransformer<'a> {
+    spec: &'static FactSpec,
+    table: &'static WarehouseTable,
+    keys: &'a KnownKeys,
+    dates: BTreeSet<i32>,
+}
+
+/// One raw batch, transformed.
+#[derive(Debug)]
+pub struct FactBatch {
+    /// The rows that became facts.
+    pub facts: RecordBatch,
+    /// The rows that did not, with reasons.
+    pub quarantine: Vec<Quarantined>,
+}
+
+impl<'a> FactTransformer<'a> {
+    /// The transformer for source table `source`, or `None` if no fact comes from it.
+    pub fn for_source(source: &str, keys: &'a KnownKeys) -> Option<Self> {
+        let spec = FACT_SPECS.iter().find(|s| s.source == source)?;
+        Some(Self {
+            spec,
+            table: WarehouseTable::by_name(spec.fact)?,
+            keys,
+            dates: BTreeSet::new(),
+        })
+    }
+
+    /// The fact table this writes.
+    pub fn table(&self) -> &'static WarehouseTable {
+        self.table
+    }
+
+    /// Every date the accepted facts refer to, for `dim_date`.
+    pub fn into_dates(self) -> BTreeSet<i32> {
+        self.dates
+    }
+
+    /// Transforms one raw batch.
+    pub fn transform(&mut self, raw: &RecordBatch) -> Result<FactBatch> {
+        let rows = raw.num_rows();
+        let mut reasons: Vec<Option<String>> = vec![None; rows];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.columns.len());
+        for (source, target) in self.spec.columns.iter().zip(self.table.columns) {
+            let array = build(*source, raw, &mut reasons)?;
+            if !target.nullable && array.null_count() > 0 {
+                for (row, reason) in reasons.iter_mut().enumerate() {
+                    if array.is_null(row) && reason.is_none() {
+                        *reason = Some(format!("{} is NULL", target.name));
+                    }
+                }
+            }
+            if let Some(dimension) = target.references.filter(|d| *d != "dim_date")
+                && let Some(ids) = array.as_any().downcast_ref::<Int32Array>()
+            {
+                for (row, reason) in reasons.iter_mut().enumerate() {
+                    if reason.is_none()
+                        && !ids.is_null(row)
+                        && !self.keys.contains(dimension, ids.value(row))
+                    {
+                        *reason = Some(format!(
+                            "{} {} is not in {dimension}",
+                            target.name,
+                            ids.value(row)
+                        ));
+                    }
+                }
+            }
+            columns.push(array);
+        }
+        let keep = BooleanArray::from(reasons.iter().map(Option::is_none).collect::<Vec<_>>());
+        let quarantine = reasons
+            .into_iter()
+            .enumerate()
+            .filter_map(|(row, reason)| Some(Quarantined::new(self.spec.source, raw, row, reason?)))
+            .collect::<Vec<_>>();
+        if !quarantine.is_empty() {
+            columns = columns
+                .iter()
+                .map(|c| filter(c.as_ref(), &keep))
+                .collect::<Result<_, _>>()?;
+        }
+        let facts = RecordBatch::try_new(self.table.arrow_schema(), columns)?;
+        for (column, target) in facts.columns().iter().zip(self.table.columns) {
+            if target.references == Some("dim_date")
+                && let Some(days) = column.as_any().downcast_ref::<Date32Array>()
+            {
+                self.dates.extend(days.values().iter().copied());
+            }
+        }
+        Ok(FactBatch { facts, quarantine })
+    }
+}
+
+fn build(source: Source, raw: &RecordBatch, reasons: &mut [Option<String>]) -> Result<ArrayRef> {
+    Ok(match source {
+        Column(name) => any(raw, name)?,
+        DateOf(name) => Arc::new(
+            timestamps(raw, name)?
+                .unary::<_, arrow_array::types::Date32Type>(|ms| ms.div_euclid(DAY_MS) as i32),
+        ),
+        TimeOf(name) => Arc::new(
+            timestamps(raw, name)?.unary::<_, arrow_array::types::Time64MicrosecondType>(|ms| {
+                ms.rem_euclid(DAY_MS) * 1_000
+            }),
+        ) as ArrayRef,
+        ParseDate(name) => {
+            let texts = strings(raw, name)?;
+            let days: Date32Array = (0..texts.len())
+                .map(|row| {
+                    if texts.is_null(row) {
+                        return None;
+                    }
+                    let text = texts.value(row);
+                    match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+                        Ok(date) => Some(to_date32(date)),
+                        Err(_) => {
+                            if reasons[row].is_none() {
+                                reasons[row] =
+                                    Some(format!("{name} {text:?} is not a date (YYYY-MM-DD)"));
+                            }
+                            None
+                        }
+                    }
+                })
+                .collect();
+            Arc::new(days)
+        }
+    })
+}
+
+/// `dim_date` rows for `days` (Date32 values).
+pub fn dim_date_batch(days: &BTreeSet<i32>) -> Result<RecordBatch> {
+    use crate::calendar::{CalendarDay, from_date32};
+    use arrow_array::StringArray;
+    use chrono::Datelike;
+    let table = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
+    let calendar: Vec<CalendarDay> = days
+        .iter()
+        .map(|d| CalendarDay::of(from_date32(*d)))
+        .collect();
+    let ints = |f: &dyn Fn(&CalendarDay) -> i32| -> ArrayRef {
+        Arc::new(Int32Array::from_iter_values(calendar.iter().map(f)))
+    };
+    Ok(RecordBatch::try_new(
+        table.arrow_schema(),
+        vec![
+            Arc::new(Date32Array::from_iter_values(days.iter().copied())),
+            ints(&|d| d.date.year()),
+            ints(&|d| d.date.month() as i32),
+            ints(&|d| d.date.day() as i32),
+            ints(&|d| d.day_of_week),
+            Arc::new(StringArray::from_iter_values(
+                calendar.iter().map(|d| d.day_name),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                calendar.iter().map(|d| d.month_name),
+            )),
+            ints(&|d| d.quarter),
+        ],
+    )?)
+}

@@ -1,0 +1,21 @@
+//! Raw totesys rows → the star schema.
+//!
+//! [`apply_reference_changes`] merges one run's changes to the small source
+//! tables into the [`ReferenceState`] and emits every dimension row they
+//! reach; [`FactTransformer`] turns raw order and payment rows into facts,
+//! checking each reference against [`known_keys`]; [`dim_date_batch`] covers
+//! every date the facts refer to. Refused rows come back as [`Quarantined`].
+
+mod columns;
+mod facts;
+mod quarantine;
+mod reference;
+mod state_files;
+
+pub use facts::{FACT_SOURCES, FactBatch, FactTransformer, dim_date_batch};
+pub use quarantine::{Quarantined, render_row, to_json_lines};
+pub use reference::{
+    DimensionChanges, KnownKeys, REFERENCE_TABLES, ReferenceState, apply_reference_changes,
+    known_keys,
+};
+pub use state_files::{decode_state, encode_state};
