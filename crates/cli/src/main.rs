@@ -10,8 +10,14 @@ use tributary_pipeline::{
     alerts::LogAlerts,
     db,
     ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
-    settings::{TOTESYS_DATABASE_URL, TRIBUTARY_LOOKBACK, TRIBUTARY_RAW_URL},
+    load::{LoadReport, load},
+    run::{CycleReport, Pipeline},
+    settings::{
+        TOTESYS_DATABASE_URL, TRIBUTARY_LOOKBACK, TRIBUTARY_PROCESSED_URL, TRIBUTARY_RAW_URL,
+        WAREHOUSE_DATABASE_URL,
+    },
     status::ingest_status,
+    transform::{TransformReport, TransformRequest, transform},
 };
 use tributary_totesys::{
     generate::{GenerateOptions, generate},
@@ -36,6 +42,48 @@ enum Command {
     Simulate(SimulateArgs),
     /// Show per table: watermark, rows in the last run, last run time, age.
     Status(StatusArgs),
+    /// Turn raw manifests not yet transformed into the star schema (Parquet).
+    Transform(TransformArgs),
+    /// Apply processed manifests not yet loaded to the warehouse.
+    Load(LoadArgs),
+    /// Ingest → transform → load once, or on a schedule with --every.
+    Run(RunArgs),
+    /// Manage the warehouse database.
+    #[command(subcommand)]
+    Warehouse(WarehouseCommand),
+}
+
+#[derive(Subcommand)]
+enum WarehouseCommand {
+    /// Create the star schema and the load log (idempotent).
+    Init(LoadArgs),
+}
+
+#[derive(Args)]
+struct TransformArgs {
+    #[command(flatten)]
+    locations: Locations,
+    /// Recompute the processed lake from all raw data into a new manifest.
+    #[arg(long)]
+    rebuild: bool,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    locations: Locations,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    locations: Locations,
+    /// Repeat every interval (e.g. 60s) until Ctrl-C; a failed cycle is logged and retried.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    every: Option<Duration>,
+    /// Stop after this many cycles (with --every).
+    #[arg(long, value_name = "N")]
+    cycles: Option<u64>,
 }
 
 /// Where things are; each flag overrides its environment variable.
@@ -47,6 +95,12 @@ struct Locations {
     /// Raw lake root: s3://bucket/prefix or file:///abs/path [env: TRIBUTARY_RAW_URL]
     #[arg(long, value_name = "URL")]
     raw_url: Option<String>,
+    /// Processed lake root [env: TRIBUTARY_PROCESSED_URL]
+    #[arg(long, value_name = "URL")]
+    processed_url: Option<String>,
+    /// Warehouse database URL [env: WAREHOUSE_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    warehouse_url: Option<String>,
 }
 
 impl Locations {
@@ -55,6 +109,8 @@ impl Locations {
         let flags = [
             (TOTESYS_DATABASE_URL, self.totesys_url.clone()),
             (TRIBUTARY_RAW_URL, self.raw_url.clone()),
+            (TRIBUTARY_PROCESSED_URL, self.processed_url.clone()),
+            (WAREHOUSE_DATABASE_URL, self.warehouse_url.clone()),
         ];
         for (name, value) in flags.into_iter().chain(extra.iter().cloned()) {
             if let Some(value) = value {
@@ -173,7 +229,185 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Generate(args) => run_generate(args).await,
         Command::Simulate(args) => run_simulate(args).await,
         Command::Status(args) => run_status(args).await,
+        Command::Transform(args) => run_transform(args).await,
+        Command::Load(args) => run_load(args).await,
+        Command::Run(args) => run_cycles(args).await,
+        Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
     }
+}
+
+async fn run_transform(args: TransformArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let request = TransformRequest {
+        rebuild: args.rebuild,
+    };
+    let report = transform(
+        &settings.raw_lake()?,
+        &settings.processed_lake()?,
+        &request,
+        &LogAlerts,
+    )
+    .await?;
+    print_transform(&report);
+    Ok(())
+}
+
+fn print_transform(report: &TransformReport) {
+    match report.seq {
+        None => println!("transform: nothing new in the raw lake"),
+        Some(seq) => {
+            println!(
+                "transform run {} committed manifest {seq} from raw manifests {:?} in {:.2}s",
+                report.run_id,
+                (report.inputs.first(), report.inputs.last()),
+                report.elapsed.as_secs_f64()
+            );
+            for (table, rows) in &report.rows {
+                println!("  {table:<22} {rows:>10}");
+            }
+            for (table, rows) in &report.quarantined {
+                println!("  quarantined {table:<10} {rows:>10}");
+            }
+        }
+    }
+}
+
+async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let mut warehouse = db::connect(
+        settings.warehouse_database_url()?,
+        "warehouse",
+        WAREHOUSE_DATABASE_URL,
+    )
+    .await?;
+    let report = load(&mut warehouse, &settings.processed_lake()?, &LogAlerts).await?;
+    print_load(&report);
+    Ok(())
+}
+
+fn print_load(report: &LoadReport) {
+    if report.manifests.is_empty() {
+        println!("load: the warehouse is up to date");
+    }
+    for manifest in &report.manifests {
+        let rows: u64 = manifest.rows.values().sum();
+        println!(
+            "load: manifest {} applied, {rows} rows inserted or changed",
+            manifest.seq
+        );
+    }
+}
+
+async fn run_warehouse_init(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let warehouse = db::connect(
+        settings.warehouse_database_url()?,
+        "warehouse",
+        WAREHOUSE_DATABASE_URL,
+    )
+    .await?;
+    tributary_pipeline::load::init_warehouse(&warehouse).await?;
+    println!("warehouse schema is in place");
+    Ok(())
+}
+
+async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let raw = settings.raw_lake()?;
+    let processed = settings.processed_lake()?;
+    let options = IngestOptions::from(&settings);
+    let Some(every) = args.every else {
+        let mut source = db::connect(
+            settings.totesys_database_url()?,
+            "totesys",
+            TOTESYS_DATABASE_URL,
+        )
+        .await?;
+        let mut warehouse = db::connect(
+            settings.warehouse_database_url()?,
+            "warehouse",
+            WAREHOUSE_DATABASE_URL,
+        )
+        .await?;
+        let mut pipeline = Pipeline {
+            source: &mut source,
+            warehouse: &mut warehouse,
+            raw: &raw,
+            processed: &processed,
+            options: &options,
+            alerts: &LogAlerts,
+        };
+        let report = pipeline.cycle().await?;
+        print_cycle(&report);
+        return Ok(());
+    };
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut done = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {}
+        }
+        // Connections are opened per cycle so a restarted database heals.
+        let outcome = async {
+            let mut source = db::connect(
+                settings.totesys_database_url()?,
+                "totesys",
+                TOTESYS_DATABASE_URL,
+            )
+            .await?;
+            let mut warehouse = db::connect(
+                settings.warehouse_database_url()?,
+                "warehouse",
+                WAREHOUSE_DATABASE_URL,
+            )
+            .await?;
+            Pipeline {
+                source: &mut source,
+                warehouse: &mut warehouse,
+                raw: &raw,
+                processed: &processed,
+                options: &options,
+                alerts: &LogAlerts,
+            }
+            .cycle()
+            .await
+        }
+        .await;
+        match outcome {
+            Ok(report) => {
+                tracing::info!(
+                    ingested = report.ingest.rows(),
+                    facts = report.transform.fact_rows(),
+                    loaded = report.load.rows(),
+                    lag_ms = report.change_to_warehouse.map(|d| d.as_millis() as u64),
+                    "cycle done"
+                );
+                print_cycle(&report);
+            }
+            Err(e) => tracing::error!(error = %e, "cycle failed; retrying at the next interval"),
+        }
+        done += 1;
+        if args.cycles.is_some_and(|n| done >= n) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn print_cycle(report: &CycleReport) {
+    println!(
+        "cycle: ingested {} rows (manifest {}), transformed {} fact rows, loaded {} rows; {}",
+        report.ingest.rows(),
+        report.ingest.seq,
+        report.transform.fact_rows(),
+        report.load.rows(),
+        match report.change_to_warehouse {
+            Some(lag) => format!("change-to-warehouse lag {:.2}s", lag.as_secs_f64()),
+            None => "no source change this cycle".to_string(),
+        }
+    );
 }
 
 async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {

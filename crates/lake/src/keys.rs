@@ -17,6 +17,21 @@ pub fn raw_totesys_file(table: &str, date: NaiveDate, run_id: &RunId, part: u32)
     format!("totesys/{table}/date={}/{name}", date.format("%Y-%m-%d"))
 }
 
+/// `warehouse/<table>/date=YYYY-MM-DD/<run_id>.parquet` (parts as for raw files).
+pub fn processed_warehouse_file(table: &str, date: NaiveDate, run_id: &RunId, part: u32) -> String {
+    let name = if part == 0 {
+        format!("{run_id}.parquet")
+    } else {
+        format!("{run_id}-{part:04}.parquet")
+    };
+    format!("warehouse/{table}/date={}/{name}", date.format("%Y-%m-%d"))
+}
+
+/// `_state/<part>/<run_id>.<extension>`: state a stage carries between runs.
+pub fn state_file(part: &str, run_id: &RunId, extension: &str) -> String {
+    format!("_state/{part}/{run_id}.{extension}")
+}
+
 /// The folder holding the numbered manifests of one source or stage.
 pub fn manifest_dir(source: &str) -> String {
     format!("_manifests/{source}")

@@ -36,6 +36,10 @@ pub enum Error {
     #[error(transparent)]
     Lake(#[from] tributary_lake::Error),
 
+    /// Transforming or loading the warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] tributary_warehouse::Error),
+
     /// The source failed.
     #[error(transparent)]
     Source(#[from] tributary_totesys::Error),
@@ -56,6 +60,8 @@ impl Error {
                 | Error::Lake(tributary_lake::Error::ConflictingObject { .. })
                 | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
                 | Error::Lake(tributary_lake::Error::InvalidUrl { .. })
+                | Error::Warehouse(tributary_warehouse::Error::Orphans { .. })
+                | Error::Warehouse(tributary_warehouse::Error::CorruptState { .. })
         )
     }
 }

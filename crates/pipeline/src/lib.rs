@@ -9,8 +9,11 @@ pub mod alerts;
 pub mod db;
 mod error;
 pub mod ingest;
+pub mod load;
+pub mod run;
 pub mod settings;
 pub mod status;
+pub mod transform;
 
 pub use error::{Error, Result};
 pub use settings::Settings;

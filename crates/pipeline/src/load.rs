@@ -1,0 +1,110 @@
+//! The load stage: every processed manifest not yet in the warehouse, in
+//! order, one transaction each.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use tokio_postgres::Client;
+use tributary_lake::{Lake, Manifest, ManifestLog, RunId, keys};
+use tributary_warehouse::load::{LoadedManifest, init, load_manifest, loaded_through};
+
+use crate::{
+    Error, Result,
+    alerts::{Alert, Alerts},
+    transform::{SOURCE as PROCESSED_SOURCE, TransformState},
+};
+
+const STAGE: &str = "load";
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// The run.
+    pub run_id: RunId,
+    /// Per manifest applied, in order.
+    pub manifests: Vec<LoadedManifest>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    /// Rows inserted or changed across manifests.
+    pub fn rows(&self) -> u64 {
+        self.manifests.iter().flat_map(|m| m.rows.values()).sum()
+    }
+}
+
+/// Runs the load stage once. On failure an alert names the run and error.
+pub async fn load(
+    warehouse: &mut Client,
+    processed: &Lake,
+    alerts: &dyn Alerts,
+) -> Result<LoadReport> {
+    let run_id = RunId::now();
+    let result = load_run(warehouse, processed, &run_id).await;
+    if let Err(error) = &result {
+        alerts
+            .send(&Alert {
+                stage: STAGE,
+                run_id: run_id.to_string(),
+                table: None,
+                message: format!("load failed: {error}"),
+                action: if error.is_retryable() {
+                    "the failed manifest was rolled back; the next run retries it".to_string()
+                } else {
+                    "the failed manifest was rolled back and blocks later ones: fix the cause named above".to_string()
+                },
+            })
+            .await;
+    }
+    result
+}
+
+async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> Result<LoadReport> {
+    let started = Instant::now();
+    init(warehouse).await?;
+    let log = ManifestLog::new(processed.clone(), PROCESSED_SOURCE);
+    let latest = log.latest_seq().await?;
+    let through = loaded_through(warehouse).await?;
+    let mut manifests = Vec::new();
+    for seq in through + 1..=latest {
+        let manifest: Manifest<TransformState> = log.read(seq).await?.ok_or_else(|| {
+            Error::Lake(tributary_lake::Error::CorruptManifest {
+                key: keys::manifest(PROCESSED_SOURCE, seq),
+                reason: "missing although a later manifest exists".to_string(),
+            })
+        })?;
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for file in &manifest.files {
+            files
+                .entry(file.table.clone())
+                .or_default()
+                .push(file.key.clone());
+        }
+        let table_started = Instant::now();
+        let loaded =
+            load_manifest(warehouse, processed, seq, manifest.run_id.as_str(), &files).await?;
+        tracing::info!(
+            stage = STAGE,
+            run_id = %run_id,
+            seq,
+            rows = loaded.rows.values().sum::<u64>(),
+            already_loaded = loaded.already_loaded,
+            ms = table_started.elapsed().as_millis() as u64,
+            "manifest loaded"
+        );
+        manifests.push(loaded);
+    }
+    Ok(LoadReport {
+        run_id: run_id.clone(),
+        manifests,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Creates the warehouse schema and load log (idempotent): `tributary warehouse init`.
+pub async fn init_warehouse(warehouse: &Client) -> Result<()> {
+    Ok(init(warehouse).await?)
+}

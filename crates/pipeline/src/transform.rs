@@ -1,0 +1,390 @@
+//! The transform stage: raw totesys rows → the star schema in the processed lake.
+//!
+//! A run consumes every raw manifest not yet transformed, in order, applies
+//! the changes to the reference state, writes the changed dimension rows,
+//! the new fact rows and the dates they use, quarantines rows that break the
+//! contract, saves the state, and commits one processed manifest naming all
+//! of it and the raw manifests it consumed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::{Duration, Instant},
+};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tributary_lake::{
+    FileEntry, Lake, Manifest, ManifestLog, RunId, keys, parquet::decode, write_dataset,
+};
+use tributary_warehouse::{
+    WarehouseTable,
+    transform::{
+        FACT_SOURCES, FactTransformer, Quarantined, REFERENCE_TABLES, ReferenceState,
+        apply_reference_changes, decode_state, dim_date_batch, encode_state, known_keys,
+        to_json_lines,
+    },
+};
+
+use crate::{
+    Error, Result,
+    alerts::{Alert, Alerts},
+    ingest::{IngestState, SOURCE as RAW_SOURCE},
+};
+
+/// The manifest log of this stage in the processed lake.
+pub const SOURCE: &str = "transform";
+const STAGE: &str = "transform";
+
+/// A manual request: `{"rebuild": true}` recomputes everything from raw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformRequest {
+    /// Start from the first raw manifest with empty state.
+    #[serde(default)]
+    pub rebuild: bool,
+}
+
+/// The stage's state, carried from manifest to manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformState {
+    /// The last raw manifest consumed.
+    pub raw_seq: u64,
+    /// The raw manifests this run consumed.
+    pub inputs: Vec<u64>,
+    /// Whether this run recomputed everything from raw.
+    pub rebuild: bool,
+    /// Reference state parts → their keys in the processed lake.
+    pub state_files: BTreeMap<String, String>,
+    /// Rows quarantined by this run.
+    pub quarantined: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct TransformReport {
+    /// The run.
+    pub run_id: RunId,
+    /// The processed manifest committed; `None` when there was nothing new.
+    pub seq: Option<u64>,
+    /// Raw manifests consumed.
+    pub inputs: Vec<u64>,
+    /// Rows written per warehouse table.
+    pub rows: BTreeMap<&'static str, u64>,
+    /// Rows quarantined, per source table.
+    pub quarantined: BTreeMap<&'static str, u64>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl TransformReport {
+    /// Fact rows written.
+    pub fn fact_rows(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter(|(t, _)| t.starts_with("fact_"))
+            .map(|(_, r)| r)
+            .sum()
+    }
+}
+
+/// Runs the transform stage once. On failure an alert names the run and error.
+pub async fn transform(
+    raw: &Lake,
+    processed: &Lake,
+    request: &TransformRequest,
+    alerts: &dyn Alerts,
+) -> Result<TransformReport> {
+    let run_id = RunId::now();
+    let result = transform_run(raw, processed, request, alerts, &run_id).await;
+    if let Err(error) = &result {
+        alerts
+            .send(&Alert {
+                stage: STAGE,
+                run_id: run_id.to_string(),
+                table: None,
+                message: format!("transform failed: {error}"),
+                action: if error.is_retryable() {
+                    "nothing was committed; the next raw manifest or schedule retries".to_string()
+                } else {
+                    "fix the cause named above, then run the transform again (or with rebuild)"
+                        .to_string()
+                },
+            })
+            .await;
+    }
+    result
+}
+
+async fn transform_run(
+    raw: &Lake,
+    processed: &Lake,
+    request: &TransformRequest,
+    alerts: &dyn Alerts,
+    run_id: &RunId,
+) -> Result<TransformReport> {
+    let started = Instant::now();
+    let started_at = run_id.started_at().unwrap_or_else(Utc::now);
+    let log = ManifestLog::new(processed.clone(), SOURCE);
+    let previous: Option<Manifest<TransformState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let raw_log = ManifestLog::new(raw.clone(), RAW_SOURCE);
+    let raw_latest = raw_log.latest_seq().await?;
+    let (first, mut state) = match (&previous, request.rebuild) {
+        (Some(p), false) => (p.state.raw_seq + 1, read_state(processed, &p.state).await?),
+        _ => (1, ReferenceState::default()),
+    };
+    let mut report = TransformReport {
+        run_id: run_id.clone(),
+        seq: None,
+        inputs: (first..=raw_latest).collect(),
+        rows: BTreeMap::new(),
+        quarantined: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
+    if report.inputs.is_empty() {
+        tracing::info!(stage = STAGE, run_id = %run_id, raw_latest, "nothing new to transform");
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    tracing::info!(stage = STAGE, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
+
+    // Raw files of the consumed manifests, per source table, in commit order.
+    let mut raw_files: HashMap<&'static str, Vec<FileEntry>> = HashMap::new();
+    for seq in first..=raw_latest {
+        let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
+            Error::Lake(tributary_lake::Error::CorruptManifest {
+                key: keys::manifest(RAW_SOURCE, seq),
+                reason: "missing although a later manifest exists".to_string(),
+            })
+        })?;
+        for file in manifest.files {
+            if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
+                raw_files.entry(table.name).or_default().push(file);
+            }
+        }
+    }
+
+    let date = started_at.date_naive();
+    let mut files = Vec::new();
+    let mut quarantine: Vec<Quarantined> = Vec::new();
+
+    // Reference tables and transactions: small (or id-only) and read whole.
+    let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
+    for name in REFERENCE_TABLES.iter().copied().chain(["transaction"]) {
+        for file in raw_files.get(name).into_iter().flatten() {
+            let (_, batches) = decode(raw.get(&file.key).await?)?;
+            reference_rows.entry(name).or_default().extend(batches);
+        }
+    }
+    let dims = apply_reference_changes(&mut state, &reference_rows)?;
+    drop(reference_rows);
+    quarantine.extend(dims.quarantine);
+    for (table, batch) in dims.batches {
+        let written = write_batches(processed, table, date, run_id, vec![batch]).await?;
+        *report.rows.entry(table.name).or_default() += written.iter().map(|f| f.rows).sum::<u64>();
+        files.extend(written);
+    }
+
+    // Facts: streamed file by file into the writer.
+    let keys_known = known_keys(&state)?;
+    let mut dates: BTreeSet<i32> = BTreeSet::new();
+    for source in FACT_SOURCES {
+        let Some(mut transformer) = FactTransformer::for_source(source, &keys_known) else {
+            continue;
+        };
+        let table = transformer.table();
+        let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+        let writer = spawn_writer(processed, table, date, run_id, receiver);
+        let mut produced: Result<()> = Ok(());
+        for file in raw_files.get(source).into_iter().flatten() {
+            let (_, batches) = match raw
+                .get(&file.key)
+                .await
+                .map_err(Error::from)
+                .and_then(|b| Ok(decode(b)?))
+            {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    produced = Err(e);
+                    break;
+                }
+            };
+            for batch in &batches {
+                let out = transformer.transform(batch)?;
+                quarantine.extend(out.quarantine);
+                if out.facts.num_rows() > 0 && sender.send(out.facts).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(sender);
+        let written = writer
+            .await
+            .map_err(|e| tributary_lake::Error::Task(e.to_string()))??;
+        produced?;
+        dates.extend(transformer.into_dates());
+        *report.rows.entry(table.name).or_default() += written.iter().map(|f| f.rows).sum::<u64>();
+        files.extend(written);
+    }
+    if !dates.is_empty() {
+        let dim_date = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
+        let written = write_batches(
+            processed,
+            dim_date,
+            date,
+            run_id,
+            vec![dim_date_batch(&dates)?],
+        )
+        .await?;
+        *report.rows.entry("dim_date").or_default() += written.iter().map(|f| f.rows).sum::<u64>();
+        files.extend(written);
+    }
+
+    quarantine_rows(raw, run_id, &quarantine, alerts, &mut report).await?;
+    let state_files = save_state(processed, &state, run_id).await?;
+    let manifest = log
+        .commit(
+            previous_seq,
+            run_id,
+            started_at,
+            files,
+            TransformState {
+                raw_seq: raw_latest,
+                inputs: report.inputs.clone(),
+                rebuild: request.rebuild,
+                state_files,
+                quarantined: quarantine.len() as u64,
+            },
+        )
+        .await?;
+    report.seq = Some(manifest.seq);
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        stage = STAGE,
+        run_id = %run_id,
+        seq = manifest.seq,
+        fact_rows = report.fact_rows(),
+        quarantined = quarantine.len(),
+        ms = report.elapsed.as_millis() as u64,
+        "run committed"
+    );
+    Ok(report)
+}
+
+fn spawn_writer(
+    processed: &Lake,
+    table: &'static WarehouseTable,
+    date: NaiveDate,
+    run_id: &RunId,
+    receiver: mpsc::Receiver<RecordBatch>,
+) -> tokio::task::JoinHandle<Result<Vec<FileEntry>>> {
+    let run = run_id.clone();
+    let lake = processed.clone();
+    tokio::spawn(async move {
+        let written = write_dataset(
+            lake,
+            table.name.to_string(),
+            table.arrow_schema(),
+            1_048_576,
+            move |part| keys::processed_warehouse_file(table.name, date, &run, part),
+            receiver,
+        )
+        .await?;
+        Ok(written.files)
+    })
+}
+
+async fn write_batches(
+    processed: &Lake,
+    table: &'static WarehouseTable,
+    date: NaiveDate,
+    run_id: &RunId,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<FileEntry>> {
+    let (sender, receiver) = mpsc::channel(batches.len().max(1));
+    let writer = spawn_writer(processed, table, date, run_id, receiver);
+    for batch in batches {
+        if sender.send(batch).await.is_err() {
+            break;
+        }
+    }
+    drop(sender);
+    writer
+        .await
+        .map_err(|e| tributary_lake::Error::Task(e.to_string()))?
+}
+
+/// Writes refused rows to `raw/_quarantine/totesys/<table>/<run_id>.jsonl`
+/// and raises one alert per table.
+async fn quarantine_rows(
+    raw: &Lake,
+    run_id: &RunId,
+    rows: &[Quarantined],
+    alerts: &dyn Alerts,
+    report: &mut TransformReport,
+) -> Result<()> {
+    let mut by_table: BTreeMap<&'static str, Vec<Quarantined>> = BTreeMap::new();
+    for row in rows {
+        by_table.entry(row.table).or_default().push(row.clone());
+    }
+    for (table, records) in by_table {
+        let key = keys::quarantine(RAW_SOURCE, table, run_id);
+        raw.put_once(&key, Bytes::from(to_json_lines(&records)))
+            .await?;
+        report.quarantined.insert(table, records.len() as u64);
+        alerts
+            .send(&Alert {
+                stage: STAGE,
+                run_id: run_id.to_string(),
+                table: Some(table.to_string()),
+                message: format!(
+                    "{} row(s) quarantined, e.g. key {}: {}",
+                    records.len(),
+                    records[0].key.map_or("?".to_string(), |k| k.to_string()),
+                    records[0].reason
+                ),
+                action: format!(
+                    "the rest of the run was loaded; fix the rows in the source (they are in {key} with their reasons) and they arrive with their next change"
+                ),
+            })
+            .await;
+    }
+    Ok(())
+}
+
+async fn save_state(
+    processed: &Lake,
+    state: &ReferenceState,
+    run_id: &RunId,
+) -> Result<BTreeMap<String, String>> {
+    let mut keys_written = BTreeMap::new();
+    for (part, bytes) in encode_state(state)? {
+        let extension = if part == "transaction_ids" {
+            "roaring"
+        } else {
+            "parquet"
+        };
+        let key = keys::state_file(&part, run_id, extension);
+        processed.put_once(&key, bytes).await?;
+        keys_written.insert(part, key);
+    }
+    Ok(keys_written)
+}
+
+async fn read_state(processed: &Lake, state: &TransformState) -> Result<ReferenceState> {
+    let mut parts = Vec::new();
+    for (part, key) in &state.state_files {
+        parts.push((part.clone(), key.clone(), processed.get(key).await?));
+    }
+    Ok(decode_state(parts)?)
+}
+
+/// When the newest processed manifest was committed, for freshness.
+pub async fn latest_commit(processed: &Lake) -> Result<Option<DateTime<Utc>>> {
+    let latest: Option<Manifest<TransformState>> =
+        ManifestLog::new(processed.clone(), SOURCE).latest().await?;
+    Ok(latest.map(|m| m.committed_at))
+}
