@@ -30,8 +30,10 @@ test-deps:
 	  echo "installing pyarrow (the tests' independent Parquet reader)"; \
 	  python3 -m pip install --quiet pyarrow || { echo "cannot install pyarrow: run 'python3 -m pip install pyarrow'" >&2; exit 1; }; }
 
+# The whole workspace with its tests: the same feature set `make test` builds,
+# so the demo and the tests share one set of compiled dependencies.
 build:
-	$(CARGO) build -p tributary
+	$(CARGO) build --workspace --all-targets
 
 stack:
 	$(STACK) start
