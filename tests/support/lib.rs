@@ -11,6 +11,8 @@ use std::{
     process::Command,
 };
 
+pub mod pipeline;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, pin_mut};
 use tokio_postgres::{Client, NoTls};

@@ -25,6 +25,8 @@ def render(value):
         return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
     if isinstance(value, datetime.date):
         return value.isoformat()
+    if isinstance(value, datetime.time):
+        return value.strftime("%H:%M:%S.%f")
     if isinstance(value, decimal.Decimal):
         return str(value)
     return str(value)

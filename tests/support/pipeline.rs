@@ -1,0 +1,102 @@
+//! A source, a warehouse and two local lakes, wired for end-to-end runs.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tributary_lake::Lake;
+use tributary_pipeline::{
+    alerts::RecordedAlerts,
+    ingest::IngestOptions,
+    run::{CycleReport, Pipeline},
+};
+
+use crate::{TestDb, temp_lake};
+
+/// Everything one end-to-end test runs against.
+pub struct Stack {
+    /// The source database.
+    pub source_db: TestDb,
+    /// The warehouse database.
+    pub warehouse_db: TestDb,
+    /// A connection to the source.
+    pub source: Client,
+    /// A connection to the warehouse.
+    pub warehouse: Client,
+    /// The raw lake.
+    pub raw: Lake,
+    /// The processed lake.
+    pub processed: Lake,
+    /// Alerts raised so far.
+    pub alerts: RecordedAlerts,
+    /// Ingest tuning.
+    pub options: IngestOptions,
+    /// Lake directories, removed on drop.
+    pub dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Stack {
+    /// Two fresh databases and two empty lakes; `None` without a stack.
+    pub async fn new(label: &str) -> Option<Stack> {
+        let source_db = TestDb::create(&format!("{label}_src")).await?;
+        let warehouse_db = TestDb::create(&format!("{label}_wh")).await?;
+        let source = source_db.connect().await;
+        let warehouse = warehouse_db.connect().await;
+        let (raw_dir, raw_url) = temp_lake();
+        let (processed_dir, processed_url) = temp_lake();
+        Some(Stack {
+            source,
+            warehouse,
+            source_db,
+            warehouse_db,
+            raw: Lake::from_url(&raw_url).expect("raw lake"),
+            processed: Lake::from_url(&processed_url).expect("processed lake"),
+            alerts: RecordedAlerts::default(),
+            options: IngestOptions {
+                lookback: Duration::from_secs(600),
+                batch_rows: 4_096,
+                file_rows: 100_000,
+            },
+            dirs: (raw_dir, processed_dir),
+        })
+    }
+
+    /// Ingest → transform → load once.
+    pub async fn cycle(&mut self) -> CycleReport {
+        Pipeline {
+            source: &mut self.source,
+            warehouse: &mut self.warehouse,
+            raw: &self.raw,
+            processed: &self.processed,
+            options: &self.options,
+            alerts: &self.alerts,
+        }
+        .cycle()
+        .await
+        .expect("pipeline cycle")
+    }
+
+    /// Rows of a query on the warehouse, every value as text.
+    pub async fn warehouse_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        text_rows(&self.warehouse, sql).await
+    }
+
+    /// Rows of a query on the source, every value as text.
+    pub async fn source_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        text_rows(&self.source, sql).await
+    }
+}
+
+/// Runs `sql` (whose columns must all be text) and collects the rows.
+pub async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect()
+}
