@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The local demo: generated totesys data flows into a raw lake on local files.
+# The local demo: generated totesys data flows through the raw lake and the
+# processed star schema into the Postgres warehouse, on local files, no AWS.
 #
-#   generate (first time only) → ingest → simulate live changes → ingest → status
+#   generate (first time only) → run (ingest → transform → load)
+#   → simulate live changes while the pipeline runs every few seconds
+#   → rows per warehouse table, change-to-warehouse latency, dashboard queries
 #
-# Runs against the local stack (scripts/local-stack.sh) and the default local
-# lake under .tributary/lake; no AWS. `make demo` builds and starts what it needs.
+# `make demo` builds and starts the local stack first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +15,7 @@ export RUST_LOG="${RUST_LOG:-warn}"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/tributary"
 [ -x "$bin" ] || cargo build -p tributary
 step() { printf '\n== %s\n' "$*"; }
+simulate_for="${DEMO_SIMULATE_FOR:-30s}"
 
 tables=$(psql "$TOTESYS_DATABASE_URL" -Atc "select count(*) from information_schema.tables where table_schema = 'public' and table_name = 'sales_order'")
 if [ "$tables" = "0" ]; then
@@ -22,17 +25,41 @@ else
   step "generate: the totesys database already has data; keeping it"
 fi
 
-step "ingest: first run (everything not yet in the lake)"
-"$bin" ingest
+step "warehouse init (idempotent)"
+"$bin" warehouse init
 
-step "simulate: ${DEMO_SIMULATE_FOR:-20s} of live orders, payments and reference changes"
-"$bin" simulate --rate "${DEMO_RATE:-120}" --for "${DEMO_SIMULATE_FOR:-20s}" --churn-every 10
+step "run: ingest → transform → load (first run takes everything not yet loaded)"
+"$bin" run
 
-step "ingest: only what changed"
-started=$(date +%s%N)
-"$bin" ingest
-echo "incremental run took $(( ($(date +%s%N) - started) / 1000000 )) ms, process start to commit"
+step "simulate: $simulate_for of live orders, payments and reference changes, with the pipeline running every 5s"
+"$bin" simulate --rate "${DEMO_RATE:-120}" --for "$simulate_for" --churn-every 10 &
+simulator=$!
+trap 'kill $simulator 2>/dev/null || true' EXIT
+seconds=${simulate_for%s}
+"$bin" run --every 5s --cycles $(( seconds / 5 + 1 ))
+wait $simulator
+trap - EXIT
 
-step "status"
+step "status of the raw lake"
 "$bin" status
-printf '\nraw lake: %s\n' "$root/.tributary/lake/raw"
+
+step "rows per warehouse table"
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select 'dim_date' as table_name, count(*) as rows from dim_date
+  union all select 'dim_staff', count(*) from dim_staff
+  union all select 'dim_location', count(*) from dim_location
+  union all select 'dim_currency', count(*) from dim_currency
+  union all select 'dim_design', count(*) from dim_design
+  union all select 'dim_counterparty', count(*) from dim_counterparty
+  union all select 'dim_payment_type', count(*) from dim_payment_type
+  union all select 'dim_transaction', count(*) from dim_transaction
+  union all select 'fact_sales_order', count(*) from fact_sales_order
+  union all select 'fact_purchase_order', count(*) from fact_purchase_order
+  union all select 'fact_payment', count(*) from fact_payment
+  union all select 'tributary.load_log', count(*) from tributary.load_log"
+
+for query in sql/dashboard/*.sql; do
+  step "dashboard: $(basename "$query" .sql)"
+  psql "$WAREHOUSE_DATABASE_URL" -P pager=off -f "$query"
+done
+printf '\nlakes: %s\n' "$root/.tributary/lake"
