@@ -55,6 +55,7 @@ impl Stack {
                 lookback: Duration::from_secs(600),
                 batch_rows: 4_096,
                 file_rows: 100_000,
+                late_check_every: Duration::ZERO,
             },
             dirs: (raw_dir, processed_dir),
         })

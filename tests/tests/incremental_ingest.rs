@@ -22,6 +22,7 @@ fn options() -> IngestOptions {
         lookback: Duration::from_secs(600),
         batch_rows: 1_000,
         file_rows: 100_000,
+        late_check_every: Duration::ZERO,
     }
 }
 
@@ -339,4 +340,71 @@ async fn simulated_orders_payments_and_reference_changes_arrive_exactly_once() {
     for table in ["payment", "transaction", "address", "staff"] {
         assert_no_duplicates(&versions(&lake, table).await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_check_after_lookback_only_runs_does_not_ingest_their_rows_again() {
+    let Some((db, mut client, _dir, lake)) = generated("late_interval").await else {
+        return;
+    };
+    let alerts = RecordedAlerts::default();
+    let mut opts = IngestOptions {
+        lookback: Duration::from_secs(2),
+        late_check_every: Duration::from_secs(3600),
+        ..options()
+    };
+    let request = IngestRequest::default();
+    ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+
+    // A late commit caught by the lookback in a run without the check…
+    let mut slow = db.connect().await;
+    let slow_tx = slow.transaction().await.unwrap();
+    let late_id: i32 = slow_tx
+        .query_one(INSERT_ADDRESS, &[&"late", &"-1 second"])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .query_one(INSERT_ADDRESS, &[&"first", &"0 seconds"])
+        .await
+        .unwrap();
+    ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+    slow_tx.commit().await.unwrap();
+    let caught = ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_of(&caught, "address"),
+        1,
+        "the lookback caught the late row"
+    );
+
+    // …is older than the lookback by the time the check runs, and not taken twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    client
+        .query_one(INSERT_ADDRESS, &[&"later", &"0 seconds"])
+        .await
+        .unwrap();
+    opts.late_check_every = Duration::ZERO;
+    let checked = ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+    let address = checked
+        .tables
+        .iter()
+        .find(|t| t.table == "address")
+        .unwrap();
+    assert_eq!(
+        (address.rows, address.late_rows),
+        (1, 0),
+        "only the new row"
+    );
+    let ingested = versions(&lake, "address").await;
+    assert_no_duplicates(&ingested);
+    assert_eq!(ingested.iter().filter(|(k, _)| *k == late_id).count(), 1);
+    assert!(alerts.sent().is_empty(), "{:?}", alerts.sent());
 }

@@ -17,6 +17,7 @@ fn options() -> IngestOptions {
         // Small batches and files so the real data spans several of each.
         batch_rows: 4_000,
         file_rows: 6_000,
+        late_check_every: Duration::ZERO,
     }
 }
 

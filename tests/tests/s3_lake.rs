@@ -108,6 +108,7 @@ async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
         lookback: Duration::from_secs(600),
         batch_rows: 100,
         file_rows: 200,
+        late_check_every: Duration::ZERO,
     };
     let alerts = RecordedAlerts::default();
     let on_s3 = ingest(

@@ -53,6 +53,10 @@ pub struct IngestOptions {
     pub batch_rows: usize,
     /// Rows per Parquet file.
     pub file_rows: u64,
+    /// How often the late-commit check runs (zero: every run). It costs a
+    /// visibility test per source row, so the runs in between use only the
+    /// lookback.
+    pub late_check_every: Duration,
 }
 
 impl From<&Settings> for IngestOptions {
@@ -61,6 +65,7 @@ impl From<&Settings> for IngestOptions {
             lookback: settings.lookback,
             batch_rows: settings.batch_rows,
             file_rows: settings.file_rows,
+            late_check_every: settings.late_check_every,
         }
     }
 }
@@ -77,8 +82,13 @@ pub struct IngestState {
 pub struct TableState {
     /// Newest `last_updated` ingested.
     pub watermark: Option<DateTime<Utc>>,
-    /// The source snapshot (`pg_current_snapshot()`) of the last extract.
-    pub snapshot: Option<String>,
+    /// The source snapshot (`pg_current_snapshot()`) of the last late-commit
+    /// check (or full extract): rows not visible to it may be missing.
+    pub checked_snapshot: Option<String>,
+    /// When that check ran.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Versions ingested since that check; the next check drops them.
+    pub ingested_since_check: Vec<RowVersion>,
     /// `[key, last_updated ms, fingerprint]` of rows within the lookback of
     /// the watermark: the rows the next run may read again and must drop.
     pub recent_keys: Vec<RowVersion>,
@@ -197,17 +207,16 @@ async fn ingest_run(
     tracing::info!(stage = STAGE, run_id = %run_id, previous_seq, tables = tables.len(), "run started");
 
     let (tx, snapshot) = open_snapshot(source).await?;
-    let lookback_ms = options.lookback.as_millis() as i64;
     let mut files = Vec::new();
     let mut reports = Vec::new();
     for table in tables {
         let table_state = state.tables.entry(table.name.to_string()).or_default();
-        let plan = plan_extract(
+        let (plan, mode) = plan_extract(
             table,
             table_state,
             request,
             &snapshot.snapshot,
-            lookback_ms,
+            started_at,
             options,
         );
         let table_started = Instant::now();
@@ -215,12 +224,11 @@ async fn ingest_run(
             extract_to_lake(&tx, &plan, raw, run_id, started_at, options.file_rows).await?;
         update_state(
             table_state,
-            &plan,
+            (&plan, mode),
             &stats,
             &snapshot.snapshot,
             run_id,
             started_at,
-            lookback_ms,
         );
         let report = TableReport {
             table: table.name,
@@ -281,15 +289,32 @@ async fn ingest_run(
     Ok(report)
 }
 
+/// What kind of extract a table gets in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// First run: everything.
+    Full,
+    /// Lookback plus the late-commit check against the checked snapshot.
+    Check,
+    /// A check was due but the source's history changed: lookback only,
+    /// and this snapshot becomes the new reference.
+    Reset,
+    /// Lookback only; the versions read are remembered for the next check.
+    Incremental,
+    /// A manual backfill from a given time.
+    Backfill,
+}
+
 /// Decides what one table's extract reads.
 fn plan_extract(
     table: &'static TableDef,
     state: &TableState,
     request: &IngestRequest,
     current_snapshot: &str,
-    lookback_ms: i64,
+    started_at: DateTime<Utc>,
     options: &IngestOptions,
-) -> ExtractPlan {
+) -> (ExtractPlan, Mode) {
+    let lookback_ms = options.lookback.as_millis() as i64;
     let base = ExtractPlan {
         table,
         lower_bound_ms: None,
@@ -297,33 +322,58 @@ fn plan_extract(
         already_ingested: HashSet::new(),
         lookback_ms,
         batch_rows: options.batch_rows,
+        record_versions: false,
     };
     if let Some(since) = request.since {
         // A backfill re-reads on purpose: rows already in the lake are written
         // again and deduplicated downstream by (id, last_updated).
-        return ExtractPlan {
+        let plan = ExtractPlan {
             lower_bound_ms: Some(since.timestamp_millis()),
             ..base
         };
+        return (plan, Mode::Backfill);
     }
     let Some(watermark) = state.watermark else {
-        return base;
+        return (base, Mode::Full);
     };
-    let previous_snapshot = state
-        .snapshot
-        .clone()
-        .filter(|previous| xid_moved_forward(previous, current_snapshot));
-    if state.snapshot.is_some() && previous_snapshot.is_none() {
-        tracing::warn!(
-            table = table.name,
-            "the source's transaction ids went backwards (restored or replaced database?); late-commit rescue is off for this run"
-        );
-    }
-    ExtractPlan {
+    let incremental = ExtractPlan {
         lower_bound_ms: Some(watermark.timestamp_millis() - lookback_ms),
-        previous_snapshot,
         already_ingested: state.recent_keys.iter().copied().collect(),
         ..base
+    };
+    let due = state.checked_at.is_none_or(|at| {
+        (started_at - at).to_std().unwrap_or_default() >= options.late_check_every
+    });
+    if !due {
+        let plan = ExtractPlan {
+            record_versions: true,
+            ..incremental
+        };
+        return (plan, Mode::Incremental);
+    }
+    match state
+        .checked_snapshot
+        .clone()
+        .filter(|checked| xid_moved_forward(checked, current_snapshot))
+    {
+        Some(checked) => {
+            let mut already_ingested = incremental.already_ingested.clone();
+            already_ingested.extend(state.ingested_since_check.iter().copied());
+            let plan = ExtractPlan {
+                previous_snapshot: Some(checked),
+                already_ingested,
+                ..incremental
+            };
+            (plan, Mode::Check)
+        }
+        None => {
+            tracing::warn!(
+                table = table.name,
+                "no usable snapshot for the late-commit check (restored or replaced source database?); \
+                 this run uses the lookback only and becomes the new reference"
+            );
+            (incremental, Mode::Reset)
+        }
     }
 }
 
@@ -372,13 +422,13 @@ async fn extract_to_lake(
 
 fn update_state(
     state: &mut TableState,
-    plan: &ExtractPlan,
+    (plan, mode): (&ExtractPlan, Mode),
     stats: &ExtractStats,
     snapshot: &str,
     run_id: &RunId,
     started_at: DateTime<Utc>,
-    lookback_ms: i64,
 ) {
+    let lookback_ms = plan.lookback_ms;
     let previous_ms = state.watermark.map(|w| w.timestamp_millis());
     let newest_ms = match (previous_ms, stats.max_last_updated_ms) {
         (Some(p), Some(n)) => Some(p.max(n)),
@@ -398,7 +448,19 @@ fn update_state(
         keys.dedup();
         state.recent_keys = keys;
     }
-    state.snapshot = Some(snapshot.to_string());
+    match mode {
+        Mode::Full | Mode::Check | Mode::Reset => {
+            state.checked_snapshot = Some(snapshot.to_string());
+            state.checked_at = Some(started_at);
+            state.ingested_since_check.clear();
+        }
+        Mode::Incremental => {
+            state
+                .ingested_since_check
+                .extend(stats.sent_versions.iter().copied());
+        }
+        Mode::Backfill => {}
+    }
     state.last_run_id = Some(run_id.clone());
     state.last_run_at = Some(started_at);
     state.last_run_rows = stats.rows_sent;
@@ -491,6 +553,7 @@ mod tests {
             already_ingested: [(1, 1_000, 7), (2, 9_000, 8)].into_iter().collect(),
             lookback_ms: 5_000,
             batch_rows: 10,
+            record_versions: false,
         };
         let stats = ExtractStats {
             rows_sent: 2,
@@ -500,12 +563,11 @@ mod tests {
         };
         update_state(
             &mut state,
-            &plan,
+            (&plan, Mode::Full),
             &stats,
             "1:2:",
             &RunId::now(),
             Utc::now(),
-            5_000,
         );
         assert_eq!(state.recent_keys, vec![(2, 9_000, 8), (3, 12_000, 9)]);
         assert_eq!(state.watermark.unwrap().timestamp_millis(), 12_000);

@@ -20,6 +20,8 @@ pub const TRIBUTARY_RAW_URL: &str = "TRIBUTARY_RAW_URL";
 pub const TRIBUTARY_PROCESSED_URL: &str = "TRIBUTARY_PROCESSED_URL";
 /// How far before the watermark each run re-reads.
 pub const TRIBUTARY_LOOKBACK: &str = "TRIBUTARY_LOOKBACK";
+/// How often ingest runs the late-commit check.
+pub const TRIBUTARY_LATE_CHECK_EVERY: &str = "TRIBUTARY_LATE_CHECK_EVERY";
 /// Rows per Arrow batch while extracting.
 pub const TRIBUTARY_BATCH_ROWS: &str = "TRIBUTARY_BATCH_ROWS";
 /// Rows per raw Parquet file before it rolls.
@@ -40,6 +42,8 @@ pub struct Settings {
     pub processed_url: String,
     /// Lookback window of incremental extracts.
     pub lookback: Duration,
+    /// How often the late-commit check runs (zero: every run).
+    pub late_check_every: Duration,
     /// Rows per Arrow batch.
     pub batch_rows: usize,
     /// Rows per raw Parquet file.
@@ -76,12 +80,21 @@ impl Settings {
             })?,
             None => Duration::from_secs(600),
         };
+        let late_check_every = match get(TRIBUTARY_LATE_CHECK_EVERY) {
+            Some(text) => humantime::parse_duration(text.trim()).map_err(|e| Error::Setting {
+                variable: TRIBUTARY_LATE_CHECK_EVERY,
+                problem: format!("is not a duration ({e})"),
+                example: "10m",
+            })?,
+            None => Duration::from_secs(600),
+        };
         Ok(Self {
             totesys_database_url: get(TOTESYS_DATABASE_URL),
             warehouse_database_url: get(WAREHOUSE_DATABASE_URL),
             raw_url,
             processed_url,
             lookback,
+            late_check_every,
             batch_rows: positive(
                 TRIBUTARY_BATCH_ROWS,
                 get(TRIBUTARY_BATCH_ROWS),

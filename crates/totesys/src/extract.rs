@@ -72,6 +72,8 @@ pub struct ExtractPlan {
     pub lookback_ms: i64,
     /// Rows per Arrow batch.
     pub batch_rows: usize,
+    /// Keep the version of every row sent (for the next late-commit check).
+    pub record_versions: bool,
 }
 
 /// What an extract saw.
@@ -95,6 +97,8 @@ pub struct ExtractStats {
     pub rows_changed_in_place: u64,
     /// Versions of sent rows within the lookback of the newest.
     pub recent_keys: Vec<RowVersion>,
+    /// Versions of every row sent, when the plan asks for them.
+    pub sent_versions: Vec<RowVersion>,
 }
 
 /// One row version as the dedup of re-read rows sees it: primary key,
@@ -317,6 +321,11 @@ impl<'a> ExtractTracker<'a> {
         // fingerprint just those (a full extract in time order keeps few).
         let floor = max.saturating_sub(self.plan.lookback_ms);
         for (row, (key, lu)) in keys.values().iter().zip(lus.values().iter()).enumerate() {
+            if self.plan.record_versions {
+                self.stats
+                    .sent_versions
+                    .push((*key, *lu, row_fingerprint(batch, row)));
+            }
             if *lu >= floor {
                 self.stats
                     .recent_keys
@@ -356,6 +365,7 @@ mod tests {
             already_ingested: HashSet::new(),
             lookback_ms: 600_000,
             batch_rows: 1024,
+            record_versions: false,
         }
     }
 
