@@ -192,8 +192,14 @@ async fn transform_run(
     let keys_known = known_keys(&state)?;
     let mut dates: BTreeSet<i32> = BTreeSet::new();
     for source in FACT_SOURCES {
-        let Some(mut transformer) = FactTransformer::for_source(source, &keys_known) else {
+        let Some(transformer) = FactTransformer::for_source(source, &keys_known) else {
             continue;
+        };
+        // One ingest run never repeats a version; several may (backfill, rebuild).
+        let mut transformer = if report.inputs.len() > 1 {
+            transformer.once_per_version()
+        } else {
+            transformer
         };
         let table = transformer.table();
         let (sender, receiver) = mpsc::channel::<RecordBatch>(2);

@@ -2,8 +2,11 @@
 //!
 //! One transaction per processed manifest: binary COPY into temporary
 //! staging tables, `dim_date` and dimensions first (upserted), then facts
-//! (`ON CONFLICT DO NOTHING` on id + last_updated), then the `load_log`
-//! row. Re-running is a no-op; a crash leaves nothing half done.
+//! (only versions not already there, by id + last_updated: the set-based
+//! form of `ON CONFLICT DO NOTHING`, which the advisory lock makes safe),
+//! then the `load_log` row. Re-running is a no-op; a crash leaves nothing
+//! half done. The transform emits each fact version and dimension key once
+//! per manifest; if that ever failed, the unique constraints stop the load.
 //!
 //! Foreign keys stay declared. Before facts move in, one anti-join per
 //! foreign key checks the whole batch and fails the load on any orphan;
@@ -90,12 +93,22 @@ pub async fn load_manifest(
         let Some(keys) = files.get(table.name).filter(|k| !k.is_empty()) else {
             continue;
         };
+        let started = std::time::Instant::now();
         let staged = stage(&tx, lake, table, keys).await?;
+        let staged_ms = started.elapsed().as_millis() as u64;
         let rows = match table.kind {
             Kind::Date => insert_dates(&tx).await?,
             Kind::Dimension => upsert_dimension(&tx, table).await?,
             Kind::Fact { .. } => insert_facts(&tx, table, staged).await?,
         };
+        tracing::info!(
+            table = table.name,
+            staged,
+            rows,
+            staged_ms,
+            ms = started.elapsed().as_millis() as u64,
+            "table loaded"
+        );
         loaded.rows.insert(table.name, rows);
     }
     let total: u64 = loaded.rows.values().sum();
@@ -181,36 +194,46 @@ async fn insert_dates(tx: &Transaction<'_>) -> Result<u64> {
 }
 
 async fn upsert_dimension(tx: &Transaction<'_>, table: &WarehouseTable) -> Result<u64> {
+    // The transform emits one row per key per manifest, so two set-based
+    // statements replace a slower row-by-row ON CONFLICT: change what
+    // differs, then add what is new.
     let key = table.primary_key();
     let others: Vec<&str> = table.columns[1..].iter().map(|c| c.name).collect();
+    let list = |prefix: &str| {
+        others
+            .iter()
+            .map(|c| format!("{prefix}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let set = others
         .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let current = others
-        .iter()
-        .map(|c| format!("cur.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let incoming = others
-        .iter()
-        .map(|c| format!("excluded.{c}"))
+        .map(|c| format!("{c} = s.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
     let columns = column_list(table);
-    let rows = tx
+    let name = table.name;
+    let changed = tx
         .execute(
             &format!(
-                "INSERT INTO {name} AS cur ({columns}) \
-                 SELECT DISTINCT ON ({key}) {columns} FROM stage ORDER BY {key} \
-                 ON CONFLICT ({key}) DO UPDATE SET {set} \
-                 WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})",
-                name = table.name
+                "UPDATE {name} AS cur SET {set} FROM stage s \
+                 WHERE cur.{key} = s.{key} AND ROW({}) IS DISTINCT FROM ROW({})",
+                list("cur."),
+                list("s.")
             ),
             &[],
         )
         .await?;
+    let added = tx
+        .execute(
+            &format!(
+                "INSERT INTO {name} ({columns}) SELECT {columns} FROM stage s \
+                 WHERE NOT EXISTS (SELECT 1 FROM {name} cur WHERE cur.{key} = s.{key})"
+            ),
+            &[],
+        )
+        .await?;
+    let rows = changed + added;
     tx.batch_execute("DROP TABLE stage").await?;
     Ok(rows)
 }
@@ -220,39 +243,16 @@ async fn insert_facts(
     table: &'static WarehouseTable,
     staged: u64,
 ) -> Result<u64> {
-    for column in table.columns {
-        let Some(dimension) = column.references else {
-            continue;
-        };
-        let target = WarehouseTable::by_name(dimension).map_or("id", WarehouseTable::primary_key);
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT count(*), min(s.{c}::text) FROM stage s \
-                     WHERE NOT EXISTS (SELECT 1 FROM {dimension} d WHERE d.{target} = s.{c})",
-                    c = column.name
-                ),
-                &[],
-            )
-            .await?;
-        let orphans: i64 = row.get(0);
-        if orphans > 0 {
-            return Err(Error::Orphans {
-                table: table.name,
-                column: column.name,
-                dimension,
-                rows: orphans,
-                example: row.get::<_, Option<String>>(1).unwrap_or_default(),
-            });
-        }
-    }
+    check_references(tx, table).await?;
     let bulk = staged >= BULK_ROWS && skip_fk_triggers(tx).await;
     let columns = column_list(table);
     let rows = tx
         .execute(
             &format!(
-                "INSERT INTO {name} ({columns}) SELECT {columns} FROM stage \
-                 ON CONFLICT ({key}, last_updated_date, last_updated_time) DO NOTHING",
+                "INSERT INTO {name} ({columns}) SELECT {columns} FROM stage s \
+                 WHERE NOT EXISTS (SELECT 1 FROM {name} f WHERE f.{key} = s.{key} \
+                   AND f.last_updated_date = s.last_updated_date \
+                   AND f.last_updated_time = s.last_updated_time)",
                 name = table.name,
                 key = table.key
             ),
@@ -265,6 +265,54 @@ async fn insert_facts(
     }
     tx.batch_execute("DROP TABLE stage").await?;
     Ok(rows)
+}
+
+/// One pass over the staged facts with an anti-join per foreign key: fails
+/// with the first column that has rows without their dimension row.
+async fn check_references(tx: &Transaction<'_>, table: &'static WarehouseTable) -> Result<()> {
+    let references: Vec<(&'static str, &'static str, &'static str)> = table
+        .columns
+        .iter()
+        .filter_map(|c| {
+            let dimension = c.references?;
+            let target = WarehouseTable::by_name(dimension)?.primary_key();
+            Some((c.name, dimension, target))
+        })
+        .collect();
+    let mut selects = Vec::new();
+    let mut joins = Vec::new();
+    for (i, (column, dimension, target)) in references.iter().enumerate() {
+        selects.push(format!(
+            "count(*) FILTER (WHERE d{i}.{target} IS NULL), \
+             min(s.{column}::text) FILTER (WHERE d{i}.{target} IS NULL)"
+        ));
+        joins.push(format!(
+            "LEFT JOIN {dimension} d{i} ON d{i}.{target} = s.{column}"
+        ));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT {} FROM stage s {}",
+                selects.join(", "),
+                joins.join(" ")
+            ),
+            &[],
+        )
+        .await?;
+    for (i, (column, dimension, _)) in references.iter().enumerate() {
+        let orphans: i64 = row.get(2 * i);
+        if orphans > 0 {
+            return Err(Error::Orphans {
+                table: table.name,
+                column,
+                dimension,
+                rows: orphans,
+                example: row.get::<_, Option<String>>(2 * i + 1).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Turns off per-row FK triggers for the rest of the statement batch, if the

@@ -5,14 +5,17 @@
 //! A row whose text date is not a date, whose reference is unknown, or whose
 //! required value is NULL is quarantined with its reason; the rest go on.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int32Array, RecordBatch};
 use arrow_select::filter::filter;
 use chrono::NaiveDate;
 
 use super::{
-    columns::{any, strings, timestamps},
+    columns::{any, ints, strings, timestamps},
     quarantine::Quarantined,
     reference::KnownKeys,
 };
@@ -113,6 +116,9 @@ pub struct FactTransformer<'a> {
     table: &'static WarehouseTable,
     keys: &'a KnownKeys,
     dates: BTreeSet<i32>,
+    /// `(id, last_updated ms)` emitted so far, when a run reads several raw
+    /// manifests that may repeat a version (a backfill, a rebuild).
+    seen: Option<HashSet<(i32, i64)>>,
 }
 
 /// One raw batch, transformed.
@@ -133,7 +139,14 @@ impl<'a> FactTransformer<'a> {
             table: WarehouseTable::by_name(spec.fact)?,
             keys,
             dates: BTreeSet::new(),
+            seen: None,
         })
+    }
+
+    /// Emit each (id, last_updated) version once across every batch given.
+    pub fn once_per_version(mut self) -> Self {
+        self.seen = Some(HashSet::new());
+        self
     }
 
     /// The fact table this writes.
@@ -178,13 +191,24 @@ impl<'a> FactTransformer<'a> {
             }
             columns.push(array);
         }
-        let keep = BooleanArray::from(reasons.iter().map(Option::is_none).collect::<Vec<_>>());
+        let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
+        if let Some(seen) = self.seen.as_mut() {
+            let ids = ints(raw, self.table.key)?;
+            let lus = timestamps(raw, "last_updated")?;
+            for (row, keep) in keep.iter_mut().enumerate() {
+                if *keep && !ids.is_null(row) && !seen.insert((ids.value(row), lus.value(row))) {
+                    *keep = false;
+                }
+            }
+        }
+        let dropped = keep.iter().any(|k| !k);
+        let keep = BooleanArray::from(keep);
         let quarantine = reasons
             .into_iter()
             .enumerate()
             .filter_map(|(row, reason)| Some(Quarantined::new(self.spec.source, raw, row, reason?)))
             .collect::<Vec<_>>();
-        if !quarantine.is_empty() {
+        if dropped {
             columns = columns
                 .iter()
                 .map(|c| filter(c.as_ref(), &keep))
