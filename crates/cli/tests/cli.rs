@@ -111,6 +111,9 @@ fn every_command_has_help() {
         ("generate", "--scale"),
         ("simulate", "--rate"),
         ("status", "--raw-url"),
+        ("transform", "--rebuild"),
+        ("load", "--warehouse-url"),
+        ("run", "--every"),
     ] {
         let output = tributary(&[command, "--help"], &[]);
         assert!(output.status.success());
@@ -175,4 +178,90 @@ async fn generate_ingest_and_status_work_from_the_command_line() {
 
     let unknown = tributary(&["ingest", "--tables", "pg_authid"], &env);
     assert!(error_line(&unknown).contains("unknown table \"pg_authid\""));
+}
+
+#[test]
+fn the_scheduler_survives_failed_cycles() {
+    let lake = tempfile::tempdir().unwrap();
+    let raw = format!("file://{}/raw", lake.path().display());
+    let processed = format!("file://{}/processed", lake.path().display());
+    let started = std::time::Instant::now();
+    let output = tributary(
+        &[
+            "run",
+            "--every",
+            "200ms",
+            "--cycles",
+            "3",
+            "--raw-url",
+            &raw,
+            "--processed-url",
+            &processed,
+        ],
+        &[
+            ("TOTESYS_DATABASE_URL", "postgres://u@127.0.0.1:1/totesys"),
+            (
+                "WAREHOUSE_DATABASE_URL",
+                "postgres://u@127.0.0.1:1/warehouse",
+            ),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "a failed cycle does not stop the scheduler: {output:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("cycle failed").count(), 3, "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the totesys database"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_a_change_from_source_to_warehouse() {
+    let Some(source) = TestDb::create("cli_run_src").await else {
+        return;
+    };
+    let Some(warehouse) = TestDb::create("cli_run_wh").await else {
+        return;
+    };
+    let (_raw_dir, raw) = temp_lake();
+    let (_processed_dir, processed) = temp_lake();
+    let env = [
+        ("TOTESYS_DATABASE_URL", source.url.as_str()),
+        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
+        ("TRIBUTARY_RAW_URL", raw.as_str()),
+        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
+    ];
+    assert!(
+        tributary(&["generate", "--days", "3"], &env)
+            .status
+            .success()
+    );
+    assert!(tributary(&["warehouse", "init"], &env).status.success());
+    assert!(
+        tributary(&["warehouse", "init"], &env).status.success(),
+        "init is idempotent"
+    );
+    let first = tributary(&["run"], &env);
+    assert!(first.status.success(), "{first:?}");
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("cycle: ingested") && text.contains("change-to-warehouse lag"),
+        "{text}"
+    );
+    let client = warehouse.connect().await;
+    let facts: i64 = client
+        .query_one("SELECT count(*) FROM fact_sales_order", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(facts, 45, "3 days of 15 sales orders");
+    let second = tributary(&["run"], &env);
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("no source change"),
+        "{second:?}"
+    );
 }
