@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt bench-ingest build
+.PHONY: demo test test-deps stack stack-stop lint fmt bench-ingest bench-pipeline build
 
 ## Run the pipeline locally on generated data and show what happened.
 demo: stack build
@@ -52,3 +52,7 @@ fmt:
 ## Ingest benchmark: >= 1M sales orders, prints rows/s and peak RSS.
 bench-ingest:
 	scripts/bench-ingest.sh
+
+## Transform and load at that scale, and a one-minute change set end to end.
+bench-pipeline:
+	scripts/bench-pipeline.sh
