@@ -213,3 +213,47 @@ pub fn temp_lake() -> (tempfile::TempDir, String) {
     let url = format!("file://{}", dir.path().display());
     (dir, url)
 }
+
+/// Loads a later snapshot into a schema `next` beside the source tables,
+/// so a test can compare before applying it with [`apply_staged_snapshot`].
+pub async fn stage_snapshot(client: &Client, dump: &Path) {
+    client
+        .batch_execute("CREATE SCHEMA next")
+        .await
+        .expect("create schema next");
+    for table in &tributary_totesys::TABLES {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE next.\"{0}\" (LIKE public.\"{0}\")",
+                table.name
+            ))
+            .await
+            .expect("create staged table");
+    }
+    load_dump(client, dump, "next").await;
+}
+
+/// Brings the source up to the staged snapshot as its application would:
+/// new rows inserted, changed rows updated, identical rows left alone.
+pub async fn apply_staged_snapshot(client: &Client) {
+    for table in &tributary_totesys::TABLES {
+        let columns = &table.columns[1..];
+        let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+        let incoming: Vec<String> = columns
+            .iter()
+            .map(|c| format!("excluded.\"{}\"", c.name))
+            .collect();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO public.\"{0}\" AS cur SELECT * FROM next.\"{0}\" \
+                 ON CONFLICT (\"{1}\") DO UPDATE SET ({2}) = ROW({3}) \
+                 WHERE ROW(cur.*) IS DISTINCT FROM ROW(excluded.*)",
+                table.name,
+                table.primary_key,
+                names.join(", "),
+                incoming.join(", ")
+            ))
+            .await
+            .expect("apply staged snapshot");
+    }
+}

@@ -3,7 +3,10 @@
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use tokio_postgres::Client;
-use tributary_e2e::{TestDb, load_dump, read_parquet_independently, shared_totesys, temp_lake};
+use tributary_e2e::{
+    TestDb, apply_staged_snapshot, load_dump, read_parquet_independently, shared_totesys,
+    stage_snapshot, temp_lake,
+};
 use tributary_lake::{Lake, Manifest, ManifestLog};
 use tributary_pipeline::{
     alerts::RecordedAlerts,
@@ -146,17 +149,7 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
     );
 
     // Bring the source to the 2024-11-15 snapshot: insert new rows, update changed ones.
-    client.batch_execute("CREATE SCHEMA next").await.unwrap();
-    for table in &TABLES {
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE next.\"{0}\" (LIKE public.\"{0}\")",
-                table.name
-            ))
-            .await
-            .unwrap();
-    }
-    load_dump(&client, &shared.join("snapshot-2024-11-15.sql.gz"), "next").await;
+    stage_snapshot(&client, &shared.join("snapshot-2024-11-15.sql.gz")).await;
     let mut expected_changes = HashMap::new();
     let mut changed_in_place = HashMap::new();
     for table in &TABLES {
@@ -206,28 +199,7 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
         !flipped.is_empty(),
         "the later snapshot has payments that were paid since"
     );
-    for table in &TABLES {
-        let others: Vec<String> = table.columns[1..]
-            .iter()
-            .map(|c| format!("\"{}\"", c.name))
-            .collect();
-        let excluded: Vec<String> = table.columns[1..]
-            .iter()
-            .map(|c| format!("excluded.\"{}\"", c.name))
-            .collect();
-        client
-            .batch_execute(&format!(
-                "INSERT INTO public.\"{0}\" AS cur SELECT * FROM next.\"{0}\" \
-                 ON CONFLICT (\"{1}\") DO UPDATE SET ({2}) = ROW({3}) \
-                 WHERE ROW(cur.*) IS DISTINCT FROM ROW(excluded.*)",
-                table.name,
-                table.primary_key,
-                others.join(", "),
-                excluded.join(", ")
-            ))
-            .await
-            .unwrap();
-    }
+    apply_staged_snapshot(&client).await;
 
     let second = ingest(
         &mut client,

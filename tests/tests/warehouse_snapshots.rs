@@ -1,10 +1,12 @@
 //! The warehouse built from the real totesys snapshots equals what plain SQL
 //! over the source says it should be (../shared/totesys; skipped when absent).
 
-use tributary_e2e::{load_dump, pipeline::Stack, read_parquet_independently, shared_totesys};
+use tributary_e2e::{
+    apply_staged_snapshot, load_dump, pipeline::Stack, read_parquet_independently, shared_totesys,
+    stage_snapshot,
+};
 use tributary_lake::{Manifest, ManifestLog};
 use tributary_pipeline::transform::{SOURCE, TransformState};
-use tributary_totesys::TABLES;
 
 /// (warehouse table, SQL over the warehouse, the same rows by plain SQL over the source).
 fn expectations() -> Vec<(&'static str, String, String)> {
@@ -168,27 +170,7 @@ async fn real_snapshots_become_the_star_schema_plain_sql_predicts() {
     );
 
     // Bring the source to the 2024-11-15 snapshot: new rows inserted, changed rows updated.
-    stack
-        .source
-        .batch_execute("CREATE SCHEMA next")
-        .await
-        .unwrap();
-    for table in &TABLES {
-        stack
-            .source
-            .batch_execute(&format!(
-                "CREATE TABLE next.\"{0}\" (LIKE public.\"{0}\")",
-                table.name
-            ))
-            .await
-            .unwrap();
-    }
-    load_dump(
-        &stack.source,
-        &shared.join("snapshot-2024-11-15.sql.gz"),
-        "next",
-    )
-    .await;
+    stage_snapshot(&stack.source, &shared.join("snapshot-2024-11-15.sql.gz")).await;
     let versions_before: i64 = stack
         .warehouse
         .query_one("SELECT count(*) FROM fact_payment", &[])
@@ -209,29 +191,7 @@ async fn real_snapshots_become_the_star_schema_plain_sql_predicts() {
     let old_versions = stack
         .source_rows("SELECT payment_id::text, last_updated::text FROM payment ORDER BY 1, 2")
         .await;
-    for table in &TABLES {
-        let others: Vec<String> = table.columns[1..]
-            .iter()
-            .map(|c| format!("\"{}\"", c.name))
-            .collect();
-        let excluded: Vec<String> = table.columns[1..]
-            .iter()
-            .map(|c| format!("excluded.\"{}\"", c.name))
-            .collect();
-        stack
-            .source
-            .batch_execute(&format!(
-                "INSERT INTO public.\"{0}\" AS cur SELECT * FROM next.\"{0}\" \
-                 ON CONFLICT (\"{1}\") DO UPDATE SET ({2}) = ROW({3}) \
-                 WHERE ROW(cur.*) IS DISTINCT FROM ROW(excluded.*)",
-                table.name,
-                table.primary_key,
-                others.join(", "),
-                excluded.join(", ")
-            ))
-            .await
-            .unwrap();
-    }
+    apply_staged_snapshot(&stack.source).await;
     let second = stack.cycle().await;
     assert!(
         second.transform.quarantined.is_empty(),

@@ -317,27 +317,7 @@ async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
     let processed = settings.processed_lake()?;
     let options = IngestOptions::from(&settings);
     let Some(every) = args.every else {
-        let mut source = db::connect(
-            settings.totesys_database_url()?,
-            "totesys",
-            TOTESYS_DATABASE_URL,
-        )
-        .await?;
-        let mut warehouse = db::connect(
-            settings.warehouse_database_url()?,
-            "warehouse",
-            WAREHOUSE_DATABASE_URL,
-        )
-        .await?;
-        let mut pipeline = Pipeline {
-            source: &mut source,
-            warehouse: &mut warehouse,
-            raw: &raw,
-            processed: &processed,
-            options: &options,
-            alerts: &LogAlerts,
-        };
-        let report = pipeline.cycle().await?;
+        let report = one_cycle(&settings, &raw, &processed, &options).await?;
         print_cycle(&report);
         return Ok(());
     };
@@ -349,33 +329,7 @@ async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick() => {}
         }
-        // Connections are opened per cycle so a restarted database heals.
-        let outcome = async {
-            let mut source = db::connect(
-                settings.totesys_database_url()?,
-                "totesys",
-                TOTESYS_DATABASE_URL,
-            )
-            .await?;
-            let mut warehouse = db::connect(
-                settings.warehouse_database_url()?,
-                "warehouse",
-                WAREHOUSE_DATABASE_URL,
-            )
-            .await?;
-            Pipeline {
-                source: &mut source,
-                warehouse: &mut warehouse,
-                raw: &raw,
-                processed: &processed,
-                options: &options,
-                alerts: &LogAlerts,
-            }
-            .cycle()
-            .await
-        }
-        .await;
-        match outcome {
+        match one_cycle(&settings, &raw, &processed, &options).await {
             Ok(report) => {
                 tracing::info!(
                     ingested = report.ingest.rows(),
@@ -394,6 +348,39 @@ async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One ingest → transform → load. Connections are opened per cycle so a
+/// restarted database heals on the next one.
+async fn one_cycle(
+    settings: &Settings,
+    raw: &tributary_lake::Lake,
+    processed: &tributary_lake::Lake,
+    options: &IngestOptions,
+) -> anyhow::Result<CycleReport> {
+    let mut source = db::connect(
+        settings.totesys_database_url()?,
+        "totesys",
+        TOTESYS_DATABASE_URL,
+    )
+    .await?;
+    let mut warehouse = db::connect(
+        settings.warehouse_database_url()?,
+        "warehouse",
+        WAREHOUSE_DATABASE_URL,
+    )
+    .await?;
+    let report = Pipeline {
+        source: &mut source,
+        warehouse: &mut warehouse,
+        raw,
+        processed,
+        options,
+        alerts: &LogAlerts,
+    }
+    .cycle()
+    .await?;
+    Ok(report)
 }
 
 fn print_cycle(report: &CycleReport) {

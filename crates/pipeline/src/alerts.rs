@@ -31,6 +31,38 @@ impl std::fmt::Display for Alert {
     }
 }
 
+/// What to tell a person when a stage run fails, by whether retrying helps.
+pub struct FailureAdvice {
+    /// When the next run may succeed on its own.
+    pub retryable: &'static str,
+    /// When a person must act first.
+    pub needs_fix: &'static str,
+}
+
+/// Sends the alert for a failed stage run.
+pub async fn stage_failed(
+    alerts: &dyn Alerts,
+    stage: &'static str,
+    run_id: &str,
+    error: &crate::Error,
+    advice: FailureAdvice,
+) {
+    let action = if error.is_retryable() {
+        advice.retryable
+    } else {
+        advice.needs_fix
+    };
+    alerts
+        .send(&Alert {
+            stage,
+            run_id: run_id.to_string(),
+            table: None,
+            message: format!("{stage} failed: {error}"),
+            action: action.to_string(),
+        })
+        .await;
+}
+
 /// Where alerts are sent. Sending must not fail the stage: implementations
 /// log their own delivery failures.
 pub trait Alerts: Send + Sync {

@@ -24,7 +24,7 @@ use tributary_totesys::{
 
 use crate::{
     Error, Result, Settings,
-    alerts::{Alert, Alerts},
+    alerts::{Alert, Alerts, FailureAdvice, stage_failed},
 };
 
 /// The manifest log of this stage in the raw lake.
@@ -154,19 +154,11 @@ pub async fn ingest(
     let run_id = RunId::now();
     let result = ingest_run(source, raw, options, request, alerts, &run_id).await;
     if let Err(error) = &result {
-        alerts
-            .send(&Alert {
-                stage: STAGE,
-                run_id: run_id.to_string(),
-                table: None,
-                message: format!("ingest failed: {error}"),
-                action: if error.is_retryable() {
-                    "nothing was committed; the next scheduled run retries. If it keeps failing, check the source database and the raw bucket".to_string()
-                } else {
-                    "fix the cause named above; nothing was committed".to_string()
-                },
-            })
-            .await;
+        let advice = FailureAdvice {
+            retryable: "nothing was committed; the next scheduled run retries. If it keeps failing, check the source database and the raw bucket",
+            needs_fix: "fix the cause named above; nothing was committed",
+        };
+        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
     }
     result
 }

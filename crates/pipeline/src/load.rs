@@ -12,7 +12,7 @@ use tributary_warehouse::load::{LoadedManifest, init, load_manifest, loaded_thro
 
 use crate::{
     Error, Result,
-    alerts::{Alert, Alerts},
+    alerts::{Alerts, FailureAdvice, stage_failed},
     transform::{SOURCE as PROCESSED_SOURCE, TransformState},
 };
 
@@ -45,19 +45,11 @@ pub async fn load(
     let run_id = RunId::now();
     let result = load_run(warehouse, processed, &run_id).await;
     if let Err(error) = &result {
-        alerts
-            .send(&Alert {
-                stage: STAGE,
-                run_id: run_id.to_string(),
-                table: None,
-                message: format!("load failed: {error}"),
-                action: if error.is_retryable() {
-                    "the failed manifest was rolled back; the next run retries it".to_string()
-                } else {
-                    "the failed manifest was rolled back and blocks later ones: fix the cause named above".to_string()
-                },
-            })
-            .await;
+        let advice = FailureAdvice {
+            retryable: "the failed manifest was rolled back; the next run retries it",
+            needs_fix: "the failed manifest was rolled back and blocks later ones: fix the cause named above",
+        };
+        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
     }
     result
 }

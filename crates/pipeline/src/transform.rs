@@ -30,7 +30,7 @@ use tributary_warehouse::{
 
 use crate::{
     Error, Result,
-    alerts::{Alert, Alerts},
+    alerts::{Alert, Alerts, FailureAdvice, stage_failed},
     ingest::{IngestState, SOURCE as RAW_SOURCE},
 };
 
@@ -100,20 +100,11 @@ pub async fn transform(
     let run_id = RunId::now();
     let result = transform_run(raw, processed, request, alerts, &run_id).await;
     if let Err(error) = &result {
-        alerts
-            .send(&Alert {
-                stage: STAGE,
-                run_id: run_id.to_string(),
-                table: None,
-                message: format!("transform failed: {error}"),
-                action: if error.is_retryable() {
-                    "nothing was committed; the next raw manifest or schedule retries".to_string()
-                } else {
-                    "fix the cause named above, then run the transform again (or with rebuild)"
-                        .to_string()
-                },
-            })
-            .await;
+        let advice = FailureAdvice {
+            retryable: "nothing was committed; the next raw manifest or schedule retries",
+            needs_fix: "fix the cause named above, then run the transform again (or with rebuild)",
+        };
+        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
     }
     result
 }
