@@ -223,7 +223,9 @@ async fn transform_run(
             .map_err(|e| tributary_lake::Error::Task(e.to_string()))??;
         produced?;
         dates.extend(transformer.into_dates());
-        *report.rows.entry(table.name).or_default() += written.iter().map(|f| f.rows).sum::<u64>();
+        let rows = written.iter().map(|f| f.rows).sum::<u64>();
+        tracing::info!(stage = STAGE, run_id = %run_id, table = table.name, rows, "facts written");
+        *report.rows.entry(table.name).or_default() += rows;
         files.extend(written);
     }
     if !dates.is_empty() {
