@@ -51,6 +51,8 @@ enum Command {
     /// Manage the warehouse database.
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
+    /// Compare source, raw lake, processed lake and warehouse; exit 1 on any difference.
+    Reconcile(LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +235,49 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Load(args) => run_load(args).await,
         Command::Run(args) => run_cycles(args).await,
         Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
+        Command::Reconcile(args) => run_reconcile(args).await,
+    }
+}
+
+async fn run_reconcile(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let source = db::connect(settings.totesys_database_url()?, "totesys", TOTESYS_DATABASE_URL).await?;
+    let warehouse =
+        db::connect(settings.warehouse_database_url()?, "warehouse", WAREHOUSE_DATABASE_URL).await?;
+    let report = tributary_pipeline::reconcile::reconcile(
+        &source,
+        &settings.raw_lake()?,
+        &settings.processed_lake()?,
+        &warehouse,
+        &LogAlerts,
+    )
+    .await?;
+    println!(
+        "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  {}",
+        "table", "layers", "expected", "actual", "missing", "extra", "status"
+    );
+    for c in &report.comparisons {
+        println!(
+            "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  {}",
+            c.table,
+            c.layers,
+            c.expected,
+            c.actual,
+            c.missing,
+            c.extra,
+            if c.is_clean() {
+                "ok".to_string()
+            } else {
+                format!("DIFFERS ({})", c.example.as_deref().unwrap_or("-"))
+            }
+        );
+    }
+    if report.is_clean() {
+        println!("reconcile: every row version is in every layer, once");
+        Ok(())
+    } else {
+        let differing = report.comparisons.iter().filter(|c| !c.is_clean()).count();
+        anyhow::bail!("reconcile found {differing} difference(s); see the table above")
     }
 }
 

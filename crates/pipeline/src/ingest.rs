@@ -77,8 +77,10 @@ pub struct IngestState {
     pub tables: BTreeMap<String, TableState>,
 }
 
-/// What the lake knows about one source table.
+/// What the lake knows about one source table. Fields added later read as
+/// their defaults from older manifests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TableState {
     /// Newest `last_updated` ingested.
     pub watermark: Option<DateTime<Utc>>,

@@ -10,6 +10,7 @@ pub mod db;
 mod error;
 pub mod ingest;
 pub mod load;
+pub mod reconcile;
 pub mod run;
 pub mod settings;
 pub mod status;

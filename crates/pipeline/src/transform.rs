@@ -49,6 +49,7 @@ pub struct TransformRequest {
 
 /// The stage's state, carried from manifest to manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransformState {
     /// The last raw manifest consumed.
     pub raw_seq: u64,
