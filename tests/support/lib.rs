@@ -11,6 +11,7 @@ use std::{
     process::Command,
 };
 
+pub mod faults;
 pub mod pipeline;
 
 use bytes::Bytes;

@@ -101,3 +101,46 @@ pub async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         })
         .collect()
 }
+
+impl Stack {
+    /// A stack whose source holds `days` of generated history.
+    pub async fn generated(label: &str, days: u32) -> Option<Stack> {
+        let mut stack = Stack::new(label).await?;
+        tributary_totesys::generate::generate(
+            &mut stack.source,
+            &tributary_totesys::generate::GenerateOptions {
+                seed: 5,
+                scale: 1,
+                days,
+                until_ms: chrono::Utc::now().timestamp_millis() - 60_000,
+            },
+        )
+        .await
+        .expect("generate");
+        Some(stack)
+    }
+
+    /// Compares every layer (see `tributary reconcile`).
+    pub async fn reconcile(&self) -> tributary_pipeline::reconcile::ReconcileReport {
+        tributary_pipeline::reconcile::reconcile(
+            &self.source,
+            &self.raw,
+            &self.processed,
+            &self.warehouse,
+            &self.alerts,
+        )
+        .await
+        .expect("reconcile")
+    }
+
+    /// Panics with the differing comparisons unless every layer agrees.
+    pub async fn assert_reconciled(&self) {
+        let report = self.reconcile().await;
+        let differing: Vec<_> = report
+            .comparisons
+            .iter()
+            .filter(|c| !c.is_clean())
+            .collect();
+        assert!(differing.is_empty(), "reconcile differs: {differing:#?}");
+    }
+}

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Utc;
 use tokio_postgres::Client;
 use tributary_e2e::pipeline::{Stack, text_rows};
 use tributary_lake::{Lake, Manifest, ManifestLog, keys, parquet::decode};
@@ -14,26 +13,11 @@ use tributary_pipeline::{
     load::load,
     transform::{SOURCE, TransformRequest, TransformState, transform},
 };
-use tributary_totesys::{
-    generate::{GenerateOptions, generate},
-    row_fingerprint,
-};
+use tributary_totesys::row_fingerprint;
 use tributary_warehouse::WAREHOUSE_TABLES;
 
 async fn generated(label: &str) -> Option<Stack> {
-    let mut stack = Stack::new(label).await?;
-    generate(
-        &mut stack.source,
-        &GenerateOptions {
-            seed: 5,
-            scale: 1,
-            days: 20,
-            until_ms: Utc::now().timestamp_millis() - 60_000,
-        },
-    )
-    .await
-    .unwrap();
-    Some(stack)
+    Stack::generated(label, 20).await
 }
 
 /// A whole warehouse table as text rows, without the warehouse's record numbers.

@@ -241,9 +241,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn run_reconcile(args: LoadArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let source = db::connect(settings.totesys_database_url()?, "totesys", TOTESYS_DATABASE_URL).await?;
-    let warehouse =
-        db::connect(settings.warehouse_database_url()?, "warehouse", WAREHOUSE_DATABASE_URL).await?;
+    let source = db::connect(
+        settings.totesys_database_url()?,
+        "totesys",
+        TOTESYS_DATABASE_URL,
+    )
+    .await?;
+    let warehouse = db::connect(
+        settings.warehouse_database_url()?,
+        "warehouse",
+        WAREHOUSE_DATABASE_URL,
+    )
+    .await?;
     let report = tributary_pipeline::reconcile::reconcile(
         &source,
         &settings.raw_lake()?,

@@ -209,7 +209,7 @@ async fn ingest_run(
             table,
             table_state,
             request,
-            &snapshot.snapshot,
+            (&snapshot.snapshot, snapshot.now_ms),
             started_at,
             options,
         );
@@ -246,6 +246,20 @@ async fn ingest_run(
             ms = table_started.elapsed().as_millis() as u64,
             "table extracted"
         );
+        if stats.future_rows > 0 {
+            alerts
+                .send(&Alert {
+                    stage: STAGE,
+                    run_id: run_id.to_string(),
+                    table: Some(table.name.to_string()),
+                    message: format!(
+                        "{} row(s) have last_updated after the source's clock; they were ingested, and the watermark stays at the newest present change",
+                        stats.future_rows
+                    ),
+                    action: "find the writer that stamps rows in the future (clock skew or a bad default)".to_string(),
+                })
+                .await;
+        }
         if stats.late_rows + stats.rows_changed_in_place > 0 {
             alerts
                 .send(&late_rows_alert(
@@ -304,7 +318,7 @@ fn plan_extract(
     table: &'static TableDef,
     state: &TableState,
     request: &IngestRequest,
-    current_snapshot: &str,
+    (current_snapshot, source_now_ms): (&str, i64),
     started_at: DateTime<Utc>,
     options: &IngestOptions,
 ) -> (ExtractPlan, Mode) {
@@ -317,6 +331,7 @@ fn plan_extract(
         lookback_ms,
         batch_rows: options.batch_rows,
         record_versions: false,
+        source_now_ms,
     };
     if let Some(since) = request.since {
         // A backfill re-reads on purpose: rows already in the lake are written
@@ -423,8 +438,11 @@ fn update_state(
     started_at: DateTime<Utc>,
 ) {
     let lookback_ms = plan.lookback_ms;
+    // A row stamped in the future must not drag the watermark past the
+    // source's clock, or every ordinary change after it would fall outside
+    // the lookback. It is re-read each run and dropped as already ingested.
     let previous_ms = state.watermark.map(|w| w.timestamp_millis());
-    let newest_ms = match (previous_ms, stats.max_last_updated_ms) {
+    let newest_ms = match (previous_ms, stats.max_present_ms) {
         (Some(p), Some(n)) => Some(p.max(n)),
         (p, n) => p.or(n),
     };
@@ -548,10 +566,12 @@ mod tests {
             lookback_ms: 5_000,
             batch_rows: 10,
             record_versions: false,
+            source_now_ms: i64::MAX,
         };
         let stats = ExtractStats {
             rows_sent: 2,
             max_last_updated_ms: Some(12_000),
+            max_present_ms: Some(12_000),
             recent_keys: vec![(3, 12_000, 9), (4, 6_000, 10)],
             ..ExtractStats::default()
         };

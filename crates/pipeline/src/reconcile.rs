@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use arrow_array::{Array, Date32Array, Int32Array, Time64MicrosecondArray, TimestampMillisecondArray};
+use arrow_array::{
+    Array, Date32Array, Int32Array, Time64MicrosecondArray, TimestampMillisecondArray,
+};
 use tokio_postgres::Client;
 use tributary_lake::{Lake, Manifest, ManifestLog, keys, parquet::decode};
 
@@ -75,12 +77,27 @@ const FACTS: [(&str, &str, &str); 3] = [
 
 const DIMENSIONS: [(&str, &str, &str, &str); 7] = [
     ("address", "address_id", "dim_location", "location_id"),
-    ("counterparty", "counterparty_id", "dim_counterparty", "counterparty_id"),
+    (
+        "counterparty",
+        "counterparty_id",
+        "dim_counterparty",
+        "counterparty_id",
+    ),
     ("currency", "currency_id", "dim_currency", "currency_id"),
     ("design", "design_id", "dim_design", "design_id"),
-    ("payment_type", "payment_type_id", "dim_payment_type", "payment_type_id"),
+    (
+        "payment_type",
+        "payment_type_id",
+        "dim_payment_type",
+        "payment_type_id",
+    ),
     ("staff", "staff_id", "dim_staff", "staff_id"),
-    ("transaction", "transaction_id", "dim_transaction", "transaction_id"),
+    (
+        "transaction",
+        "transaction_id",
+        "dim_transaction",
+        "transaction_id",
+    ),
 ];
 
 /// Compares all four layers. Run it after a full cycle: a layer that is
@@ -112,7 +129,8 @@ pub async fn reconcile(
             raw_versions.extend(raw_file_versions(raw, &file.1).await?);
         }
         let quarantined = quarantined_versions(raw, table).await?;
-        let expected_facts: HashSet<Version> = raw_versions.difference(&quarantined).copied().collect();
+        let expected_facts: HashSet<Version> =
+            raw_versions.difference(&quarantined).copied().collect();
         let mut processed_versions = Vec::new();
         for file in processed_files.iter().filter(|(t, _)| t == fact) {
             processed_versions.extend(fact_file_versions(processed, &file.1).await?);
@@ -128,18 +146,41 @@ pub async fn reconcile(
             .iter()
             .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1)))
             .collect();
-        report.comparisons.push(compare(table, "source → raw", &source_versions, &raw_versions.iter().copied().collect::<Vec<_>>(), true));
-        report.comparisons.push(compare(fact, "raw → processed", &expected_facts, &processed_versions, false));
+        report.comparisons.push(compare(
+            table,
+            "source → raw",
+            &source_versions,
+            &raw_versions.iter().copied().collect::<Vec<_>>(),
+            true,
+        ));
+        report.comparisons.push(compare(
+            fact,
+            "raw → processed",
+            &expected_facts,
+            &processed_versions,
+            false,
+        ));
         let processed_set: HashSet<Version> = processed_versions.iter().copied().collect();
-        report.comparisons.push(compare(fact, "processed → warehouse", &processed_set, &warehouse_versions, false));
+        report.comparisons.push(compare(
+            fact,
+            "processed → warehouse",
+            &processed_set,
+            &warehouse_versions,
+            false,
+        ));
     }
     for (table, key, dimension, dim_key) in DIMENSIONS {
         let ids = |rows: Vec<tokio_postgres::Row>| -> HashSet<Version> {
             rows.iter().map(|r| (r.get::<_, i32>(0), 0)).collect()
         };
-        let source_ids = ids(source.query(&format!("SELECT \"{key}\" FROM \"{table}\""), &[]).await?);
-        let quarantined: HashSet<Version> =
-            quarantined_versions(raw, table).await?.into_iter().map(|(k, _)| (k, 0)).collect();
+        let source_ids = ids(source
+            .query(&format!("SELECT \"{key}\" FROM \"{table}\""), &[])
+            .await?);
+        let quarantined: HashSet<Version> = quarantined_versions(raw, table)
+            .await?
+            .into_iter()
+            .map(|(k, _)| (k, 0))
+            .collect();
         let expected: HashSet<Version> = source_ids.difference(&quarantined).copied().collect();
         let warehouse_ids: Vec<Version> = warehouse
             .query(&format!("SELECT {dim_key} FROM {dimension}"), &[])
@@ -147,9 +188,19 @@ pub async fn reconcile(
             .iter()
             .map(|r| (r.get::<_, i32>(0), 0))
             .collect();
-        report.comparisons.push(compare(dimension, "source → warehouse", &expected, &warehouse_ids, false));
+        report.comparisons.push(compare(
+            dimension,
+            "source → warehouse",
+            &expected,
+            &warehouse_ids,
+            false,
+        ));
     }
-    let differing: Vec<&Comparison> = report.comparisons.iter().filter(|c| !c.is_clean()).collect();
+    let differing: Vec<&Comparison> = report
+        .comparisons
+        .iter()
+        .filter(|c| !c.is_clean())
+        .collect();
     if let Some(first) = differing.first() {
         alerts
             .send(&Alert {
@@ -190,8 +241,10 @@ fn compare(
         actual_set.difference(expected).collect()
     };
     let show = |(id, ms): &Version| {
-        let at = chrono::DateTime::from_timestamp_millis(*ms)
-            .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string());
+        let at = chrono::DateTime::from_timestamp_millis(*ms).map_or_else(
+            || ms.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        );
         format!("id {id} at {at}")
     };
     let example = missing
@@ -224,12 +277,20 @@ fn checksum<'a>(versions: impl Iterator<Item = &'a Version>) -> u64 {
 }
 
 /// (table, key) of every file named by a committed manifest of `source`.
-async fn committed_files<S: serde::de::DeserializeOwned>(lake: &Lake, source: &str) -> Result<Vec<(String, String)>> {
+async fn committed_files<S: serde::de::DeserializeOwned>(
+    lake: &Lake,
+    source: &str,
+) -> Result<Vec<(String, String)>> {
     let log = ManifestLog::new(lake.clone(), source);
     let mut files = Vec::new();
     for seq in 1..=log.latest_seq().await? {
         let manifest: Option<Manifest<S>> = log.read(seq).await?;
-        files.extend(manifest.into_iter().flat_map(|m| m.files).map(|f| (f.table, f.key)));
+        files.extend(
+            manifest
+                .into_iter()
+                .flat_map(|m| m.files)
+                .map(|f| (f.table, f.key)),
+        );
     }
     Ok(files)
 }
@@ -262,7 +323,10 @@ async fn fact_file_versions(lake: &Lake, key: &str) -> Result<Vec<Version>> {
             .and_then(|c| c.as_any().downcast_ref::<Time64MicrosecondArray>());
         if let (Some(ids), Some(dates), Some(times)) = (ids, dates, times) {
             out.extend((0..batch.num_rows()).map(|row| {
-                (ids.value(row), dates.value(row) as i64 * DAY_MS + times.value(row) / 1_000)
+                (
+                    ids.value(row),
+                    dates.value(row) as i64 * DAY_MS + times.value(row) / 1_000,
+                )
             }));
         }
     }
@@ -272,16 +336,22 @@ async fn fact_file_versions(lake: &Lake, key: &str) -> Result<Vec<Version>> {
 /// Versions of `table` the transform quarantined (from `_quarantine/`).
 async fn quarantined_versions(raw: &Lake, table: &str) -> Result<HashSet<Version>> {
     let prefix = keys::quarantine(RAW_SOURCE, table, &tributary_lake::RunId::now());
-    let folder = prefix.rsplit_once('/').map_or(prefix.as_str(), |(folder, _)| folder);
+    let folder = prefix
+        .rsplit_once('/')
+        .map_or(prefix.as_str(), |(folder, _)| folder);
     let mut out = HashSet::new();
     for key in raw.list(folder).await? {
         let bytes = raw.get(&key).await?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Ok(record) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
             let id = record["key"].as_i64();
             let lu = record["row"]["last_updated"]
                 .as_str()
-                .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.3f").ok())
+                .and_then(|t| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.3f").ok()
+                })
                 .map(|t| t.and_utc().timestamp_millis());
             if let (Some(id), Some(lu)) = (id, lu) {
                 out.insert((id as i32, lu));
@@ -302,10 +372,23 @@ mod tests {
         assert!(clean.is_clean());
         assert_eq!(clean.checksums.0, clean.checksums.1);
         let off = compare("t", "a → b", &expected, &[(1, 10), (1, 10), (4, 40)], false);
-        assert_eq!((off.missing, off.extra), (2, 2), "two missing, one extra, one repeated");
+        assert_eq!(
+            (off.missing, off.extra),
+            (2, 2),
+            "two missing, one extra, one repeated"
+        );
         assert_ne!(off.checksums.0, off.checksums.1);
         assert!(off.example.unwrap().starts_with("missing id 2"));
-        let history = compare("t", "a → b", &expected, &[(1, 10), (1, 5), (2, 20), (3, 30)], true);
-        assert!(history.is_clean(), "older versions are allowed where history is kept");
+        let history = compare(
+            "t",
+            "a → b",
+            &expected,
+            &[(1, 10), (1, 5), (2, 20), (3, 30)],
+            true,
+        );
+        assert!(
+            history.is_clean(),
+            "older versions are allowed where history is kept"
+        );
     }
 }

@@ -74,6 +74,8 @@ pub struct ExtractPlan {
     pub batch_rows: usize,
     /// Keep the version of every row sent (for the next late-commit check).
     pub record_versions: bool,
+    /// The source's clock (ms): rows stamped after it are counted as future.
+    pub source_now_ms: i64,
 }
 
 /// What an extract saw.
@@ -99,6 +101,10 @@ pub struct ExtractStats {
     pub recent_keys: Vec<RowVersion>,
     /// Versions of every row sent, when the plan asks for them.
     pub sent_versions: Vec<RowVersion>,
+    /// Rows sent whose last_updated is after the source's clock.
+    pub future_rows: u64,
+    /// Newest last_updated among rows not in the future (ms).
+    pub max_present_ms: Option<i64>,
 }
 
 /// One row version as the dedup of re-read rows sees it: primary key,
@@ -319,7 +325,22 @@ impl<'a> ExtractTracker<'a> {
         }
         // Only rows near the newest so far can end up in the lookback window;
         // fingerprint just those (a full extract in time order keeps few).
-        let floor = max.saturating_sub(self.plan.lookback_ms);
+        let now = self.plan.source_now_ms;
+        for lu in lus.values() {
+            if *lu > now {
+                self.stats.future_rows += 1;
+            } else {
+                self.stats.max_present_ms =
+                    Some(self.stats.max_present_ms.map_or(*lu, |m| m.max(*lu)));
+            }
+        }
+        // The window is measured from the newest present change: a row stamped
+        // in the future must not push ordinary rows out of it.
+        let floor = self
+            .stats
+            .max_present_ms
+            .unwrap_or(max)
+            .saturating_sub(self.plan.lookback_ms);
         for (row, (key, lu)) in keys.values().iter().zip(lus.values().iter()).enumerate() {
             if self.plan.record_versions {
                 self.stats
@@ -340,7 +361,7 @@ impl<'a> ExtractTracker<'a> {
     }
 
     fn prune(&mut self) {
-        if let Some(max) = self.stats.max_last_updated_ms {
+        if let Some(max) = self.stats.max_present_ms.or(self.stats.max_last_updated_ms) {
             let floor = max.saturating_sub(self.plan.lookback_ms);
             self.stats.recent_keys.retain(|(_, lu, _)| *lu >= floor);
         }
@@ -366,6 +387,7 @@ mod tests {
             lookback_ms: 600_000,
             batch_rows: 1024,
             record_versions: false,
+            source_now_ms: i64::MAX,
         }
     }
 
