@@ -262,8 +262,8 @@ async fn run_reconcile(args: LoadArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  {}",
-        "table", "layers", "expected", "actual", "missing", "extra", "status"
+        "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  status",
+        "table", "layers", "expected", "actual", "missing", "extra"
     );
     for c in &report.comparisons {
         println!(
