@@ -285,6 +285,13 @@ impl CopyDecoder {
                 ]);
                 field += 4;
                 if len < 0 {
+                    let column = &self.table.columns[index];
+                    if !column.nullable {
+                        let name = column.name;
+                        return Err(self.malformed(&format!(
+                            "column {name}: NULL in a column the source declares NOT NULL"
+                        )));
+                    }
                     builder.append_null();
                 } else {
                     let value = &buf[field..field + len as usize];
@@ -473,6 +480,26 @@ mod tests {
             .to_string();
         assert!(
             err.contains("currency_id") && err.contains("expected 4 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_null_in_a_not_null_column_is_named() {
+        let table = TableDef::by_name("currency").unwrap();
+        let mut stream = SIGNATURE.to_vec();
+        stream.extend([0u8; 8]);
+        stream.extend(4i16.to_be_bytes());
+        field(&mut stream, Some(&1i32.to_be_bytes()));
+        field(&mut stream, None);
+        field(&mut stream, Some(&0i64.to_be_bytes()));
+        field(&mut stream, Some(&0i64.to_be_bytes()));
+        let err = CopyDecoder::new(table, 10)
+            .feed(&stream, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("currency_code: NULL in a column the source declares NOT NULL"),
             "{err}"
         );
     }
