@@ -391,7 +391,47 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
+    # TLS on loopback too, so the client's TLS path is tested against a real
+    # server: a self-signed certificate made once per cluster.
+    if ensure_tls_cert "$dir"; then
+        cat >>"$data/tributary.conf" <<EOF
+ssl = on
+ssl_cert_file = $(conf_quote "$dir/tls/server.crt")
+ssl_key_file = $(conf_quote "$dir/tls/server.key")
+EOF
+    fi
     is_root && chown "$PG_USER:" "$data/tributary.conf"
+    return 0
+}
+
+# Creates a private CA ($1/tls/ca.crt) and a server certificate it signs
+# for localhost/127.0.0.1 ($1/tls/server.{crt,key}), once. Without openssl
+# the stack runs without TLS and says so.
+ensure_tls_cert() {
+    local dir="$1/tls"
+    if [[ -s "$dir/server.crt" && -s "$dir/server.key" && -s "$dir/ca.crt" ]]; then
+        return 0
+    fi
+    if ! command -v openssl >/dev/null 2>&1; then
+        log "openssl not found: PostgreSQL runs without TLS (apt-get install openssl to test TLS)"
+        return 1
+    fi
+    mkdir -p "$dir"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+    if ! { openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Tributary local stack CA" \
+               -keyout "$dir/ca.key" -out "$dir/ca.crt" &&
+           openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+               -keyout "$dir/server.key" -out "$dir/server.csr" &&
+           openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+               -CAcreateserial -days 3650 -extfile "$dir/server.ext" -out "$dir/server.crt"; } >/dev/null 2>&1; then
+        log "could not make TLS certificates: PostgreSQL runs without TLS"
+        rm -f "$dir"/*
+        return 1
+    fi
+    chmod 600 "$dir/server.key"
+    chmod 644 "$dir/server.crt"
+    chmod 755 "$dir"
+    is_root && chown -R "$PG_USER:" "$dir"
     return 0
 }
 
@@ -728,6 +768,10 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ALLOW_HTTP=true
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=$AWS_TEST_REGION AWS_DEFAULT_REGION=$AWS_TEST_REGION
 EOF
+    # The stack's self-signed certificate, for the TLS tests only.
+    if [[ -s "$(pg_dir)/tls/ca.crt" ]]; then
+        printf 'export TRIBUTARY_TEST_PG_CA=%s\n' "$(pg_dir)/tls/ca.crt"
+    fi
 }
 
 cmd_reset() {

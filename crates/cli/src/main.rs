@@ -245,12 +245,14 @@ async fn run_reconcile(args: LoadArgs) -> anyhow::Result<()> {
         settings.totesys_database_url()?,
         "totesys",
         TOTESYS_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let warehouse = db::connect(
         settings.warehouse_database_url()?,
         "warehouse",
         WAREHOUSE_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let report = tributary_pipeline::reconcile::reconcile(
@@ -332,6 +334,7 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         settings.warehouse_database_url()?,
         "warehouse",
         WAREHOUSE_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let report = load(&mut warehouse, &settings.processed_lake()?, &LogAlerts).await?;
@@ -358,6 +361,7 @@ async fn run_warehouse_init(args: LoadArgs) -> anyhow::Result<()> {
         settings.warehouse_database_url()?,
         "warehouse",
         WAREHOUSE_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     tributary_pipeline::load::init_warehouse(&warehouse).await?;
@@ -416,12 +420,14 @@ async fn one_cycle(
         settings.totesys_database_url()?,
         "totesys",
         TOTESYS_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let mut warehouse = db::connect(
         settings.warehouse_database_url()?,
         "warehouse",
         WAREHOUSE_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let report = Pipeline {
@@ -457,7 +463,13 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         .settings(&[(TRIBUTARY_LOOKBACK, args.lookback.clone())])?;
     let raw = settings.raw_lake()?;
     let url = settings.totesys_database_url()?;
-    let mut source = db::connect(url, "totesys", TOTESYS_DATABASE_URL).await?;
+    let mut source = db::connect(
+        url,
+        "totesys",
+        TOTESYS_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
+    )
+    .await?;
     let request = IngestRequest {
         tables: args.tables,
         since: args.since,
@@ -505,6 +517,7 @@ async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
         settings.totesys_database_url()?,
         "totesys",
         TOTESYS_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let options = GenerateOptions {
@@ -528,6 +541,7 @@ async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         settings.totesys_database_url()?,
         "totesys",
         TOTESYS_DATABASE_URL,
+        settings.pg_ca_file.as_deref(),
     )
     .await?;
     let options = SimulateOptions {

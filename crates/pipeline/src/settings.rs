@@ -20,6 +20,8 @@ pub const TRIBUTARY_RAW_URL: &str = "TRIBUTARY_RAW_URL";
 pub const TRIBUTARY_PROCESSED_URL: &str = "TRIBUTARY_PROCESSED_URL";
 /// How far before the watermark each run re-reads.
 pub const TRIBUTARY_LOOKBACK: &str = "TRIBUTARY_LOOKBACK";
+/// Extra CA certificates (PEM) for TLS to PostgreSQL, e.g. the RDS bundle.
+pub const TRIBUTARY_PG_CA_FILE: &str = "TRIBUTARY_PG_CA_FILE";
 /// How often ingest runs the late-commit check.
 pub const TRIBUTARY_LATE_CHECK_EVERY: &str = "TRIBUTARY_LATE_CHECK_EVERY";
 /// Rows per Arrow batch while extracting.
@@ -48,6 +50,8 @@ pub struct Settings {
     pub batch_rows: usize,
     /// Rows per raw Parquet file.
     pub file_rows: u64,
+    /// Extra CA certificates for TLS to PostgreSQL.
+    pub pg_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -95,6 +99,7 @@ impl Settings {
             processed_url,
             lookback,
             late_check_every,
+            pg_ca_file: get(TRIBUTARY_PG_CA_FILE).map(std::path::PathBuf::from),
             batch_rows: positive(
                 TRIBUTARY_BATCH_ROWS,
                 get(TRIBUTARY_BATCH_ROWS),
