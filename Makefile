@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt bench-ingest bench-pipeline build
+.PHONY: demo test test-deps stack stack-stop lint fmt deny bench-ingest bench-pipeline build
 
 ## Run the pipeline locally on generated data and show what happened.
 demo: stack build
@@ -48,6 +48,12 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Licences, bans and sources of every dependency (deny.toml). Advisories need
+## the advisory database: `cargo deny check advisories` where it can be fetched.
+deny:
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny --log-level error check licenses bans sources
 
 ## Ingest benchmark: >= 1M sales orders, prints rows/s and peak RSS.
 bench-ingest:
