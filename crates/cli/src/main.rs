@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use tributary_pipeline::{
     Settings,
     alerts::LogAlerts,
-    db,
     ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
     load::{LoadReport, load},
     run::{CycleReport, Pipeline},
@@ -52,7 +51,7 @@ enum Command {
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
     /// Compare source, raw lake, processed lake and warehouse; exit 1 on any difference.
-    Reconcile(LoadArgs),
+    Reconcile(RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,22 +238,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn run_reconcile(args: LoadArgs) -> anyhow::Result<()> {
+async fn run_reconcile(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let source = db::connect(
-        settings.totesys_database_url()?,
-        "totesys",
-        TOTESYS_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
-    let warehouse = db::connect(
-        settings.warehouse_database_url()?,
-        "warehouse",
-        WAREHOUSE_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    match args.every {
+        None => reconcile_once(&settings).await,
+        Some(every) => on_schedule(every, args.cycles, || reconcile_once(&settings)).await,
+    }
+}
+
+/// One reconcile: prints the table, alerts and fails on any difference.
+async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
+    let source = settings.connect_totesys().await?;
+    let warehouse = settings.connect_warehouse().await?;
     let report = tributary_pipeline::reconcile::reconcile(
         &source,
         &settings.raw_lake()?,
@@ -330,13 +325,7 @@ fn print_transform(report: &TransformReport) {
 
 async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let mut warehouse = db::connect(
-        settings.warehouse_database_url()?,
-        "warehouse",
-        WAREHOUSE_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let mut warehouse = settings.connect_warehouse().await?;
     let report = load(&mut warehouse, &settings.processed_lake()?, &LogAlerts).await?;
     print_load(&report);
     Ok(())
@@ -357,13 +346,7 @@ fn print_load(report: &LoadReport) {
 
 async fn run_warehouse_init(args: LoadArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let warehouse = db::connect(
-        settings.warehouse_database_url()?,
-        "warehouse",
-        WAREHOUSE_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let warehouse = settings.connect_warehouse().await?;
     tributary_pipeline::load::init_warehouse(&warehouse).await?;
     println!("warehouse schema is in place");
     Ok(())
@@ -374,11 +357,35 @@ async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
     let raw = settings.raw_lake()?;
     let processed = settings.processed_lake()?;
     let options = IngestOptions::from(&settings);
-    let Some(every) = args.every else {
+    let cycle = || async {
         let report = one_cycle(&settings, &raw, &processed, &options).await?;
+        tracing::info!(
+            ingested = report.ingest.rows(),
+            facts = report.transform.fact_rows(),
+            loaded = report.load.rows(),
+            lag_ms = report.change_to_warehouse.map(|d| d.as_millis() as u64),
+            "cycle done"
+        );
         print_cycle(&report);
-        return Ok(());
+        Ok(())
     };
+    match args.every {
+        None => cycle().await,
+        Some(every) => on_schedule(every, args.cycles, cycle).await,
+    }
+}
+
+/// Runs `task` every `every` until Ctrl-C (or `cycles` times). A failed
+/// run is logged and the schedule goes on, as a scheduler would retry.
+async fn on_schedule<F, Fut>(
+    every: Duration,
+    cycles: Option<u64>,
+    mut task: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut done = 0u64;
@@ -387,21 +394,12 @@ async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick() => {}
         }
-        match one_cycle(&settings, &raw, &processed, &options).await {
-            Ok(report) => {
-                tracing::info!(
-                    ingested = report.ingest.rows(),
-                    facts = report.transform.fact_rows(),
-                    loaded = report.load.rows(),
-                    lag_ms = report.change_to_warehouse.map(|d| d.as_millis() as u64),
-                    "cycle done"
-                );
-                print_cycle(&report);
-            }
-            Err(e) => tracing::error!(error = %e, "cycle failed; retrying at the next interval"),
+        if let Err(e) = task().await {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            tracing::error!(error = %chain.join(": "), "cycle failed; retrying at the next interval");
         }
         done += 1;
-        if args.cycles.is_some_and(|n| done >= n) {
+        if cycles.is_some_and(|n| done >= n) {
             break;
         }
     }
@@ -416,20 +414,8 @@ async fn one_cycle(
     processed: &tributary_lake::Lake,
     options: &IngestOptions,
 ) -> anyhow::Result<CycleReport> {
-    let mut source = db::connect(
-        settings.totesys_database_url()?,
-        "totesys",
-        TOTESYS_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
-    let mut warehouse = db::connect(
-        settings.warehouse_database_url()?,
-        "warehouse",
-        WAREHOUSE_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let mut source = settings.connect_totesys().await?;
+    let mut warehouse = settings.connect_warehouse().await?;
     let report = Pipeline {
         source: &mut source,
         warehouse: &mut warehouse,
@@ -462,14 +448,7 @@ async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         .locations
         .settings(&[(TRIBUTARY_LOOKBACK, args.lookback.clone())])?;
     let raw = settings.raw_lake()?;
-    let url = settings.totesys_database_url()?;
-    let mut source = db::connect(
-        url,
-        "totesys",
-        TOTESYS_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let mut source = settings.connect_totesys().await?;
     let request = IngestRequest {
         tables: args.tables,
         since: args.since,
@@ -513,13 +492,7 @@ fn print_ingest(report: &IngestReport) {
 
 async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let mut client = db::connect(
-        settings.totesys_database_url()?,
-        "totesys",
-        TOTESYS_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let mut client = settings.connect_totesys().await?;
     let options = GenerateOptions {
         seed: args.seed,
         scale: args.scale,
@@ -537,13 +510,7 @@ async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
 
 async fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
-    let mut client = db::connect(
-        settings.totesys_database_url()?,
-        "totesys",
-        TOTESYS_DATABASE_URL,
-        settings.pg_ca_file.as_deref(),
-    )
-    .await?;
+    let mut client = settings.connect_totesys().await?;
     let options = SimulateOptions {
         orders_per_minute: args.rate,
         duration: args.duration,

@@ -178,6 +178,30 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+impl crate::Settings {
+    /// Connects to the source database named by the settings.
+    pub async fn connect_totesys(&self) -> Result<Client> {
+        connect(
+            self.totesys_database_url()?,
+            "totesys",
+            crate::settings::TOTESYS_DATABASE_URL,
+            self.pg_ca_file.as_deref(),
+        )
+        .await
+    }
+
+    /// Connects to the warehouse database named by the settings.
+    pub async fn connect_warehouse(&self) -> Result<Client> {
+        connect(
+            self.warehouse_database_url()?,
+            "warehouse",
+            crate::settings::WAREHOUSE_DATABASE_URL,
+            self.pg_ca_file.as_deref(),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
