@@ -1,11 +1,22 @@
 //! Crypto market sources: Mercado Bitcoin (trades, tickers, symbols,
 //! candles) and CoinCap (assets), with exact decimals.
 //!
-//! Work in progress toward the crypto issue: [`decimal`] is in place; the
-//! clients, replay server and streaming follow.
+//! - [`decimal`]: exact decimals from JSON strings or numbers.
+//! - [`models`]: the wire shapes, timestamps normalised to milliseconds.
+//! - [`mercado`], [`coincap`]: clients over [`http::JsonClient`] (1 request/s
+//!   per endpoint, timeouts, backoff on 429/5xx/non-JSON, no retry on refusals).
+//! - [`replay`]: a local server replaying these APIs, failures included, for
+//!   tests and the demo.
 
+pub mod coincap;
 pub mod decimal;
+mod error;
+pub mod http;
+pub mod mercado;
 pub mod models;
+pub mod replay;
+
+pub use error::{Error, Result};
 
 pub use decimal::{Decimal18, DecimalError};
 pub use models::{Asset, AssetPage, Instrument, Side, Ticker, Trade, WireTrade};

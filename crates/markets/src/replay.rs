@@ -1,0 +1,368 @@
+//! A local server that replays the Mercado Bitcoin v4 and CoinCap v3 shapes,
+//! with their failure cases on demand. Tests and the demo point the clients
+//! at it; no network beyond loopback is used.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+/// A failure the next matching request gets.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// An HTTP status with a JSON error body (`{"code", "message"}`).
+    Status(u16, &'static str),
+    /// Cloudflare's HTML 403 page.
+    CloudflareHtml,
+    /// No answer for this long (the client should time out).
+    Stall(Duration),
+    /// The retired CoinCap v2 notice: `data` is an object.
+    CoinCapV2,
+    /// A well-formed but absurdly large reply of about this many bytes.
+    Oversized(usize),
+    /// A body that is not JSON at all nor HTML.
+    Garbage,
+}
+
+/// One trade the server holds.
+#[derive(Debug, Clone)]
+pub struct ReplayTrade {
+    /// Trade id.
+    pub tid: i64,
+    /// Unix seconds.
+    pub date: i64,
+    /// Price text.
+    pub price: String,
+    /// Amount text.
+    pub amount: String,
+    /// "buy" or "sell".
+    pub side: &'static str,
+    /// Send price and amount as JSON numbers instead of strings (legacy v3 style).
+    pub as_numbers: bool,
+}
+
+/// What the server knows and has seen.
+#[derive(Debug, Default)]
+pub struct ReplayState {
+    /// Instruments: (symbol, type, base, quote).
+    pub symbols: Vec<(String, String, String, String)>,
+    /// Trades per symbol.
+    pub trades: BTreeMap<String, Vec<ReplayTrade>>,
+    /// CoinCap assets, as JSON objects.
+    pub assets: Vec<Value>,
+    /// Failures to serve, first match first: (path prefix, failure).
+    pub failures: VecDeque<(String, Failure)>,
+    /// Every request: when, and its path with query.
+    pub requests: Vec<(Instant, String)>,
+}
+
+/// A running replay server on 127.0.0.1.
+pub struct ReplayServer {
+    address: SocketAddr,
+    state: Arc<Mutex<ReplayState>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ReplayServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReplayServer {
+    /// Starts on a free loopback port with `state`.
+    pub async fn start(state: ReplayState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(state));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let _ = serve(stream, state).await;
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            state,
+            task,
+        })
+    }
+
+    /// Base URL of the Mercado Bitcoin v4 API.
+    pub fn mercado_base(&self) -> String {
+        format!("http://{}/api/v4", self.address)
+    }
+
+    /// Base URL of the CoinCap v3 API.
+    pub fn coincap_base(&self) -> String {
+        format!("http://{}/v3", self.address)
+    }
+
+    /// Reads or changes the state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut ReplayState) -> R) -> R {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut state)
+    }
+
+    /// Adds a trade to `symbol` with the next tid; returns the tid.
+    pub fn publish_trade(
+        &self,
+        symbol: &str,
+        date: i64,
+        price: &str,
+        amount: &str,
+        side: &'static str,
+    ) -> i64 {
+        self.with_state(|state| {
+            let trades = state.trades.entry(symbol.to_string()).or_default();
+            let tid = trades.last().map_or(1, |t| t.tid + 1);
+            trades.push(ReplayTrade {
+                tid,
+                date,
+                price: price.to_string(),
+                amount: amount.to_string(),
+                side,
+                as_numbers: false,
+            });
+            tid
+        })
+    }
+
+    /// The next request whose path starts with `prefix` gets `failure`.
+    pub fn fail_next(&self, prefix: &str, failure: Failure) {
+        self.with_state(|state| state.failures.push_back((prefix.to_string(), failure)));
+    }
+
+    /// When each request whose path starts with `prefix` arrived.
+    pub fn requests(&self, prefix: &str) -> Vec<Instant> {
+        self.with_state(|state| {
+            state
+                .requests
+                .iter()
+                .filter(|(_, path)| path.starts_with(prefix))
+                .map(|(at, _)| *at)
+                .collect()
+        })
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    stall: Option<Duration>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            stall: None,
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<Mutex<ReplayState>>) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || request.len() > 64 * 1024 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&request).to_string();
+    let target = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let authorized = text
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("authorization: bearer "));
+    let reply = {
+        let mut state = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.requests.push((Instant::now(), target.clone()));
+        route(&mut state, &target, authorized)
+    };
+    if let Some(stall) = reply.stall {
+        tokio::time::sleep(stall).await;
+    }
+    let head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&reply.body).await?;
+    stream.shutdown().await
+}
+
+fn route(state: &mut ReplayState, target: &str, authorized: bool) -> Reply {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let pending = state
+        .failures
+        .iter()
+        .position(|(prefix, _)| path.starts_with(prefix.as_str()));
+    if let Some((_, failure)) = pending.and_then(|at| state.failures.remove(at)) {
+        return failed(failure);
+    }
+    if let Some(rest) = path.strip_prefix("/api/v4/") {
+        return mercado(state, rest, &params);
+    }
+    if let Some(rest) = path.strip_prefix("/v3/") {
+        if !authorized {
+            return Reply::json(401, &json!({"error": "Unauthorized", "timestamp": 0}));
+        }
+        if rest == "assets" {
+            let limit: usize = params
+                .get("limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            let offset: usize = params
+                .get("offset")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let data: Vec<Value> = state
+                .assets
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
+            return Reply::json(
+                200,
+                &json!({"timestamp": 1_726_081_635_506i64, "data": data}),
+            );
+        }
+    }
+    Reply::json(404, &json!({"error": format!("{path} not found")}))
+}
+
+fn mercado(state: &ReplayState, rest: &str, params: &BTreeMap<&str, &str>) -> Reply {
+    match rest {
+        "symbols" => {
+            let column = |f: fn(&(String, String, String, String)) -> &String| -> Vec<&String> {
+                state.symbols.iter().map(f).collect()
+            };
+            Reply::json(
+                200,
+                &json!({
+                    "symbol": column(|s| &s.0),
+                    "type": column(|s| &s.1),
+                    "base-currency": column(|s| &s.2),
+                    "currency": column(|s| &s.3),
+                }),
+            )
+        }
+        "tickers" => {
+            let Some(symbols) = params.get("symbols").filter(|s| !s.is_empty()) else {
+                return Reply::json(
+                    400,
+                    &json!({"code": "API|TICKERS|SYMBOLS_IS_REQUIRED", "message": "symbols is required"}),
+                );
+            };
+            let rows: Vec<Value> = symbols
+                .split(',')
+                .filter_map(|symbol| {
+                    let trades = state.trades.get(symbol)?;
+                    let last = trades.last()?;
+                    Some(json!({
+                        "pair": symbol, "high": last.price, "low": last.price, "vol": "0",
+                        "last": last.price, "buy": last.price, "sell": last.price,
+                        "open": trades.first().map_or("0", |t| t.price.as_str()), "date": last.date,
+                    }))
+                })
+                .collect();
+            Reply::json(200, &Value::Array(rows))
+        }
+        _ => {
+            let Some(symbol) = rest.strip_suffix("/trades") else {
+                return Reply::json(404, &json!({"code": "API|NOT_FOUND", "message": rest}));
+            };
+            let Some(trades) = state.trades.get(symbol) else {
+                return Reply::json(
+                    400,
+                    &json!({"code": "API|TRADES|INVALID_SYMBOL", "message": "invalid symbol"}),
+                );
+            };
+            let limit: usize = params
+                .get("limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000)
+                .min(1000);
+            let mut rows: Vec<&ReplayTrade> =
+                match params.get("since").and_then(|v| v.parse::<i64>().ok()) {
+                    // `since` includes the given tid here: the client must drop it.
+                    Some(since) => trades
+                        .iter()
+                        .filter(|t| t.tid >= since)
+                        .take(limit)
+                        .collect(),
+                    None => trades.iter().rev().take(limit).collect(),
+                };
+            if params.contains_key("since") {
+                rows.sort_by_key(|t| t.tid);
+            }
+            let rows: Vec<Value> = rows.iter().map(|t| trade_json(t)).collect();
+            Reply::json(200, &Value::Array(rows))
+        }
+    }
+}
+
+fn trade_json(t: &ReplayTrade) -> Value {
+    if t.as_numbers {
+        let number = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+        json!({"amount": number(&t.amount), "date": t.date, "price": number(&t.price), "tid": t.tid, "type": t.side})
+    } else {
+        json!({"amount": t.amount, "date": t.date, "price": t.price, "tid": t.tid, "type": t.side})
+    }
+}
+
+fn failed(failure: Failure) -> Reply {
+    match failure {
+        Failure::Status(status, code) => Reply::json(status, &json!({"code": code, "message": "replayed failure"})),
+        Failure::CloudflareHtml => Reply {
+            status: 403,
+            content_type: "text/html",
+            body: b"<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>blocked</body></html>".to_vec(),
+            stall: None,
+        },
+        Failure::Stall(duration) => Reply {
+            stall: Some(duration),
+            ..Reply::json(200, &json!([]))
+        },
+        Failure::CoinCapV2 => Reply::json(
+            200,
+            &json!({"data": {"message": "We are deprecating this version of the CoinCap API, please see https://coincap.io/api-pricing"}, "timestamp": 1}),
+        ),
+        Failure::Oversized(bytes) => {
+            let row = r#"{"amount":"1","date":1,"price":"1","tid":1,"type":"buy"},"#;
+            let mut body = String::from("[");
+            while body.len() < bytes {
+                body.push_str(row);
+            }
+            body.push_str(r#"{"amount":"1","date":1,"price":"1","tid":1,"type":"buy"}]"#);
+            Reply { status: 200, content_type: "application/json", body: body.into_bytes(), stall: None }
+        }
+        Failure::Garbage => Reply { status: 200, content_type: "text/plain", body: b"ok".to_vec(), stall: None },
+    }
+}
