@@ -40,6 +40,14 @@ pub enum Error {
     #[error(transparent)]
     Warehouse(#[from] tributary_warehouse::Error),
 
+    /// The trade stream refused records.
+    #[error("trade stream: {0}")]
+    Stream(String),
+
+    /// A market API failed.
+    #[error(transparent)]
+    Market(#[from] tributary_markets::Error),
+
     /// The source failed.
     #[error(transparent)]
     Source(#[from] tributary_totesys::Error),
@@ -53,6 +61,9 @@ impl Error {
     /// Whether running the stage again later may succeed without a change
     /// by a person (an unreachable database, a lost race, a store timeout).
     pub fn is_retryable(&self) -> bool {
+        if let Error::Market(market) = self {
+            return market.is_retryable();
+        }
         !matches!(
             self,
             Error::Setting { .. }

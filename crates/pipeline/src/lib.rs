@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod run;
 pub mod settings;
 pub mod status;
+pub mod stream;
 pub mod transform;
 
 pub use error::{Error, Result};
