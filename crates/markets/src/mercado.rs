@@ -48,8 +48,9 @@ impl MercadoBitcoin {
         self.client.get("tickers", &url).await
     }
 
-    /// Every trade of `symbol` after `after_tid` (all recent ones when
-    /// `None`), ascending by tid, each once. Pages while a page is full.
+    /// Every trade of `symbol` after `after_tid`, ascending by tid, each once,
+    /// paging while a page is full. With `None` (first contact) it starts at
+    /// the newest page: older history comes from daily candles.
     ///
     /// Whether `since` includes the given tid is not documented: rows at or
     /// below what we have are dropped, whatever the API does.

@@ -40,6 +40,10 @@ pub enum Error {
     #[error(transparent)]
     Warehouse(#[from] tributary_warehouse::Error),
 
+    /// A JSON document could not be read.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+
     /// The trade stream refused records.
     #[error("trade stream: {0}")]
     Stream(String),

@@ -10,11 +10,13 @@ pub mod db;
 mod error;
 pub mod ingest;
 pub mod load;
+pub mod markets_poll;
 pub mod reconcile;
 pub mod run;
 pub mod settings;
 pub mod status;
 pub mod stream;
+pub mod stream_sink;
 pub mod transform;
 
 pub use error::{Error, Result};

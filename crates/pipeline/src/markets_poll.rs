@@ -1,0 +1,170 @@
+//! Market polling inside the ingest schedule: Mercado Bitcoin trades into
+//! the trade stream, with a per-symbol checkpoint kept in the raw lake.
+//!
+//! Each tick: one `/tickers` call for every crypto symbol; `/trades?since=`
+//! for the symbols whose ticker moved (and those never read), at most
+//! `max_symbols_per_tick` of them, least recently polled first, so every
+//! symbol is visited within a few ticks. A symbol's checkpoint (the highest
+//! tid in the stream) advances only after its trades were put.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
+use tributary_markets::{Trade, mercado::MercadoBitcoin};
+
+use crate::{
+    Result,
+    alerts::{Alert, Alerts},
+    stream::{TradeStream, pack_lines, put_all},
+};
+
+/// The manifest log of the poller's checkpoints in the raw lake.
+pub const SOURCE: &str = "markets_poll";
+const STAGE: &str = "ingest";
+
+/// Tuning of the poller.
+#[derive(Debug, Clone)]
+pub struct PollOptions {
+    /// Symbols whose trades are read per tick (1 request/s each).
+    pub max_symbols_per_tick: usize,
+    /// How often the symbol list is read again.
+    pub symbols_refresh: Duration,
+    /// PutRecords attempts before a symbol is left for the next tick.
+    pub put_attempts: u32,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        Self {
+            max_symbols_per_tick: 40,
+            symbols_refresh: Duration::from_secs(3600),
+            put_attempts: 4,
+        }
+    }
+}
+
+/// What the poller remembers between ticks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PollState {
+    /// Highest tid in the stream, per symbol.
+    pub checkpoints: BTreeMap<String, i64>,
+    /// Last ticker seen (last price, date) per symbol.
+    pub tickers: BTreeMap<String, (String, i64)>,
+    /// When each symbol's trades were last read.
+    pub polled_at: BTreeMap<String, DateTime<Utc>>,
+    /// The crypto symbols.
+    pub symbols: Vec<String>,
+    /// When they were read.
+    pub symbols_at: Option<DateTime<Utc>>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default)]
+pub struct PollReport {
+    /// Symbols whose trades were read.
+    pub polled: Vec<String>,
+    /// Trades put into the stream.
+    pub trades: u64,
+    /// Symbols left for the next tick, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// One polling tick.
+pub async fn poll_markets(
+    mercado: &MercadoBitcoin,
+    stream: &dyn TradeStream,
+    raw: &Lake,
+    options: &PollOptions,
+    alerts: &dyn Alerts,
+) -> Result<PollReport> {
+    let run_id = RunId::now();
+    let now = Utc::now();
+    let log = ManifestLog::new(raw.clone(), SOURCE);
+    let previous: Option<Manifest<PollState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let stale = state
+        .symbols_at
+        .is_none_or(|at| (now - at).to_std().unwrap_or_default() >= options.symbols_refresh);
+    if stale || state.symbols.is_empty() {
+        state.symbols = mercado
+            .symbols()
+            .await?
+            .into_iter()
+            .filter(|i| i.kind == "CRYPTO")
+            .map(|i| i.symbol)
+            .collect();
+        state.symbols_at = Some(now);
+    }
+    let tickers = mercado.tickers(&state.symbols).await?;
+    let mut due: Vec<String> = tickers
+        .iter()
+        .filter(|t| {
+            let seen = (t.last.to_string(), t.date);
+            state.tickers.get(&t.pair) != Some(&seen) || !state.checkpoints.contains_key(&t.pair)
+        })
+        .map(|t| t.pair.clone())
+        .collect();
+    due.sort_by_key(|symbol| state.polled_at.get(symbol).copied());
+    due.truncate(options.max_symbols_per_tick);
+
+    let mut report = PollReport::default();
+    for symbol in &due {
+        let checkpoint = state.checkpoints.get(symbol).copied();
+        let outcome = async {
+            let wire = mercado.trades_after(symbol, checkpoint).await?;
+            let lines: Vec<Vec<u8>> = wire
+                .iter()
+                .map(|t| serde_json::to_vec(&Trade::from_wire(symbol, t)))
+                .collect::<Result<_, _>>()?;
+            put_all(stream, pack_lines(symbol, &lines), options.put_attempts).await?;
+            Ok::<_, crate::Error>((wire.len() as u64, wire.iter().map(|t| t.tid).max()))
+        }
+        .await;
+        match outcome {
+            Ok((count, newest)) => {
+                if let Some(newest) = newest {
+                    state.checkpoints.insert(symbol.clone(), newest);
+                } else if checkpoint.is_none() {
+                    state.checkpoints.insert(symbol.clone(), 0);
+                }
+                if let Some(t) = tickers.iter().find(|t| &t.pair == symbol) {
+                    state
+                        .tickers
+                        .insert(symbol.clone(), (t.last.to_string(), t.date));
+                }
+                state.polled_at.insert(symbol.clone(), now);
+                report.trades += count;
+                report.polled.push(symbol.clone());
+            }
+            Err(error) => {
+                alerts
+                    .send(&Alert {
+                        stage: STAGE,
+                        run_id: run_id.to_string(),
+                        table: Some(format!("trades {symbol}")),
+                        message: format!("{symbol}: trades not saved this tick: {error}"),
+                        action:
+                            "its checkpoint stayed put; the next tick reads the same trades again"
+                                .to_string(),
+                    })
+                    .await;
+                report.failed.push((symbol.clone(), error.to_string()));
+            }
+        }
+    }
+    log.commit(previous_seq, &run_id, now, Vec::new(), state)
+        .await?;
+    tracing::info!(
+        stage = STAGE,
+        run_id = %run_id,
+        polled = report.polled.len(),
+        trades = report.trades,
+        failed = report.failed.len(),
+        "markets polled"
+    );
+    Ok(report)
+}

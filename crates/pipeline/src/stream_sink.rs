@@ -1,0 +1,225 @@
+//! The stream-sink stage: each batch of stream records becomes one immutable
+//! JSON-lines object in the raw lake, then a manifest.
+//!
+//! The object's key comes from the shard and the batch's first sequence
+//! number, and its bytes from the records alone (gzip without a timestamp),
+//! so a redelivered batch finds its object already there, writes nothing
+//! new, and commits no second manifest. Lines that are not trades are
+//! quarantined with their reason; a batch that cannot be written is
+//! reported back as failed items so the stream redelivers it.
+
+use std::io::Write as _;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tributary_lake::{Lake, Manifest, ManifestLog, PutOutcome, RunId};
+use tributary_markets::Trade;
+
+use crate::{
+    Error, Result,
+    alerts::{Alert, Alerts},
+    stream::ReceivedRecord,
+};
+
+/// The manifest log of this stage in the raw lake.
+pub const SOURCE: &str = "markets";
+const STAGE: &str = "stream-sink";
+/// How many recent manifests a redelivery looks through for its object.
+const RECENT_MANIFESTS: u64 = 64;
+
+/// What one sink manifest records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SinkState {
+    /// The shard the batch came from.
+    pub shard_id: String,
+    /// First and last sequence numbers of the batch.
+    pub first_sequence: String,
+    /// Last sequence number.
+    pub last_sequence: String,
+    /// Trades written.
+    pub trades: u64,
+    /// Lines quarantined.
+    pub quarantined: u64,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    /// The object written (or found), if the batch had trades.
+    pub key: Option<String>,
+    /// Trades in it.
+    pub trades: u64,
+    /// The object was already there (a redelivery).
+    pub already_written: bool,
+    /// Lines that were not trades, quarantined.
+    pub quarantined: u64,
+    /// Sequence numbers to report as `batchItemFailures` (empty on success).
+    pub batch_item_failures: Vec<String>,
+}
+
+/// The key of a batch's object.
+pub fn batch_key(first_trade: &Trade, shard_id: &str, first_sequence: &str) -> String {
+    let date = DateTime::<Utc>::from_timestamp_millis(first_trade.traded_at_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d");
+    format!("markets/mercado_bitcoin/trades/date={date}/{shard_id}-{first_sequence}.jsonl.gz")
+}
+
+/// Writes one batch. Never fails as a whole: what could not be written comes
+/// back in `batch_item_failures` (and as an alert).
+pub async fn sink_batch(raw: &Lake, records: &[ReceivedRecord], alerts: &dyn Alerts) -> SinkReport {
+    match sink(raw, records).await {
+        Ok(report) => report,
+        Err(error) => {
+            let first = records.iter().map(|r| r.sequence_number.clone()).min();
+            alerts
+                .send(&Alert {
+                    stage: STAGE,
+                    run_id: first.clone().unwrap_or_default(),
+                    table: Some("trades".to_string()),
+                    message: format!(
+                        "a batch of {} record(s) was not written: {error}",
+                        records.len()
+                    ),
+                    action: "the stream redelivers it; if this repeats, check the raw bucket"
+                        .to_string(),
+                })
+                .await;
+            SinkReport {
+                batch_item_failures: first.into_iter().collect(),
+                ..SinkReport::default()
+            }
+        }
+    }
+}
+
+async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
+    let Some(first) = records.first() else {
+        return Ok(SinkReport::default());
+    };
+    let mut trades = Vec::new();
+    let mut refused = Vec::new();
+    for record in records {
+        for line in record
+            .data
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        {
+            match serde_json::from_slice::<Trade>(line) {
+                Ok(_) => trades.push(line.to_vec()),
+                Err(e) => refused.push(serde_json::json!({
+                    "sequence_number": record.sequence_number,
+                    "reason": format!("not a trade: {e}"),
+                    "line": String::from_utf8_lossy(line),
+                })),
+            }
+        }
+    }
+    let mut report = SinkReport {
+        trades: trades.len() as u64,
+        quarantined: refused.len() as u64,
+        ..SinkReport::default()
+    };
+    let last = records.last().map_or("", |r| r.sequence_number.as_str());
+    let batch_id = format!("{}-{}", first.shard_id, first.sequence_number);
+    if !refused.is_empty() {
+        let lines: Vec<u8> = refused
+            .iter()
+            .flat_map(|v| {
+                let mut line = v.to_string().into_bytes();
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        let key = format!("_quarantine/markets/trades/{batch_id}.jsonl");
+        raw.put_once(&key, Bytes::from(lines)).await?;
+    }
+    let Some(first_line) = trades.first() else {
+        return Ok(report);
+    };
+    let first_trade: Trade = serde_json::from_slice(first_line)?;
+    let key = batch_key(&first_trade, &first.shard_id, &first.sequence_number);
+    let body = gzip(&trades)?;
+    let outcome = raw.put_once(&key, Bytes::from(body.clone())).await?;
+    report.already_written = outcome == PutOutcome::AlreadyPresent;
+    let log = ManifestLog::new(raw.clone(), SOURCE);
+    if !(report.already_written && recently_committed(&log, &key).await?) {
+        let entry = tributary_lake::FileEntry {
+            key: key.clone(),
+            table: "trades".to_string(),
+            rows: trades.len() as u64,
+            bytes: body.len() as u64,
+            sha256: tributary_lake::sha256_hex(&body),
+        };
+        let state = SinkState {
+            shard_id: first.shard_id.clone(),
+            first_sequence: first.sequence_number.clone(),
+            last_sequence: last.to_string(),
+            trades: report.trades,
+            quarantined: report.quarantined,
+        };
+        commit_with_retries(&log, entry, state).await?;
+    }
+    report.key = Some(key);
+    Ok(report)
+}
+
+/// Gzip with no timestamp or name in the header: same input, same bytes.
+fn gzip(lines: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    for line in lines {
+        encoder
+            .write_all(line)
+            .and_then(|_| encoder.write_all(b"\n"))
+            .map_err(io_error)?;
+    }
+    encoder.finish().map_err(io_error)
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Stream(format!("compressing a batch: {e}"))
+}
+
+async fn recently_committed(log: &ManifestLog, key: &str) -> Result<bool> {
+    let latest = log.latest_seq().await?;
+    for seq in (latest.saturating_sub(RECENT_MANIFESTS) + 1..=latest).rev() {
+        let manifest: Option<Manifest<SinkState>> = log.read(seq).await?;
+        if manifest.is_some_and(|m| m.files.iter().any(|f| f.key == key)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Shards sink in parallel, so a lost race for a number is retried with the next.
+async fn commit_with_retries(
+    log: &ManifestLog,
+    entry: tributary_lake::FileEntry,
+    state: SinkState,
+) -> Result<()> {
+    let run_id = RunId::now();
+    for _ in 0..8 {
+        let latest = log.latest_seq().await?;
+        match log
+            .commit(
+                latest,
+                &run_id,
+                Utc::now(),
+                vec![entry.clone()],
+                state.clone(),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(tributary_lake::Error::ManifestRace { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Stream(
+        "could not commit the sink manifest after 8 races".to_string(),
+    ))
+}
