@@ -139,6 +139,12 @@ impl fmt::Display for Decimal18 {
     }
 }
 
+impl serde::Serialize for Decimal18 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The text of a JSON string or number token.
 pub(crate) fn token_text(raw: &RawValue) -> Result<String, serde_json::Error> {
     let text = raw.get().trim();

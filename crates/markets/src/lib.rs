@@ -15,6 +15,7 @@ pub mod http;
 pub mod mercado;
 pub mod models;
 pub mod replay;
+pub mod rollup;
 
 pub use error::{Error, Result};
 

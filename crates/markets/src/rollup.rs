@@ -1,0 +1,286 @@
+//! Trades as Arrow batches for the processed lake, and daily OHLCV bars.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use arrow_array::{
+    ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::{Decimal18, Trade, decimal::DecimalError};
+
+const DECIMAL: DataType = DataType::Decimal128(38, 18);
+
+/// Schema of `processed/markets/trades`.
+pub fn trades_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("tid", DataType::Int64, false),
+        Field::new(
+            "traded_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("price", DECIMAL, false),
+        Field::new("amount", DECIMAL, false),
+    ]))
+}
+
+/// Schema of `processed/markets/ohlcv_daily`.
+pub fn ohlcv_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("day", DataType::Date32, false),
+    ];
+    for name in [
+        "open",
+        "high",
+        "low",
+        "close",
+        "base_volume",
+        "quote_volume",
+    ] {
+        fields.push(Field::new(name, DECIMAL, false));
+    }
+    fields.push(Field::new("trades", DataType::Int64, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn decimals(values: impl Iterator<Item = i128>) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(
+        Decimal128Array::from_iter_values(values).with_precision_and_scale(38, 18)?,
+    ))
+}
+
+/// Trades as one batch; fails on a price or amount that is not a decimal.
+pub fn trades_batch(trades: &[Trade]) -> Result<RecordBatch, RollupError> {
+    let prices: Vec<i128> = trades
+        .iter()
+        .map(|t| t.price.parse::<Decimal18>().map(Decimal18::raw))
+        .collect::<Result<_, _>>()?;
+    let amounts: Vec<i128> = trades
+        .iter()
+        .map(|t| t.amount.parse::<Decimal18>().map(Decimal18::raw))
+        .collect::<Result<_, _>>()?;
+    Ok(RecordBatch::try_new(
+        trades_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                trades.iter().map(|t| t.symbol.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(trades.iter().map(|t| t.tid))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                trades.iter().map(|t| t.traded_at_ms),
+            )),
+            Arc::new(StringArray::from_iter_values(trades.iter().map(
+                |t| match t.side {
+                    crate::Side::Buy => "buy",
+                    crate::Side::Sell => "sell",
+                },
+            ))),
+            decimals(prices.into_iter())?,
+            decimals(amounts.into_iter())?,
+        ],
+    )?)
+}
+
+/// Why trades could not be rolled up.
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    /// A price or amount was not an exact decimal.
+    #[error(transparent)]
+    Decimal(#[from] DecimalError),
+    /// Arrow refused the batch.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// A sum overflowed 38 digits.
+    #[error("volume of {0} overflowed")]
+    Overflow(String),
+}
+
+/// One symbol's day: open and close by trade id, high, low, volumes, count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyBar {
+    /// Symbol.
+    pub symbol: String,
+    /// UTC day.
+    pub day: NaiveDate,
+    /// Price of the day's lowest tid.
+    pub open: Decimal18,
+    /// Highest price.
+    pub high: Decimal18,
+    /// Lowest price.
+    pub low: Decimal18,
+    /// Price of the day's highest tid.
+    pub close: Decimal18,
+    /// Sum of amounts.
+    pub base_volume: Decimal18,
+    /// Sum of price × amount.
+    pub quote_volume: Decimal18,
+    /// Trades counted.
+    pub trades: i64,
+    /// Lowest tid counted.
+    pub first_tid: i64,
+    /// Highest tid counted.
+    pub last_tid: i64,
+}
+
+impl DailyBar {
+    fn start(
+        trade: &Trade,
+        day: NaiveDate,
+        price: Decimal18,
+        amount: Decimal18,
+        quote: Decimal18,
+    ) -> Self {
+        Self {
+            symbol: trade.symbol.clone(),
+            day,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            base_volume: amount,
+            quote_volume: quote,
+            trades: 1,
+            first_tid: trade.tid,
+            last_tid: trade.tid,
+        }
+    }
+}
+
+/// Bars by (symbol, day).
+pub type Bars = BTreeMap<(String, NaiveDate), DailyBar>;
+
+/// Adds `trades` (each once) to `bars`; returns the (symbol, day) keys changed.
+pub fn roll_up(bars: &mut Bars, trades: &[Trade]) -> Result<Vec<(String, NaiveDate)>, RollupError> {
+    let mut changed = Vec::new();
+    for trade in trades {
+        let price: Decimal18 = trade.price.parse()?;
+        let amount: Decimal18 = trade.amount.parse()?;
+        let quote = price
+            .checked_mul(amount)
+            .ok_or_else(|| RollupError::Overflow(trade.symbol.clone()))?;
+        let day = DateTime::from_timestamp_millis(trade.traded_at_ms)
+            .unwrap_or_default()
+            .date_naive();
+        let key = (trade.symbol.clone(), day);
+        match bars.get_mut(&key) {
+            None => {
+                bars.insert(
+                    key.clone(),
+                    DailyBar::start(trade, day, price, amount, quote),
+                );
+            }
+            Some(bar) => {
+                if trade.tid < bar.first_tid {
+                    bar.first_tid = trade.tid;
+                    bar.open = price;
+                }
+                if trade.tid > bar.last_tid {
+                    bar.last_tid = trade.tid;
+                    bar.close = price;
+                }
+                bar.high = bar.high.max(price);
+                bar.low = bar.low.min(price);
+                let overflow = || RollupError::Overflow(trade.symbol.clone());
+                bar.base_volume = Decimal18(
+                    bar.base_volume
+                        .0
+                        .checked_add(amount.0)
+                        .ok_or_else(overflow)?,
+                );
+                bar.quote_volume = Decimal18(
+                    bar.quote_volume
+                        .0
+                        .checked_add(quote.0)
+                        .ok_or_else(overflow)?,
+                );
+                bar.trades += 1;
+            }
+        }
+        if !changed.contains(&key) {
+            changed.push(key);
+        }
+    }
+    Ok(changed)
+}
+
+/// Bars as one batch.
+pub fn ohlcv_batch(bars: &[&DailyBar]) -> Result<RecordBatch, RollupError> {
+    let epoch = NaiveDate::default();
+    let column = |f: fn(&DailyBar) -> Decimal18| decimals(bars.iter().map(|b| f(b).raw()));
+    Ok(RecordBatch::try_new(
+        ohlcv_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                bars.iter().map(|b| b.symbol.as_str()),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                bars.iter().map(|b| (b.day - epoch).num_days() as i32),
+            )),
+            column(|b| b.open)?,
+            column(|b| b.high)?,
+            column(|b| b.low)?,
+            column(|b| b.close)?,
+            column(|b| b.base_volume)?,
+            column(|b| b.quote_volume)?,
+            Arc::new(Int64Array::from_iter_values(bars.iter().map(|b| b.trades))),
+        ],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Side;
+
+    fn trade(tid: i64, at: &str, price: &str, amount: &str) -> Trade {
+        let ms = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        Trade {
+            symbol: "BTC-BRL".into(),
+            tid,
+            traded_at_ms: ms,
+            price: price.into(),
+            amount: amount.into(),
+            side: Side::Buy,
+        }
+    }
+
+    #[test]
+    fn ohlcv_equals_a_hand_computed_day() {
+        // Arrival order is not tid order: open and close still follow tids.
+        let trades = vec![
+            trade(12, "2025-11-19 10:00:00", "101.5", "0.2"),
+            trade(10, "2025-11-19 09:00:00", "100", "1"),
+            trade(11, "2025-11-19 09:30:00", "99.25", "0.5"),
+            trade(13, "2025-11-19 23:59:59", "100.75", "0.1"),
+            trade(14, "2025-11-20 00:00:00", "102", "2"),
+        ];
+        let mut bars = Bars::new();
+        let changed = roll_up(&mut bars, &trades).unwrap();
+        assert_eq!(changed.len(), 2);
+        let day = NaiveDate::from_ymd_opt(2025, 11, 19).unwrap();
+        let bar = &bars[&("BTC-BRL".to_string(), day)];
+        let d = |s: &str| s.parse::<Decimal18>().unwrap();
+        assert_eq!(
+            (bar.open, bar.high, bar.low, bar.close),
+            (d("100"), d("101.5"), d("99.25"), d("100.75"))
+        );
+        assert_eq!(bar.base_volume, d("1.8"));
+        // 100×1 + 99.25×0.5 + 101.5×0.2 + 100.75×0.1 = 100 + 49.625 + 20.3 + 10.075
+        assert_eq!(bar.quote_volume, d("180"));
+        assert_eq!(bar.trades, 4);
+        let batch = ohlcv_batch(&bars.values().collect::<Vec<_>>()).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let trades_batch = trades_batch(&trades).unwrap();
+        assert_eq!(trades_batch.num_rows(), 5);
+    }
+}
