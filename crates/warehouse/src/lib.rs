@@ -12,6 +12,7 @@ pub mod copy_in;
 pub mod currency;
 mod error;
 pub mod load;
+pub mod markets;
 pub mod tables;
 pub mod transform;
 

@@ -133,3 +133,34 @@ CREATE TABLE IF NOT EXISTS fact_payment (
     payment_date       date NOT NULL REFERENCES dim_date,
     UNIQUE (payment_id, last_updated_date, last_updated_time)
 );
+
+-- Crypto markets: every trade once, and daily bars (latest version per day).
+CREATE TABLE IF NOT EXISTS fact_trade (
+    symbol     varchar NOT NULL,
+    tid        bigint NOT NULL,
+    traded_at  timestamp(3) NOT NULL,
+    side       varchar NOT NULL,
+    price      numeric(38,18) NOT NULL,
+    amount     numeric(38,18) NOT NULL,
+    PRIMARY KEY (symbol, tid)
+);
+
+CREATE TABLE IF NOT EXISTS ohlcv_daily (
+    symbol        varchar NOT NULL,
+    day           date NOT NULL,
+    open          numeric(38,18) NOT NULL,
+    high          numeric(38,18) NOT NULL,
+    low           numeric(38,18) NOT NULL,
+    close         numeric(38,18) NOT NULL,
+    base_volume   numeric(38,18) NOT NULL,
+    quote_volume  numeric(38,18) NOT NULL,
+    trades        bigint NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
+
+CREATE TABLE IF NOT EXISTS tributary.market_load_log (
+    seq        bigint PRIMARY KEY,
+    loaded_at  timestamptz NOT NULL DEFAULT now(),
+    trades     bigint NOT NULL,
+    bars       bigint NOT NULL
+);

@@ -1,0 +1,181 @@
+//! The markets transform: sink batches in the raw lake → deduplicated trades
+//! and daily OHLCV bars as Parquet in the processed lake.
+//!
+//! Trades of one symbol arrive in tid order (one partition key per symbol),
+//! so the highest tid transformed per symbol is all the state deduplication
+//! needs: a trade put twice (a poll that died between put and checkpoint, a
+//! redelivered batch) is dropped. Bars of the last days stay in the state so
+//! a late trade updates its day; each run writes the bars it changed.
+
+use std::{collections::BTreeMap, io::Read, time::Instant};
+
+use chrono::{Duration as Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId, write_dataset};
+use tributary_markets::{
+    Trade,
+    rollup::{Bars, DailyBar, ohlcv_batch, ohlcv_schema, roll_up, trades_batch, trades_schema},
+};
+
+use crate::{
+    Error, Result,
+    stream_sink::{SOURCE as SINK_SOURCE, SinkState},
+};
+
+/// The manifest log of this stage in the processed lake.
+pub const SOURCE: &str = "markets_transform";
+/// Days whose bars stay open for late trades.
+const OPEN_DAYS: i64 = 3;
+
+/// The stage's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MarketsState {
+    /// The last sink manifest consumed.
+    pub sink_seq: u64,
+    /// Highest tid transformed per symbol.
+    pub max_tid: BTreeMap<String, i64>,
+    /// Bars of the open days.
+    pub open_bars: Vec<DailyBar>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct MarketsReport {
+    /// The manifest committed (`None`: nothing new).
+    pub seq: Option<u64>,
+    /// Trades written.
+    pub trades: u64,
+    /// Trades dropped as already transformed.
+    pub duplicates: u64,
+    /// Bars written.
+    pub bars: u64,
+}
+
+/// Runs the markets transform once.
+pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsReport> {
+    let started = Instant::now();
+    let run_id = RunId::now();
+    let log = ManifestLog::new(processed.clone(), SOURCE);
+    let previous: Option<Manifest<MarketsState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let sink_log = ManifestLog::new(raw.clone(), SINK_SOURCE);
+    let latest = sink_log.latest_seq().await?;
+    if latest <= state.sink_seq {
+        return Ok(MarketsReport::default());
+    }
+    let mut incoming: Vec<Trade> = Vec::new();
+    for seq in state.sink_seq + 1..=latest {
+        let manifest: Option<Manifest<SinkState>> = sink_log.read(seq).await?;
+        for file in manifest.into_iter().flat_map(|m| m.files) {
+            let compressed = raw.get(&file.key).await?;
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&compressed[..])
+                .read_to_string(&mut text)
+                .map_err(|e| Error::Stream(format!("{}: not gzip JSON lines: {e}", file.key)))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                incoming.push(serde_json::from_str(line)?);
+            }
+        }
+    }
+    incoming.sort_by(|a, b| (&a.symbol, a.tid).cmp(&(&b.symbol, b.tid)));
+    let before = incoming.len();
+    let mut fresh = Vec::with_capacity(before);
+    for trade in incoming {
+        let seen = state
+            .max_tid
+            .get(&trade.symbol)
+            .copied()
+            .unwrap_or(i64::MIN);
+        if trade.tid > seen {
+            state.max_tid.insert(trade.symbol.clone(), trade.tid);
+            fresh.push(trade);
+        }
+    }
+    let mut report = MarketsReport {
+        duplicates: (before - fresh.len()) as u64,
+        trades: fresh.len() as u64,
+        ..MarketsReport::default()
+    };
+
+    let mut bars: Bars = state
+        .open_bars
+        .drain(..)
+        .map(|b| ((b.symbol.clone(), b.day), b))
+        .collect();
+    let changed =
+        roll_up(&mut bars, &fresh).map_err(|e| Error::Stream(format!("rolling up trades: {e}")))?;
+    let mut files = Vec::new();
+    let mut by_day: BTreeMap<NaiveDate, Vec<Trade>> = BTreeMap::new();
+    for trade in fresh {
+        let day = chrono::DateTime::from_timestamp_millis(trade.traded_at_ms)
+            .unwrap_or_default()
+            .date_naive();
+        by_day.entry(day).or_default().push(trade);
+    }
+    for (day, trades) in by_day {
+        let batch = trades_batch(&trades).map_err(|e| Error::Stream(e.to_string()))?;
+        let key = format!(
+            "markets/trades/date={}/{run_id}.parquet",
+            day.format("%Y-%m-%d")
+        );
+        files.extend(write_one(processed, "trades", trades_schema(), key, batch).await?);
+    }
+    let changed_bars: Vec<&DailyBar> = changed.iter().filter_map(|k| bars.get(k)).collect();
+    report.bars = changed_bars.len() as u64;
+    let mut by_year: BTreeMap<i32, Vec<&DailyBar>> = BTreeMap::new();
+    for bar in changed_bars {
+        by_year
+            .entry(chrono::Datelike::year(&bar.day))
+            .or_default()
+            .push(bar);
+    }
+    for (year, bars_of_year) in by_year {
+        let batch = ohlcv_batch(&bars_of_year).map_err(|e| Error::Stream(e.to_string()))?;
+        let key = format!("markets/ohlcv_daily/year={year}/{run_id}.parquet");
+        files.extend(write_one(processed, "ohlcv_daily", ohlcv_schema(), key, batch).await?);
+    }
+    let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
+    state.open_bars = bars.into_values().filter(|b| b.day >= horizon).collect();
+    state.sink_seq = latest;
+    let manifest = log
+        .commit(previous_seq, &run_id, Utc::now(), files, state)
+        .await?;
+    report.seq = Some(manifest.seq);
+    tracing::info!(
+        stage = "transform",
+        run_id = %run_id,
+        trades = report.trades,
+        duplicates = report.duplicates,
+        bars = report.bars,
+        ms = started.elapsed().as_millis() as u64,
+        "markets transformed"
+    );
+    Ok(report)
+}
+
+async fn write_one(
+    lake: &Lake,
+    table: &str,
+    schema: arrow_schema::SchemaRef,
+    key: String,
+    batch: arrow_array::RecordBatch,
+) -> Result<Vec<FileEntry>> {
+    let (sender, receiver) = mpsc::channel(1);
+    let writer = tokio::spawn(write_dataset(
+        lake.clone(),
+        table.to_string(),
+        schema,
+        u64::MAX,
+        move |_| key.clone(),
+        receiver,
+    ));
+    let _ = sender.send(batch).await;
+    drop(sender);
+    let written = writer
+        .await
+        .map_err(|e| tributary_lake::Error::Task(e.to_string()))??;
+    Ok(written.files)
+}

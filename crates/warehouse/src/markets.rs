@@ -1,0 +1,152 @@
+//! Loading market data: trades once each, daily bars upserted, one
+//! transaction per processed markets manifest.
+
+use arrow_array::{
+    Array, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use tokio_postgres::Client;
+use tributary_lake::{Lake, parquet::decode};
+
+use crate::{Error, Result};
+
+/// The highest markets manifest the warehouse holds (0: none).
+pub async fn markets_loaded_through(client: &Client) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(max(seq), 0)::bigint FROM tributary.market_load_log",
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Loads one markets manifest (`(table, key)` of its files); returns
+/// (trades inserted, bars inserted or changed). Already loaded: (0, 0).
+pub async fn load_markets_manifest(
+    client: &mut Client,
+    lake: &Lake,
+    seq: u64,
+    files: &[(String, String)],
+) -> Result<(u64, u64)> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('tributary.load_markets'))",
+        &[],
+    )
+    .await?;
+    if tx
+        .query_opt(
+            "SELECT 1 FROM tributary.market_load_log WHERE seq = $1",
+            &[&(seq as i64)],
+        )
+        .await?
+        .is_some()
+    {
+        return Ok((0, 0));
+    }
+    let (mut trades, mut bars) = (0, 0);
+    for (table, key) in files {
+        let (_, batches) = decode(lake.get(key).await?)?;
+        for batch in &batches {
+            match table.as_str() {
+                "trades" => trades += insert_trades(&tx, batch).await?,
+                "ohlcv_daily" => bars += upsert_bars(&tx, batch).await?,
+                _ => {}
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO tributary.market_load_log (seq, trades, bars) VALUES ($1, $2, $3)",
+        &[&(seq as i64), &(trades as i64), &(bars as i64)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((trades, bars))
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::Arrow(arrow_schema::ArrowError::SchemaError(format!(
+                "markets file lacks column {name} of the expected type"
+            )))
+        })
+}
+
+fn decimal_texts(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let array: &Decimal128Array = column(batch, name)?;
+    Ok((0..array.len()).map(|i| array.value_as_string(i)).collect())
+}
+
+async fn insert_trades(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) -> Result<u64> {
+    let symbols: &StringArray = column(batch, "symbol")?;
+    let tids: &Int64Array = column(batch, "tid")?;
+    let times: &TimestampMillisecondArray = column(batch, "traded_at")?;
+    let sides: &StringArray = column(batch, "side")?;
+    let symbol: Vec<&str> = (0..batch.num_rows()).map(|i| symbols.value(i)).collect();
+    let tid: Vec<i64> = tids.values().to_vec();
+    let at: Vec<String> = (0..batch.num_rows())
+        .map(|i| {
+            times
+                .value_as_datetime(i)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let side: Vec<&str> = (0..batch.num_rows()).map(|i| sides.value(i)).collect();
+    let (price, amount) = (
+        decimal_texts(batch, "price")?,
+        decimal_texts(batch, "amount")?,
+    );
+    Ok(tx
+        .execute(
+            "INSERT INTO fact_trade (symbol, tid, traded_at, side, price, amount) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]::timestamp(3)[], $4::text[], \
+                                  $5::text[]::numeric[], $6::text[]::numeric[]) \
+             ON CONFLICT (symbol, tid) DO NOTHING",
+            &[&symbol, &tid, &at, &side, &price, &amount],
+        )
+        .await?)
+}
+
+async fn upsert_bars(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) -> Result<u64> {
+    let symbols: &StringArray = column(batch, "symbol")?;
+    let days: &Date32Array = column(batch, "day")?;
+    let symbol: Vec<&str> = (0..batch.num_rows()).map(|i| symbols.value(i)).collect();
+    let day: Vec<String> = (0..batch.num_rows())
+        .map(|i| {
+            days.value_as_date(i)
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let trades: &Int64Array = column(batch, "trades")?;
+    let count: Vec<i64> = trades.values().to_vec();
+    let columns = [
+        "open",
+        "high",
+        "low",
+        "close",
+        "base_volume",
+        "quote_volume",
+    ];
+    let values: Vec<Vec<String>> = columns
+        .iter()
+        .map(|c| decimal_texts(batch, c))
+        .collect::<Result<_>>()?;
+    Ok(tx
+        .execute(
+            "INSERT INTO ohlcv_daily (symbol, day, open, high, low, close, base_volume, quote_volume, trades) \
+             SELECT * FROM unnest($1::text[], $2::text[]::date[], $3::text[]::numeric[], $4::text[]::numeric[], \
+                                  $5::text[]::numeric[], $6::text[]::numeric[], $7::text[]::numeric[], \
+                                  $8::text[]::numeric[], $9::bigint[]) \
+             ON CONFLICT (symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, \
+               low = excluded.low, close = excluded.close, base_volume = excluded.base_volume, \
+               quote_volume = excluded.quote_volume, trades = excluded.trades",
+            &[&symbol, &day, &values[0], &values[1], &values[2], &values[3], &values[4], &values[5], &count],
+        )
+        .await?)
+}
