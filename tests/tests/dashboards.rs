@@ -13,6 +13,11 @@ fn dashboard_queries() -> Vec<(String, String)> {
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .filter(|path| {
+            !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("markets"))
+        })
         .map(|path| {
             (
                 path.file_name().unwrap().to_string_lossy().to_string(),

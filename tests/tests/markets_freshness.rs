@@ -148,4 +148,53 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
         .unwrap()
         .get(0);
     assert_eq!(bars, 11, "every trade counted once in the daily bars");
+
+    // The crypto dashboards run and agree with what was published.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/dashboard");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("markets"))
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3);
+    for path in &names {
+        let sql = std::fs::read_to_string(path).unwrap();
+        let rows = stack
+            .warehouse
+            .query(sql.trim().trim_end_matches(';'), &[])
+            .await
+            .unwrap();
+        assert!(!rows.is_empty(), "{} returned nothing", path.display());
+    }
+    let latest = std::fs::read_to_string(&names[0]).unwrap();
+    let rows = stack
+        .warehouse
+        .query(latest.trim().trim_end_matches(';'), &[])
+        .await
+        .unwrap();
+    let btc = rows
+        .iter()
+        .find(|r| r.get::<_, String>(0) == "BTC-BRL")
+        .expect("BTC-BRL has a latest price");
+    let last: String = stack
+        .warehouse
+        .query_one(
+            &format!(
+                "SELECT last_price::text FROM ({}) q WHERE symbol = 'BTC-BRL'",
+                latest.trim().trim_end_matches(';')
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        last, "489123.456789010000000000",
+        "the latest BTC price is the published one"
+    );
+    assert_eq!(btc.len(), 3);
 }
