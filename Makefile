@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny bench-ingest bench-pipeline build
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build
 
 ## Run the pipeline locally on generated data and show what happened.
 demo: stack build
@@ -54,6 +54,10 @@ fmt:
 deny:
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny --log-level error check licenses bans sources
+
+## Line coverage per crate (cargo-tarpaulin, installed when missing).
+coverage:
+	scripts/coverage.sh
 
 ## Ingest benchmark: >= 1M sales orders, prints rows/s and peak RSS.
 bench-ingest:

@@ -112,3 +112,50 @@ impl Alerts for RecordedAlerts {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn alerts_name_stage_run_table_error_and_action() {
+        let alert = Alert {
+            stage: "load",
+            run_id: "20260101T000000000Z-abcdef".into(),
+            table: Some("fact_payment".into()),
+            message: "load failed: connection reset".into(),
+            action: "the next run retries".into(),
+        };
+        assert_eq!(
+            alert.to_string(),
+            "[load 20260101T000000000Z-abcdef] fact_payment: load failed: connection reset — the next run retries"
+        );
+        let recorded = RecordedAlerts::default();
+        recorded.send(&alert).await;
+        LogAlerts.send(&alert).await;
+        assert_eq!(recorded.sent(), vec![alert]);
+    }
+
+    #[tokio::test]
+    async fn failure_advice_depends_on_whether_a_retry_can_help() {
+        let recorded = RecordedAlerts::default();
+        let advice = || FailureAdvice {
+            retryable: "retry later",
+            needs_fix: "fix it",
+        };
+        let transient = crate::Error::Stream("timeout".into());
+        let permanent = crate::Error::UnknownTable("x".into(), "a, b".into());
+        stage_failed(&recorded, "ingest", "r1", &transient, advice()).await;
+        stage_failed(&recorded, "ingest", "r2", &permanent, advice()).await;
+        let sent = recorded.sent();
+        assert_eq!(
+            (sent[0].action.as_str(), sent[1].action.as_str()),
+            ("retry later", "fix it")
+        );
+        assert!(
+            sent[0]
+                .message
+                .starts_with("ingest failed: trade stream: timeout")
+        );
+    }
+}

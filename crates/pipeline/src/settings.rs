@@ -240,6 +240,51 @@ mod tests {
     }
 
     #[test]
+    fn the_warehouse_url_and_lakes_fail_clearly() {
+        let s = settings(&[
+            (TRIBUTARY_LATE_CHECK_EVERY, "0s"),
+            (TRIBUTARY_PG_CA_FILE, "/etc/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(s.late_check_every, Duration::ZERO);
+        assert_eq!(
+            s.pg_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let err = s.warehouse_database_url().unwrap_err().to_string();
+        assert!(
+            err.starts_with("WAREHOUSE_DATABASE_URL is not set"),
+            "{err}"
+        );
+        let memory = settings(&[
+            (TRIBUTARY_RAW_URL, "memory://"),
+            (TRIBUTARY_PROCESSED_URL, "memory://x"),
+        ])
+        .unwrap();
+        assert!(memory.raw_lake().is_ok() && memory.processed_lake().is_ok());
+        let err = settings(&[(TRIBUTARY_LATE_CHECK_EVERY, "often")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("TRIBUTARY_LATE_CHECK_EVERY is not a duration"),
+            "{err}"
+        );
+        let err = settings(&[(TRIBUTARY_FILE_ROWS, "-3")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("TRIBUTARY_FILE_ROWS must be a positive whole number"),
+            "{err}"
+        );
+        let s3 = settings(&[(TRIBUTARY_RAW_URL, "s3:///no-bucket")]).unwrap();
+        let err = s3.raw_lake().unwrap_err().to_string();
+        assert!(
+            err.starts_with("TRIBUTARY_RAW_URL cannot be opened"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn values_parse_into_types() {
         let s = settings(&[
             (TRIBUTARY_RAW_URL, "s3://lake/raw"),
