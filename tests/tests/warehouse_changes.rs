@@ -237,6 +237,34 @@ async fn a_sales_order_whose_delivery_date_is_not_a_date_is_quarantined_and_the_
             && a.message.contains("quarantined")),
         "{alerts:?}"
     );
+    // Reconcile counts the quarantined version as accounted for, not as lost.
+    stack.assert_reconciled().await;
+
+    // A fact lost behind the pipeline's back is found, named and alerted.
+    stack
+        .warehouse
+        .batch_execute("DELETE FROM fact_payment WHERE payment_record_id = (SELECT max(payment_record_id) FROM fact_payment)")
+        .await
+        .unwrap();
+    let report = stack.reconcile().await;
+    let lost: Vec<_> = report
+        .comparisons
+        .iter()
+        .filter(|c| !c.is_clean())
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert_eq!(
+        (lost[0].table, lost[0].layers, lost[0].missing),
+        ("fact_payment", "processed → warehouse", 1)
+    );
+    assert_ne!(lost[0].checksums.0, lost[0].checksums.1);
+    assert!(
+        stack
+            .alerts
+            .sent()
+            .iter()
+            .any(|a| a.stage == "reconcile" && a.message.contains("fact_payment"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

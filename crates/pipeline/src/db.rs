@@ -246,6 +246,52 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_without_certificates_is_a_setting_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = tls_connector(Some(&empty)).err().unwrap().to_string();
+        assert!(
+            err.starts_with("TRIBUTARY_PG_CA_FILE holds no certificate"),
+            "{err}"
+        );
+        assert!(
+            tls_connector(None).is_ok(),
+            "system roots alone are enough to build a connector"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_and_unreachable_hosts_are_one_clear_line() {
+        let err = connect(
+            "postgresql://u@/db?port=notanumber",
+            "totesys",
+            "TOTESYS_DATABASE_URL",
+            None,
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("TOTESYS_DATABASE_URL is not a valid PostgreSQL URL"),
+            "{err}"
+        );
+        let err = connect(
+            "postgres://u:pw@127.0.0.1:1/db?sslmode=require",
+            "warehouse",
+            "WAREHOUSE_DATABASE_URL",
+            None,
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("cannot connect to the warehouse database at 127.0.0.1:1/db (from WAREHOUSE_DATABASE_URL)"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
     fn a_missing_ca_file_is_a_setting_error() {
         let err = tls_connector(Some(Path::new("/nonexistent/ca.pem")))
             .err()
