@@ -40,6 +40,18 @@ seconds=${simulate_for%s}
 wait $simulator
 trap - EXIT
 
+step "crypto: a simulated Mercado Bitcoin on loopback; its trades to the warehouse every 5s"
+replay_url="$root/.tributary/replay.url"
+mkdir -p "$root/.tributary"
+: >"$replay_url"
+"$bin" replay --for 30s >"$replay_url" &
+replay=$!
+trap 'kill $replay 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$replay_url" ] && break; sleep 0.2; done
+TRIBUTARY_MERCADO_URL=$(head -1 "$replay_url") "$bin" markets --every 5s --cycles 3
+kill $replay 2>/dev/null || true
+trap - EXIT
+
 step "status of the raw lake"
 "$bin" status
 
@@ -56,6 +68,8 @@ psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
   union all select 'fact_sales_order', count(*) from fact_sales_order
   union all select 'fact_purchase_order', count(*) from fact_purchase_order
   union all select 'fact_payment', count(*) from fact_payment
+  union all select 'fact_trade', count(*) from fact_trade
+  union all select 'ohlcv_daily', count(*) from ohlcv_daily
   union all select 'tributary.load_log', count(*) from tributary.load_log"
 
 for query in sql/dashboard/*.sql; do

@@ -306,3 +306,60 @@ async fn passwords_never_reach_the_logs() {
     assert!(all.len() > 1000, "debug logging produced output");
     assert!(!all.contains(secret), "a password reached the output");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_and_markets_take_trades_to_the_warehouse() {
+    use std::io::{BufRead, BufReader};
+    let Some(warehouse) = TestDb::create("cli_markets").await else {
+        return;
+    };
+    let mut replay = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args([
+            "replay",
+            "--for",
+            "20s",
+            "--symbols",
+            "2",
+            "--every",
+            "200ms",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(replay.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (_raw_dir, raw) = temp_lake();
+    let (_processed_dir, processed) = temp_lake();
+    let output = tributary(
+        &["markets"],
+        &[
+            ("TRIBUTARY_MERCADO_URL", url.trim()),
+            ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
+            ("TRIBUTARY_RAW_URL", raw.as_str()),
+            ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
+        ],
+    );
+    let _ = replay.kill();
+    let _ = replay.wait();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("polled 2 symbol(s)"), "{text}");
+    let client = warehouse.connect().await;
+    let trades: i64 = client
+        .query_one("SELECT count(*) FROM fact_trade", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(trades > 0);
+    let symbols: i64 = client
+        .query_one("SELECT count(DISTINCT symbol) FROM fact_trade", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(symbols, 2, "the fan token is not polled");
+}

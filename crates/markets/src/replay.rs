@@ -81,7 +81,12 @@ impl Drop for ReplayServer {
 impl ReplayServer {
     /// Starts on a free loopback port with `state`.
     pub async fn start(state: ReplayState) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0, state).await
+    }
+
+    /// Starts on loopback port `port` (0: any free one) with `state`.
+    pub async fn start_on(port: u16, state: ReplayState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address = listener.local_addr()?;
         let state = Arc::new(Mutex::new(state));
         let shared = Arc::clone(&state);

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod load;
 pub mod markets_load;
 pub mod markets_poll;
+pub mod markets_run;
 pub mod markets_transform;
 pub mod reconcile;
 pub mod run;
