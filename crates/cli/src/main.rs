@@ -318,7 +318,12 @@ async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
         ("DOGE", 0.9),
         ("DOT", 25.0),
     ];
-    let mut state = tributary_markets::replay::ReplayState::default();
+    // Trade ids continue from the clock, so a restarted simulator never
+    // reuses a (symbol, tid) the warehouse already holds.
+    let mut state = tributary_markets::replay::ReplayState {
+        first_tid: Utc::now().timestamp_millis(),
+        ..Default::default()
+    };
     let coins: Vec<(String, f64)> = COINS
         .iter()
         .take(args.symbols.clamp(1, COINS.len()))

@@ -63,6 +63,9 @@ pub struct ReplayState {
     pub failures: VecDeque<(String, Failure)>,
     /// Every request: when, and its path with query.
     pub requests: Vec<(Instant, String)>,
+    /// The first tid of a symbol's trades (1 when 0). A simulator restarted
+    /// later starts higher so that (symbol, tid) stays unique, as on the exchange.
+    pub first_tid: i64,
 }
 
 /// A running replay server on 127.0.0.1.
@@ -134,8 +137,9 @@ impl ReplayServer {
         side: &'static str,
     ) -> i64 {
         self.with_state(|state| {
+            let first = state.first_tid.max(1);
             let trades = state.trades.entry(symbol.to_string()).or_default();
-            let tid = trades.last().map_or(1, |t| t.tid + 1);
+            let tid = trades.last().map_or(first, |t| t.tid + 1);
             trades.push(ReplayTrade {
                 tid,
                 date,

@@ -136,9 +136,26 @@ pub fn pack_lines(partition_key: &str, lines: &[Vec<u8>]) -> Vec<StreamRecord> {
 }
 
 /// The local stream: one shard in memory, read back by the local sink.
-#[derive(Debug, Default, Clone)]
+///
+/// Sequence numbers start at the clock (µs), so, like Kinesis's, they are
+/// never reused, not even by the next process writing to the same lake.
+#[derive(Debug, Clone)]
 pub struct MemoryStream {
     records: Arc<Mutex<Vec<ReceivedRecord>>>,
+    first_sequence: u128,
+}
+
+impl Default for MemoryStream {
+    fn default() -> Self {
+        let first_sequence = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or_default();
+        Self {
+            records: Arc::default(),
+            first_sequence,
+        }
+    }
 }
 
 impl MemoryStream {
@@ -172,7 +189,7 @@ impl TradeStream for MemoryStream {
                 .lock()
                 .map_err(|_| Error::Stream("local stream poisoned".to_string()))?;
             for record in records {
-                let sequence_number = format!("{:020}", stored.len());
+                let sequence_number = format!("{:024}", self.first_sequence + stored.len() as u128);
                 stored.push(ReceivedRecord {
                     shard_id: "shardId-000000000000".to_string(),
                     sequence_number,
