@@ -144,3 +144,39 @@ impl Stack {
         assert!(differing.is_empty(), "reconcile differs: {differing:#?}");
     }
 }
+
+impl Stack {
+    /// A scheduled ingest run.
+    pub async fn ingest(
+        &mut self,
+    ) -> tributary_pipeline::Result<tributary_pipeline::ingest::IngestReport> {
+        tributary_pipeline::ingest::ingest(
+            &mut self.source,
+            &self.raw,
+            &self.options,
+            &tributary_pipeline::ingest::IngestRequest::default(),
+            &self.alerts,
+        )
+        .await
+    }
+
+    /// A transform run triggered by new raw manifests.
+    pub async fn transform(
+        &self,
+    ) -> tributary_pipeline::Result<tributary_pipeline::transform::TransformReport> {
+        tributary_pipeline::transform::transform(
+            &self.raw,
+            &self.processed,
+            &tributary_pipeline::transform::TransformRequest::default(),
+            &self.alerts,
+        )
+        .await
+    }
+
+    /// A load run.
+    pub async fn load(
+        &mut self,
+    ) -> tributary_pipeline::Result<tributary_pipeline::load::LoadReport> {
+        tributary_pipeline::load::load(&mut self.warehouse, &self.processed, &self.alerts).await
+    }
+}

@@ -115,15 +115,7 @@ async fn a_failed_put_mid_transform_heals_on_the_next_run() {
     };
     stack.cycle().await;
     changes(&mut stack, 8).await;
-    ingest(
-        &mut stack.source,
-        &stack.raw,
-        &stack.options,
-        &IngestRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
+    stack.ingest().await.unwrap();
     let (processed, fault) = faulty(&stack.processed, put("warehouse/fact_", 2), Fault::Fail);
     let failed = transform(
         &stack.raw,
@@ -164,15 +156,7 @@ async fn dying_between_data_files_and_manifest_leaves_nothing_visible() {
     );
     stack.cycle().await;
     changes(&mut stack, 6).await;
-    ingest(
-        &mut stack.source,
-        &stack.raw,
-        &stack.options,
-        &IngestRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
+    stack.ingest().await.unwrap();
     let (processed, _) = faulty(&stack.processed, put("_manifests/", 1), Fault::Fail);
     assert!(
         transform(
@@ -195,23 +179,8 @@ async fn the_warehouse_connection_dropping_mid_load_heals_on_the_next_run() {
     };
     stack.cycle().await;
     changes(&mut stack, 8).await;
-    ingest(
-        &mut stack.source,
-        &stack.raw,
-        &stack.options,
-        &IngestRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
-    transform(
-        &stack.raw,
-        &stack.processed,
-        &TransformRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
+    stack.ingest().await.unwrap();
+    stack.transform().await.unwrap();
     let pid: i32 = stack
         .warehouse
         .query_one("SELECT pg_backend_pid()", &[])
@@ -249,57 +218,20 @@ async fn repeated_and_out_of_order_triggers_are_harmless() {
     stack.cycle().await;
     for _ in 0..2 {
         changes(&mut stack, 4).await;
-        ingest(
-            &mut stack.source,
-            &stack.raw,
-            &stack.options,
-            &IngestRequest::default(),
-            &stack.alerts,
-        )
-        .await
-        .unwrap();
+        stack.ingest().await.unwrap();
     }
     // A load triggered before its transform, then the same event twice.
-    assert_eq!(
-        load(&mut stack.warehouse, &stack.processed, &stack.alerts)
-            .await
-            .unwrap()
-            .rows(),
-        0
-    );
-    let first = transform(
-        &stack.raw,
-        &stack.processed,
-        &TransformRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
+    assert_eq!(stack.load().await.unwrap().rows(), 0);
+    let first = stack.transform().await.unwrap();
     assert_eq!(
         first.inputs.len(),
         2,
         "both raw manifests, in order, in one run"
     );
-    let again = transform(
-        &stack.raw,
-        &stack.processed,
-        &TransformRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap();
+    let again = stack.transform().await.unwrap();
     assert_eq!(again.seq, None, "the repeat finds nothing new");
-    load(&mut stack.warehouse, &stack.processed, &stack.alerts)
-        .await
-        .unwrap();
-    assert_eq!(
-        load(&mut stack.warehouse, &stack.processed, &stack.alerts)
-            .await
-            .unwrap()
-            .manifests
-            .len(),
-        0
-    );
+    stack.load().await.unwrap();
+    assert_eq!(stack.load().await.unwrap().manifests.len(), 0);
     stack.assert_reconciled().await;
 }
 
@@ -402,15 +334,7 @@ async fn a_corrupt_manifest_stops_the_stage_with_a_clear_error_and_an_alert() {
         .put_once(&key, Bytes::from_static(b"{\"format\": 1, \"trunc"))
         .await
         .unwrap();
-    let err = ingest(
-        &mut stack.source,
-        &stack.raw,
-        &stack.options,
-        &IngestRequest::default(),
-        &stack.alerts,
-    )
-    .await
-    .unwrap_err();
+    let err = stack.ingest().await.unwrap_err();
     assert!(
         matches!(
             err,

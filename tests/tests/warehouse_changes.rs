@@ -414,9 +414,7 @@ async fn a_rebuild_equals_the_sum_of_incremental_runs() {
         processed_rows(&stack.processed, &incremental).await
     );
     let before = warehouse_contents(&stack.warehouse).await;
-    let loaded = load(&mut stack.warehouse, &stack.processed, &stack.alerts)
-        .await
-        .unwrap();
+    let loaded = stack.load().await.unwrap();
     assert_eq!(loaded.rows(), 0, "loading the rebuild changes nothing");
     assert_eq!(warehouse_contents(&stack.warehouse).await, before);
 }
