@@ -1,0 +1,208 @@
+//! `transform`, `load`, `run`, `warehouse init` and `reconcile`: the stages after ingest, and their schedule.
+
+use super::*;
+
+pub(crate) async fn run_reconcile(args: RunArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    match args.every {
+        None => reconcile_once(&settings).await,
+        Some(every) => on_schedule(every, args.cycles, || reconcile_once(&settings)).await,
+    }
+}
+
+/// One reconcile: prints the table, alerts and fails on any difference.
+async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
+    let source = settings.connect_totesys().await?;
+    let warehouse = settings.connect_warehouse().await?;
+    let report = tributary_pipeline::reconcile::reconcile(
+        &source,
+        &settings.raw_lake()?,
+        &settings.processed_lake()?,
+        &warehouse,
+        &LogAlerts,
+    )
+    .await?;
+    println!(
+        "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  status",
+        "table", "layers", "expected", "actual", "missing", "extra"
+    );
+    for c in &report.comparisons {
+        println!(
+            "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  {}",
+            c.table,
+            c.layers,
+            c.expected,
+            c.actual,
+            c.missing,
+            c.extra,
+            if c.is_clean() {
+                "ok".to_string()
+            } else {
+                format!("DIFFERS ({})", c.example.as_deref().unwrap_or("-"))
+            }
+        );
+    }
+    if report.is_clean() {
+        println!("reconcile: every row version is in every layer, once");
+        Ok(())
+    } else {
+        let differing = report.comparisons.iter().filter(|c| !c.is_clean()).count();
+        anyhow::bail!("reconcile found {differing} difference(s); see the table above")
+    }
+}
+
+pub(crate) async fn run_transform(args: TransformArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let request = TransformRequest {
+        rebuild: args.rebuild,
+    };
+    let report = transform(
+        &settings.raw_lake()?,
+        &settings.processed_lake()?,
+        &request,
+        &LogAlerts,
+    )
+    .await?;
+    print_transform(&report);
+    Ok(())
+}
+
+fn print_transform(report: &TransformReport) {
+    match report.seq {
+        None => println!("transform: nothing new in the raw lake"),
+        Some(seq) => {
+            println!(
+                "transform run {} committed manifest {seq} from raw manifests {:?} in {:.2}s",
+                report.run_id,
+                (report.inputs.first(), report.inputs.last()),
+                report.elapsed.as_secs_f64()
+            );
+            for (table, rows) in &report.rows {
+                println!("  {table:<22} {rows:>10}");
+            }
+            for (table, rows) in &report.quarantined {
+                println!("  quarantined {table:<10} {rows:>10}");
+            }
+        }
+    }
+}
+
+pub(crate) async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let mut warehouse = settings.connect_warehouse().await?;
+    let report = load(&mut warehouse, &settings.processed_lake()?, &LogAlerts).await?;
+    print_load(&report);
+    Ok(())
+}
+
+fn print_load(report: &LoadReport) {
+    if report.manifests.is_empty() {
+        println!("load: the warehouse is up to date");
+    }
+    for manifest in &report.manifests {
+        let rows: u64 = manifest.rows.values().sum();
+        println!(
+            "load: manifest {} applied, {rows} rows inserted or changed",
+            manifest.seq
+        );
+    }
+}
+
+pub(crate) async fn run_warehouse_init(args: LoadArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let warehouse = settings.connect_warehouse().await?;
+    tributary_pipeline::load::init_warehouse(&warehouse).await?;
+    println!("warehouse schema is in place");
+    Ok(())
+}
+
+pub(crate) async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
+    let settings = args.locations.settings(&[])?;
+    let raw = settings.raw_lake()?;
+    let processed = settings.processed_lake()?;
+    let options = IngestOptions::from(&settings);
+    let cycle = || async {
+        let report = one_cycle(&settings, &raw, &processed, &options).await?;
+        tracing::info!(
+            ingested = report.ingest.rows(),
+            facts = report.transform.fact_rows(),
+            loaded = report.load.rows(),
+            lag_ms = report.change_to_warehouse.map(|d| d.as_millis() as u64),
+            "cycle done"
+        );
+        print_cycle(&report);
+        Ok(())
+    };
+    match args.every {
+        None => cycle().await,
+        Some(every) => on_schedule(every, args.cycles, cycle).await,
+    }
+}
+
+/// Runs `task` every `every` until Ctrl-C (or `cycles` times). A failed
+/// run is logged and the schedule goes on, as a scheduler would retry.
+pub(crate) async fn on_schedule<F, Fut>(
+    every: Duration,
+    cycles: Option<u64>,
+    mut task: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut done = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = task().await {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            tracing::error!(error = %chain.join(": "), "cycle failed; retrying at the next interval");
+        }
+        done += 1;
+        if cycles.is_some_and(|n| done >= n) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One ingest → transform → load. Connections are opened per cycle so a
+/// restarted database heals on the next one.
+async fn one_cycle(
+    settings: &Settings,
+    raw: &tributary_lake::Lake,
+    processed: &tributary_lake::Lake,
+    options: &IngestOptions,
+) -> anyhow::Result<CycleReport> {
+    let mut source = settings.connect_totesys().await?;
+    let mut warehouse = settings.connect_warehouse().await?;
+    let report = Pipeline {
+        source: &mut source,
+        warehouse: &mut warehouse,
+        raw,
+        processed,
+        options,
+        alerts: &LogAlerts,
+    }
+    .cycle()
+    .await?;
+    Ok(report)
+}
+
+fn print_cycle(report: &CycleReport) {
+    println!(
+        "cycle: ingested {} rows (manifest {}), transformed {} fact rows, loaded {} rows; {}",
+        report.ingest.rows(),
+        report.ingest.seq,
+        report.transform.fact_rows(),
+        report.load.rows(),
+        match report.change_to_warehouse {
+            Some(lag) => format!("change-to-warehouse lag {:.2}s", lag.as_secs_f64()),
+            None => "no source change this cycle".to_string(),
+        }
+    );
+}
