@@ -47,8 +47,9 @@ mkdir -p "$root/.tributary"
 "$bin" replay --for 30s >"$replay_url" &
 replay=$!
 trap 'kill $replay 2>/dev/null || true' EXIT
-for _ in $(seq 50); do [ -s "$replay_url" ] && break; sleep 0.2; done
-TRIBUTARY_MERCADO_URL=$(head -1 "$replay_url") "$bin" markets --every 5s --cycles 3
+for _ in $(seq 50); do [ "$(wc -l <"$replay_url")" -ge 2 ] && break; sleep 0.2; done
+TRIBUTARY_MERCADO_URL=$(sed -n 1p "$replay_url") TRIBUTARY_COINCAP_URL=$(sed -n 2p "$replay_url") \
+  COINCAP_API_KEY=demo-key "$bin" markets --every 5s --cycles 3
 kill $replay 2>/dev/null || true
 trap - EXIT
 

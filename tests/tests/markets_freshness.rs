@@ -31,6 +31,7 @@ impl Markets {
     async fn cycle(&mut self, stack: &mut Stack) -> (u64, u64) {
         poll_markets(
             &self.mercado,
+            None,
             &self.stream,
             &stack.raw,
             &PollOptions::default(),

@@ -137,7 +137,7 @@ async fn the_checkpoint_never_moves_past_trades_that_were_not_saved() {
         ..PollOptions::default()
     };
 
-    let first = poll_markets(&mercado, &stream, &raw, &options, &alerts)
+    let first = poll_markets(&mercado, None, &stream, &raw, &options, &alerts)
         .await
         .unwrap();
     assert_eq!(
@@ -163,7 +163,7 @@ async fn the_checkpoint_never_moves_past_trades_that_were_not_saved() {
     );
     server.fail_next("/api/v4/ETH-BRL/trades", Failure::CloudflareHtml);
     server.publish_trade("BTC-BRL", 1_763_562_000, "131.5", "0.5", "sell");
-    let second = poll_markets(&mercado, &stream, &raw, &options, &alerts)
+    let second = poll_markets(&mercado, None, &stream, &raw, &options, &alerts)
         .await
         .unwrap();
     assert!(second.failed.is_empty(), "{:?}", second.failed);
@@ -177,7 +177,7 @@ async fn the_checkpoint_never_moves_past_trades_that_were_not_saved() {
     );
 
     // A third tick with nothing new reads no trades.
-    let third = poll_markets(&mercado, &stream, &raw, &options, &alerts)
+    let third = poll_markets(&mercado, None, &stream, &raw, &options, &alerts)
         .await
         .unwrap();
     assert_eq!(third.trades, 0);
@@ -191,9 +191,16 @@ async fn a_redelivered_batch_writes_nothing_new_and_bad_lines_are_quarantined() 
     let (dir, url) = temp_lake();
     let raw = Lake::from_url(&url).unwrap();
     let alerts = RecordedAlerts::default();
-    poll_markets(&mercado, &stream, &raw, &PollOptions::default(), &alerts)
-        .await
-        .unwrap();
+    poll_markets(
+        &mercado,
+        None,
+        &stream,
+        &raw,
+        &PollOptions::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
     let mut batch = stream.read(0, 100);
     assert!(!batch.is_empty());
     batch[0].data = [batch[0].data.to_vec(), b"{\"not\": \"a trade\"}\n".to_vec()]
@@ -219,7 +226,7 @@ async fn a_redelivered_batch_writes_nothing_new_and_bad_lines_are_quarantined() 
         1,
         "one manifest"
     );
-    let objects = raw.list("markets").await.unwrap();
+    let objects = raw.list("markets/mercado_bitcoin/trades").await.unwrap();
     assert_eq!(objects.len(), 1);
     assert!(
         objects[0]
@@ -265,4 +272,73 @@ async fn a_batch_that_cannot_be_written_is_reported_for_redelivery() {
     let report = sink_batch(&raw, &[record], &alerts).await;
     assert_eq!(report.batch_item_failures, vec!["495".to_string()]);
     assert!(alerts.sent().iter().any(|a| a.stage == "stream-sink"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickers_and_coincap_assets_are_snapshotted_and_a_coincap_failure_spares_the_trades() {
+    use tributary_markets::coincap::CoinCap;
+    let server = market(&["BTC-BRL"], 3).await;
+    server.with_state(|s| {
+        s.assets.push(serde_json::json!({"id": "bitcoin", "rank": "1", "symbol": "BTC", "name": "Bitcoin",
+            "supply": "19752815.0000000000000000", "maxSupply": null, "marketCapUsd": null,
+            "volumeUsd24Hr": null, "priceUsd": "57435.2862859343831301", "changePercent24Hr": null}));
+    });
+    let mercado = MercadoBitcoin::new(&server.mercado_base(), quick());
+    let coincap = CoinCap::new(&server.coincap_base(), "test-key", quick()).unwrap();
+    let stream = MemoryStream::default();
+    let (dir, url) = temp_lake();
+    let raw = Lake::from_url(&url).unwrap();
+    let alerts = RecordedAlerts::default();
+    poll_markets(
+        &mercado,
+        Some(&coincap),
+        &stream,
+        &raw,
+        &PollOptions::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
+    let manifest: tributary_lake::Manifest<PollState> = ManifestLog::new(raw.clone(), POLL_SOURCE)
+        .latest()
+        .await
+        .unwrap()
+        .unwrap();
+    let tables: Vec<&str> = manifest.files.iter().map(|f| f.table.as_str()).collect();
+    assert_eq!(tables, vec!["tickers", "assets"]);
+    let assets = manifest.files.iter().find(|f| f.table == "assets").unwrap();
+    assert!(
+        assets.key.starts_with("markets/coincap/assets/date="),
+        "{}",
+        assets.key
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join(&assets.key)).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        text.contains("57435.2862859343831301"),
+        "exact price kept: {text}"
+    );
+
+    // The retired v2 answer: an alert, and the trades still flow.
+    server.fail_next("/v3/assets", Failure::CoinCapV2);
+    server.publish_trade("BTC-BRL", 1_763_562_000, "1", "1", "buy");
+    let report = poll_markets(
+        &mercado,
+        Some(&coincap),
+        &stream,
+        &raw,
+        &PollOptions::default(),
+        &alerts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.trades, 1);
+    assert!(
+        alerts
+            .sent()
+            .iter()
+            .any(|a| a.message.contains("CoinCap assets not read") && a.message.contains("v2"))
+    );
 }

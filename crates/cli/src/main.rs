@@ -73,6 +73,13 @@ struct MarketsArgs {
         default_value = "https://api.mercadobitcoin.net/api/v4"
     )]
     mercado_url: String,
+    /// CoinCap v3 API base URL (used when COINCAP_API_KEY is set).
+    #[arg(
+        long,
+        env = "TRIBUTARY_COINCAP_URL",
+        default_value = "https://rest.coincap.io/v3"
+    )]
+    coincap_url: String,
 }
 
 #[derive(Args)]

@@ -11,7 +11,24 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
         &args.mercado_url,
         tributary_markets::http::RetryPolicy::default(),
     );
-    let local = tokio::sync::Mutex::new(tributary_pipeline::markets_run::LocalMarkets::default());
+    let coincap = match std::env::var("COINCAP_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(key) => Some(tributary_markets::coincap::CoinCap::new(
+            &args.coincap_url,
+            &key,
+            tributary_markets::http::RetryPolicy::default(),
+        )?),
+        None => {
+            tracing::warn!(
+                "COINCAP_API_KEY is not set: CoinCap assets are skipped (trades are not affected)"
+            );
+            None
+        }
+    };
+    let local =
+        tokio::sync::Mutex::new(tributary_pipeline::markets_run::LocalMarkets::new(coincap));
     let cycle = || async {
         let mut warehouse = settings.connect_warehouse().await?;
         let report = local
@@ -73,6 +90,7 @@ pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     ));
     let server = tributary_markets::replay::ReplayServer::start_on(args.port, state).await?;
     println!("{}", server.mercado_base());
+    println!("{}", server.coincap_base());
     std::io::stdout().flush()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut prices: Vec<f64> = coins.iter().map(|(_, p)| *p).collect();

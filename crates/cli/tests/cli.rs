@@ -327,11 +327,15 @@ async fn replay_and_markets_take_trades_to_the_warehouse() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut url = String::new();
-    BufReader::new(replay.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // Keep its stdout open: it prints the Mercado Bitcoin and CoinCap URLs.
+    let mut lines = BufReader::new(replay.stdout.take().unwrap());
+    let (mut url, mut coincap) = (String::new(), String::new());
+    lines.read_line(&mut url).unwrap();
+    lines.read_line(&mut coincap).unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && coincap.trim_end().ends_with("/v3"),
+        "{url} {coincap}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let (_raw_dir, raw) = temp_lake();
     let (_processed_dir, processed) = temp_lake();
@@ -339,6 +343,8 @@ async fn replay_and_markets_take_trades_to_the_warehouse() {
         &["markets"],
         &[
             ("TRIBUTARY_MERCADO_URL", url.trim()),
+            ("TRIBUTARY_COINCAP_URL", coincap.trim()),
+            ("COINCAP_API_KEY", "test-key"),
             ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
             ("TRIBUTARY_RAW_URL", raw.as_str()),
             ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
@@ -362,4 +368,10 @@ async fn replay_and_markets_take_trades_to_the_warehouse() {
         .unwrap()
         .get(0);
     assert_eq!(symbols, 2, "the fan token is not polled");
+    drop(lines);
+    let assets = raw.trim_start_matches("file://").to_string() + "/markets/coincap/assets";
+    assert!(
+        std::path::Path::new(&assets).is_dir(),
+        "the CoinCap snapshot was kept"
+    );
 }

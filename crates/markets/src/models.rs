@@ -66,7 +66,7 @@ impl Trade {
 }
 
 /// One row of `/tickers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Ticker {
     /// The symbol.
     pub pair: String,
@@ -138,7 +138,7 @@ impl ColumnarSymbols {
 }
 
 /// One CoinCap asset; every decimal may be null.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Asset {
     /// Slug, e.g. `bitcoin`.
@@ -171,7 +171,7 @@ pub struct Asset {
 }
 
 /// `/v3/assets`: the list and when CoinCap made it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct AssetPage {
     /// Unix milliseconds.
     #[serde(deserialize_with = "integer")]

@@ -11,8 +11,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
-use tributary_markets::{Trade, mercado::MercadoBitcoin};
+use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId};
+use tributary_markets::{Trade, coincap::CoinCap, mercado::MercadoBitcoin};
 
 use crate::{
     Result,
@@ -72,9 +72,38 @@ pub struct PollReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// One polling tick.
+/// Writes a JSON snapshot (gzip, no timestamp in the header) and names it for the manifest.
+async fn snapshot<T: Serialize>(
+    raw: &Lake,
+    table: &str,
+    key: String,
+    value: &T,
+) -> Result<FileEntry> {
+    let json = serde_json::to_vec(value)?;
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &json)
+        .and_then(|_| encoder.try_finish())
+        .map_err(|e| crate::Error::Stream(format!("compressing {key}: {e}")))?;
+    let body = encoder
+        .finish()
+        .map_err(|e| crate::Error::Stream(format!("compressing {key}: {e}")))?;
+    raw.put_once(&key, bytes::Bytes::from(body.clone())).await?;
+    Ok(FileEntry {
+        key,
+        table: table.to_string(),
+        rows: 1,
+        bytes: body.len() as u64,
+        sha256: tributary_lake::sha256_hex(&body),
+    })
+}
+
+/// One polling tick. With `coincap`, a snapshot of the top assets is kept
+/// too; its failure is alerted and does not hold back the trades.
 pub async fn poll_markets(
     mercado: &MercadoBitcoin,
+    coincap: Option<&CoinCap>,
     stream: &dyn TradeStream,
     raw: &Lake,
     options: &PollOptions,
@@ -100,6 +129,42 @@ pub async fn poll_markets(
         state.symbols_at = Some(now);
     }
     let tickers = mercado.tickers(&state.symbols).await?;
+    let date = now.format("%Y-%m-%d");
+    let mut files = vec![
+        snapshot(
+            raw,
+            "tickers",
+            format!("markets/mercado_bitcoin/tickers/date={date}/{run_id}.json.gz"),
+            &tickers,
+        )
+        .await?,
+    ];
+    if let Some(coincap) = coincap {
+        match coincap.assets(100, 0).await {
+            Ok(page) => files.push(
+                snapshot(
+                    raw,
+                    "assets",
+                    format!("markets/coincap/assets/date={date}/{run_id}.json.gz"),
+                    &page,
+                )
+                .await?,
+            ),
+            Err(error) => {
+                alerts
+                    .send(&Alert {
+                        stage: STAGE,
+                        run_id: run_id.to_string(),
+                        table: Some("coincap assets".to_string()),
+                        message: format!("CoinCap assets not read this tick: {error}"),
+                        action:
+                            "trades are unaffected; check the CoinCap key and URL if this repeats"
+                                .to_string(),
+                    })
+                    .await;
+            }
+        }
+    }
     let mut due: Vec<String> = tickers
         .iter()
         .filter(|t| {
@@ -156,8 +221,7 @@ pub async fn poll_markets(
             }
         }
     }
-    log.commit(previous_seq, &run_id, now, Vec::new(), state)
-        .await?;
+    log.commit(previous_seq, &run_id, now, files, state).await?;
     tracing::info!(
         stage = STAGE,
         run_id = %run_id,

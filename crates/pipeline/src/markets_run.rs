@@ -23,6 +23,8 @@ use crate::{
 pub struct LocalMarkets {
     /// The in-process stream.
     pub stream: MemoryStream,
+    /// CoinCap, when a key is configured.
+    pub coincap: Option<tributary_markets::coincap::CoinCap>,
     read: usize,
 }
 
@@ -38,6 +40,14 @@ pub struct MarketsCycle {
 }
 
 impl LocalMarkets {
+    /// A local pass with CoinCap snapshots when `coincap` is given.
+    pub fn new(coincap: Option<tributary_markets::coincap::CoinCap>) -> Self {
+        Self {
+            coincap,
+            ..Self::default()
+        }
+    }
+
     /// Runs one pass.
     pub async fn cycle(
         &mut self,
@@ -48,8 +58,15 @@ impl LocalMarkets {
         alerts: &dyn Alerts,
     ) -> Result<MarketsCycle> {
         let started = Instant::now();
-        let poll =
-            poll_markets(mercado, &self.stream, raw, &PollOptions::default(), alerts).await?;
+        let poll = poll_markets(
+            mercado,
+            self.coincap.as_ref(),
+            &self.stream,
+            raw,
+            &PollOptions::default(),
+            alerts,
+        )
+        .await?;
         loop {
             let batch = self.stream.read(self.read, 500);
             if batch.is_empty() {
