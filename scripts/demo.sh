@@ -71,6 +71,7 @@ psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
   union all select 'fact_payment', count(*) from fact_payment
   union all select 'fact_trade', count(*) from fact_trade
   union all select 'ohlcv_daily', count(*) from ohlcv_daily
+  union all select 'dim_asset', count(*) from dim_asset
   union all select 'tributary.load_log', count(*) from tributary.load_log"
 
 for query in sql/dashboard/*.sql; do

@@ -22,6 +22,7 @@ use tributary_pipeline::{
 struct Markets {
     server: ReplayServer,
     mercado: MercadoBitcoin,
+    coincap: tributary_markets::coincap::CoinCap,
     stream: MemoryStream,
     read: usize,
 }
@@ -31,7 +32,7 @@ impl Markets {
     async fn cycle(&mut self, stack: &mut Stack) -> (u64, u64) {
         poll_markets(
             &self.mercado,
-            None,
+            Some(&self.coincap),
             &self.stream,
             &stack.raw,
             &PollOptions::default(),
@@ -66,6 +67,10 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
             "BRL".into(),
         ));
     }
+    state.assets.push(
+        serde_json::json!({"id": "bitcoin", "rank": 1, "symbol": "BTC", "name": "Bitcoin",
+        "priceUsd": "57435.2862859343831301", "marketCapUsd": "1134508584478.0989721079862315"}),
+    );
     let server = ReplayServer::start(state).await.unwrap();
     let now = chrono::Utc::now().timestamp();
     for i in 0..5 {
@@ -77,6 +82,12 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
         ..RetryPolicy::default()
     };
     let mut markets = Markets {
+        coincap: tributary_markets::coincap::CoinCap::new(
+            &server.coincap_base(),
+            "test-key",
+            policy.clone(),
+        )
+        .unwrap(),
         mercado: MercadoBitcoin::new(&server.mercado_base(), policy),
         server,
         stream: MemoryStream::default(),
@@ -84,6 +95,24 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
     };
     let (first, _) = markets.cycle(&mut stack).await;
     assert_eq!(first, 10);
+    let assets = stack
+        .warehouse_rows(
+            "SELECT symbol, name, price_usd::text, rank::text FROM dim_asset ORDER BY symbol",
+        )
+        .await;
+    assert_eq!(
+        assets,
+        vec![
+            vec![
+                Some("BTC".into()),
+                Some("Bitcoin".into()),
+                Some("57435.286285934383130100".into()),
+                Some("1".into())
+            ],
+            vec![Some("ETH".into()), None, None, None],
+        ],
+        "every traded coin, with CoinCap's facts where it has them"
+    );
 
     let published = Instant::now();
     let tid = markets

@@ -234,6 +234,80 @@ pub fn ohlcv_batch(bars: &[&DailyBar]) -> Result<RecordBatch, RollupError> {
     )?)
 }
 
+/// Schema of `processed/markets/assets`: one row per base currency traded.
+pub fn assets_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("coincap_id", DataType::Utf8, true),
+        Field::new("rank", DataType::Int64, true),
+        Field::new("price_usd", DECIMAL, true),
+        Field::new("market_cap_usd", DECIMAL, true),
+        Field::new(
+            "quoted_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]))
+}
+
+/// One row per base currency of `bases`, with CoinCap's facts where the
+/// snapshot names the same symbol.
+pub fn assets_batch(
+    bases: &[String],
+    snapshot: Option<&crate::AssetPage>,
+) -> Result<RecordBatch, RollupError> {
+    let find = |base: &str| {
+        snapshot.and_then(|page| {
+            page.data
+                .iter()
+                .find(|a| a.symbol.eq_ignore_ascii_case(base))
+        })
+    };
+    let quoted_at = snapshot.map(|page| page.timestamp);
+    let rows: Vec<(&String, Option<&crate::Asset>)> = bases.iter().map(|b| (b, find(b))).collect();
+    let decimals_opt = |f: fn(&crate::Asset) -> Option<Decimal18>| -> Result<ArrayRef, ArrowError> {
+        Ok(Arc::new(
+            Decimal128Array::from(
+                rows.iter()
+                    .map(|(_, a)| a.and_then(f).map(Decimal18::raw))
+                    .collect::<Vec<_>>(),
+            )
+            .with_precision_and_scale(38, 18)?,
+        ))
+    };
+    Ok(RecordBatch::try_new(
+        assets_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(b, _)| b.as_str()),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|(_, a)| a.map(|a| a.name.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|(_, a)| a.map(|a| a.id.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter()
+                    .map(|(_, a)| a.map(|a| a.rank))
+                    .collect::<Vec<_>>(),
+            )),
+            decimals_opt(|a| a.price_usd)?,
+            decimals_opt(|a| a.market_cap_usd)?,
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter()
+                    .map(|(_, a)| a.and(quoted_at))
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,12 +14,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId, write_dataset};
 use tributary_markets::{
-    Trade,
-    rollup::{Bars, DailyBar, ohlcv_batch, ohlcv_schema, roll_up, trades_batch, trades_schema},
+    AssetPage, Trade,
+    rollup::{
+        Bars, DailyBar, assets_batch, assets_schema, ohlcv_batch, ohlcv_schema, roll_up,
+        trades_batch, trades_schema,
+    },
 };
 
 use crate::{
     Error, Result,
+    markets_poll::{PollState, SOURCE as POLL_SOURCE},
     stream_sink::{SOURCE as SINK_SOURCE, SinkState},
 };
 
@@ -34,6 +38,10 @@ const OPEN_DAYS: i64 = 3;
 pub struct MarketsState {
     /// The last sink manifest consumed.
     pub sink_seq: u64,
+    /// The last poll manifest consumed (for the asset snapshots).
+    pub poll_seq: u64,
+    /// The base currencies last written to `assets`.
+    pub asset_symbols: Vec<String>,
     /// Highest tid transformed per symbol.
     pub max_tid: BTreeMap<String, i64>,
     /// Bars of the open days.
@@ -51,6 +59,8 @@ pub struct MarketsReport {
     pub duplicates: u64,
     /// Bars written.
     pub bars: u64,
+    /// Asset rows written.
+    pub assets: u64,
 }
 
 /// Runs the markets transform once.
@@ -63,7 +73,9 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
     let mut state = previous.map(|m| m.state).unwrap_or_default();
     let sink_log = ManifestLog::new(raw.clone(), SINK_SOURCE);
     let latest = sink_log.latest_seq().await?;
-    if latest <= state.sink_seq {
+    let poll_log = ManifestLog::new(raw.clone(), POLL_SOURCE);
+    let latest_poll = poll_log.latest_seq().await?;
+    if latest <= state.sink_seq && latest_poll <= state.poll_seq {
         return Ok(MarketsReport::default());
     }
     let mut incoming: Vec<Trade> = Vec::new();
@@ -136,6 +148,45 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
         let batch = ohlcv_batch(&bars_of_year).map_err(|e| Error::Stream(e.to_string()))?;
         let key = format!("markets/ohlcv_daily/year={year}/{run_id}.parquet");
         files.extend(write_one(processed, "ohlcv_daily", ohlcv_schema(), key, batch).await?);
+    }
+    // Assets: the symbols traded and the newest CoinCap snapshot since the last run.
+    if latest_poll > state.poll_seq {
+        let newest: Option<Manifest<PollState>> = poll_log.read(latest_poll).await?;
+        let mut snapshot = None;
+        for seq in (state.poll_seq + 1..=latest_poll).rev() {
+            let manifest: Option<Manifest<PollState>> = poll_log.read(seq).await?;
+            if let Some(file) = manifest
+                .into_iter()
+                .flat_map(|m| m.files)
+                .find(|f| f.table == "assets")
+            {
+                let compressed = raw.get(&file.key).await?;
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(&compressed[..])
+                    .read_to_string(&mut text)
+                    .map_err(|e| Error::Stream(format!("{}: not gzip JSON: {e}", file.key)))?;
+                snapshot = Some(serde_json::from_str::<AssetPage>(&text)?);
+                break;
+            }
+        }
+        let mut bases: Vec<String> = newest
+            .map(|m| m.state.symbols)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.split('-').next().map(str::to_string))
+            .collect();
+        bases.sort();
+        bases.dedup();
+        // Written when CoinCap said something new or the traded coins changed.
+        if !bases.is_empty() && (snapshot.is_some() || bases != state.asset_symbols) {
+            let batch = assets_batch(&bases, snapshot.as_ref())
+                .map_err(|e| Error::Stream(e.to_string()))?;
+            report.assets = batch.num_rows() as u64;
+            let key = format!("markets/assets/{run_id}.parquet");
+            files.extend(write_one(processed, "assets", assets_schema(), key, batch).await?);
+            state.asset_symbols = bases;
+        }
+        state.poll_seq = latest_poll;
     }
     let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
     state.open_bars = bars.into_values().filter(|b| b.day >= horizon).collect();

@@ -52,6 +52,9 @@ pub async fn load_markets_manifest(
             match table.as_str() {
                 "trades" => trades += insert_trades(&tx, batch).await?,
                 "ohlcv_daily" => bars += upsert_bars(&tx, batch).await?,
+                "assets" => {
+                    upsert_assets(&tx, batch).await?;
+                }
                 _ => {}
             }
         }
@@ -147,6 +150,52 @@ async fn upsert_bars(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) 
                low = excluded.low, close = excluded.close, base_volume = excluded.base_volume, \
                quote_volume = excluded.quote_volume, trades = excluded.trades",
             &[&symbol, &day, &values[0], &values[1], &values[2], &values[3], &values[4], &values[5], &count],
+        )
+        .await?)
+}
+
+/// Upserts coins; CoinCap facts missing from this snapshot keep their last value.
+async fn upsert_assets(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) -> Result<u64> {
+    let rows = batch.num_rows();
+    let text = |name: &str| -> Result<Vec<Option<String>>> {
+        let array: &StringArray = column(batch, name)?;
+        Ok((0..rows)
+            .map(|i| (!array.is_null(i)).then(|| array.value(i).to_string()))
+            .collect())
+    };
+    let decimal = |name: &str| -> Result<Vec<Option<String>>> {
+        let array: &Decimal128Array = column(batch, name)?;
+        Ok((0..rows)
+            .map(|i| (!array.is_null(i)).then(|| array.value_as_string(i)))
+            .collect())
+    };
+    let ranks: &Int64Array = column(batch, "rank")?;
+    let rank: Vec<Option<i64>> = (0..rows)
+        .map(|i| (!ranks.is_null(i)).then(|| ranks.value(i)))
+        .collect();
+    let quoted: &TimestampMillisecondArray = column(batch, "quoted_at")?;
+    let quoted_at: Vec<Option<String>> = (0..rows)
+        .map(|i| {
+            quoted
+                .value_as_datetime(i)
+                .filter(|_| !quoted.is_null(i))
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        })
+        .collect();
+    let symbols: Vec<Option<String>> = text("symbol")?;
+    Ok(tx
+        .execute(
+            "INSERT INTO dim_asset AS cur (symbol, name, coincap_id, rank, price_usd, market_cap_usd, quoted_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]::numeric[], \
+                                  $6::text[]::numeric[], $7::text[]::timestamp(3)[]) \
+             ON CONFLICT (symbol) DO UPDATE SET \
+               name = COALESCE(excluded.name, cur.name), \
+               coincap_id = COALESCE(excluded.coincap_id, cur.coincap_id), \
+               rank = COALESCE(excluded.rank, cur.rank), \
+               price_usd = COALESCE(excluded.price_usd, cur.price_usd), \
+               market_cap_usd = COALESCE(excluded.market_cap_usd, cur.market_cap_usd), \
+               quoted_at = COALESCE(excluded.quoted_at, cur.quoted_at)",
+            &[&symbols, &text("name")?, &text("coincap_id")?, &rank, &decimal("price_usd")?, &decimal("market_cap_usd")?, &quoted_at],
         )
         .await?)
 }

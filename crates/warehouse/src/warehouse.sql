@@ -158,6 +158,17 @@ CREATE TABLE IF NOT EXISTS ohlcv_daily (
     PRIMARY KEY (symbol, day)
 );
 
+-- One row per coin traded on Mercado Bitcoin, with CoinCap's facts when known.
+CREATE TABLE IF NOT EXISTS dim_asset (
+    symbol          varchar PRIMARY KEY,
+    name            varchar,
+    coincap_id      varchar,
+    rank            bigint,
+    price_usd       numeric(38,18),
+    market_cap_usd  numeric(38,18),
+    quoted_at       timestamp(3)
+);
+
 CREATE TABLE IF NOT EXISTS tributary.market_load_log (
     seq        bigint PRIMARY KEY,
     loaded_at  timestamptz NOT NULL DEFAULT now(),
