@@ -12,44 +12,32 @@ use tributary_markets::{
     replay::{ReplayServer, ReplayState},
 };
 use tributary_pipeline::{
-    markets_load::load_markets,
-    markets_poll::{PollOptions, poll_markets},
-    markets_transform::{MarketsState, SOURCE, transform_markets},
-    stream::{MemoryStream, TradeStream},
-    stream_sink::sink_batch,
+    markets_run::LocalMarkets,
+    markets_transform::{MarketsState, SOURCE},
+    stream::TradeStream,
 };
 
 struct Markets {
     server: ReplayServer,
     mercado: MercadoBitcoin,
-    coincap: tributary_markets::coincap::CoinCap,
-    stream: MemoryStream,
-    read: usize,
+    local: LocalMarkets,
 }
 
 impl Markets {
     /// poll → stream → sink → transform → load, as the scheduled functions do.
     async fn cycle(&mut self, stack: &mut Stack) -> (u64, u64) {
-        poll_markets(
-            &self.mercado,
-            Some(&self.coincap),
-            &self.stream,
-            &stack.raw,
-            &PollOptions::default(),
-            &stack.alerts,
-        )
-        .await
-        .unwrap();
-        let batch = self.stream.read(self.read, 500);
-        self.read += batch.len();
-        let sunk = sink_batch(&stack.raw, &batch, &stack.alerts).await;
-        assert!(sunk.batch_item_failures.is_empty());
-        transform_markets(&stack.raw, &stack.processed)
+        let pass = self
+            .local
+            .cycle(
+                &self.mercado,
+                &stack.raw,
+                &stack.processed,
+                &mut stack.warehouse,
+                &stack.alerts,
+            )
             .await
             .unwrap();
-        load_markets(&mut stack.warehouse, &stack.processed)
-            .await
-            .unwrap()
+        pass.loaded
     }
 }
 
@@ -81,17 +69,16 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
         min_interval: Duration::from_millis(50),
         ..RetryPolicy::default()
     };
+    let coincap = tributary_markets::coincap::CoinCap::new(
+        &server.coincap_base(),
+        "test-key",
+        policy.clone(),
+    )
+    .unwrap();
     let mut markets = Markets {
-        coincap: tributary_markets::coincap::CoinCap::new(
-            &server.coincap_base(),
-            "test-key",
-            policy.clone(),
-        )
-        .unwrap(),
         mercado: MercadoBitcoin::new(&server.mercado_base(), policy),
         server,
-        stream: MemoryStream::default(),
-        read: 0,
+        local: LocalMarkets::new(Some(coincap)),
     };
     let (first, _) = markets.cycle(&mut stack).await;
     assert_eq!(first, 10);
@@ -153,7 +140,7 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
 
     // The same records put again (a poll that died before its checkpoint):
     // a new batch in the raw lake, nothing new in the warehouse.
-    let again: Vec<_> = markets.stream.read(0, usize::MAX);
+    let again: Vec<_> = markets.local.stream.read(0, usize::MAX);
     let replays: Vec<_> = again
         .iter()
         .map(|r| tributary_pipeline::stream::StreamRecord {
@@ -161,7 +148,7 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
             data: r.data.clone(),
         })
         .collect();
-    markets.stream.put_records(&replays).await.unwrap();
+    markets.local.stream.put_records(&replays).await.unwrap();
     let (duplicates_loaded, _) = markets.cycle(&mut stack).await;
     assert_eq!(duplicates_loaded, 0);
     let count: i64 = stack
