@@ -125,6 +125,39 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
             t.total_rows
         );
     }
+    // Downstream: the processed lake, and the warehouse when it is configured.
+    let warehouse = match settings.warehouse_database_url() {
+        Ok(_) => match settings.connect_warehouse().await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                println!("warehouse: {e}");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let downstream = tributary_pipeline::status::downstream_status(
+        &settings.processed_lake()?,
+        warehouse.as_ref(),
+    )
+    .await?;
+    match downstream.processed {
+        Some((seq, at)) => println!(
+            "processed lake {}: manifest {seq} committed {}",
+            settings.processed_url,
+            show_time(Some(at))
+        ),
+        None => println!(
+            "processed lake {}: nothing transformed yet",
+            settings.processed_url
+        ),
+    }
+    if let Some(loaded) = downstream.loaded_through {
+        let behind = downstream
+            .processed
+            .map_or(0, |(seq, _)| seq.saturating_sub(loaded));
+        println!("warehouse: loaded through processed manifest {loaded} ({behind} behind)");
+    }
     Ok(())
 }
 

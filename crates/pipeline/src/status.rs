@@ -62,3 +62,35 @@ pub async fn ingest_status(raw: &Lake) -> Result<IngestStatus> {
         tables,
     })
 }
+
+/// How far the stages after ingest have come.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DownstreamStatus {
+    /// The newest processed manifest and when it was committed.
+    pub processed: Option<(u64, DateTime<Utc>)>,
+    /// The newest processed manifest the warehouse holds, when asked.
+    pub loaded_through: Option<u64>,
+}
+
+/// Reads the processed lake's latest transform manifest and, given a
+/// warehouse connection, how far the load has come.
+pub async fn downstream_status(
+    processed: &Lake,
+    warehouse: Option<&tokio_postgres::Client>,
+) -> Result<DownstreamStatus> {
+    let latest: Option<Manifest<crate::transform::TransformState>> =
+        ManifestLog::new(processed.clone(), crate::transform::SOURCE)
+            .latest()
+            .await?;
+    let loaded_through = match warehouse {
+        Some(client) => {
+            tributary_warehouse::load::init(client).await?;
+            Some(tributary_warehouse::load::loaded_through(client).await?)
+        }
+        None => None,
+    };
+    Ok(DownstreamStatus {
+        processed: latest.map(|m| (m.seq, m.committed_at)),
+        loaded_through,
+    })
+}

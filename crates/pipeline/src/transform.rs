@@ -13,7 +13,7 @@ use std::{
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
@@ -380,11 +380,4 @@ async fn read_state(processed: &Lake, state: &TransformState) -> Result<Referenc
         parts.push((part.clone(), key.clone(), processed.get(key).await?));
     }
     Ok(decode_state(parts)?)
-}
-
-/// When the newest processed manifest was committed, for freshness.
-pub async fn latest_commit(processed: &Lake) -> Result<Option<DateTime<Utc>>> {
-    let latest: Option<Manifest<TransformState>> =
-        ManifestLog::new(processed.clone(), SOURCE).latest().await?;
-    Ok(latest.map(|m| m.committed_at))
 }
