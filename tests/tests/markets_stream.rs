@@ -342,3 +342,43 @@ async fn tickers_and_coincap_assets_are_snapshotted_and_a_coincap_failure_spares
             .any(|a| a.message.contains("CoinCap assets not read") && a.message.contains("v2"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_invocation_keeps_polling_within_its_budget() {
+    use tributary_pipeline::markets_poll::poll_during;
+    let server = market(&["BTC-BRL"], 2).await;
+    let mercado = MercadoBitcoin::new(&server.mercado_base(), quick());
+    let stream = MemoryStream::default();
+    let (_dir, url) = temp_lake();
+    let raw = Lake::from_url(&url).unwrap();
+    let alerts = RecordedAlerts::default();
+    let ticks = poll_during(
+        &mercado,
+        None,
+        &stream,
+        &raw,
+        &PollOptions::default(),
+        &alerts,
+        Duration::from_millis(1_300),
+        Duration::from_millis(400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ticks.len(),
+        3,
+        "at 0, 400 and 800 ms; a tick at 1200 ms could not finish in time"
+    );
+    assert_eq!(
+        ticks.iter().map(|t| t.trades).sum::<u64>(),
+        2,
+        "each trade once across the ticks"
+    );
+    assert_eq!(
+        ManifestLog::new(raw.clone(), POLL_SOURCE)
+            .latest_seq()
+            .await
+            .unwrap(),
+        3
+    );
+}

@@ -232,3 +232,29 @@ pub async fn poll_markets(
     );
     Ok(report)
 }
+
+/// Polls every `every` for as long as `budget` allows: one scheduled
+/// invocation (every minute) then keeps trades flowing about every 15 s
+/// instead of once a minute. The last tick starts only if it can finish
+/// before the budget ends (a tick is assumed to take at most `every`).
+#[allow(clippy::too_many_arguments)]
+pub async fn poll_during(
+    mercado: &MercadoBitcoin,
+    coincap: Option<&CoinCap>,
+    stream: &dyn TradeStream,
+    raw: &Lake,
+    options: &PollOptions,
+    alerts: &dyn Alerts,
+    budget: Duration,
+    every: Duration,
+) -> Result<Vec<PollReport>> {
+    let started = tokio::time::Instant::now();
+    let mut reports = Vec::new();
+    let mut next = started;
+    while next + every <= started + budget || reports.is_empty() {
+        tokio::time::sleep_until(next).await;
+        reports.push(poll_markets(mercado, coincap, stream, raw, options, alerts).await?);
+        next += every;
+    }
+    Ok(reports)
+}
