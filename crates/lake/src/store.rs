@@ -135,6 +135,40 @@ impl Lake {
         }
     }
 
+    /// Writes a data file once (see [`Lake::put_once`]) and describes it as a
+    /// manifest entry of `rows` rows of `table`.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        table: &str,
+        rows: u64,
+        payload: impl Into<PutPayload>,
+    ) -> Result<crate::FileEntry> {
+        let payload = payload.into();
+        let entry = crate::FileEntry {
+            key: key.to_string(),
+            table: table.to_string(),
+            rows,
+            bytes: payload.content_length() as u64,
+            sha256: payload_sha256_hex(&payload),
+        };
+        self.put_once(key, payload).await?;
+        Ok(entry)
+    }
+
+    /// Writes one batch as one Parquet file (small outputs: dimensions,
+    /// calendars, bars; large ones stream through [`crate::write_dataset`]).
+    pub async fn put_batch(
+        &self,
+        key: &str,
+        table: &str,
+        batch: &arrow_array::RecordBatch,
+    ) -> Result<crate::FileEntry> {
+        let bytes = crate::parquet::encode(batch.schema(), std::slice::from_ref(batch))?;
+        self.put_file(key, table, batch.num_rows() as u64, bytes)
+            .await
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         Ok(self.store.get(&self.path(key)).await?.bytes().await?)

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use tokio::{runtime::Handle, sync::mpsc};
 
-use crate::{FileEntry, Lake, Result, parquet::ParquetEncoder, payload_sha256_hex};
+use crate::{FileEntry, Lake, Result, parquet::ParquetEncoder};
 
 /// The files one dataset write produced.
 #[derive(Debug, Clone, Default)]
@@ -39,14 +39,7 @@ pub async fn write_dataset(
             let rows = encoder.rows();
             let payload = encoder.finish()?;
             let key = key_for_part(out.files.len() as u32);
-            let entry = FileEntry {
-                key: key.clone(),
-                table: table.clone(),
-                rows,
-                bytes: payload.content_length() as u64,
-                sha256: payload_sha256_hex(&payload),
-            };
-            handle.block_on(lake.put_once(&key, payload))?;
+            let entry = handle.block_on(lake.put_file(&key, &table, rows, payload))?;
             tracing::debug!(table = %table, key = %key, rows, "file written");
             out.rows += rows;
             out.files.push(entry);

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod db;
 mod error;
+pub mod gz;
 pub mod ingest;
 pub mod load;
 pub mod markets_load;

@@ -72,31 +72,17 @@ pub struct PollReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Writes a JSON snapshot (gzip, no timestamp in the header) and names it for the manifest.
+/// Writes a JSON snapshot (gzip) and names it for the manifest.
 async fn snapshot<T: Serialize>(
     raw: &Lake,
     table: &str,
     key: String,
     value: &T,
 ) -> Result<FileEntry> {
-    let json = serde_json::to_vec(value)?;
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut encoder, &json)
-        .and_then(|_| encoder.try_finish())
-        .map_err(|e| crate::Error::Stream(format!("compressing {key}: {e}")))?;
-    let body = encoder
-        .finish()
-        .map_err(|e| crate::Error::Stream(format!("compressing {key}: {e}")))?;
-    raw.put_once(&key, bytes::Bytes::from(body.clone())).await?;
-    Ok(FileEntry {
-        key,
-        table: table.to_string(),
-        rows: 1,
-        bytes: body.len() as u64,
-        sha256: tributary_lake::sha256_hex(&body),
-    })
+    let body = crate::gz::gzip(&serde_json::to_vec(value)?)?;
+    Ok(raw
+        .put_file(&key, table, 1, bytes::Bytes::from(body))
+        .await?)
 }
 
 /// One polling tick. With `coincap`, a snapshot of the top assets is kept

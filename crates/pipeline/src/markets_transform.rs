@@ -7,18 +7,14 @@
 //! redelivered batch) is dropped. Bars of the last days stay in the state so
 //! a late trade updates its day; each run writes the bars it changed.
 
-use std::{collections::BTreeMap, io::Read, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
 use chrono::{Duration as Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId, write_dataset};
+use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
 use tributary_markets::{
     AssetPage, Trade,
-    rollup::{
-        Bars, DailyBar, assets_batch, assets_schema, ohlcv_batch, ohlcv_schema, roll_up,
-        trades_batch, trades_schema,
-    },
+    rollup::{Bars, DailyBar, assets_batch, ohlcv_batch, roll_up, trades_batch},
 };
 
 use crate::{
@@ -82,11 +78,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
     for seq in state.sink_seq + 1..=latest {
         let manifest: Option<Manifest<SinkState>> = sink_log.read(seq).await?;
         for file in manifest.into_iter().flat_map(|m| m.files) {
-            let compressed = raw.get(&file.key).await?;
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&compressed[..])
-                .read_to_string(&mut text)
-                .map_err(|e| Error::Stream(format!("{}: not gzip JSON lines: {e}", file.key)))?;
+            let text = crate::gz::read_text(raw, &file.key).await?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 incoming.push(serde_json::from_str(line)?);
             }
@@ -133,7 +125,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
             "markets/trades/date={}/{run_id}.parquet",
             day.format("%Y-%m-%d")
         );
-        files.extend(write_one(processed, "trades", trades_schema(), key, batch).await?);
+        files.push(processed.put_batch(&key, "trades", &batch).await?);
     }
     let changed_bars: Vec<&DailyBar> = changed.iter().filter_map(|k| bars.get(k)).collect();
     report.bars = changed_bars.len() as u64;
@@ -147,7 +139,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
     for (year, bars_of_year) in by_year {
         let batch = ohlcv_batch(&bars_of_year).map_err(|e| Error::Stream(e.to_string()))?;
         let key = format!("markets/ohlcv_daily/year={year}/{run_id}.parquet");
-        files.extend(write_one(processed, "ohlcv_daily", ohlcv_schema(), key, batch).await?);
+        files.push(processed.put_batch(&key, "ohlcv_daily", &batch).await?);
     }
     // Assets: the symbols traded and the newest CoinCap snapshot since the last run.
     if latest_poll > state.poll_seq {
@@ -160,11 +152,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
                 .flat_map(|m| m.files)
                 .find(|f| f.table == "assets")
             {
-                let compressed = raw.get(&file.key).await?;
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(&compressed[..])
-                    .read_to_string(&mut text)
-                    .map_err(|e| Error::Stream(format!("{}: not gzip JSON: {e}", file.key)))?;
+                let text = crate::gz::read_text(raw, &file.key).await?;
                 snapshot = Some(serde_json::from_str::<AssetPage>(&text)?);
                 break;
             }
@@ -183,7 +171,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
                 .map_err(|e| Error::Stream(e.to_string()))?;
             report.assets = batch.num_rows() as u64;
             let key = format!("markets/assets/{run_id}.parquet");
-            files.extend(write_one(processed, "assets", assets_schema(), key, batch).await?);
+            files.push(processed.put_batch(&key, "assets", &batch).await?);
             state.asset_symbols = bases;
         }
         state.poll_seq = latest_poll;
@@ -205,28 +193,4 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
         "markets transformed"
     );
     Ok(report)
-}
-
-async fn write_one(
-    lake: &Lake,
-    table: &str,
-    schema: arrow_schema::SchemaRef,
-    key: String,
-    batch: arrow_array::RecordBatch,
-) -> Result<Vec<FileEntry>> {
-    let (sender, receiver) = mpsc::channel(1);
-    let writer = tokio::spawn(write_dataset(
-        lake.clone(),
-        table.to_string(),
-        schema,
-        u64::MAX,
-        move |_| key.clone(),
-        receiver,
-    ));
-    let _ = sender.send(batch).await;
-    drop(sender);
-    let written = writer
-        .await
-        .map_err(|e| tributary_lake::Error::Task(e.to_string()))??;
-    Ok(written.files)
 }

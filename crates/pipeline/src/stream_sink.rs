@@ -8,8 +8,6 @@
 //! quarantined with their reason; a batch that cannot be written is
 //! reported back as failed items so the stream redelivers it.
 
-use std::io::Write as _;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,8 +97,9 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
     let Some(first) = records.first() else {
         return Ok(SinkReport::default());
     };
-    let mut trades = Vec::new();
-    let mut refused = Vec::new();
+    // Lines are kept as received (one trade a line); only their shape is checked.
+    let (mut lines, mut trades, mut first_trade) = (Vec::new(), 0u64, None::<Trade>);
+    let (mut refused, mut quarantined) = (Vec::new(), 0u64);
     for record in records {
         for line in record
             .data
@@ -108,40 +107,41 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         {
             match serde_json::from_slice::<Trade>(line) {
-                Ok(_) => trades.push(line.to_vec()),
-                Err(e) => refused.push(serde_json::json!({
-                    "sequence_number": record.sequence_number,
-                    "reason": format!("not a trade: {e}"),
-                    "line": String::from_utf8_lossy(line),
-                })),
+                Ok(trade) => {
+                    first_trade.get_or_insert(trade);
+                    lines.extend_from_slice(line);
+                    lines.push(b'\n');
+                    trades += 1;
+                }
+                Err(e) => {
+                    let record = serde_json::json!({
+                        "sequence_number": record.sequence_number,
+                        "reason": format!("not a trade: {e}"),
+                        "line": String::from_utf8_lossy(line),
+                    });
+                    refused.extend(record.to_string().into_bytes());
+                    refused.push(b'\n');
+                    quarantined += 1;
+                }
             }
         }
     }
     let mut report = SinkReport {
-        trades: trades.len() as u64,
-        quarantined: refused.len() as u64,
+        trades,
+        quarantined,
         ..SinkReport::default()
     };
     let last = records.last().map_or("", |r| r.sequence_number.as_str());
     let batch_id = format!("{}-{}", first.shard_id, first.sequence_number);
     if !refused.is_empty() {
-        let lines: Vec<u8> = refused
-            .iter()
-            .flat_map(|v| {
-                let mut line = v.to_string().into_bytes();
-                line.push(b'\n');
-                line
-            })
-            .collect();
         let key = format!("_quarantine/markets/trades/{batch_id}.jsonl");
-        raw.put_once(&key, Bytes::from(lines)).await?;
+        raw.put_once(&key, Bytes::from(refused)).await?;
     }
-    let Some(first_line) = trades.first() else {
+    let Some(first_trade) = first_trade else {
         return Ok(report);
     };
-    let first_trade: Trade = serde_json::from_slice(first_line)?;
     let key = batch_key(&first_trade, &first.shard_id, &first.sequence_number);
-    let body = gzip(&trades)?;
+    let body = crate::gz::gzip(&lines)?;
     let outcome = raw.put_once(&key, Bytes::from(body.clone())).await?;
     report.already_written = outcome == PutOutcome::AlreadyPresent;
     let log = ManifestLog::new(raw.clone(), SOURCE);
@@ -149,7 +149,7 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
         let entry = tributary_lake::FileEntry {
             key: key.clone(),
             table: "trades".to_string(),
-            rows: trades.len() as u64,
+            rows: trades,
             bytes: body.len() as u64,
             sha256: tributary_lake::sha256_hex(&body),
         };
@@ -164,24 +164,6 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
     }
     report.key = Some(key);
     Ok(report)
-}
-
-/// Gzip with no timestamp or name in the header: same input, same bytes.
-fn gzip(lines: &[Vec<u8>]) -> Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    for line in lines {
-        encoder
-            .write_all(line)
-            .and_then(|_| encoder.write_all(b"\n"))
-            .map_err(io_error)?;
-    }
-    encoder.finish().map_err(io_error)
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    Error::Stream(format!("compressing a batch: {e}"))
 }
 
 async fn recently_committed(log: &ManifestLog, key: &str) -> Result<bool> {

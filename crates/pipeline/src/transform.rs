@@ -175,9 +175,9 @@ async fn transform_run(
     drop(reference_rows);
     quarantine.extend(dims.quarantine);
     for (table, batch) in dims.batches {
-        let written = write_batches(processed, table, date, run_id, vec![batch]).await?;
-        *report.rows.entry(table.name).or_default() += written.iter().map(|f| f.rows).sum::<u64>();
-        files.extend(written);
+        let written = write_batch(processed, table, date, run_id, batch).await?;
+        *report.rows.entry(table.name).or_default() += written.rows;
+        files.push(written);
     }
 
     // Facts: streamed file by file into the writer.
@@ -231,16 +231,10 @@ async fn transform_run(
     }
     if !dates.is_empty() {
         let dim_date = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
-        let written = write_batches(
-            processed,
-            dim_date,
-            date,
-            run_id,
-            vec![dim_date_batch(&dates)?],
-        )
-        .await?;
-        *report.rows.entry("dim_date").or_default() += written.iter().map(|f| f.rows).sum::<u64>();
-        files.extend(written);
+        let written =
+            write_batch(processed, dim_date, date, run_id, dim_date_batch(&dates)?).await?;
+        *report.rows.entry("dim_date").or_default() += written.rows;
+        files.push(written);
     }
 
     quarantine_rows(raw, run_id, &quarantine, alerts, &mut report).await?;
@@ -297,24 +291,16 @@ fn spawn_writer(
     })
 }
 
-async fn write_batches(
+/// One small batch (a dimension, the calendar) as one processed file.
+async fn write_batch(
     processed: &Lake,
     table: &'static WarehouseTable,
     date: NaiveDate,
     run_id: &RunId,
-    batches: Vec<RecordBatch>,
-) -> Result<Vec<FileEntry>> {
-    let (sender, receiver) = mpsc::channel(batches.len().max(1));
-    let writer = spawn_writer(processed, table, date, run_id, receiver);
-    for batch in batches {
-        if sender.send(batch).await.is_err() {
-            break;
-        }
-    }
-    drop(sender);
-    writer
-        .await
-        .map_err(|e| tributary_lake::Error::Task(e.to_string()))?
+    batch: RecordBatch,
+) -> Result<FileEntry> {
+    let key = keys::processed_warehouse_file(table.name, date, run_id, 0);
+    Ok(processed.put_batch(&key, table.name, &batch).await?)
 }
 
 /// Writes refused rows to `raw/_quarantine/totesys/<table>/<run_id>.jsonl`
