@@ -450,3 +450,40 @@ async fn a_backfill_flows_through_without_duplicating_facts() {
     );
     assert_eq!(warehouse_contents(&stack.warehouse).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_warehouse_without_changing_it() {
+    use tributary_pipeline::status::downstream_status;
+    let Some(mut stack) = Stack::new("status").await else {
+        return;
+    };
+    let before = downstream_status(&stack.processed, Some(&stack.warehouse))
+        .await
+        .unwrap();
+    assert_eq!((before.processed, before.loaded_through), (None, Some(0)));
+    let schema: Option<String> = stack
+        .warehouse
+        .query_one("SELECT to_regclass('tributary.load_log')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema, None, "a status look created nothing");
+
+    tributary_totesys::generate::generate(
+        &mut stack.source,
+        &tributary_totesys::generate::GenerateOptions {
+            seed: 1,
+            scale: 1,
+            days: 2,
+            until_ms: chrono::Utc::now().timestamp_millis(),
+        },
+    )
+    .await
+    .unwrap();
+    stack.cycle().await;
+    let after = downstream_status(&stack.processed, Some(&stack.warehouse))
+        .await
+        .unwrap();
+    assert_eq!(after.processed.map(|(seq, _)| seq), Some(1));
+    assert_eq!(after.loaded_through, Some(1));
+}

@@ -34,11 +34,6 @@ impl Decimal18 {
         self.0
     }
 
-    /// Whether the value is zero.
-    pub fn is_zero(self) -> bool {
-        self.0 == 0
-    }
-
     /// `self × other`, rounded toward zero to 18 digits; `None` on overflow.
     pub fn checked_mul(self, other: Decimal18) -> Option<Decimal18> {
         // a·b/10^18 with a = aᵢ·10^18 + a_f and b likewise; every partial

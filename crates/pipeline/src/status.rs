@@ -82,10 +82,19 @@ pub async fn downstream_status(
         ManifestLog::new(processed.clone(), crate::transform::SOURCE)
             .latest()
             .await?;
+    // A status look must not change the warehouse: no DDL here, and a
+    // warehouse not initialised yet has loaded nothing.
     let loaded_through = match warehouse {
         Some(client) => {
-            tributary_warehouse::load::init(client).await?;
-            Some(tributary_warehouse::load::loaded_through(client).await?)
+            let initialised: bool = client
+                .query_one("SELECT to_regclass('tributary.load_log') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            Some(if initialised {
+                tributary_warehouse::load::loaded_through(client).await?
+            } else {
+                0
+            })
         }
         None => None,
     };
