@@ -53,47 +53,18 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
-    use rand::{Rng, SeedableRng};
     use std::io::Write as _;
-    const COINS: [(&str, f64); 8] = [
-        ("BTC", 488_000.0),
-        ("ETH", 12_000.0),
-        ("SOL", 800.0),
-        ("ADA", 2.5),
-        ("XRP", 3.1),
-        ("LTC", 420.0),
-        ("DOGE", 0.9),
-        ("DOT", 25.0),
-    ];
     // Trade ids continue from the clock, so a restarted simulator never
     // reuses a (symbol, tid) the warehouse already holds.
-    let mut state = tributary_markets::replay::ReplayState {
-        first_tid: Utc::now().timestamp_millis(),
-        ..Default::default()
-    };
-    let coins: Vec<(String, f64)> = COINS
-        .iter()
-        .take(args.symbols.clamp(1, COINS.len()))
-        .map(|(coin, price)| (format!("{coin}-BRL"), *price))
-        .collect();
-    for (symbol, _) in &coins {
-        let base = symbol.trim_end_matches("-BRL").to_string();
-        state
-            .symbols
-            .push((symbol.clone(), "CRYPTO".into(), base, "BRL".into()));
-    }
-    state.symbols.push((
-        "TFC-BRL".into(),
-        "FAN_TOKEN".into(),
-        "TFC".into(),
-        "BRL".into(),
-    ));
+    let (state, mut market) = tributary_markets::simulated::SimulatedMarket::new(
+        args.symbols,
+        Utc::now().timestamp_millis(),
+        11,
+    );
     let server = tributary_markets::replay::ReplayServer::start_on(args.port, state).await?;
     println!("{}", server.mercado_base());
     println!("{}", server.coincap_base());
     std::io::stdout().flush()?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let mut prices: Vec<f64> = coins.iter().map(|(_, p)| *p).collect();
     let started = std::time::Instant::now();
     let mut ticker = tokio::time::interval(args.every);
     loop {
@@ -104,21 +75,7 @@ pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        let now = Utc::now().timestamp();
-        for ((symbol, _), price) in coins.iter().zip(prices.iter_mut()) {
-            for _ in 0..rng.random_range(1..=3) {
-                *price *= 1.0 + rng.random_range(-0.002..0.002);
-                let amount = rng.random_range(0.001..2.0);
-                let side = if rng.random_bool(0.5) { "buy" } else { "sell" };
-                server.publish_trade(
-                    symbol,
-                    now,
-                    &format!("{price:.8}"),
-                    &format!("{amount:.8}"),
-                    side,
-                );
-            }
-        }
+        market.tick(&server, Utc::now().timestamp());
     }
     Ok(())
 }

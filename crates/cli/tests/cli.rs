@@ -368,6 +368,15 @@ async fn replay_and_markets_take_trades_to_the_warehouse() {
         .unwrap()
         .get(0);
     assert_eq!(symbols, 2, "the fan token is not polled");
+    let named: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dim_asset WHERE name IS NOT NULL AND price_usd IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(named, 2, "CoinCap's names and prices reached dim_asset");
     drop(lines);
     let assets = raw.trim_start_matches("file://").to_string() + "/markets/coincap/assets";
     assert!(

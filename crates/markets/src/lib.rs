@@ -16,6 +16,7 @@ pub mod mercado;
 pub mod models;
 pub mod replay;
 pub mod rollup;
+pub mod simulated;
 
 pub use error::{Error, Result};
 
