@@ -56,6 +56,10 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] tributary_totesys::Error),
 
+    /// An AWS service call failed (SNS, Glue, Kinesis, Secrets Manager).
+    #[error("aws: {0}")]
+    Aws(String),
+
     /// A database query failed.
     #[error("database: {0}")]
     Postgres(#[from] tokio_postgres::Error),

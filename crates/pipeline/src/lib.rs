@@ -6,6 +6,7 @@
 //! ([`alerts::Alerts`]).
 
 pub mod alerts;
+pub mod catalog;
 pub mod db;
 mod error;
 pub mod gz;
@@ -15,6 +16,7 @@ pub mod markets_load;
 pub mod markets_poll;
 pub mod markets_run;
 pub mod markets_transform;
+pub mod metrics;
 pub mod reconcile;
 pub mod run;
 pub mod settings;

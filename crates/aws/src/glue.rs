@@ -1,0 +1,255 @@
+//! The Glue Data Catalog: one database, one table per processed dataset,
+//! partitions added as they are written, so Athena needs no crawler.
+
+use std::{future::Future, pin::Pin};
+
+use aws_sdk_glue::types::{
+    Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
+};
+use tributary_pipeline::catalog::{Catalog, TableSpec};
+
+use crate::{Error, Result, describe};
+
+const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
+/// BatchCreatePartition takes at most 100 partitions per call.
+const PARTITIONS_PER_CALL: usize = 100;
+
+/// Registers tables in one Glue database.
+#[derive(Debug, Clone)]
+pub struct GlueCatalog {
+    client: aws_sdk_glue::Client,
+    database: String,
+}
+
+fn call(operation: &'static str, error: &(dyn std::error::Error + 'static)) -> Error {
+    Error::Call {
+        service: "glue",
+        operation,
+        reason: describe(error),
+    }
+}
+
+fn columns(specs: &[(String, String)]) -> Result<Vec<Column>> {
+    specs
+        .iter()
+        .map(|(name, ty)| {
+            Column::builder()
+                .name(name)
+                .r#type(ty)
+                .build()
+                .map_err(|e| call("Column", &e))
+        })
+        .collect()
+}
+
+fn storage(location: &str, cols: Vec<Column>) -> StorageDescriptor {
+    StorageDescriptor::builder()
+        .set_columns(Some(cols))
+        .location(location)
+        .input_format(PARQUET_INPUT)
+        .output_format(PARQUET_OUTPUT)
+        .serde_info(
+            SerDeInfo::builder()
+                .serialization_library(PARQUET_SERDE)
+                .parameters("serialization.format", "1")
+                .build(),
+        )
+        .build()
+}
+
+/// The table input for a spec: an external Parquet table, partitioned.
+pub fn table_input(spec: &TableSpec) -> Result<TableInput> {
+    let partition_keys = spec
+        .partition_keys
+        .iter()
+        .map(|k| (k.clone(), "string".to_string()))
+        .collect::<Vec<_>>();
+    TableInput::builder()
+        .name(&spec.name)
+        .table_type("EXTERNAL_TABLE")
+        .parameters("classification", "parquet")
+        .parameters("EXTERNAL", "TRUE")
+        .parameters("parquet.compression", "ZSTD")
+        .storage_descriptor(storage(&spec.location, columns(&spec.columns)?))
+        .set_partition_keys(Some(columns(&partition_keys)?))
+        .build()
+        .map_err(|e| call("TableInput", &e))
+}
+
+impl GlueCatalog {
+    /// The catalog database `database`.
+    pub fn new(client: aws_sdk_glue::Client, database: impl Into<String>) -> Self {
+        Self {
+            client,
+            database: database.into(),
+        }
+    }
+
+    /// Creates the database when it is missing (Terraform normally has).
+    pub async fn ensure_database(&self) -> Result<()> {
+        match self.client.get_database().name(&self.database).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {}
+            Err(e) => return Err(call("GetDatabase", &e)),
+        }
+        let input = DatabaseInput::builder()
+            .name(&self.database)
+            .description("Tributary processed lake (tables created by the transform)")
+            .build()
+            .map_err(|e| call("DatabaseInput", &e))?;
+        match self.client.create_database().database_input(input).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+            Err(e) => Err(call("CreateDatabase", &e)),
+        }
+    }
+
+    /// Creates the table, or updates it when its columns or location changed.
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<()> {
+        let input = table_input(spec)?;
+        let existing = match self
+            .client
+            .get_table()
+            .database_name(&self.database)
+            .name(&spec.name)
+            .send()
+            .await
+        {
+            Ok(out) => out.table,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => None,
+            Err(e) => return Err(call("GetTable", &e)),
+        };
+        match existing {
+            None => match self
+                .client
+                .create_table()
+                .database_name(&self.database)
+                .table_input(input)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Another run created it meanwhile.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+                Err(e) => Err(call("CreateTable", &e)),
+            },
+            Some(table) => {
+                let current = table.storage_descriptor();
+                let same = current.is_some_and(|sd| {
+                    sd.location() == Some(spec.location.as_str())
+                        && sd.columns().len() == spec.columns.len()
+                        && sd
+                            .columns()
+                            .iter()
+                            .zip(&spec.columns)
+                            .all(|(c, (n, t))| c.name() == n && c.r#type() == Some(t.as_str()))
+                });
+                if same {
+                    return Ok(());
+                }
+                self.client
+                    .update_table()
+                    .database_name(&self.database)
+                    .table_input(input)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| call("UpdateTable", &e))
+            }
+        }
+    }
+
+    /// Adds partitions; ones already present are fine.
+    async fn add_partitions(&self, spec: &TableSpec) -> Result<()> {
+        let cols = columns(&spec.columns)?;
+        for chunk in spec.partitions.chunks(PARTITIONS_PER_CALL) {
+            let inputs = chunk
+                .iter()
+                .map(|p| {
+                    PartitionInput::builder()
+                        .set_values(Some(p.values.clone()))
+                        .storage_descriptor(storage(&p.location, cols.clone()))
+                        .build()
+                })
+                .collect();
+            let out = self
+                .client
+                .batch_create_partition()
+                .database_name(&self.database)
+                .table_name(&spec.name)
+                .set_partition_input_list(Some(inputs))
+                .send()
+                .await
+                .map_err(|e| call("BatchCreatePartition", &e))?;
+            let failures: Vec<String> = out
+                .errors()
+                .iter()
+                .filter_map(|e| {
+                    let detail = e.error_detail()?;
+                    let code = detail.error_code().unwrap_or_default();
+                    (code != "AlreadyExistsException").then(|| {
+                        format!(
+                            "{:?}: {} {}",
+                            e.partition_values(),
+                            code,
+                            detail.error_message().unwrap_or_default()
+                        )
+                    })
+                })
+                .collect();
+            if !failures.is_empty() {
+                return Err(Error::Call {
+                    service: "glue",
+                    operation: "BatchCreatePartition",
+                    reason: format!("table {}: {}", spec.name, failures.join("; ")),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_all(&self, tables: &[TableSpec]) -> Result<()> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        self.ensure_database().await?;
+        for spec in tables {
+            self.ensure_table(spec).await?;
+            self.add_partitions(spec).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Catalog for GlueCatalog {
+    fn sync<'a>(
+        &'a self,
+        tables: &'a [TableSpec],
+    ) -> Pin<Box<dyn Future<Output = tributary_pipeline::Result<()>> + Send + 'a>> {
+        Box::pin(async move { Ok(self.sync_all(tables).await?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_input_is_an_external_parquet_table_with_partition_keys() {
+        let specs = tributary_pipeline::catalog::table_specs(
+            "s3://processed",
+            ["warehouse/fact_sales_order/date=2024-02-23/r.parquet"],
+        );
+        let input = table_input(&specs[0]).unwrap();
+        assert_eq!(input.name(), "fact_sales_order");
+        assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
+        let sd = input.storage_descriptor().unwrap();
+        assert_eq!(sd.location(), Some("s3://processed/warehouse/fact_sales_order/"));
+        assert_eq!(sd.serde_info().unwrap().serialization_library(), Some(PARQUET_SERDE));
+        assert_eq!(input.partition_keys()[0].name(), "date");
+        let unit_price = sd.columns().iter().find(|c| c.name() == "unit_price").unwrap();
+        assert_eq!(unit_price.r#type(), Some("decimal(10,2)"));
+    }
+}

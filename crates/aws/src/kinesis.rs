@@ -1,0 +1,98 @@
+//! The market-data producer: Kinesis PutRecords behind the pipeline's
+//! [`TradeStream`]. Only entries Kinesis reports as failed are resent (by
+//! `pipeline::stream::put_all`); a throttled or timed-out call counts as
+//! every entry failed, so it is retried the same bounded way.
+
+use std::{future::Future, pin::Pin};
+
+use aws_sdk_kinesis::{
+    error::SdkError, operation::put_records::PutRecordsError, primitives::Blob,
+    types::PutRecordsRequestEntry,
+};
+use tributary_pipeline::{
+    Error, Result,
+    stream::{StreamRecord, TradeStream},
+};
+
+use crate::describe;
+
+/// Puts trades into one Kinesis stream.
+#[derive(Debug, Clone)]
+pub struct KinesisStream {
+    client: aws_sdk_kinesis::Client,
+    stream_name: String,
+}
+
+impl KinesisStream {
+    /// The producer for `stream_name`.
+    pub fn new(client: aws_sdk_kinesis::Client, stream_name: impl Into<String>) -> Self {
+        Self {
+            client,
+            stream_name: stream_name.into(),
+        }
+    }
+}
+
+/// Whether a failed call may succeed when sent again unchanged.
+fn call_is_retryable(error: &SdkError<PutRecordsError>) -> bool {
+    match error {
+        SdkError::ServiceError(e) => matches!(
+            e.err(),
+            PutRecordsError::ProvisionedThroughputExceededException(_)
+                | PutRecordsError::KmsThrottlingException(_)
+        ) || e.raw().status().as_u16() >= 500,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+impl TradeStream for KinesisStream {
+    fn put_records<'a>(
+        &'a self,
+        records: &'a [StreamRecord],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<usize>>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut entries = Vec::with_capacity(records.len());
+            for record in records {
+                entries.push(
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(&record.partition_key)
+                        .data(Blob::new(record.data.to_vec()))
+                        .build()
+                        .map_err(|e| Error::Stream(e.to_string()))?,
+                );
+            }
+            let sent = self
+                .client
+                .put_records()
+                .stream_name(&self.stream_name)
+                .set_records(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(output) => Ok(output
+                    .records()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, entry)| entry.error_code().is_some())
+                    .map(|(i, _)| i)
+                    .collect()),
+                Err(error) if call_is_retryable(&error) => {
+                    tracing::warn!(
+                        stream = %self.stream_name,
+                        error = %describe(&error),
+                        "PutRecords failed as a whole; every entry will be resent"
+                    );
+                    Ok((0..records.len()).collect())
+                }
+                Err(error) => Err(Error::Stream(format!(
+                    "PutRecords to {}: {}",
+                    self.stream_name,
+                    describe(&error)
+                ))),
+            }
+        })
+    }
+}

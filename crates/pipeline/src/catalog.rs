@@ -1,0 +1,256 @@
+//! The catalog: tables and partitions of the processed lake, so Athena can
+//! query it without a crawler.
+//!
+//! After a transform commits, [`sync_manifest`] describes each dataset the
+//! manifest wrote to (columns from the same Arrow schemas the files are
+//! written with, the partition key from the object keys) and hands it to a
+//! [`Catalog`]: the Glue Data Catalog in AWS (`tributary-aws`), nothing locally.
+
+use std::{collections::BTreeMap, future::Future, pin::Pin};
+
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_warehouse::tables::WarehouseTable;
+
+use crate::Result;
+
+/// One table of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Catalog table name, e.g. `fact_sales_order`, `markets_trades`.
+    pub name: String,
+    /// Where its files live: the lake root URL and the dataset prefix, with
+    /// a trailing slash.
+    pub location: String,
+    /// Columns as (name, Hive type).
+    pub columns: Vec<(String, String)>,
+    /// Partition columns (Hive type `string`), e.g. `date`.
+    pub partition_keys: Vec<String>,
+    /// Partitions written: the partition values and their location.
+    pub partitions: Vec<PartitionSpec>,
+}
+
+/// One partition of a table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionSpec {
+    /// One value per partition key, e.g. `["2024-02-23"]`.
+    pub values: Vec<String>,
+    /// Its location, with a trailing slash.
+    pub location: String,
+}
+
+/// Where tables and partitions are registered.
+pub trait Catalog: Send + Sync {
+    /// Creates or updates each table and adds its partitions; present
+    /// partitions are left as they are.
+    fn sync<'a>(
+        &'a self,
+        tables: &'a [TableSpec],
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+}
+
+/// Local runs: no catalog.
+#[derive(Debug, Default, Clone)]
+pub struct NoCatalog;
+
+impl Catalog for NoCatalog {
+    fn sync<'a>(
+        &'a self,
+        _tables: &'a [TableSpec],
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A processed dataset: its prefix, catalog name, schema and partition key.
+struct Dataset {
+    prefix: String,
+    name: String,
+    schema: SchemaRef,
+    partition_key: &'static str,
+}
+
+/// The dataset a processed key belongs to, and its partition value.
+/// Keys outside the cataloged datasets (state, manifests, the asset
+/// snapshots, which are whole snapshots rather than a growing table) give
+/// `None`.
+fn dataset_of(key: &str) -> Option<(Dataset, String)> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let (dataset, partition) = match parts.as_slice() {
+        ["warehouse", table, partition, _file] => {
+            let table = WarehouseTable::by_name(table)?;
+            let dataset = Dataset {
+                prefix: format!("warehouse/{}", table.name),
+                name: table.name.to_string(),
+                schema: table.arrow_schema(),
+                partition_key: "date",
+            };
+            (dataset, *partition)
+        }
+        ["markets", "trades", partition, _file] => (
+            Dataset {
+                prefix: "markets/trades".into(),
+                name: "markets_trades".into(),
+                schema: tributary_markets::rollup::trades_schema(),
+                partition_key: "date",
+            },
+            *partition,
+        ),
+        ["markets", "ohlcv_daily", partition, _file] => (
+            Dataset {
+                prefix: "markets/ohlcv_daily".into(),
+                name: "markets_ohlcv_daily".into(),
+                schema: tributary_markets::rollup::ohlcv_schema(),
+                partition_key: "year",
+            },
+            *partition,
+        ),
+        _ => return None,
+    };
+    let value = partition.strip_prefix(dataset.partition_key)?.strip_prefix('=')?;
+    Some((dataset, value.to_string()))
+}
+
+/// The Hive type Athena reads an Arrow column as. Times of day are stored
+/// as Parquet TIME(MICROS), which the Hive type system lacks: they are
+/// declared `bigint` (microseconds since midnight).
+pub fn hive_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "int".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::Time32(_) | DataType::Time64(TimeUnit::Microsecond | TimeUnit::Nanosecond) => {
+            "bigint".into()
+        }
+        DataType::Time64(_) => "bigint".into(),
+        DataType::Binary | DataType::LargeBinary => "binary".into(),
+        _ => "string".into(),
+    }
+}
+
+/// Describes the datasets and partitions that `keys` were written to, with
+/// locations under the lake root `root_url` (e.g. `s3://bucket/prefix`).
+pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) -> Vec<TableSpec> {
+    let root = root_url.trim_end_matches('/');
+    let mut tables: BTreeMap<String, TableSpec> = BTreeMap::new();
+    for key in keys {
+        let Some((dataset, value)) = dataset_of(key) else {
+            continue;
+        };
+        let spec = tables.entry(dataset.name.clone()).or_insert_with(|| TableSpec {
+            name: dataset.name.clone(),
+            location: format!("{root}/{}/", dataset.prefix),
+            columns: dataset
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), hive_type(f.data_type())))
+                .collect(),
+            partition_keys: vec![dataset.partition_key.to_string()],
+            partitions: Vec::new(),
+        });
+        let partition = PartitionSpec {
+            location: format!("{root}/{}/{}={value}/", dataset.prefix, dataset.partition_key),
+            values: vec![value],
+        };
+        if !spec.partitions.contains(&partition) {
+            spec.partitions.push(partition);
+        }
+    }
+    let mut tables: Vec<TableSpec> = tables.into_values().collect();
+    for t in &mut tables {
+        t.partitions.sort();
+    }
+    tables
+}
+
+/// Registers what processed manifest `seq` of log `source` wrote.
+/// Returns the number of partitions named.
+pub async fn sync_manifest(
+    catalog: &dyn Catalog,
+    processed: &Lake,
+    root_url: &str,
+    source: &str,
+    seq: u64,
+) -> Result<usize> {
+    let log = ManifestLog::new(processed.clone(), source);
+    let manifest: Option<Manifest<serde_json::Value>> = log.read(seq).await?;
+    let Some(manifest) = manifest else {
+        return Ok(0);
+    };
+    let tables = table_specs(root_url, manifest.files.iter().map(|f| f.key.as_str()));
+    catalog.sync(&tables).await?;
+    Ok(tables.iter().map(|t| t.partitions.len()).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_name_tables_columns_and_partitions_from_keys() {
+        let keys = [
+            "warehouse/fact_payment/date=2024-02-23/r1.parquet",
+            "warehouse/fact_payment/date=2024-02-23/r1-0002.parquet",
+            "warehouse/fact_payment/date=2024-02-24/r1.parquet",
+            "markets/trades/date=2026-11-22/r2.parquet",
+            "markets/ohlcv_daily/year=2026/r2.parquet",
+            "markets/assets/r2.parquet",
+            "_state/transform/r1/reference.parquet",
+            "warehouse/not_a_table/date=2024-02-23/r1.parquet",
+        ];
+        let specs = table_specs("s3://processed/lake/", keys);
+        let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["fact_payment", "markets_ohlcv_daily", "markets_trades"]);
+        let payment = &specs[0];
+        assert_eq!(payment.location, "s3://processed/lake/warehouse/fact_payment/");
+        assert_eq!(payment.partition_keys, ["date"]);
+        assert_eq!(
+            payment.partitions,
+            [
+                PartitionSpec {
+                    values: vec!["2024-02-23".into()],
+                    location: "s3://processed/lake/warehouse/fact_payment/date=2024-02-23/".into()
+                },
+                PartitionSpec {
+                    values: vec!["2024-02-24".into()],
+                    location: "s3://processed/lake/warehouse/fact_payment/date=2024-02-24/".into()
+                },
+            ]
+        );
+        let column = |name: &str| {
+            payment
+                .columns
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.as_str())
+        };
+        assert_eq!(column("payment_amount"), Some("decimal(10,2)"));
+        assert_eq!(column("created_date"), Some("date"));
+        assert_eq!(column("paid"), Some("boolean"));
+        assert_eq!(specs[1].partition_keys, ["year"]);
+        assert_eq!(specs[1].partitions[0].values, ["2026"]);
+    }
+
+    #[test]
+    fn hive_types_cover_the_lake_types() {
+        assert_eq!(hive_type(&DataType::Utf8), "string");
+        assert_eq!(hive_type(&DataType::Int32), "int");
+        assert_eq!(hive_type(&DataType::Int64), "bigint");
+        assert_eq!(hive_type(&DataType::Decimal128(38, 18)), "decimal(38,18)");
+        assert_eq!(hive_type(&DataType::Timestamp(TimeUnit::Millisecond, None)), "timestamp");
+        assert_eq!(hive_type(&DataType::Time64(TimeUnit::Microsecond)), "bigint");
+    }
+
+    #[tokio::test]
+    async fn no_catalog_accepts_anything() {
+        NoCatalog.sync(&table_specs("file:///x", ["warehouse/dim_date/date=2024-01-01/r.parquet"])).await.unwrap();
+    }
+}
