@@ -108,15 +108,25 @@ mod tests {
     fn each_call_is_one_emf_line_with_its_dimensions_and_units() {
         let buffer = Buffer::default();
         let metrics = EmfMetrics::to_writer(buffer.clone());
-        metrics.record("load", Some("fact_payment"), &[Sample::count("RowsLoaded", 42)]);
+        metrics.record(
+            "load",
+            Some("fact_payment"),
+            &[Sample::count("RowsLoaded", 42)],
+        );
         metrics.record(
             "load",
             None,
-            &[Sample::seconds("RunDuration", std::time::Duration::from_millis(250))],
+            &[Sample::seconds(
+                "RunDuration",
+                std::time::Duration::from_millis(250),
+            )],
         );
         metrics.record("load", None, &[]);
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{text}");
         let first = &lines[0];
         assert_eq!(first["RowsLoaded"], json!(42.0));
@@ -124,9 +134,15 @@ mod tests {
         let cw = &first["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], json!("Tributary"));
         assert_eq!(cw["Dimensions"], json!([["Stage", "Table"]]));
-        assert_eq!(cw["Metrics"], json!([{"Name": "RowsLoaded", "Unit": "Count"}]));
+        assert_eq!(
+            cw["Metrics"],
+            json!([{"Name": "RowsLoaded", "Unit": "Count"}])
+        );
         assert!(first["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
         assert_eq!(lines[1]["RunDuration"], json!(0.25));
-        assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Stage"]]));
+        assert_eq!(
+            lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stage"]])
+        );
     }
 }

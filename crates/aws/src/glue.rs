@@ -91,7 +91,9 @@ impl GlueCatalog {
     pub async fn ensure_database(&self) -> Result<()> {
         match self.client.get_database().name(&self.database).send().await {
             Ok(_) => return Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) => {}
             Err(e) => return Err(call("GetDatabase", &e)),
         }
         let input = DatabaseInput::builder()
@@ -99,9 +101,20 @@ impl GlueCatalog {
             .description("Tributary processed lake (tables created by the transform)")
             .build()
             .map_err(|e| call("DatabaseInput", &e))?;
-        match self.client.create_database().database_input(input).send().await {
+        match self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(call("CreateDatabase", &e)),
         }
     }
@@ -118,7 +131,12 @@ impl GlueCatalog {
             .await
         {
             Ok(out) => out.table,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => None,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                None
+            }
             Err(e) => return Err(call("GetTable", &e)),
         };
         match existing {
@@ -132,7 +150,12 @@ impl GlueCatalog {
             {
                 Ok(_) => Ok(()),
                 // Another run created it meanwhile.
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_already_exists_exception()) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(call("CreateTable", &e)),
             },
             Some(table) => {
@@ -246,10 +269,20 @@ mod tests {
         assert_eq!(input.name(), "fact_sales_order");
         assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
         let sd = input.storage_descriptor().unwrap();
-        assert_eq!(sd.location(), Some("s3://processed/warehouse/fact_sales_order/"));
-        assert_eq!(sd.serde_info().unwrap().serialization_library(), Some(PARQUET_SERDE));
+        assert_eq!(
+            sd.location(),
+            Some("s3://processed/warehouse/fact_sales_order/")
+        );
+        assert_eq!(
+            sd.serde_info().unwrap().serialization_library(),
+            Some(PARQUET_SERDE)
+        );
         assert_eq!(input.partition_keys()[0].name(), "date");
-        let unit_price = sd.columns().iter().find(|c| c.name() == "unit_price").unwrap();
+        let unit_price = sd
+            .columns()
+            .iter()
+            .find(|c| c.name() == "unit_price")
+            .unwrap();
         assert_eq!(unit_price.r#type(), Some("decimal(10,2)"));
     }
 }

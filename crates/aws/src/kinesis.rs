@@ -36,11 +36,13 @@ impl KinesisStream {
 /// Whether a failed call may succeed when sent again unchanged.
 fn call_is_retryable(error: &SdkError<PutRecordsError>) -> bool {
     match error {
-        SdkError::ServiceError(e) => matches!(
-            e.err(),
-            PutRecordsError::ProvisionedThroughputExceededException(_)
-                | PutRecordsError::KmsThrottlingException(_)
-        ) || e.raw().status().as_u16() >= 500,
+        SdkError::ServiceError(e) => {
+            matches!(
+                e.err(),
+                PutRecordsError::ProvisionedThroughputExceededException(_)
+                    | PutRecordsError::KmsThrottlingException(_)
+            ) || e.raw().status().as_u16() >= 500
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }

@@ -147,7 +147,10 @@ mod tests {
         let config: tokio_postgres::Config = url.parse().unwrap();
         assert_eq!(config.get_password(), Some(&b"p@ss:w/rd%?"[..]));
         assert_eq!(config.get_dbname(), Some("totesys"));
-        assert!(!format!("{secret:?}").contains("p@ss"), "Debug must hide the password");
+        assert!(
+            !format!("{secret:?}").contains("p@ss"),
+            "Debug must hide the password"
+        );
     }
 
     #[test]
@@ -157,15 +160,24 @@ mod tests {
             r#"{"host":"::1","port":"6543","username":"u","password":"p"}"#,
         )
         .unwrap();
-        assert_eq!(secret.database_url("warehouse"), "postgres://u:p@[::1]:6543/warehouse");
+        assert_eq!(
+            secret.database_url("warehouse"),
+            "postgres://u:p@[::1]:6543/warehouse"
+        );
     }
 
     #[test]
     fn a_secret_without_the_rds_fields_is_a_clear_error_without_its_value() {
-        let err = RdsSecret::parse("arn:aws:secretsmanager:eu-west-2:1:secret:wh", r#"{"user":"u","password":"hunter2"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("arn:aws:secretsmanager:eu-west-2:1:secret:wh"), "{err}");
+        let err = RdsSecret::parse(
+            "arn:aws:secretsmanager:eu-west-2:1:secret:wh",
+            r#"{"user":"u","password":"hunter2"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("arn:aws:secretsmanager:eu-west-2:1:secret:wh"),
+            "{err}"
+        );
         assert!(err.contains("RDS-shaped"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

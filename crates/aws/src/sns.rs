@@ -38,7 +38,13 @@ pub fn subject(alert: &Alert) -> String {
     text.push_str(&alert.message);
     let mut safe: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     if safe.len() > MAX_SUBJECT {
         safe.truncate(MAX_SUBJECT - 3);
@@ -108,8 +114,13 @@ mod tests {
 
     #[test]
     fn subject_is_short_ascii_and_names_stage_table_and_error() {
-        let s = subject(&alert("load failed: cannot connect — “refused”\nsecond line"));
-        assert!(s.starts_with("Tributary load fact_payment: load failed: cannot connect"), "{s}");
+        let s = subject(&alert(
+            "load failed: cannot connect — “refused”\nsecond line",
+        ));
+        assert!(
+            s.starts_with("Tributary load fact_payment: load failed: cannot connect"),
+            "{s}"
+        );
         assert!(s.is_ascii() && !s.contains('\n'), "{s}");
         let long = subject(&alert(&"x".repeat(300)));
         assert_eq!(long.len(), MAX_SUBJECT);

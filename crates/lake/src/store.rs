@@ -46,7 +46,10 @@ impl Lake {
                     .host_str()
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| invalid("no bucket name"))?;
+                // Every put carries its SHA-256 (x-amz-checksum-sha256): S3
+                // verifies the body, and Object Lock buckets require a checksum.
                 let store = AmazonS3Builder::from_env()
+                    .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
                     .with_bucket_name(bucket)
                     .build()
                     .map_err(|e| invalid(&e.to_string()))?;

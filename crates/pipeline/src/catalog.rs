@@ -107,7 +107,9 @@ fn dataset_of(key: &str) -> Option<(Dataset, String)> {
         ),
         _ => return None,
     };
-    let value = partition.strip_prefix(dataset.partition_key)?.strip_prefix('=')?;
+    let value = partition
+        .strip_prefix(dataset.partition_key)?
+        .strip_prefix('=')?;
     Some((dataset, value.to_string()))
 }
 
@@ -144,20 +146,25 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
         let Some((dataset, value)) = dataset_of(key) else {
             continue;
         };
-        let spec = tables.entry(dataset.name.clone()).or_insert_with(|| TableSpec {
-            name: dataset.name.clone(),
-            location: format!("{root}/{}/", dataset.prefix),
-            columns: dataset
-                .schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), hive_type(f.data_type())))
-                .collect(),
-            partition_keys: vec![dataset.partition_key.to_string()],
-            partitions: Vec::new(),
-        });
+        let spec = tables
+            .entry(dataset.name.clone())
+            .or_insert_with(|| TableSpec {
+                name: dataset.name.clone(),
+                location: format!("{root}/{}/", dataset.prefix),
+                columns: dataset
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), hive_type(f.data_type())))
+                    .collect(),
+                partition_keys: vec![dataset.partition_key.to_string()],
+                partitions: Vec::new(),
+            });
         let partition = PartitionSpec {
-            location: format!("{root}/{}/{}={value}/", dataset.prefix, dataset.partition_key),
+            location: format!(
+                "{root}/{}/{}={value}/",
+                dataset.prefix, dataset.partition_key
+            ),
             values: vec![value],
         };
         if !spec.partitions.contains(&partition) {
@@ -208,9 +215,15 @@ mod tests {
         ];
         let specs = table_specs("s3://processed/lake/", keys);
         let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["fact_payment", "markets_ohlcv_daily", "markets_trades"]);
+        assert_eq!(
+            names,
+            ["fact_payment", "markets_ohlcv_daily", "markets_trades"]
+        );
         let payment = &specs[0];
-        assert_eq!(payment.location, "s3://processed/lake/warehouse/fact_payment/");
+        assert_eq!(
+            payment.location,
+            "s3://processed/lake/warehouse/fact_payment/"
+        );
         assert_eq!(payment.partition_keys, ["date"]);
         assert_eq!(
             payment.partitions,
@@ -245,12 +258,24 @@ mod tests {
         assert_eq!(hive_type(&DataType::Int32), "int");
         assert_eq!(hive_type(&DataType::Int64), "bigint");
         assert_eq!(hive_type(&DataType::Decimal128(38, 18)), "decimal(38,18)");
-        assert_eq!(hive_type(&DataType::Timestamp(TimeUnit::Millisecond, None)), "timestamp");
-        assert_eq!(hive_type(&DataType::Time64(TimeUnit::Microsecond)), "bigint");
+        assert_eq!(
+            hive_type(&DataType::Timestamp(TimeUnit::Millisecond, None)),
+            "timestamp"
+        );
+        assert_eq!(
+            hive_type(&DataType::Time64(TimeUnit::Microsecond)),
+            "bigint"
+        );
     }
 
     #[tokio::test]
     async fn no_catalog_accepts_anything() {
-        NoCatalog.sync(&table_specs("file:///x", ["warehouse/dim_date/date=2024-01-01/r.parquet"])).await.unwrap();
+        NoCatalog
+            .sync(&table_specs(
+                "file:///x",
+                ["warehouse/dim_date/date=2024-01-01/r.parquet"],
+            ))
+            .await
+            .unwrap();
     }
 }

@@ -148,10 +148,18 @@ pub fn record_ingest(metrics: &dyn Metrics, report: &IngestReport) {
 /// per source table, the run's time.
 pub fn record_transform(metrics: &dyn Metrics, report: &TransformReport) {
     for (table, rows) in &report.rows {
-        metrics.record("transform", Some(table), &[Sample::count("RowsTransformed", *rows)]);
+        metrics.record(
+            "transform",
+            Some(table),
+            &[Sample::count("RowsTransformed", *rows)],
+        );
     }
     for (table, rows) in &report.quarantined {
-        metrics.record("transform", Some(table), &[Sample::count("QuarantinedRows", *rows)]);
+        metrics.record(
+            "transform",
+            Some(table),
+            &[Sample::count("QuarantinedRows", *rows)],
+        );
     }
     metrics.record(
         "transform",
@@ -199,7 +207,14 @@ mod tests {
         let m = RecordedMetrics::default();
         m.record("load", Some("a"), &[Sample::count("RowsLoaded", 3)]);
         m.record("load", Some("b"), &[Sample::count("RowsLoaded", 4)]);
-        m.record("load", None, &[Sample::seconds("RunDuration", std::time::Duration::from_millis(1500))]);
+        m.record(
+            "load",
+            None,
+            &[Sample::seconds(
+                "RunDuration",
+                std::time::Duration::from_millis(1500),
+            )],
+        );
         LogMetrics.record("load", None, &[Sample::count("RowsLoaded", 1)]);
         assert_eq!(m.total("RowsLoaded"), 7.0);
         assert_eq!(m.total("RunDuration"), 1.5);

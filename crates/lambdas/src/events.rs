@@ -1,0 +1,256 @@
+//! The events that start each function, read strictly: anything else is a
+//! non-retryable failure that names what was expected.
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use serde_json::Value;
+use tributary_pipeline::{ingest::IngestRequest, stream::ReceivedRecord};
+
+use crate::Failure;
+
+/// What the ingest function was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestEvent {
+    /// The EventBridge schedule (or an empty manual invocation): every
+    /// table incrementally, then market polling for the rest of the budget.
+    Scheduled,
+    /// A manual backfill, e.g. `{"tables":["payment"],"since":"2024-01-01T00:00:00Z"}`.
+    Backfill(IngestRequest),
+}
+
+fn is_schedule(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some("aws.events")
+        || event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+fn is_empty(event: &Value) -> bool {
+    event.is_null() || event.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// Reads an ingest event.
+pub fn ingest_event(event: &Value) -> Result<IngestEvent, Failure> {
+    if is_schedule(event) || is_empty(event) {
+        return Ok(IngestEvent::Scheduled);
+    }
+    let request: IngestRequest = serde_json::from_value(event.clone()).map_err(|e| {
+        Failure::bad_event(format!(
+            "ingest takes a schedule event or a backfill such as \
+             {{\"tables\":[\"payment\"],\"since\":\"2024-01-01T00:00:00Z\"}}; this event: {e}"
+        ))
+    })?;
+    tributary_pipeline::ingest::selected_tables(&request)?;
+    Ok(IngestEvent::Backfill(request))
+}
+
+/// Which manifest logs an S3 event touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// A totesys manifest (raw) or transform manifest (processed).
+    pub totesys: bool,
+    /// A markets manifest (sink or poll in raw, markets transform in processed).
+    pub markets: bool,
+    /// Keys that named no known manifest (logged, ignored).
+    pub ignored: Vec<String>,
+}
+
+/// What the transform function was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformEvent {
+    /// New raw manifests (from S3 notifications) or a schedule.
+    Manifests(Touched),
+    /// `{"rebuild": true}`: everything again from the first raw manifest.
+    Rebuild,
+}
+
+/// Decodes an S3 event key: `+` is a space and `%XX` a byte.
+pub fn decode_s3_key(key: &str) -> Result<String, Failure> {
+    let bad = || Failure::bad_event(format!("S3 key {key:?} is not URL-encoded correctly"));
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut it = key.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = [it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?];
+                let text = std::str::from_utf8(&hex).map_err(|_| bad())?;
+                bytes.push(u8::from_str_radix(text, 16).map_err(|_| bad())?);
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// The manifest logs named by the keys of an S3 event. `prefix` is the
+/// lake root's key prefix inside the bucket (empty for a bucket root).
+pub fn touched_manifests(event: &Value, prefix: &str) -> Result<Touched, Failure> {
+    // Only the keys matter: read them leniently, so a notification with
+    // fewer fields than the full S3 event shape is still understood.
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Failure::bad_event("not an S3 event: no Records"))?;
+    if records.is_empty() {
+        return Err(Failure::bad_event("an S3 event with no records"));
+    }
+    let prefix = prefix.trim_matches('/');
+    let mut touched = Touched::default();
+    for record in records {
+        let Some(key) = record.pointer("/s3/object/key").and_then(Value::as_str) else {
+            return Err(Failure::bad_event(format!(
+                "not an S3 event: a record without s3.object.key: {record}"
+            )));
+        };
+        let key = decode_s3_key(key)?;
+        let relative = if prefix.is_empty() {
+            Some(key.as_str())
+        } else {
+            key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/'))
+        };
+        let source = relative
+            .and_then(|k| k.strip_prefix("_manifests/"))
+            .and_then(|k| k.split('/').next());
+        match source {
+            Some("totesys" | "transform") => touched.totesys = true,
+            Some("markets" | "markets_poll" | "markets_transform") => touched.markets = true,
+            _ => touched.ignored.push(key),
+        }
+    }
+    Ok(touched)
+}
+
+/// Reads a transform event.
+pub fn transform_event(event: &Value, raw_prefix: &str) -> Result<TransformEvent, Failure> {
+    if let Some(rebuild) = event.get("rebuild") {
+        return match rebuild.as_bool() {
+            Some(true) => Ok(TransformEvent::Rebuild),
+            _ => Err(Failure::bad_event(
+                r#"transform takes {"rebuild": true} to rebuild"#,
+            )),
+        };
+    }
+    if is_schedule(event) || is_empty(event) {
+        return Ok(TransformEvent::Manifests(Touched {
+            totesys: true,
+            markets: true,
+            ignored: vec![],
+        }));
+    }
+    Ok(TransformEvent::Manifests(touched_manifests(
+        event, raw_prefix,
+    )?))
+}
+
+/// Reads a load event: a schedule, an empty manual invocation, or S3
+/// notifications of processed manifests. Every form loads whatever is
+/// pending, so duplicates and out-of-order events are harmless.
+pub fn load_event(event: &Value, processed_prefix: &str) -> Result<(), Failure> {
+    if is_schedule(event) || is_empty(event) {
+        return Ok(());
+    }
+    touched_manifests(event, processed_prefix).map(|_| ())
+}
+
+/// The records of a Kinesis event, with their shard ids, in order.
+pub fn kinesis_records(event: &Value) -> Result<Vec<ReceivedRecord>, Failure> {
+    let kinesis: KinesisEvent = serde_json::from_value(event.clone())
+        .map_err(|e| Failure::bad_event(format!("not a Kinesis event: {e}")))?;
+    kinesis
+        .records
+        .into_iter()
+        .map(|record| {
+            // eventID is "<shard id>:<sequence number>".
+            let shard_id = record
+                .event_id
+                .as_deref()
+                .and_then(|id| id.split_once(':'))
+                .map(|(shard, _)| shard.to_string())
+                .ok_or_else(|| {
+                    Failure::bad_event(format!(
+                        "Kinesis record {} has no eventID naming its shard",
+                        record.kinesis.sequence_number
+                    ))
+                })?;
+            Ok(ReceivedRecord {
+                shard_id,
+                sequence_number: record.kinesis.sequence_number,
+                partition_key: record.kinesis.partition_key,
+                data: bytes::Bytes::from(record.kinesis.data.0),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ingest_reads_schedules_backfills_and_refuses_typos() {
+        assert_eq!(
+            ingest_event(&fixture("ingest-schedule.json")).unwrap(),
+            IngestEvent::Scheduled
+        );
+        assert_eq!(ingest_event(&json!({})).unwrap(), IngestEvent::Scheduled);
+        match ingest_event(&fixture("ingest-backfill.json")).unwrap() {
+            IngestEvent::Backfill(r) => {
+                assert_eq!(r.tables, Some(vec!["payment".to_string()]));
+                assert_eq!(r.since.unwrap().to_rfc3339(), "2024-01-01T00:00:00+00:00");
+            }
+            other => panic!("{other:?}"),
+        }
+        let typo = ingest_event(&json!({"table": ["payment"]})).unwrap_err();
+        assert!(
+            !typo.retryable && typo.message.contains("backfill"),
+            "{typo}"
+        );
+        let unknown = ingest_event(&json!({"tables": ["payments"]})).unwrap_err();
+        assert!(unknown.message.contains("payments"), "{unknown}");
+    }
+
+    #[test]
+    fn transform_decodes_keys_and_sorts_manifests_by_source() {
+        let TransformEvent::Manifests(t) =
+            transform_event(&fixture("transform-s3.json"), "").unwrap()
+        else {
+            panic!()
+        };
+        assert!(t.totesys && t.markets);
+        assert_eq!(t.ignored, ["_manifests/other thing/x.json"]);
+        assert_eq!(
+            transform_event(&json!({"rebuild": true}), "").unwrap(),
+            TransformEvent::Rebuild
+        );
+        assert!(transform_event(&json!({"rebuild": "yes"}), "").is_err());
+        assert!(transform_event(&json!({"Records": []}), "").is_err());
+        assert_eq!(decode_s3_key("a+b%2Fc%3D1").unwrap(), "a b/c=1");
+        assert!(decode_s3_key("bad%2").is_err());
+    }
+
+    #[test]
+    fn keys_outside_the_lake_prefix_are_ignored() {
+        let event = json!({"Records": [{"eventSource": "aws:s3", "s3": {
+            "bucket": {"name": "b"}, "object": {"key": "lake/raw/_manifests/totesys/00000000000000000001.json"}}}]});
+        let t = touched_manifests(&event, "lake/raw").unwrap();
+        assert!(t.totesys);
+        let t = touched_manifests(&event, "other").unwrap();
+        assert!(!t.totesys && t.ignored.len() == 1);
+    }
+
+    #[test]
+    fn kinesis_records_keep_shard_sequence_and_data() {
+        let records = kinesis_records(&fixture("stream-sink-kinesis.json")).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].shard_id, "shardId-000000000000");
+        assert!(records[0].sequence_number.starts_with("4959"));
+        assert_eq!(records[0].partition_key, "BTC-BRL");
+        let text = std::str::from_utf8(&records[0].data).unwrap();
+        assert!(text.contains("\"tid\""), "{text}");
+        assert!(kinesis_records(&json!({"Records": [{"kinesis": {}}]})).is_err());
+    }
+}

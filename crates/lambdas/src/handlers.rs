@@ -1,0 +1,352 @@
+//! One handler per function: read the event, call the pipeline, record the
+//! figures, answer with a short JSON summary (what `cargo lambda invoke`
+//! and `aws lambda invoke` print).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_pipeline::{
+    catalog::sync_manifest,
+    ingest::{IngestOptions, IngestRequest, ingest},
+    load::load,
+    markets_load::load_markets,
+    markets_poll::{PollOptions, poll_during},
+    markets_transform::{SOURCE as MARKETS_SOURCE, transform_markets},
+    metrics::{Sample, record_ingest, record_load, record_transform},
+    stream_sink::sink_batch,
+    transform::{SOURCE as TRANSFORM_SOURCE, TransformRequest, TransformState, transform},
+};
+
+use crate::{
+    Context, Failure,
+    context::Connection,
+    events::{
+        IngestEvent, TransformEvent, ingest_event, kinesis_records, load_event, transform_event,
+    },
+};
+
+/// How often one scheduled ingest invocation polls the markets.
+pub const POLL_EVERY: Duration = Duration::from_secs(15);
+/// Time kept free at the end of an invocation.
+const MARGIN: Duration = Duration::from_secs(5);
+/// The schedule's period: one invocation polls until about the next.
+const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
+
+/// The key prefix of a lake root URL inside its bucket (`s3://b/p/q` → `p/q`).
+fn key_prefix(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.path().trim_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+/// Drops a connection after a failed run so the next one reconnects: a
+/// broken or mid-transaction connection is never reused.
+fn after_failure(slot: &mut Connection<'_>) {
+    **slot = None;
+}
+
+/// `ingest`: a schedule runs every table incrementally, then polls the
+/// markets until shortly before the next schedule; a backfill re-extracts
+/// the named tables since a time.
+pub async fn ingest_handler(
+    ctx: &Context,
+    event: &Value,
+    deadline: Option<std::time::SystemTime>,
+) -> Result<Value, Failure> {
+    let parsed = ingest_event(event)?;
+    let request = match &parsed {
+        IngestEvent::Scheduled => IngestRequest::default(),
+        IngestEvent::Backfill(request) => request.clone(),
+    };
+    let options = IngestOptions::from(&ctx.settings);
+    let mut slot = match ctx.totesys().await {
+        Ok(slot) => slot,
+        Err(error) => {
+            // Alert with the stage's wording, then fail the invocation.
+            tributary_pipeline::alerts::stage_failed(
+                ctx.alerts.as_ref(),
+                "ingest",
+                "-",
+                &error,
+                tributary_pipeline::alerts::FailureAdvice {
+                    retryable: "the next scheduled run retries; check the source database and its network path if this repeats",
+                    needs_fix: "fix the setting or secret named above",
+                },
+            )
+            .await;
+            return Err(error.into());
+        }
+    };
+    let client = slot.as_mut().expect("connected");
+    let report = match ingest(client, &ctx.raw, &options, &request, ctx.alerts.as_ref()).await {
+        Ok(report) => report,
+        Err(error) => {
+            after_failure(&mut slot);
+            return Err(error.into());
+        }
+    };
+    drop(slot);
+    record_ingest(ctx.metrics.as_ref(), &report);
+    let mut summary = json!({
+        "run_id": report.run_id.as_str(),
+        "manifest": report.seq,
+        "rows": report.rows(),
+        "tables": report.tables.iter().filter(|t| t.rows > 0).map(|t| json!({"table": t.table, "rows": t.rows})).collect::<Vec<_>>(),
+    });
+    if let (IngestEvent::Scheduled, Some(markets)) = (&parsed, &ctx.markets) {
+        let remaining = deadline
+            .and_then(|d| d.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or(SCHEDULE_PERIOD);
+        let budget = remaining.min(SCHEDULE_PERIOD).saturating_sub(MARGIN);
+        let polls = poll_during(
+            &markets.mercado,
+            markets.coincap.as_ref(),
+            markets.stream.as_ref(),
+            &ctx.raw,
+            &PollOptions::default(),
+            ctx.alerts.as_ref(),
+            budget,
+            POLL_EVERY,
+        )
+        .await?;
+        let trades: u64 = polls.iter().map(|p| p.trades).sum();
+        ctx.metrics.record(
+            "ingest",
+            Some("trades"),
+            &[Sample::count("TradesPolled", trades)],
+        );
+        summary["market_polls"] = json!(polls.len());
+        summary["trades"] = json!(trades);
+    }
+    Ok(summary)
+}
+
+/// `transform`: the raw manifests named by S3 events (any order, repeats
+/// harmless: the stage consumes whatever is pending), or a rebuild; then
+/// the Glue catalog for what was written.
+pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
+    let raw_prefix = key_prefix(&ctx.settings.raw_url);
+    let parsed = transform_event(event, &raw_prefix)?;
+    let (totesys, markets, rebuild) = match &parsed {
+        TransformEvent::Rebuild => (true, false, true),
+        TransformEvent::Manifests(t) => {
+            if !t.ignored.is_empty() {
+                tracing::info!(keys = ?t.ignored, "keys that are not manifests this stage reads: ignored");
+            }
+            (t.totesys, t.markets, false)
+        }
+    };
+    let mut summary = json!({});
+    if totesys {
+        let report = transform(
+            &ctx.raw,
+            &ctx.processed,
+            &TransformRequest { rebuild },
+            ctx.alerts.as_ref(),
+        )
+        .await?;
+        record_transform(ctx.metrics.as_ref(), &report);
+        let partitions = match report.seq {
+            Some(seq) => catalog(ctx, TRANSFORM_SOURCE, seq).await?,
+            None => 0,
+        };
+        summary["totesys"] = json!({
+            "run_id": report.run_id.as_str(),
+            "manifest": report.seq,
+            "raw_manifests": report.inputs,
+            "rows": report.rows,
+            "quarantined": report.quarantined,
+            "catalog_partitions": partitions,
+        });
+    }
+    if markets {
+        let report = match transform_markets(&ctx.raw, &ctx.processed).await {
+            Ok(report) => report,
+            Err(error) => {
+                tributary_pipeline::alerts::stage_failed(
+                    ctx.alerts.as_ref(),
+                    "transform",
+                    "-",
+                    &error,
+                    tributary_pipeline::alerts::FailureAdvice {
+                        retryable: "nothing was committed; the next markets manifest retries",
+                        needs_fix: "fix the cause named above; the sink keeps writing raw batches meanwhile",
+                    },
+                )
+                .await;
+                return Err(error.into());
+            }
+        };
+        ctx.metrics.record(
+            "transform",
+            Some("markets_trades"),
+            &[
+                Sample::count("RowsTransformed", report.trades),
+                Sample::count("DuplicateTrades", report.duplicates),
+            ],
+        );
+        let partitions = match report.seq {
+            Some(seq) => catalog(ctx, MARKETS_SOURCE, seq).await?,
+            None => 0,
+        };
+        summary["markets"] = json!({
+            "manifest": report.seq,
+            "trades": report.trades,
+            "duplicates": report.duplicates,
+            "bars": report.bars,
+            "catalog_partitions": partitions,
+        });
+    }
+    Ok(summary)
+}
+
+/// Registers what a processed manifest wrote; a catalog failure is alerted
+/// and fails the invocation (the data is committed; the S3 retry or the next
+/// manifest registers the partitions again, which is harmless).
+async fn catalog(ctx: &Context, source: &str, seq: u64) -> Result<usize, Failure> {
+    match sync_manifest(
+        ctx.catalog.as_ref(),
+        &ctx.processed,
+        &ctx.settings.processed_url,
+        source,
+        seq,
+    )
+    .await
+    {
+        Ok(n) => Ok(n),
+        Err(error) => {
+            ctx.alerts
+                .send(&tributary_pipeline::alerts::Alert {
+                    stage: "transform",
+                    run_id: format!("{source} manifest {seq}"),
+                    table: None,
+                    message: format!("catalog sync failed: {error}"),
+                    action: "the processed data is committed; Athena misses the new partitions until a later transform registers them (invoke transform with {} to retry)".into(),
+                })
+                .await;
+            Err(error.into())
+        }
+    }
+}
+
+/// How long the oldest processed manifest not yet in the warehouse has
+/// waited (zero when the warehouse is current).
+async fn waiting(
+    processed: &Lake,
+    warehouse: &tokio_postgres::Client,
+) -> Result<Duration, Failure> {
+    let status = tributary_pipeline::status::downstream_status(processed, Some(warehouse)).await?;
+    let (Some((latest, _)), Some(through)) = (status.processed, status.loaded_through) else {
+        return Ok(Duration::ZERO);
+    };
+    if through >= latest {
+        return Ok(Duration::ZERO);
+    }
+    let next: Option<Manifest<TransformState>> =
+        ManifestLog::new(processed.clone(), TRANSFORM_SOURCE)
+            .read(through + 1)
+            .await
+            .map_err(tributary_pipeline::Error::from)?;
+    Ok(next
+        .map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default())
+        .unwrap_or_default())
+}
+
+/// `load`: every pending processed manifest (totesys, then markets), one
+/// transaction each. Any event form does the same, so repeats are harmless.
+pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
+    load_event(event, &key_prefix(&ctx.settings.processed_url))?;
+    let mut slot = match ctx.warehouse().await {
+        Ok(slot) => slot,
+        Err(error) => {
+            tributary_pipeline::alerts::stage_failed(
+                ctx.alerts.as_ref(),
+                "load",
+                "-",
+                &error,
+                tributary_pipeline::alerts::FailureAdvice {
+                    retryable: "nothing was loaded; the next scheduled load retries and catches up. Check the warehouse and its network path if this repeats",
+                    needs_fix: "fix the setting or secret named above",
+                },
+            )
+            .await;
+            return Err(error.into());
+        }
+    };
+    let client = slot.as_mut().expect("connected");
+    let report = match load(client, &ctx.processed, ctx.alerts.as_ref()).await {
+        Ok(report) => report,
+        Err(error) => {
+            after_failure(&mut slot);
+            return Err(error.into());
+        }
+    };
+    let markets = match load_markets(client, &ctx.processed).await {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tributary_pipeline::alerts::stage_failed(
+                ctx.alerts.as_ref(),
+                "load",
+                report.run_id.as_str(),
+                &error,
+                tributary_pipeline::alerts::FailureAdvice {
+                    retryable: "the markets manifest was rolled back; the next load retries it",
+                    needs_fix: "the markets manifest was rolled back and blocks later ones: fix the cause named above",
+                },
+            )
+            .await;
+            after_failure(&mut slot);
+            return Err(error.into());
+        }
+    };
+    let lag = waiting(&ctx.processed, client).await?;
+    record_load(ctx.metrics.as_ref(), &report, lag);
+    ctx.metrics.record(
+        "load",
+        Some("fact_trade"),
+        &[Sample::count("RowsLoaded", markets.0)],
+    );
+    Ok(json!({
+        "run_id": report.run_id.as_str(),
+        "manifests": report.manifests.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        "rows": report.rows(),
+        "trades": markets.0,
+        "daily_bars": markets.1,
+        "freshness_lag_seconds": lag.as_secs_f64(),
+    }))
+}
+
+/// `stream-sink`: one Kinesis batch → one raw object and a manifest; the
+/// response names the records to redeliver (ReportBatchItemFailures).
+pub async fn stream_sink_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
+    let records = kinesis_records(event)?;
+    let report = sink_batch(&ctx.raw, &records, ctx.alerts.as_ref()).await;
+    ctx.metrics.record(
+        "stream-sink",
+        None,
+        &[
+            Sample::count("TradesSunk", report.trades),
+            Sample::count("QuarantinedRows", report.quarantined),
+            Sample::count("BatchItemFailures", report.batch_item_failures.len() as u64),
+        ],
+    );
+    let mut response = aws_lambda_events::event::streams::KinesisEventResponse::default();
+    for id in &report.batch_item_failures {
+        response.add_failure(id.clone());
+    }
+    serde_json::to_value(response).map_err(|e| Failure::from(tributary_pipeline::Error::from(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_prefix_is_the_path_inside_the_bucket() {
+        assert_eq!(key_prefix("s3://bucket"), "");
+        assert_eq!(key_prefix("s3://bucket/lake/raw/"), "lake/raw");
+        assert_eq!(key_prefix("file:///tmp/x"), "tmp/x");
+    }
+}

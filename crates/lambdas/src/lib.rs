@@ -1,0 +1,38 @@
+//! The four Lambda functions of Tributary, as a library the binaries (and
+//! the tests) call: [`context`] builds clients once per cold start,
+//! [`events`] reads the triggering events, [`handlers`] call the pipeline,
+//! and [`failure`] turns errors into Diagnostics that say whether a retry
+//! can help.
+
+pub mod context;
+pub mod events;
+pub mod failure;
+pub mod handlers;
+
+pub use context::{Context, Function};
+pub use failure::Failure;
+
+/// Starts the Lambda runtime with one handler: logs through
+/// lambda_runtime's tracing (JSON when the function's log format is JSON),
+/// the context built once, then every event passed to `handler`.
+pub async fn serve<F, Fut>(function: Function, handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(std::sync::Arc<Context>, lambda_runtime::LambdaEvent<serde_json::Value>) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, Failure>>,
+{
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = tributary_aws::sdk_config().await;
+    let context = match Context::from_env(function, &sdk).await {
+        Ok(context) => std::sync::Arc::new(context),
+        Err(failure) => {
+            // An init error is reported by the runtime and retried by Lambda.
+            tracing::error!(function = function.name(), error = %failure, "cannot start");
+            return Err(failure.into());
+        }
+    };
+    tracing::info!(function = function.name(), "ready");
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        handler(context.clone(), event)
+    }))
+    .await
+}
