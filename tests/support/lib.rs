@@ -11,6 +11,7 @@ use std::{
     process::Command,
 };
 
+pub mod aws;
 pub mod faults;
 pub mod pipeline;
 

@@ -46,9 +46,22 @@ impl Lake {
                     .host_str()
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| invalid("no bucket name"))?;
-                // Every put carries its SHA-256 (x-amz-checksum-sha256): S3
-                // verifies the body, and Object Lock buckets require a checksum.
+                // Every put carries its SHA-256 (x-amz-checksum-sha256) and
+                // names the algorithm as the AWS SDKs do: S3 verifies the body,
+                // keeps the checksum, and Object Lock buckets require one.
+                let mut headers = http::HeaderMap::new();
+                headers.insert(
+                    "x-amz-sdk-checksum-algorithm",
+                    http::HeaderValue::from_static("SHA256"),
+                );
+                let allow_http = std::env::var("AWS_ALLOW_HTTP")
+                    .is_ok_and(|v| matches!(v.trim(), "true" | "1" | "TRUE" | "True"));
                 let store = AmazonS3Builder::from_env()
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_default_headers(headers)
+                            .with_allow_http(allow_http),
+                    )
                     .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
                     .with_bucket_name(bucket)
                     .build()

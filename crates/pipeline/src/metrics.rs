@@ -192,7 +192,7 @@ pub fn record_load(metrics: &dyn Metrics, report: &LoadReport, waiting: std::tim
             Sample::count("RowsLoaded", report.rows()),
             Sample::count("ManifestsLoaded", report.manifests.len() as u64),
             Sample::seconds("RunDuration", report.elapsed),
-            Sample::seconds("FreshnessLag", waiting),
+            Sample::seconds("FreshnessLagSeconds", waiting),
             Sample::count("RunSucceeded", 1),
         ],
     );

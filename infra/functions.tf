@@ -1,0 +1,237 @@
+# The four functions, one per binary of crates/lambdas (`cargo lambda build
+# --release --arm64 --output-format zip` writes target/lambda/<bin>/bootstrap.zip).
+# Each has its own role (iam.tf), its own KMS-encrypted log group with JSON logs,
+# X-Ray tracing, a dead-letter queue for failed asynchronous invocations, and an
+# Errors alarm plus an ERROR-log alarm (alerts.tf).
+#
+# filebase64sha256() fails the plan when a zip is missing: run `make package`
+# (or the cargo lambda command above) first.
+
+locals {
+  # Every function gets both lake roots (settings default them to a local
+  # directory, which is read-only in Lambda), the alert topic and RUST_LOG.
+  # AWS_CHECKSUM_ALGORITHM: the Object Lock on the raw bucket requires a
+  # checksum on every put. The lake's S3 client already sets SHA256 in code;
+  # object_store also reads this variable, a second guard for that requirement.
+  common_environment = {
+    RUST_LOG                  = var.log_level
+    TRIBUTARY_RAW_URL         = "s3://${aws_s3_bucket.raw.bucket}"
+    TRIBUTARY_PROCESSED_URL   = "s3://${aws_s3_bucket.processed.bucket}"
+    TRIBUTARY_ALERT_TOPIC_ARN = aws_sns_topic.alerts.arn
+    AWS_CHECKSUM_ALGORITHM    = "SHA256"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  for_each = local.function_names
+
+  name              = "/aws/lambda/${each.value}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+# --------------------------------------------------------------------- ingest
+# Every minute: incremental extract of totesys into raw, market polls into
+# Kinesis. One at a time (reserved concurrency 1): overlapping runs would only
+# race for the same manifest number.
+resource "aws_lambda_function" "ingest" {
+  function_name = local.function_names.ingest
+  description   = "Tributary ingest: totesys incremental extract to the raw lake; market polls to Kinesis"
+  role          = aws_iam_role.ingest.arn
+
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_zip_dir}/ingest/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/ingest/bootstrap.zip")
+
+  memory_size                    = var.ingest_memory_mb
+  timeout                        = var.ingest_timeout_seconds
+  reserved_concurrent_executions = 1
+  kms_key_arn                    = aws_kms_key.main.arn
+
+  environment {
+    variables = merge(local.common_environment, {
+      TOTESYS_SECRET_ARN    = aws_secretsmanager_secret.totesys.arn
+      TRIBUTARY_STREAM_NAME = aws_kinesis_stream.markets.name
+      }, var.coincap_secret_enabled ? {
+      COINCAP_SECRET_ARN = aws_secretsmanager_secret.coincap[0].arn
+    } : {})
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function["ingest"].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  depends_on = [aws_iam_role_policy.ingest]
+}
+
+# ------------------------------------------------------------------ transform
+# On every raw manifest: consumes all untransformed raw manifests in order, so
+# one run at a time is enough and a queued event after a big run is a no-op.
+resource "aws_lambda_function" "transform" {
+  function_name = local.function_names.transform
+  description   = "Tributary transform: raw manifests to the star schema in the processed lake; Glue catalog sync"
+  role          = aws_iam_role.transform.arn
+
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_zip_dir}/transform/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/transform/bootstrap.zip")
+
+  memory_size                    = var.transform_memory_mb
+  timeout                        = var.transform_timeout_seconds
+  reserved_concurrent_executions = 1
+  kms_key_arn                    = aws_kms_key.main.arn
+
+  environment {
+    variables = merge(local.common_environment, {
+      TRIBUTARY_GLUE_DATABASE = aws_glue_catalog_database.lake.name
+    })
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function["transform"].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  depends_on = [aws_iam_role_policy.transform]
+}
+
+# ----------------------------------------------------------------------- load
+# Every minute and on every processed manifest: applies each processed manifest
+# not yet in the warehouse's load log, one transaction each. One at a time.
+resource "aws_lambda_function" "load" {
+  function_name = local.function_names.load
+  description   = "Tributary load: processed manifests into the Postgres warehouse"
+  role          = aws_iam_role.load.arn
+
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_zip_dir}/load/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/load/bootstrap.zip")
+
+  memory_size                    = var.load_memory_mb
+  timeout                        = var.load_timeout_seconds
+  reserved_concurrent_executions = 1
+  kms_key_arn                    = aws_kms_key.main.arn
+
+  environment {
+    variables = merge(local.common_environment, {
+      WAREHOUSE_SECRET_ARN = aws_secretsmanager_secret.warehouse.arn
+    })
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function["load"].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  depends_on = [aws_iam_role_policy.load]
+}
+
+# ---------------------------------------------------------------- stream-sink
+# Kinesis event source (stream.tf): one invocation per shard at a time, so its
+# reserved concurrency is the shard count.
+resource "aws_lambda_function" "stream_sink" {
+  function_name = local.function_names["stream-sink"]
+  description   = "Tributary stream-sink: Kinesis market data to immutable JSON-lines objects in the raw lake"
+  role          = aws_iam_role.stream_sink.arn
+
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_zip_dir}/stream-sink/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/stream-sink/bootstrap.zip")
+
+  memory_size                    = var.stream_sink_memory_mb
+  timeout                        = var.stream_sink_timeout_seconds
+  reserved_concurrent_executions = var.kinesis_shard_count
+  kms_key_arn                    = aws_kms_key.main.arn
+
+  environment {
+    variables = local.common_environment
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function["stream-sink"].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  depends_on = [aws_iam_role_policy.stream_sink]
+}
+
+# ------------------------------------------------- asynchronous invocations
+# Scheduled runs are not retried: the next tick (a minute later) is the retry,
+# and the Errors alarm has already told someone. An event still queued after
+# 15 minutes (the function cannot keep up) goes to the dead-letter queue, whose
+# alarm says so. The transform keeps two retries: an S3 event may be the last
+# one for a while when the sources are quiet.
+resource "aws_lambda_function_event_invoke_config" "ingest" {
+  function_name                = aws_lambda_function.ingest.function_name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 900
+}
+
+resource "aws_lambda_function_event_invoke_config" "load" {
+  function_name                = aws_lambda_function.load.function_name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 900
+}
+
+resource "aws_lambda_function_event_invoke_config" "transform" {
+  function_name                = aws_lambda_function.transform.function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 3600
+}

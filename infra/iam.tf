@@ -1,0 +1,286 @@
+# One role per function, inline policies only, every statement scoped to this
+# stack's resources. The only "*" resources are the actions AWS does not let
+# one scope (X-Ray segments, EC2 network-interface descriptions, listing
+# streams). tests/tests/infra_wiring.rs rejects any "*" action on "*".
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    sid     = "LambdaAssumesRole"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# What every function needs: its own log group (the AWSLambdaBasicExecutionRole
+# equivalent; the group exists, so no logs:CreateLogGroup), X-Ray, the alert
+# topic, the dead-letter queue, and the stack key that encrypts all of them.
+data "aws_iam_policy_document" "function_base" {
+  for_each = local.function_names
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "DeadLetterFailedAsyncEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.async_dlq.arn]
+  }
+
+  statement {
+    sid       = "UseStackKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.main.arn]
+  }
+}
+
+# Elastic network interfaces in the given subnets, only when ingest/load run in
+# a VPC (the AWSLambdaVPCAccessExecutionRole equivalent, scoped where EC2 allows).
+data "aws_iam_policy_document" "vpc_access" {
+  statement {
+    sid       = "DescribeNetwork"
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "ManageOwnInterfaces"
+    actions = ["ec2:CreateNetworkInterface"]
+    resources = concat(
+      ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"],
+      [for id in var.subnet_ids : "arn:${local.partition}:ec2:${local.region}:${local.account_id}:subnet/${id}"],
+      [for id in var.security_group_ids : "arn:${local.partition}:ec2:${local.region}:${local.account_id}:security-group/${id}"],
+    )
+  }
+
+  statement {
+    sid = "ReleaseOwnInterfaces"
+    actions = [
+      "ec2:DeleteNetworkInterface",
+      "ec2:AssignPrivateIpAddresses",
+      "ec2:UnassignPrivateIpAddresses",
+    ]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"]
+  }
+}
+
+# --------------------------------------------------------------------- ingest
+
+resource "aws_iam_role" "ingest" {
+  name               = "${var.name}-ingest"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "ingest" {
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.function_base["ingest"].json],
+    local.in_vpc ? [data.aws_iam_policy_document.vpc_access.json] : [],
+  )
+
+  statement {
+    sid       = "WriteRawLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.raw.arn}/*"]
+  }
+
+  statement {
+    sid       = "ListRawLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.raw.arn]
+  }
+
+  statement {
+    sid       = "ReadSourceSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = concat([aws_secretsmanager_secret.totesys.arn], aws_secretsmanager_secret.coincap[*].arn)
+  }
+
+  statement {
+    sid = "PutMarketData"
+    actions = [
+      "kinesis:PutRecord",
+      "kinesis:PutRecords",
+      "kinesis:DescribeStreamSummary",
+      "kinesis:ListShards",
+    ]
+    resources = [aws_kinesis_stream.markets.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "ingest" {
+  name   = "ingest"
+  role   = aws_iam_role.ingest.id
+  policy = data.aws_iam_policy_document.ingest.json
+}
+
+# ------------------------------------------------------------------ transform
+
+resource "aws_iam_role" "transform" {
+  name               = "${var.name}-transform"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "transform" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["transform"].json]
+
+  statement {
+    sid       = "ReadRawLake"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.raw.arn}/*"]
+  }
+
+  # Rows that break the contract are kept, with their reason, in raw/_quarantine.
+  statement {
+    sid       = "QuarantineInRawLake"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.raw.arn}/_quarantine/*"]
+  }
+
+  statement {
+    sid       = "WriteProcessedLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.processed.arn}/*"]
+  }
+
+  statement {
+    sid       = "ListLakes"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.raw.arn, aws_s3_bucket.processed.arn]
+  }
+
+  statement {
+    sid = "SyncCatalog"
+    actions = [
+      "glue:GetDatabase",
+      "glue:CreateDatabase",
+      "glue:GetTable",
+      "glue:GetTables",
+      "glue:CreateTable",
+      "glue:UpdateTable",
+      "glue:GetPartition",
+      "glue:GetPartitions",
+      "glue:CreatePartition",
+      "glue:BatchCreatePartition",
+    ]
+    resources = [
+      "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
+      aws_glue_catalog_database.lake.arn,
+      "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.lake.name}/*",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "transform" {
+  name   = "transform"
+  role   = aws_iam_role.transform.id
+  policy = data.aws_iam_policy_document.transform.json
+}
+
+# ----------------------------------------------------------------------- load
+
+resource "aws_iam_role" "load" {
+  name               = "${var.name}-load"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "load" {
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.function_base["load"].json],
+    local.in_vpc ? [data.aws_iam_policy_document.vpc_access.json] : [],
+  )
+
+  statement {
+    sid       = "ReadProcessedLake"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/*"]
+  }
+
+  statement {
+    sid       = "ListProcessedLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.processed.arn]
+  }
+
+  statement {
+    sid       = "ReadWarehouseSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.warehouse.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "load" {
+  name   = "load"
+  role   = aws_iam_role.load.id
+  policy = data.aws_iam_policy_document.load.json
+}
+
+# ---------------------------------------------------------------- stream-sink
+
+resource "aws_iam_role" "stream_sink" {
+  name               = "${var.name}-stream-sink"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "stream_sink" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["stream-sink"].json]
+
+  # What the event source mapping does on the function's behalf.
+  statement {
+    sid = "ReadMarketStream"
+    actions = [
+      "kinesis:GetRecords",
+      "kinesis:GetShardIterator",
+      "kinesis:DescribeStream",
+      "kinesis:DescribeStreamSummary",
+      "kinesis:ListShards",
+    ]
+    resources = [aws_kinesis_stream.markets.arn]
+  }
+
+  statement {
+    sid       = "ListStreams"
+    actions   = ["kinesis:ListStreams"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "WriteRawLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.raw.arn}/*"]
+  }
+
+  statement {
+    sid       = "ListRawLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.raw.arn]
+  }
+
+  statement {
+    sid       = "ReportGivenUpBatches"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.stream_sink_failures.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "stream_sink" {
+  name   = "stream-sink"
+  role   = aws_iam_role.stream_sink.id
+  policy = data.aws_iam_policy_document.stream_sink.json
+}

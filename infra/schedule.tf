@@ -1,0 +1,96 @@
+# What starts each function:
+#   ingest      EventBridge schedule (var.ingest_schedule)
+#   transform   S3 event: a raw manifest (_manifests/**.json) was created
+#   load        EventBridge schedule (var.load_schedule) and S3 event: a
+#               processed manifest was created (so a load follows a transform
+#               at once instead of at the next tick)
+#   stream-sink Kinesis event source mapping (stream.tf)
+# Every invoke permission names its source ARN and account.
+
+# ---------------------------------------------------------------- schedules
+
+resource "aws_cloudwatch_event_rule" "ingest" {
+  name                = "${var.name}-ingest"
+  description         = "Runs the Tributary ingest"
+  schedule_expression = var.ingest_schedule
+}
+
+resource "aws_cloudwatch_event_target" "ingest" {
+  rule = aws_cloudwatch_event_rule.ingest.name
+  arn  = aws_lambda_function.ingest.arn
+}
+
+resource "aws_lambda_permission" "ingest_from_schedule" {
+  statement_id   = "AllowEventBridgeSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.ingest.function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.ingest.arn
+  source_account = local.account_id
+}
+
+resource "aws_cloudwatch_event_rule" "load" {
+  name                = "${var.name}-load"
+  description         = "Runs the Tributary load"
+  schedule_expression = var.load_schedule
+}
+
+resource "aws_cloudwatch_event_target" "load" {
+  rule = aws_cloudwatch_event_rule.load.name
+  arn  = aws_lambda_function.load.arn
+}
+
+resource "aws_lambda_permission" "load_from_schedule" {
+  statement_id   = "AllowEventBridgeSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.load.function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.load.arn
+  source_account = local.account_id
+}
+
+# ----------------------------------------------------------- manifest events
+
+resource "aws_lambda_permission" "transform_from_raw_bucket" {
+  statement_id   = "AllowRawBucketManifestEvents"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.transform.function_name
+  principal      = "s3.amazonaws.com"
+  source_arn     = aws_s3_bucket.raw.arn
+  source_account = local.account_id
+}
+
+resource "aws_s3_bucket_notification" "raw" {
+  bucket = aws_s3_bucket.raw.id
+
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.transform.arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "_manifests/"
+    filter_suffix       = ".json"
+  }
+
+  depends_on = [aws_lambda_permission.transform_from_raw_bucket]
+}
+
+resource "aws_lambda_permission" "load_from_processed_bucket" {
+  statement_id   = "AllowProcessedBucketManifestEvents"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.load.function_name
+  principal      = "s3.amazonaws.com"
+  source_arn     = aws_s3_bucket.processed.arn
+  source_account = local.account_id
+}
+
+resource "aws_s3_bucket_notification" "processed" {
+  bucket = aws_s3_bucket.processed.id
+
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.load.arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "_manifests/"
+    filter_suffix       = ".json"
+  }
+
+  depends_on = [aws_lambda_permission.load_from_processed_bucket]
+}

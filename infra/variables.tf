@@ -1,0 +1,235 @@
+# Inputs of the Tributary stack. Only `alert_email` has no default; everything
+# else is sized for the default one-minute schedule (see README.md for costs).
+
+variable "name" {
+  description = "Name prefix of every resource (functions, buckets, stream, topic). Lower-case letters, digits and hyphens; bucket names append the account id and region."
+  type        = string
+  default     = "tributary"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}[a-z0-9]$", var.name))
+    error_message = "name must be 3-20 characters of a-z, 0-9 and '-', starting with a letter (it becomes part of S3 bucket names)."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  description = "Extra tags for every resource (merged into the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "alert_email" {
+  description = "Email address that receives the alarms (SNS email subscription; AWS sends a confirmation mail that must be accepted). Required."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an email address, e.g. data-oncall@example.com."
+  }
+}
+
+# ---------------------------------------------------------------- functions
+
+variable "lambda_zip_dir" {
+  description = "Directory holding <bin>/bootstrap.zip for the bins ingest, transform, load and stream-sink, as written by `cargo lambda build --release --arm64 --output-format zip` (relative to infra/, or absolute)."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "log_level" {
+  description = "RUST_LOG of every function (tracing EnvFilter syntax, e.g. \"info\" or \"info,tributary_pipeline=debug\")."
+  type        = string
+  default     = "info"
+}
+
+variable "ingest_memory_mb" {
+  description = "Memory of the ingest function (MB). CPU scales with memory."
+  type        = number
+  default     = 256
+}
+
+variable "ingest_timeout_seconds" {
+  description = "Timeout of the ingest function (seconds)."
+  type        = number
+  default     = 120
+}
+
+variable "transform_memory_mb" {
+  description = "Memory of the transform function (MB)."
+  type        = number
+  default     = 512
+}
+
+variable "transform_timeout_seconds" {
+  description = "Timeout of the transform function (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "load_memory_mb" {
+  description = "Memory of the load function (MB)."
+  type        = number
+  default     = 256
+}
+
+variable "load_timeout_seconds" {
+  description = "Timeout of the load function (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "stream_sink_memory_mb" {
+  description = "Memory of the stream-sink function (MB)."
+  type        = number
+  default     = 128
+}
+
+variable "stream_sink_timeout_seconds" {
+  description = "Timeout of the stream-sink function (seconds)."
+  type        = number
+  default     = 60
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for the functions that reach RDS (ingest: totesys; load: warehouse). Empty = no VPC config. In a VPC they need a NAT gateway (market APIs) or VPC endpoints for S3, Secrets Manager, Kinesis and SNS."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups for ingest and load when subnet_ids is set; they must be allowed into the databases' security groups on 5432."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------- schedules
+
+variable "ingest_schedule" {
+  description = "EventBridge schedule expression of the ingest function."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+variable "load_schedule" {
+  description = "EventBridge schedule expression of the load function (it also runs on every processed manifest)."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+variable "freshness_minutes" {
+  description = "The warehouse may lag the sources by at most this many minutes before the freshness alarms fire."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.freshness_minutes >= 5 && var.freshness_minutes <= 1440
+    error_message = "freshness_minutes must be between 5 and 1440."
+  }
+}
+
+# ---------------------------------------------------------------- storage
+
+variable "raw_object_lock_days" {
+  description = "Default Object Lock retention (GOVERNANCE mode) of every raw object version, in days."
+  type        = number
+  default     = 30
+}
+
+variable "raw_ia_transition_days" {
+  description = "Days after which raw objects move to STANDARD_IA (the transform reads them once; only rebuilds read them again). At least 30."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.raw_ia_transition_days >= 30
+    error_message = "S3 requires at least 30 days before a transition to STANDARD_IA."
+  }
+}
+
+variable "raw_glacier_ir_transition_days" {
+  description = "Days after which raw objects move to GLACIER_IR (millisecond reads, cheaper storage). Must exceed raw_ia_transition_days by 30 or more."
+  type        = number
+  default     = 180
+}
+
+variable "raw_expiration_days" {
+  description = "Days after which raw objects expire. 0 keeps raw forever, which keeps a full rebuild from raw possible. Must exceed raw_object_lock_days."
+  type        = number
+  default     = 0
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which noncurrent object versions are deleted (raw and processed)."
+  type        = number
+  default     = 30
+}
+
+variable "processed_state_noncurrent_days" {
+  description = "Days after which superseded versions under processed/_state/ are deleted."
+  type        = number
+  default     = 7
+}
+
+variable "abort_multipart_days" {
+  description = "Days after which incomplete multipart uploads are aborted (every bucket)."
+  type        = number
+  default     = 7
+}
+
+variable "athena_results_expiration_days" {
+  description = "Days after which Athena query results expire."
+  type        = number
+  default     = 30
+}
+
+variable "athena_bytes_scanned_cutoff" {
+  description = "Per-query scan limit of the Athena workgroup, in bytes (default 10 GiB)."
+  type        = number
+  default     = 10737418240
+}
+
+# ---------------------------------------------------------------- stream
+
+variable "kinesis_shard_count" {
+  description = "Shards of the market-data stream (1 shard = 1 MB/s or 1000 records/s in)."
+  type        = number
+  default     = 1
+}
+
+variable "kinesis_retention_hours" {
+  description = "Retention of the market-data stream, in hours (24-8760)."
+  type        = number
+  default     = 24
+}
+
+variable "stream_sink_batch_size" {
+  description = "Records per stream-sink invocation (the batching window is 1 s, so freshness stays under a minute)."
+  type        = number
+  default     = 500
+}
+
+# ---------------------------------------------------------------- secrets, logs, keys
+
+variable "coincap_secret_enabled" {
+  description = "Create a Secrets Manager secret for the CoinCap v3 API key and give it to ingest (COINCAP_SECRET_ARN)."
+  type        = bool
+  default     = true
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' CloudWatch log groups, in days."
+  type        = number
+  default     = 365
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before the stack's KMS key is deleted after a destroy (7-30 days)."
+  type        = number
+  default     = 30
+}

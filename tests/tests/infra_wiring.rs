@@ -1,0 +1,978 @@
+//! Static checks of the deployment wiring in `infra/*.tf`.
+//!
+//! `terraform validate` needs the provider registry, which these machines
+//! cannot reach, and checkov checks hygiene, not wiring. So this test parses
+//! the Terraform with hcl-rs and checks what a wrong deploy would silently get
+//! wrong: a function without an alarm, a bucket notification Lambda may not
+//! accept, a zip that no binary builds, a raw bucket without Object Lock, a
+//! `*` grant. Each check returns the problems it found; the real infra must
+//! have none, and the negative tests feed each check a small broken snippet to
+//! show that it can fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hcl::expr::{Expression, FuncCall, ObjectKey, TemplateExpr};
+use hcl::{Block, Body};
+
+// ------------------------------------------------------------------ loading
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Top-level blocks of one HCL source.
+fn parse(source: &str) -> Vec<Block> {
+    let body: Body = hcl::from_str(source).expect("valid HCL");
+    body.into_blocks().collect()
+}
+
+/// Top-level blocks of every `infra/*.tf`, in file-name order.
+fn infra() -> Vec<Block> {
+    let dir = repo_root().join("infra");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "tf"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .tf files in {}", dir.display());
+    files
+        .iter()
+        .flat_map(|path| {
+            let source = std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let body: Body = hcl::from_str(&source)
+                .unwrap_or_else(|e| panic!("{} is not valid HCL: {e}", path.display()));
+            body.into_blocks().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The `[[bin]]` names of crates/lambdas/Cargo.toml.
+fn lambda_binaries() -> BTreeSet<String> {
+    let path = repo_root().join("crates/lambdas/Cargo.toml");
+    let manifest = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    bin_names(&manifest)
+}
+
+/// Line-level reading of `[[bin]] name = "…"` (the manifest is plain enough).
+fn bin_names(manifest: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        if !in_bin {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            names.insert(value.trim().trim_matches('"').to_string());
+            in_bin = false;
+        }
+    }
+    names
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// `resource "<kind>" "<name>"` blocks of one kind, as (name, body).
+fn resources<'a>(blocks: &'a [Block], kind: &str) -> Vec<(&'a str, &'a Body)> {
+    labelled(blocks, "resource", kind)
+}
+
+/// `data "<kind>" "<name>"` blocks of one kind, as (name, body).
+fn data_sources<'a>(blocks: &'a [Block], kind: &str) -> Vec<(&'a str, &'a Body)> {
+    labelled(blocks, "data", kind)
+}
+
+fn labelled<'a>(blocks: &'a [Block], ident: &str, kind: &str) -> Vec<(&'a str, &'a Body)> {
+    blocks
+        .iter()
+        .filter(|b| b.identifier() == ident)
+        .filter(|b| b.labels().first().map(|l| l.as_str()) == Some(kind))
+        .filter_map(|b| Some((b.labels().get(1)?.as_str(), b.body())))
+        .collect()
+}
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+/// Nested blocks named `ident`, including the `content` of `dynamic "<ident>"`.
+fn nested<'a>(body: &'a Body, ident: &str) -> Vec<&'a Body> {
+    let mut found = Vec::new();
+    for block in body.blocks() {
+        if block.identifier() == ident {
+            found.push(block.body());
+        } else if block.identifier() == "dynamic"
+            && block.labels().first().map(|l| l.as_str()) == Some(ident)
+        {
+            found.extend(
+                block
+                    .body()
+                    .blocks()
+                    .filter(|b| b.identifier() == "content")
+                    .map(|b| b.body()),
+            );
+        }
+    }
+    found
+}
+
+/// An expression as Terraform source text.
+fn text(expr: &Expression) -> String {
+    expr.to_string()
+}
+
+/// The value of a string literal (a quoted string, with or without
+/// interpolations, as written).
+fn string(expr: &Expression) -> Option<String> {
+    match expr {
+        Expression::String(s) => Some(s.clone()),
+        Expression::TemplateExpr(template) => match template.as_ref() {
+            TemplateExpr::QuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// String literals of an array, or of a single string.
+fn strings(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::Array(items) => items.iter().filter_map(string).collect(),
+        other => string(other).into_iter().collect(),
+    }
+}
+
+fn is_true(expr: Option<&Expression>) -> bool {
+    matches!(expr, Some(Expression::Bool(true)))
+}
+
+fn number(expr: Option<&Expression>) -> Option<u64> {
+    match expr {
+        Some(Expression::Number(n)) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// Names `X` of every reference `<kind>.X` in some Terraform text.
+fn refs(text: &str, kind: &str) -> BTreeSet<String> {
+    let needle = format!("{kind}.");
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut names = BTreeSet::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&needle) {
+        let start = from + at;
+        from = start + needle.len();
+        if text[..start].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        let name: String = text[from..].chars().take_while(|&c| ident(c)).collect();
+        if !name.is_empty() {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+fn object_get<'a>(expr: &'a Expression, key: &str) -> Option<&'a Expression> {
+    match expr {
+        Expression::Object(object) => object
+            .iter()
+            .find(|(k, _)| key_text(k) == key)
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn key_text(key: &ObjectKey) -> String {
+    key.to_string().trim_matches('"').to_string()
+}
+
+/// Every `locals` entry, by name.
+fn locals(blocks: &[Block]) -> BTreeMap<String, &Expression> {
+    blocks
+        .iter()
+        .filter(|b| b.identifier() == "locals")
+        .flat_map(|b| b.body().attributes())
+        .map(|a| (a.key().to_string(), a.expr()))
+        .collect()
+}
+
+/// The object a `for_each` iterates: written inline, or a `local.NAME`.
+fn for_each_object<'a>(
+    body: &'a Body,
+    locals: &BTreeMap<String, &'a Expression>,
+) -> Option<&'a Expression> {
+    let expr = attr(body, "for_each")?;
+    match expr {
+        Expression::Object(_) => Some(expr),
+        other => {
+            let name = refs(&text(other), "local").into_iter().next()?;
+            locals
+                .get(&name)
+                .copied()
+                .filter(|e| matches!(e, Expression::Object(_)))
+        }
+    }
+}
+
+/// The workspace binary a function's `filename` names: `<dir>/<bin>/bootstrap.zip`.
+fn zip_binary(filename: &str) -> Option<&str> {
+    let dir = filename.strip_suffix("/bootstrap.zip")?;
+    dir.rsplit('/').next().filter(|bin| !bin.is_empty())
+}
+
+/// Function resource name → binary it deploys (when its filename says).
+fn function_binaries(blocks: &[Block]) -> BTreeMap<String, String> {
+    resources(blocks, "aws_lambda_function")
+        .into_iter()
+        .filter_map(|(name, body)| {
+            let filename = string(attr(body, "filename")?)?;
+            Some((name.to_string(), zip_binary(&filename)?.to_string()))
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------- checks
+
+/// 1. Every function has an `Errors` alarm (directly, or through a `for_each`
+///    map whose values are the functions) that notifies the SNS topic.
+fn check_error_alarms(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let locals = locals(blocks);
+    let functions: BTreeSet<String> = resources(blocks, "aws_lambda_function")
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let mut covered = BTreeSet::new();
+    for (name, body) in resources(blocks, "aws_cloudwatch_metric_alarm") {
+        let metric = attr(body, "metric_name").and_then(string);
+        let namespace = attr(body, "namespace").and_then(string);
+        if metric.as_deref() != Some("Errors") || namespace.as_deref() != Some("AWS/Lambda") {
+            continue;
+        }
+        for actions in ["alarm_actions", "ok_actions"] {
+            let target = attr(body, actions).map(text).unwrap_or_default();
+            if refs(&target, "aws_sns_topic").is_empty() {
+                problems.push(format!(
+                    "alarm {name}: {actions} does not reference the SNS topic"
+                ));
+            }
+        }
+        let Some(function) = attr(body, "dimensions").and_then(|d| object_get(d, "FunctionName"))
+        else {
+            problems.push(format!("alarm {name}: no FunctionName dimension"));
+            continue;
+        };
+        let function = text(function);
+        let direct = refs(&function, "aws_lambda_function");
+        if !direct.is_empty() {
+            covered.extend(direct);
+        } else if function.contains("each.value") {
+            match for_each_object(body, &locals) {
+                Some(Expression::Object(map)) => {
+                    for (key, value) in map.iter() {
+                        let targets = refs(&text(value), "aws_lambda_function");
+                        if targets.is_empty() {
+                            problems.push(format!(
+                                "alarm {name}: for_each entry {} is not a function",
+                                key_text(key)
+                            ));
+                        }
+                        covered.extend(targets);
+                    }
+                }
+                _ => problems.push(format!(
+                    "alarm {name}: FunctionName uses each.value but for_each is not a resolvable map"
+                )),
+            }
+        } else {
+            problems.push(format!(
+                "alarm {name}: FunctionName {function} references no function"
+            ));
+        }
+    }
+    for function in functions.difference(&covered) {
+        problems.push(format!(
+            "aws_lambda_function.{function} has no Errors alarm"
+        ));
+    }
+    problems
+}
+
+/// Every alarm, of any kind, mails the topic both ways.
+fn check_alarms_notify_topic(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, body) in resources(blocks, "aws_cloudwatch_metric_alarm") {
+        for actions in ["alarm_actions", "ok_actions"] {
+            let target = attr(body, actions).map(text).unwrap_or_default();
+            if refs(&target, "aws_sns_topic").is_empty() {
+                problems.push(format!(
+                    "alarm {name}: {actions} does not reference the SNS topic"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// 2. Every function deploys `<dir>/<bin>/bootstrap.zip` of a workspace binary
+///    (hash of the same file, handler bootstrap), and every binary is deployed.
+fn check_lambda_binaries(blocks: &[Block], bins: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut deployed = BTreeSet::new();
+    for (name, body) in resources(blocks, "aws_lambda_function") {
+        let Some(filename) = attr(body, "filename").and_then(string) else {
+            problems.push(format!("aws_lambda_function.{name}: no filename string"));
+            continue;
+        };
+        match zip_binary(&filename) {
+            Some(bin) if bins.contains(bin) => {
+                deployed.insert(bin.to_string());
+            }
+            Some(bin) => problems.push(format!(
+                "aws_lambda_function.{name}: {filename} names {bin:?}, not a binary of crates/lambdas ({bins:?})"
+            )),
+            None => problems.push(format!(
+                "aws_lambda_function.{name}: {filename} is not <dir>/<bin>/bootstrap.zip"
+            )),
+        }
+        let hash = attr(body, "source_code_hash").map(text).unwrap_or_default();
+        if !(hash.contains("filebase64sha256") && hash.contains(&filename)) {
+            problems.push(format!(
+                "aws_lambda_function.{name}: source_code_hash is not filebase64sha256 of {filename}"
+            ));
+        }
+        if attr(body, "handler").and_then(string).as_deref() != Some("bootstrap") {
+            problems.push(format!(
+                "aws_lambda_function.{name}: handler is not bootstrap"
+            ));
+        }
+    }
+    for bin in bins.difference(&deployed) {
+        problems.push(format!(
+            "binary {bin} is deployed by no aws_lambda_function"
+        ));
+    }
+    problems
+}
+
+/// 3. Every bucket notification's function lets S3 invoke it, from that bucket,
+///    and the notification is created after the permission.
+fn check_notification_permissions(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let permissions = resources(blocks, "aws_lambda_permission");
+    for (name, body) in resources(blocks, "aws_s3_bucket_notification") {
+        let buckets = refs(
+            &attr(body, "bucket").map(text).unwrap_or_default(),
+            "aws_s3_bucket",
+        );
+        let depends_on = attr(body, "depends_on").map(text).unwrap_or_default();
+        for target in nested(body, "lambda_function") {
+            let functions = refs(
+                &attr(target, "lambda_function_arn")
+                    .map(text)
+                    .unwrap_or_default(),
+                "aws_lambda_function",
+            );
+            let Some(function) = functions.iter().next() else {
+                problems.push(format!(
+                    "notification {name}: lambda_function_arn references no function"
+                ));
+                continue;
+            };
+            let permission = permissions.iter().find(|(_, p)| {
+                attr(p, "principal").and_then(string).as_deref() == Some("s3.amazonaws.com")
+                    && attr(p, "action").and_then(string).as_deref()
+                        == Some("lambda:InvokeFunction")
+                    && refs(
+                        &attr(p, "function_name").map(text).unwrap_or_default(),
+                        "aws_lambda_function",
+                    )
+                    .contains(function)
+            });
+            let Some((permission, permission_body)) = permission else {
+                problems.push(format!(
+                    "notification {name}: no aws_lambda_permission lets s3.amazonaws.com invoke aws_lambda_function.{function}"
+                ));
+                continue;
+            };
+            let source = refs(
+                &attr(permission_body, "source_arn")
+                    .map(text)
+                    .unwrap_or_default(),
+                "aws_s3_bucket",
+            );
+            if buckets.is_empty() || source != buckets {
+                problems.push(format!(
+                    "aws_lambda_permission.{permission}: source_arn is not the bucket of notification {name} ({buckets:?})"
+                ));
+            }
+            if !refs(&depends_on, "aws_lambda_permission").contains(*permission) {
+                problems.push(format!(
+                    "notification {name}: does not depend on aws_lambda_permission.{permission}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// 4. The raw bucket: Object Lock on, a GOVERNANCE default retention, versioning.
+fn check_raw_bucket(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let buckets = resources(blocks, "aws_s3_bucket");
+    let Some((_, raw)) = buckets.iter().find(|(name, _)| *name == "raw") else {
+        return vec!["no aws_s3_bucket.raw".to_string()];
+    };
+    if !is_true(attr(raw, "object_lock_enabled")) {
+        problems.push("aws_s3_bucket.raw: object_lock_enabled is not true".to_string());
+    }
+    let of_raw = |body: &Body| {
+        refs(
+            &attr(body, "bucket").map(text).unwrap_or_default(),
+            "aws_s3_bucket",
+        )
+        .contains("raw")
+    };
+    let governance = resources(blocks, "aws_s3_bucket_object_lock_configuration")
+        .into_iter()
+        .filter(|(_, body)| of_raw(body))
+        .flat_map(|(_, body)| nested(body, "rule"))
+        .flat_map(|rule| nested(rule, "default_retention"))
+        .any(|retention| {
+            attr(retention, "mode").and_then(string).as_deref() == Some("GOVERNANCE")
+                && (attr(retention, "days").is_some() || attr(retention, "years").is_some())
+        });
+    if !governance {
+        problems.push(
+            "aws_s3_bucket.raw: no object lock configuration with a GOVERNANCE default retention"
+                .to_string(),
+        );
+    }
+    let versioned = resources(blocks, "aws_s3_bucket_versioning")
+        .into_iter()
+        .filter(|(_, body)| of_raw(body))
+        .flat_map(|(_, body)| nested(body, "versioning_configuration"))
+        .any(|conf| attr(conf, "status").and_then(string).as_deref() == Some("Enabled"));
+    if !versioned {
+        problems.push("aws_s3_bucket.raw: versioning is not Enabled".to_string());
+    }
+    problems
+}
+
+fn wildcard_action(action: &str) -> bool {
+    action == "*" || action == "*:*"
+}
+
+/// 5. No Allow statement grants `*` (or `*:*`) on resource `*`, neither in
+///    `aws_iam_policy_document` data sources nor in `jsonencode` policies.
+fn check_no_wildcard_grants(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, body) in data_sources(blocks, "aws_iam_policy_document") {
+        for statement in nested(body, "statement") {
+            let effect = attr(statement, "effect")
+                .and_then(string)
+                .unwrap_or_else(|| "Allow".to_string());
+            let actions = attr(statement, "actions").map(strings).unwrap_or_default();
+            let resources = attr(statement, "resources")
+                .map(strings)
+                .unwrap_or_default();
+            if effect == "Allow"
+                && actions.iter().any(|a| wildcard_action(a))
+                && resources.iter().any(|r| r == "*")
+            {
+                problems.push(format!(
+                    "data.aws_iam_policy_document.{name}: a statement allows {actions:?} on \"*\""
+                ));
+            }
+        }
+    }
+    for block in blocks {
+        let owner = std::iter::once(block.identifier())
+            .chain(block.labels().iter().map(|l| l.as_str()))
+            .collect::<Vec<_>>()
+            .join(".");
+        walk_json_policies(block.body(), &owner, &mut problems);
+    }
+    problems
+}
+
+fn walk_json_policies(body: &Body, owner: &str, problems: &mut Vec<String>) {
+    for attribute in body.attributes() {
+        if let Expression::FuncCall(call) = attribute.expr() {
+            check_jsonencode(call, &format!("{owner}.{}", attribute.key()), problems);
+        }
+    }
+    for block in body.blocks() {
+        walk_json_policies(block.body(), owner, problems);
+    }
+}
+
+fn check_jsonencode(call: &FuncCall, at: &str, problems: &mut Vec<String>) {
+    if call.name.name.as_str() != "jsonencode" {
+        return;
+    }
+    let Some(statements) = call
+        .args
+        .first()
+        .and_then(|doc| object_get(doc, "Statement"))
+    else {
+        return;
+    };
+    let statements = match statements {
+        Expression::Array(items) => items.iter().collect::<Vec<_>>(),
+        single => vec![single],
+    };
+    for statement in statements {
+        let field = |key: &str| object_get(statement, key).map(strings).unwrap_or_default();
+        let effect = field("Effect");
+        let actions = field("Action");
+        let resources = field("Resource");
+        if effect.iter().any(|e| e == "Allow")
+            && actions.iter().any(|a| wildcard_action(a))
+            && resources.iter().any(|r| r == "*")
+        {
+            problems.push(format!("{at}: a statement allows {actions:?} on \"*\""));
+        }
+    }
+}
+
+/// 6. Runtime and architecture of every function; one-at-a-time ingest and load.
+fn check_function_settings(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let binaries = function_binaries(blocks);
+    for (name, body) in resources(blocks, "aws_lambda_function") {
+        if attr(body, "runtime").and_then(string).as_deref() != Some("provided.al2023") {
+            problems.push(format!(
+                "aws_lambda_function.{name}: runtime is not provided.al2023"
+            ));
+        }
+        if attr(body, "architectures").map(strings) != Some(vec!["arm64".to_string()]) {
+            problems.push(format!(
+                "aws_lambda_function.{name}: architectures is not [\"arm64\"]"
+            ));
+        }
+        let bin = binaries.get(name).map(String::as_str);
+        if matches!(bin, Some("ingest" | "load"))
+            && number(attr(body, "reserved_concurrent_executions")) != Some(1)
+        {
+            problems.push(format!(
+                "aws_lambda_function.{name}: reserved_concurrent_executions is not 1"
+            ));
+        }
+    }
+    for bin in ["ingest", "load"] {
+        if !binaries.values().any(|b| b == bin) {
+            problems.push(format!("no function deploys {bin}"));
+        }
+    }
+    problems
+}
+
+/// 7. The Kinesis mapping reports partial failures, bisects failing batches,
+///    sends what it gives up on somewhere, and feeds stream-sink.
+fn check_stream_mapping(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let binaries = function_binaries(blocks);
+    let mappings = resources(blocks, "aws_lambda_event_source_mapping");
+    if mappings.is_empty() {
+        problems.push("no aws_lambda_event_source_mapping".to_string());
+    }
+    for (name, body) in mappings {
+        let types = attr(body, "function_response_types")
+            .map(strings)
+            .unwrap_or_default();
+        if !types.iter().any(|t| t == "ReportBatchItemFailures") {
+            problems.push(format!(
+                "aws_lambda_event_source_mapping.{name}: no ReportBatchItemFailures"
+            ));
+        }
+        if !is_true(attr(body, "bisect_batch_on_function_error")) {
+            problems.push(format!(
+                "aws_lambda_event_source_mapping.{name}: bisect_batch_on_function_error is not true"
+            ));
+        }
+        let on_failure = nested(body, "destination_config")
+            .into_iter()
+            .flat_map(|d| nested(d, "on_failure"))
+            .any(|f| attr(f, "destination_arn").is_some());
+        if !on_failure {
+            problems.push(format!(
+                "aws_lambda_event_source_mapping.{name}: no on_failure destination"
+            ));
+        }
+        let targets = refs(
+            &attr(body, "function_name").map(text).unwrap_or_default(),
+            "aws_lambda_function",
+        );
+        if !targets
+            .iter()
+            .any(|t| binaries.get(t).map(String::as_str) == Some("stream-sink"))
+        {
+            problems.push(format!(
+                "aws_lambda_event_source_mapping.{name}: does not feed the stream-sink function"
+            ));
+        }
+    }
+    problems
+}
+
+fn assert_none(check: &str, problems: Vec<String>) {
+    for problem in &problems {
+        eprintln!("{check}: {problem}");
+    }
+    assert!(
+        problems.is_empty(),
+        "{check}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+// ------------------------------------------------------------ the real infra
+
+#[test]
+fn every_function_has_an_errors_alarm_to_the_topic() {
+    assert_none("errors alarms", check_error_alarms(&infra()));
+}
+
+#[test]
+fn every_alarm_notifies_the_topic() {
+    assert_none("alarm actions", check_alarms_notify_topic(&infra()));
+}
+
+#[test]
+fn every_function_deploys_a_workspace_binary() {
+    let bins = lambda_binaries();
+    assert_eq!(
+        bins,
+        ["ingest", "load", "stream-sink", "transform"]
+            .map(String::from)
+            .into(),
+        "the [[bin]]s of crates/lambdas"
+    );
+    assert_none("binaries", check_lambda_binaries(&infra(), &bins));
+}
+
+#[test]
+fn every_bucket_notification_may_invoke_its_function() {
+    let blocks = infra();
+    assert!(
+        !resources(&blocks, "aws_s3_bucket_notification").is_empty(),
+        "no bucket notifications at all"
+    );
+    assert_none("notifications", check_notification_permissions(&blocks));
+}
+
+#[test]
+fn raw_bucket_is_object_locked_and_versioned() {
+    assert_none("raw bucket", check_raw_bucket(&infra()));
+}
+
+#[test]
+fn no_policy_grants_everything_on_everything() {
+    let blocks = infra();
+    assert!(
+        !data_sources(&blocks, "aws_iam_policy_document").is_empty(),
+        "no policy documents found: the check would be vacuous"
+    );
+    assert_none("wildcards", check_no_wildcard_grants(&blocks));
+}
+
+#[test]
+fn functions_are_arm64_al2023_and_ingest_load_run_one_at_a_time() {
+    assert_none("function settings", check_function_settings(&infra()));
+}
+
+#[test]
+fn stream_mapping_reports_partial_failures_and_bisects() {
+    assert_none("stream mapping", check_stream_mapping(&infra()));
+}
+
+// ------------------------------------------- the checks can fail (negatives)
+
+const TWO_FUNCTIONS: &str = r#"
+resource "aws_sns_topic" "alerts" {}
+resource "aws_lambda_function" "ingest" {
+  filename         = "${var.dir}/ingest/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.dir}/ingest/bootstrap.zip")
+  handler          = "bootstrap"
+}
+resource "aws_lambda_function" "load" {
+  filename         = "${var.dir}/load/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.dir}/load/bootstrap.zip")
+  handler          = "bootstrap"
+}
+"#;
+
+#[test]
+fn a_function_without_an_errors_alarm_is_reported() {
+    let blocks = parse(&format!(
+        r#"{TWO_FUNCTIONS}
+resource "aws_cloudwatch_metric_alarm" "ingest_errors" {{
+  namespace     = "AWS/Lambda"
+  metric_name   = "Errors"
+  dimensions    = {{ FunctionName = aws_lambda_function.ingest.function_name }}
+  alarm_actions = [aws_sns_topic.alerts.arn]
+  ok_actions    = [aws_sns_topic.alerts.arn]
+}}
+"#
+    ));
+    let problems = check_error_alarms(&blocks);
+    assert_eq!(
+        problems,
+        vec!["aws_lambda_function.load has no Errors alarm".to_string()]
+    );
+}
+
+#[test]
+fn a_for_each_alarm_map_missing_a_function_is_reported() {
+    let blocks = parse(&format!(
+        r#"{TWO_FUNCTIONS}
+locals {{
+  functions = {{
+    ingest = aws_lambda_function.ingest
+  }}
+}}
+resource "aws_cloudwatch_metric_alarm" "errors" {{
+  for_each      = local.functions
+  namespace     = "AWS/Lambda"
+  metric_name   = "Errors"
+  dimensions    = {{ FunctionName = each.value.function_name }}
+  alarm_actions = [aws_sns_topic.alerts.arn]
+}}
+"#
+    ));
+    let problems = check_error_alarms(&blocks);
+    assert!(
+        problems.contains(&"aws_lambda_function.load has no Errors alarm".to_string()),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"alarm errors: ok_actions does not reference the SNS topic".to_string()),
+        "{problems:?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.contains("aws_lambda_function.ingest")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_wildcard_grant_is_reported() {
+    let blocks = parse(
+        r#"
+data "aws_iam_policy_document" "too_much" {
+  statement {
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::bucket/*"]
+  }
+  dynamic "statement" {
+    for_each = [1]
+    content {
+      actions   = ["*"]
+      resources = ["*"]
+    }
+  }
+}
+data "aws_iam_policy_document" "deny_is_fine" {
+  statement {
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+  }
+}
+resource "aws_iam_role_policy" "inline" {
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "*:*", Resource = ["*"] }]
+  })
+}
+"#,
+    );
+    let problems = check_no_wildcard_grants(&blocks);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("too_much"), "{problems:?}");
+    assert!(
+        problems[1].contains("resource.aws_iam_role_policy.inline.policy"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_notification_without_a_permission_is_reported() {
+    let blocks = parse(
+        r#"
+resource "aws_s3_bucket" "raw" {}
+resource "aws_s3_bucket" "other" {}
+resource "aws_lambda_function" "transform" {}
+resource "aws_lambda_permission" "wrong_bucket" {
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.transform.function_name
+  principal     = "s3.amazonaws.com"
+  source_arn    = aws_s3_bucket.other.arn
+}
+resource "aws_s3_bucket_notification" "raw" {
+  bucket = aws_s3_bucket.raw.id
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.transform.arn
+    events              = ["s3:ObjectCreated:*"]
+  }
+}
+"#,
+    );
+    let problems = check_notification_permissions(&blocks);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("source_arn is not the bucket")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("does not depend on")),
+        "{problems:?}"
+    );
+
+    let without = parse(
+        r#"
+resource "aws_lambda_function" "transform" {}
+resource "aws_s3_bucket_notification" "raw" {
+  bucket = aws_s3_bucket.raw.id
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.transform.arn
+  }
+}
+"#,
+    );
+    assert_eq!(
+        check_notification_permissions(&without),
+        vec![
+            "notification raw: no aws_lambda_permission lets s3.amazonaws.com invoke aws_lambda_function.transform"
+                .to_string()
+        ]
+    );
+}
+
+#[test]
+fn unknown_binaries_and_wrong_settings_are_reported() {
+    let blocks = parse(
+        r#"
+resource "aws_lambda_function" "ingest" {
+  filename                       = "${var.dir}/ingestt/bootstrap.zip"
+  source_code_hash               = filebase64sha256("${var.dir}/ingest/bootstrap.zip")
+  handler                        = "main"
+  runtime                        = "provided.al2"
+  architectures                  = ["x86_64"]
+  reserved_concurrent_executions = 2
+}
+"#,
+    );
+    let bins: BTreeSet<String> = ["ingest", "load"].map(String::from).into();
+    let problems = check_lambda_binaries(&blocks, &bins);
+    for expected in [
+        "names \"ingestt\"",
+        "source_code_hash",
+        "handler",
+        "binary ingest is deployed by no",
+        "binary load is deployed by no",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+    let settings = check_function_settings(&blocks);
+    for expected in [
+        "runtime",
+        "architectures",
+        "no function deploys ingest",
+        "no function deploys load",
+    ] {
+        assert!(
+            settings.iter().any(|p| p.contains(expected)),
+            "{expected}: {settings:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unlocked_raw_bucket_and_a_bare_mapping_are_reported() {
+    let blocks = parse(
+        r#"
+resource "aws_s3_bucket" "raw" {}
+resource "aws_s3_bucket_object_lock_configuration" "raw" {
+  bucket = aws_s3_bucket.raw.id
+  rule {
+    default_retention {
+      mode = "COMPLIANCE"
+      days = 1
+    }
+  }
+}
+resource "aws_s3_bucket_versioning" "raw" {
+  bucket = aws_s3_bucket.raw.id
+  versioning_configuration {
+    status = "Suspended"
+  }
+}
+resource "aws_lambda_event_source_mapping" "sink" {
+  function_name = aws_lambda_function.sink.arn
+}
+"#,
+    );
+    assert_eq!(
+        check_raw_bucket(&blocks).len(),
+        3,
+        "{:?}",
+        check_raw_bucket(&blocks)
+    );
+    let mapping = check_stream_mapping(&blocks);
+    for expected in [
+        "ReportBatchItemFailures",
+        "bisect_batch_on_function_error",
+        "on_failure",
+        "stream-sink",
+    ] {
+        assert!(
+            mapping.iter().any(|p| p.contains(expected)),
+            "{expected}: {mapping:?}"
+        );
+    }
+}
+
+#[test]
+fn bin_names_reads_only_bin_sections() {
+    let manifest = r#"
+[package]
+name = "tributary-lambdas"
+
+[[bin]]
+name = "ingest"
+path = "src/bin/ingest.rs"
+
+[dependencies]
+name = "not-a-bin"
+
+[[bin]]
+path = "src/bin/stream_sink.rs"
+name = "stream-sink"
+"#;
+    assert_eq!(
+        bin_names(manifest),
+        ["ingest", "stream-sink"].map(String::from).into()
+    );
+}

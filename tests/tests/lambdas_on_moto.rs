@@ -1,0 +1,393 @@
+//! The four Lambda handlers against moto_server and real PostgreSQL:
+//! S3 lakes (raw with Object Lock), Secrets Manager, SNS → SQS alerts, Glue,
+//! Kinesis; real event payloads from `crates/lambdas/fixtures`.
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde_json::{Value, json};
+use tributary_e2e::{
+    aws::{AlertInbox, create_bucket, head_object, moto_endpoint, rds_secret, sdk, unique},
+    pipeline::Stack,
+};
+use tributary_lake::Lake;
+use tributary_lambdas::{
+    Context, Function,
+    handlers::{ingest_handler, load_handler, stream_sink_handler, transform_handler},
+};
+use tributary_pipeline::{
+    metrics::RecordedMetrics,
+    stream::{TradeStream, pack_lines, put_all},
+};
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../crates/lambdas/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture json")
+}
+
+/// The AWS side of one test: buckets, topic + inbox, secrets, Glue database.
+struct Aws {
+    sdk: aws_config::SdkConfig,
+    endpoint: String,
+    raw_bucket: String,
+    env: HashMap<String, String>,
+    inbox: AlertInbox,
+    glue_db: String,
+}
+
+impl Aws {
+    async fn new(stack: &Stack) -> Aws {
+        let endpoint = moto_endpoint().expect("moto_server");
+        let sdk = sdk().await;
+        let raw_bucket = unique("tributary-raw");
+        let processed_bucket = unique("tributary-processed");
+        create_bucket(&endpoint, &raw_bucket, true).await;
+        create_bucket(&endpoint, &processed_bucket, false).await;
+        let (inbox, topic) = AlertInbox::create(&endpoint, &sdk).await;
+        let totesys = rds_secret(&sdk, "tributary-totesys", &stack.source_db.url).await;
+        let warehouse = rds_secret(&sdk, "tributary-warehouse", &stack.warehouse_db.url).await;
+        let glue_db = unique("tributary").replace('-', "_");
+        aws_sdk_glue::Client::new(&sdk)
+            .create_database()
+            .database_input(
+                aws_sdk_glue::types::DatabaseInput::builder()
+                    .name(&glue_db)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create glue database");
+        let env: HashMap<String, String> = [
+            ("TRIBUTARY_RAW_URL", format!("s3://{raw_bucket}")),
+            (
+                "TRIBUTARY_PROCESSED_URL",
+                format!("s3://{processed_bucket}"),
+            ),
+            ("TOTESYS_SECRET_ARN", totesys),
+            ("WAREHOUSE_SECRET_ARN", warehouse),
+            ("TRIBUTARY_ALERT_TOPIC_ARN", topic),
+            ("TRIBUTARY_GLUE_DATABASE", glue_db.clone()),
+            ("TRIBUTARY_LATE_CHECK_EVERY", "0s".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Aws {
+            sdk,
+            endpoint,
+            raw_bucket,
+            env,
+            inbox,
+            glue_db,
+        }
+    }
+
+    /// A function's context as a cold start builds it, from this env.
+    async fn context(&self, function: Function, overrides: &[(&str, &str)]) -> Context {
+        let mut env = self.env.clone();
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Context::from_lookup(function, &self.sdk, |name| env.get(name).cloned())
+            .await
+            .unwrap_or_else(|e| panic!("{} context: {e}", function.name()))
+    }
+}
+
+#[tokio::test]
+async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() {
+    let Some(mut stack) = Stack::generated("lambda_moto", 3).await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let aws = Aws::new(&stack).await;
+    let metrics = Arc::new(RecordedMetrics::default());
+    let ingest = aws
+        .context(Function::Ingest, &[])
+        .await
+        .with_metrics(metrics.clone());
+    let transform = aws
+        .context(Function::Transform, &[])
+        .await
+        .with_metrics(metrics.clone());
+    let load = aws
+        .context(Function::Load, &[])
+        .await
+        .with_metrics(metrics.clone());
+
+    // Schedule → ingest (the secret gave the URL) → S3 event → transform → load.
+    let ingested = ingest_handler(&ingest, &fixture("ingest-schedule.json"), None)
+        .await
+        .unwrap();
+    assert!(ingested["rows"].as_u64().unwrap() > 100, "{ingested}");
+    let transformed = transform_handler(&transform, &fixture("transform-s3.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        transformed["totesys"]["raw_manifests"],
+        json!([1]),
+        "{transformed}"
+    );
+    assert!(
+        transformed["totesys"]["catalog_partitions"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{transformed}"
+    );
+    let loaded = load_handler(&load, &fixture("load-s3.json")).await.unwrap();
+    assert!(loaded["rows"].as_u64().unwrap() > 100, "{loaded}");
+    assert_eq!(loaded["freshness_lag_seconds"], json!(0.0));
+    assert_eq!(
+        metrics.total("RowsLoaded"),
+        2.0 * loaded["rows"].as_f64().unwrap(),
+        "per table + total"
+    );
+
+    // Every layer agrees with the source (lakes on S3 through moto).
+    stack.raw = Lake::from_url(&aws.env["TRIBUTARY_RAW_URL"]).unwrap();
+    stack.processed = Lake::from_url(&aws.env["TRIBUTARY_PROCESSED_URL"]).unwrap();
+    stack.assert_reconciled().await;
+
+    // The raw bucket holds objects written with a SHA-256 checksum (Object Lock requires one).
+    let headers = head_object(
+        &aws.endpoint,
+        &aws.raw_bucket,
+        "_manifests/totesys/00000000000000000001.json",
+    )
+    .await;
+    assert!(headers.contains_key("x-amz-checksum-sha256"), "{headers:?}");
+
+    // Glue: one table per dataset with the schema's columns and partitions.
+    let glue = aws_sdk_glue::Client::new(&aws.sdk);
+    let table = glue
+        .get_table()
+        .database_name(&aws.glue_db)
+        .name("fact_sales_order")
+        .send()
+        .await
+        .expect("fact_sales_order in Glue")
+        .table
+        .unwrap();
+    let sd = table.storage_descriptor().unwrap();
+    let columns: HashMap<&str, &str> = sd
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.r#type().unwrap_or_default()))
+        .collect();
+    assert_eq!(columns.get("unit_price"), Some(&"decimal(10,2)"));
+    assert_eq!(columns.get("created_date"), Some(&"date"));
+    assert_eq!(table.partition_keys()[0].name(), "date");
+    assert!(
+        sd.location()
+            .unwrap()
+            .ends_with("/warehouse/fact_sales_order/")
+    );
+    let tables = glue
+        .get_tables()
+        .database_name(&aws.glue_db)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tables.table_list().len(), 11, "the 11 warehouse tables");
+    let partitions = glue
+        .get_partitions()
+        .database_name(&aws.glue_db)
+        .table_name("fact_sales_order")
+        .send()
+        .await
+        .unwrap();
+    assert!(!partitions.partitions().is_empty());
+
+    // Repeated and out-of-order events change nothing.
+    let again = transform_handler(&transform, &fixture("transform-s3.json"))
+        .await
+        .unwrap();
+    assert_eq!(again["totesys"]["manifest"], Value::Null, "{again}");
+    let again = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert_eq!(again["rows"], json!(0), "{again}");
+    assert!(
+        aws.inbox.drain().await.is_empty(),
+        "no alerts on a healthy run"
+    );
+
+    // New changes while the warehouse is unreachable: the load fails as
+    // retryable and the alert names the stage and the error.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    for _ in 0..5 {
+        tributary_totesys::simulate::insert_order(&mut stack.source, &mut rng)
+            .await
+            .unwrap();
+    }
+    ingest_handler(&ingest, &fixture("ingest-schedule.json"), None)
+        .await
+        .unwrap();
+    transform_handler(&transform, &fixture("transform-s3.json"))
+        .await
+        .unwrap();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dead_url = format!("postgres://postgres@127.0.0.1:{dead}/warehouse?connect_timeout=2");
+    let dead_secret = rds_secret(&aws.sdk, "tributary-dead", &dead_url).await;
+    let broken = aws
+        .context(Function::Load, &[("WAREHOUSE_SECRET_ARN", &dead_secret)])
+        .await;
+    let failure = load_handler(&broken, &fixture("load-schedule.json"))
+        .await
+        .unwrap_err();
+    assert!(failure.retryable, "{failure}");
+    assert_eq!(failure.error_type(), "Retryable.Unreachable");
+    let alerts = aws.inbox.drain().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].subject.starts_with("Tributary load: load failed"),
+        "{:?}",
+        alerts[0]
+    );
+    assert!(
+        alerts[0]
+            .message
+            .contains("cannot connect to the warehouse database"),
+        "{:?}",
+        alerts[0]
+    );
+    assert!(
+        alerts[0]
+            .message
+            .contains("the next scheduled load retries"),
+        "{:?}",
+        alerts[0]
+    );
+
+    // The next run heals: everything pending is loaded, nothing lost or doubled.
+    let healed = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert!(healed["rows"].as_u64().unwrap() >= 5, "{healed}");
+    stack.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
+    let Some(stack) = Stack::new("lambda_kinesis").await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let aws = Aws::new(&stack).await;
+    let stream_name = unique("tributary-markets");
+    let kinesis = aws_sdk_kinesis::Client::new(&aws.sdk);
+    kinesis
+        .create_stream()
+        .stream_name(&stream_name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+
+    // Producer: trades packed into records, put with PutRecords.
+    let producer = tributary_aws::kinesis::KinesisStream::new(kinesis.clone(), &stream_name);
+    let now = chrono::Utc::now().timestamp_millis();
+    let lines: Vec<Vec<u8>> = (1..=3)
+        .map(|tid| {
+            serde_json::to_vec(
+                &json!({"symbol": "BTC-BRL", "tid": tid, "traded_at_ms": now - 1000 + tid,
+                "price": "512345.67", "amount": "0.001", "side": "buy"}),
+            )
+            .unwrap()
+        })
+        .collect();
+    let records = pack_lines("BTC-BRL", &lines);
+    put_all(&producer as &dyn TradeStream, records, 3)
+        .await
+        .unwrap();
+
+    // What the event source mapping would deliver: GetRecords → a Kinesis event.
+    let shard = kinesis
+        .list_shards()
+        .stream_name(&stream_name)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id()
+        .to_string();
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(&stream_name)
+        .shard_id(&shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let got = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap();
+    assert!(!got.records().is_empty());
+    use aws_smithy_types::base64::encode;
+    let event = json!({"Records": got.records().iter().map(|r| json!({
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r.partition_key(),
+            "sequenceNumber": r.sequence_number(), "data": encode(r.data().as_ref()),
+            "approximateArrivalTimestamp": 1.0},
+        "eventSource": "aws:kinesis", "eventID": format!("{shard}:{}", r.sequence_number()),
+        "eventName": "aws:kinesis:record", "awsRegion": "eu-west-2"})).collect::<Vec<_>>()});
+
+    let sink = aws.context(Function::StreamSink, &[]).await;
+    let first = stream_sink_handler(&sink, &event).await.unwrap();
+    assert_eq!(first, json!({"batchItemFailures": []}));
+    let redelivered = stream_sink_handler(&sink, &event).await.unwrap();
+    assert_eq!(redelivered, json!({"batchItemFailures": []}));
+    // The committed fixture batch too (another shard position, other symbols).
+    stream_sink_handler(&sink, &fixture("stream-sink-kinesis.json"))
+        .await
+        .unwrap();
+
+    let transform = aws.context(Function::Transform, &[]).await;
+    let t = transform_handler(&transform, &json!({})).await.unwrap();
+    assert_eq!(
+        t["markets"]["trades"],
+        json!(6),
+        "3 produced + 3 in the fixture, once each: {t}"
+    );
+    assert!(
+        t["markets"]["catalog_partitions"].as_u64().unwrap() >= 2,
+        "{t}"
+    );
+    let load = aws.context(Function::Load, &[]).await;
+    let l = load_handler(&load, &json!({})).await.unwrap();
+    assert_eq!(l["trades"], json!(6), "{l}");
+    let count: i64 = stack
+        .warehouse
+        .query_one(
+            "SELECT count(*) FROM fact_trade WHERE symbol = 'BTC-BRL'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 5);
+    let glue = aws_sdk_glue::Client::new(&aws.sdk);
+    for name in ["markets_trades", "markets_ohlcv_daily"] {
+        glue.get_table()
+            .database_name(&aws.glue_db)
+            .name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
