@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build package deploy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened.
 demo: stack build
@@ -24,11 +24,15 @@ test: stack test-deps
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-## Python packages the tests use as an independent Parquet reader.
+## Python packages the tests use: pyarrow (an independent Parquet reader) and
+## cargo-lambda (runs a function under the Lambda runtime API emulator).
 test-deps:
 	@python3 -c 'import pyarrow' 2>/dev/null || { \
 	  echo "installing pyarrow (the tests' independent Parquet reader)"; \
 	  python3 -m pip install --quiet pyarrow || { echo "cannot install pyarrow: run 'python3 -m pip install pyarrow'" >&2; exit 1; }; }
+	@$(CARGO) lambda --version >/dev/null 2>&1 || { \
+	  echo "installing cargo-lambda (python3 -m pip install cargo-lambda)"; \
+	  python3 -m pip install --quiet cargo-lambda || { echo "cannot install cargo-lambda: run 'python3 -m pip install cargo-lambda'" >&2; exit 1; }; }
 
 # The whole workspace with its tests: the same feature set `make test` builds,
 # so the demo and the tests share one set of compiled dependencies.
@@ -66,3 +70,23 @@ bench-ingest:
 ## Transform and load at that scale, and a one-minute change set end to end.
 bench-pipeline:
 	scripts/bench-pipeline.sh
+
+## The four Lambda zips for arm64: target/lambda/<function>/bootstrap.zip.
+package:
+	scripts/package.sh
+
+## Package, then terraform init/plan/apply in infra/ (needs AWS credentials
+## and ALERT_EMAIL; see infra/README.md). Cannot run without AWS.
+deploy: package
+	@test -n "$${ALERT_EMAIL:-}" || { echo "deploy: set ALERT_EMAIL=you@example.com (where alarms are mailed)" >&2; exit 1; }
+	cd infra && terraform init && \
+	  terraform plan -out tributary.plan -var "alert_email=$$ALERT_EMAIL" && \
+	  terraform apply tributary.plan
+
+## Terraform formatting and checkov (with the skips justified in infra/.checkov.yaml).
+check-infra:
+	scripts/check-infra.sh
+
+## Init time and peak RSS of each function binary under a local runtime API.
+bench-lambdas: stack
+	scripts/bench-lambdas.sh

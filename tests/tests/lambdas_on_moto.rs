@@ -204,6 +204,22 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .unwrap();
     assert!(!partitions.partitions().is_empty());
 
+    // A warm function whose connection died (failover, idle timeout)
+    // reconnects instead of failing.
+    let killed: i64 = stack
+        .warehouse
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'tributary' \
+             AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "the load's warm connection was open");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
     // Repeated and out-of-order events change nothing.
     let again = transform_handler(&transform, &fixture("transform-s3.json"))
         .await
