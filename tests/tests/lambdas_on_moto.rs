@@ -328,40 +328,8 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         .await
         .unwrap();
 
-    // What the event source mapping would deliver: GetRecords → a Kinesis event.
-    let shard = kinesis
-        .list_shards()
-        .stream_name(&stream_name)
-        .send()
-        .await
-        .unwrap()
-        .shards()[0]
-        .shard_id()
-        .to_string();
-    let iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(&stream_name)
-        .shard_id(&shard)
-        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
-    let got = kinesis
-        .get_records()
-        .shard_iterator(iterator)
-        .send()
-        .await
-        .unwrap();
-    assert!(!got.records().is_empty());
-    use aws_smithy_types::base64::encode;
-    let event = json!({"Records": got.records().iter().map(|r| json!({
-        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r.partition_key(),
-            "sequenceNumber": r.sequence_number(), "data": encode(r.data().as_ref()),
-            "approximateArrivalTimestamp": 1.0},
-        "eventSource": "aws:kinesis", "eventID": format!("{shard}:{}", r.sequence_number()),
-        "eventName": "aws:kinesis:record", "awsRegion": "eu-west-2"})).collect::<Vec<_>>()});
+    // What the event source mapping would deliver.
+    let event = kinesis_event(&kinesis, &stream_name).await;
 
     let sink = aws.context(Function::StreamSink, &[]).await;
     let first = stream_sink_handler(&sink, &event).await.unwrap();
@@ -406,4 +374,112 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// What the event source mapping would deliver: every record of the
+/// stream's first shard (GetRecords from TRIM_HORIZON) as a Kinesis event.
+async fn kinesis_event(kinesis: &aws_sdk_kinesis::Client, stream_name: &str) -> Value {
+    use aws_smithy_types::base64::encode;
+    let shard = kinesis
+        .list_shards()
+        .stream_name(stream_name)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id()
+        .to_string();
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream_name)
+        .shard_id(&shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let got = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap();
+    assert!(!got.records().is_empty(), "the stream holds records");
+    json!({"Records": got.records().iter().map(|r| json!({
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r.partition_key(),
+            "sequenceNumber": r.sequence_number(), "data": encode(r.data().as_ref()),
+            "approximateArrivalTimestamp": 1.0},
+        "eventSource": "aws:kinesis", "eventID": format!("{shard}:{}", r.sequence_number()),
+        "eventName": "aws:kinesis:record", "awsRegion": "eu-west-2"})).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehouse() {
+    let Some(stack) = Stack::generated("lambda_poll", 1).await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let aws = Aws::new(&stack).await;
+    let stream_name = unique("tributary-markets");
+    let kinesis = aws_sdk_kinesis::Client::new(&aws.sdk);
+    kinesis
+        .create_stream()
+        .stream_name(&stream_name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let mut state = tributary_markets::replay::ReplayState::default();
+    state.symbols.push((
+        "BTC-BRL".into(),
+        "CRYPTO".into(),
+        "BTC".into(),
+        "BRL".into(),
+    ));
+    let server = tributary_markets::replay::ReplayServer::start(state)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for i in 0..3 {
+        server.publish_trade("BTC-BRL", now - 30 + i, "488900.5", "0.01", "buy");
+    }
+    let mercado = server.mercado_base();
+    let ingest = aws
+        .context(
+            Function::Ingest,
+            &[
+                ("TRIBUTARY_STREAM_NAME", &stream_name),
+                ("TRIBUTARY_MERCADO_URL", &mercado),
+            ],
+        )
+        .await;
+    // A deadline 7 s away leaves a budget for one poll.
+    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(7);
+    let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), Some(deadline))
+        .await
+        .unwrap();
+    assert!(
+        summary["rows"].as_u64().unwrap() > 0,
+        "totesys first: {summary}"
+    );
+    assert_eq!(summary["market_polls"], json!(1), "{summary}");
+    assert_eq!(summary["trades"], json!(3), "{summary}");
+
+    let event = kinesis_event(&kinesis, &stream_name).await;
+    let sink = aws.context(Function::StreamSink, &[]).await;
+    assert_eq!(
+        stream_sink_handler(&sink, &event).await.unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    let transform = aws.context(Function::Transform, &[]).await;
+    let t = transform_handler(&transform, &fixture("transform-s3.json"))
+        .await
+        .unwrap();
+    assert_eq!(t["markets"]["trades"], json!(3), "{t}");
+    let load = aws.context(Function::Load, &[]).await;
+    let l = load_handler(&load, &json!({})).await.unwrap();
+    assert_eq!(l["trades"], json!(3), "{l}");
 }

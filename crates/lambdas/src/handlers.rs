@@ -55,6 +55,7 @@ pub async fn ingest_handler(
     event: &Value,
     deadline: Option<std::time::SystemTime>,
 ) -> Result<Value, Failure> {
+    let started = std::time::Instant::now();
     let parsed = ingest_event(event)?;
     let request = match &parsed {
         IngestEvent::Scheduled => IngestRequest::default(),
@@ -99,7 +100,11 @@ pub async fn ingest_handler(
         let remaining = deadline
             .and_then(|d| d.duration_since(std::time::SystemTime::now()).ok())
             .unwrap_or(SCHEDULE_PERIOD);
-        let budget = remaining.min(SCHEDULE_PERIOD).saturating_sub(MARGIN);
+        // End before the next schedule fires: with reserved concurrency 1
+        // an overlapping invocation would be throttled and queued.
+        let budget = remaining
+            .min(SCHEDULE_PERIOD.saturating_sub(started.elapsed()))
+            .saturating_sub(MARGIN);
         let polls = poll_during(
             &markets.mercado,
             markets.coincap.as_ref(),
