@@ -214,4 +214,26 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
         "the latest BTC price is the published one"
     );
     assert_eq!(btc.len(), 3);
+
+    // History: a trade older than a year is kept in fact_trade and its day
+    // in ohlcv_daily, but leaves the default view `trades` (the last year).
+    let old_day = now - 400 * 86_400;
+    markets
+        .server
+        .publish_trade("BTC-BRL", old_day, "90000", "0.5", "buy");
+    let (loaded, _) = markets.cycle(&mut stack).await;
+    assert_eq!(loaded, 1);
+    let counts = stack
+        .warehouse_rows(
+            "SELECT (SELECT count(*) FROM fact_trade)::text, (SELECT count(*) FROM trades)::text, \
+             (SELECT count(*) FROM ohlcv_daily WHERE day = (to_timestamp($$OLD$$) AT TIME ZONE 'UTC')::date)::text"
+                .replace("$$OLD$$", &old_day.to_string())
+                .as_str(),
+        )
+        .await;
+    assert_eq!(
+        counts,
+        vec![vec![Some("12".into()), Some("11".into()), Some("1".into())]],
+        "fact_trade keeps it, the default view drops it, its day keeps a bar"
+    );
 }

@@ -145,6 +145,14 @@ CREATE TABLE IF NOT EXISTS fact_trade (
     PRIMARY KEY (symbol, tid)
 );
 
+-- The default view of trades: the last year. Older trades stay in
+-- fact_trade for whoever asks for them; ohlcv_daily keeps every day.
+CREATE INDEX IF NOT EXISTS fact_trade_traded_at ON fact_trade (traded_at);
+CREATE OR REPLACE VIEW trades AS
+    SELECT symbol, tid, traded_at, side, price, amount
+    FROM fact_trade
+    WHERE traded_at >= (now() AT TIME ZONE 'UTC') - interval '1 year';
+
 CREATE TABLE IF NOT EXISTS ohlcv_daily (
     symbol        varchar NOT NULL,
     day           date NOT NULL,
