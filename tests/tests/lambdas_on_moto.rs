@@ -365,7 +365,72 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         .unwrap()
         .get(0);
     assert_eq!(count, 5);
+    // The fixture's trades are from a closed day (2025-11-22): compacted at
+    // once, and that day's Glue partition points at the compacted generation.
+    assert_eq!(t["markets"]["compacted_days"], json!(1), "{t}");
     let glue = aws_sdk_glue::Client::new(&aws.sdk);
+    let partition_location = || async {
+        glue.get_partition()
+            .database_name(&aws.glue_db)
+            .table_name("markets_trades")
+            .partition_values("2025-11-22")
+            .send()
+            .await
+            .unwrap()
+            .partition
+            .unwrap()
+            .storage_descriptor
+            .unwrap()
+            .location
+            .unwrap()
+    };
+    let first_generation = partition_location().await;
+    assert!(
+        first_generation.contains("/markets/trades_compacted/date=2025-11-22/gen="),
+        "{first_generation}"
+    );
+
+    // A late trade for that day: a new generation holding all four trades.
+    let late = json!({"symbol": "ETH-BRL", "tid": 78, "traded_at_ms": 1763787700000_i64,
+        "price": "18200", "amount": "0.1", "side": "sell"});
+    let data = aws_smithy_types::base64::encode(format!("{late}\n").as_bytes());
+    let late_event = json!({"Records": [{"kinesis": {"partitionKey": "ETH-BRL",
+        "sequenceNumber": "49590338271490256608559692540925702759324208523137515700", "data": data,
+        "approximateArrivalTimestamp": 1.0}, "eventSource": "aws:kinesis",
+        "eventID": "shardId-000000000000:49590338271490256608559692540925702759324208523137515700"}]});
+    stream_sink_handler(&sink, &late_event).await.unwrap();
+    let t = transform_handler(&transform, &json!({})).await.unwrap();
+    assert_eq!(
+        (
+            t["markets"]["trades"].clone(),
+            t["markets"]["compacted_days"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{t}"
+    );
+    let second_generation = partition_location().await;
+    assert_ne!(second_generation, first_generation);
+    let processed = Lake::from_url(&aws.env["TRIBUTARY_PROCESSED_URL"]).unwrap();
+    let key = second_generation
+        .split_once(&format!("{}/", aws.env["TRIBUTARY_PROCESSED_URL"]))
+        .unwrap()
+        .1;
+    let files = processed.list(key).await.unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (_, batches) =
+        tributary_lake::parquet::decode(processed.get(&files[0]).await.unwrap()).unwrap();
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        4,
+        "every trade of the day, once"
+    );
+    let l = load_handler(&load, &json!({})).await.unwrap();
+    assert_eq!(
+        l["trades"],
+        json!(1),
+        "compacted generations are not loaded again: {l}"
+    );
+
     for name in ["markets_trades", "markets_ohlcv_daily"] {
         glue.get_table()
             .database_name(&aws.glue_db)

@@ -206,6 +206,20 @@ impl GlueCatalog {
                 .send()
                 .await
                 .map_err(|e| call("BatchCreatePartition", &e))?;
+            // Present partitions keep their place unless the spec moved
+            // them (a closed day's compacted generation).
+            for error in out.errors() {
+                let exists = error
+                    .error_detail()
+                    .and_then(|d| d.error_code())
+                    .is_some_and(|c| c == "AlreadyExistsException");
+                let values = error.partition_values();
+                if let (true, Some(partition)) =
+                    (exists, chunk.iter().find(|p| p.values.as_slice() == values))
+                {
+                    self.move_partition(spec, partition, &cols).await?;
+                }
+            }
             let failures: Vec<String> = out
                 .errors()
                 .iter()
@@ -231,6 +245,46 @@ impl GlueCatalog {
             }
         }
         Ok(())
+    }
+
+    /// Points an existing partition at the spec's location when it differs.
+    async fn move_partition(
+        &self,
+        spec: &TableSpec,
+        partition: &tributary_pipeline::catalog::PartitionSpec,
+        cols: &[Column],
+    ) -> Result<()> {
+        let current = self
+            .client
+            .get_partition()
+            .database_name(&self.database)
+            .table_name(&spec.name)
+            .set_partition_values(Some(partition.values.clone()))
+            .send()
+            .await
+            .map_err(|e| call("GetPartition", &e))?;
+        let location = current
+            .partition()
+            .and_then(|p| p.storage_descriptor())
+            .and_then(|sd| sd.location());
+        if location == Some(partition.location.as_str()) {
+            return Ok(());
+        }
+        self.client
+            .update_partition()
+            .database_name(&self.database)
+            .table_name(&spec.name)
+            .set_partition_value_list(Some(partition.values.clone()))
+            .partition_input(
+                PartitionInput::builder()
+                    .set_values(Some(partition.values.clone()))
+                    .storage_descriptor(storage(&partition.location, cols.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| call("UpdatePartition", &e))
     }
 
     async fn sync_all(&self, tables: &[TableSpec]) -> Result<()> {

@@ -201,6 +201,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
             "trades": report.trades,
             "duplicates": report.duplicates,
             "bars": report.bars,
+            "compacted_days": report.compacted_days,
             "catalog_partitions": partitions,
         });
     }

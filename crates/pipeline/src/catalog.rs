@@ -70,12 +70,20 @@ struct Dataset {
     partition_key: &'static str,
 }
 
-/// The dataset a processed key belongs to, and its partition value.
-/// Keys outside the cataloged datasets (state, manifests, the asset
-/// snapshots, which are whole snapshots rather than a growing table) give
-/// `None`.
-fn dataset_of(key: &str) -> Option<(Dataset, String)> {
+/// The dataset a processed key belongs to, its partition value and the
+/// partition's directory. Keys outside the cataloged datasets (state,
+/// manifests, the asset snapshots, which are whole snapshots rather than a
+/// growing table) give `None`. A compacted generation of a closed day
+/// (`markets/trades_compacted/date=D/gen=R/…`) is that day's partition of
+/// `markets_trades`, located at its generation.
+fn dataset_of(key: &str) -> Option<(Dataset, String, String)> {
     let parts: Vec<&str> = key.split('/').collect();
+    let trades = || Dataset {
+        prefix: "markets/trades".into(),
+        name: "markets_trades".into(),
+        schema: tributary_markets::rollup::trades_schema(),
+        partition_key: "date",
+    };
     let (dataset, partition) = match parts.as_slice() {
         ["warehouse", table, partition, _file] => {
             let table = WarehouseTable::by_name(table)?;
@@ -87,15 +95,12 @@ fn dataset_of(key: &str) -> Option<(Dataset, String)> {
             };
             (dataset, *partition)
         }
-        ["markets", "trades", partition, _file] => (
-            Dataset {
-                prefix: "markets/trades".into(),
-                name: "markets_trades".into(),
-                schema: tributary_markets::rollup::trades_schema(),
-                partition_key: "date",
-            },
-            *partition,
-        ),
+        ["markets", "trades", partition, _file] => (trades(), *partition),
+        ["markets", "trades_compacted", partition, generation, _file]
+            if generation.starts_with("gen=") =>
+        {
+            (trades(), *partition)
+        }
         ["markets", "ohlcv_daily", partition, _file] => (
             Dataset {
                 prefix: "markets/ohlcv_daily".into(),
@@ -110,7 +115,20 @@ fn dataset_of(key: &str) -> Option<(Dataset, String)> {
     let value = partition
         .strip_prefix(dataset.partition_key)?
         .strip_prefix('=')?;
-    Some((dataset, value.to_string()))
+    let dir = key.rsplit_once('/')?.0.to_string();
+    Some((dataset, value.to_string(), dir))
+}
+
+/// Which of two directories of one partition is current: a compacted
+/// generation over the small files, and a later generation over an earlier
+/// one (run ids sort by time).
+fn newer_location(current: &str, candidate: &str) -> bool {
+    let generation = |dir: &str| dir.rsplit_once("/gen=").map(|(_, g)| g.to_string());
+    match (generation(current), generation(candidate)) {
+        (None, Some(_)) => true,
+        (Some(a), Some(b)) => b > a,
+        _ => false,
+    }
 }
 
 /// The Hive type Athena reads an Arrow column as. Times of day are stored
@@ -143,7 +161,7 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
     let root = root_url.trim_end_matches('/');
     let mut tables: BTreeMap<String, TableSpec> = BTreeMap::new();
     for key in keys {
-        let Some((dataset, value)) = dataset_of(key) else {
+        let Some((dataset, value, dir)) = dataset_of(key) else {
             continue;
         };
         let spec = tables
@@ -160,15 +178,21 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
                 partition_keys: vec![dataset.partition_key.to_string()],
                 partitions: Vec::new(),
             });
-        let partition = PartitionSpec {
-            location: format!(
-                "{root}/{}/{}={value}/",
-                dataset.prefix, dataset.partition_key
-            ),
-            values: vec![value],
-        };
-        if !spec.partitions.contains(&partition) {
-            spec.partitions.push(partition);
+        let location = format!("{root}/{dir}/");
+        match spec
+            .partitions
+            .iter_mut()
+            .find(|p| p.values == [value.clone()])
+        {
+            Some(existing) => {
+                if newer_location(&existing.location, &location) {
+                    existing.location = location;
+                }
+            }
+            None => spec.partitions.push(PartitionSpec {
+                values: vec![value],
+                location,
+            }),
         }
     }
     let mut tables: Vec<TableSpec> = tables.into_values().collect();
@@ -250,6 +274,33 @@ mod tests {
         assert_eq!(column("paid"), Some("boolean"));
         assert_eq!(specs[1].partition_keys, ["year"]);
         assert_eq!(specs[1].partitions[0].values, ["2026"]);
+    }
+
+    #[test]
+    fn a_compacted_generation_is_the_partition_of_its_day() {
+        let specs = table_specs(
+            "s3://p",
+            [
+                "markets/trades/date=2026-11-01/r5.parquet",
+                "markets/trades_compacted/date=2026-11-01/gen=20261105T000000000Z-aaaaaa/trades.parquet",
+                "markets/trades_compacted/date=2026-11-01/gen=20261104T000000000Z-bbbbbb/trades.parquet",
+                "markets/trades/date=2026-11-05/r5.parquet",
+            ],
+        );
+        assert_eq!(specs.len(), 1);
+        let locations: Vec<&str> = specs[0]
+            .partitions
+            .iter()
+            .map(|p| p.location.as_str())
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                "s3://p/markets/trades_compacted/date=2026-11-01/gen=20261105T000000000Z-aaaaaa/",
+                "s3://p/markets/trades/date=2026-11-05/",
+            ]
+        );
+        assert_eq!(specs[0].location, "s3://p/markets/trades/");
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! needs: a trade put twice (a poll that died between put and checkpoint, a
 //! redelivered batch) is dropped. Bars of the last days stay in the state so
 //! a late trade updates its day; each run writes the bars it changed.
+//!
+//! Once a day is closed (older than the open days), its small per-run trade
+//! files are compacted into one generation under
+//! `markets/trades_compacted/date=D/gen=<run_id>/`, which the catalog's
+//! partition for that day then points at. A late trade for a closed day
+//! makes a new generation (the previous one plus the late files), so a
+//! reader of one partition never sees a trade twice; the lake keeps every
+//! object, as always.
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -42,6 +50,10 @@ pub struct MarketsState {
     pub max_tid: BTreeMap<String, i64>,
     /// Bars of the open days.
     pub open_bars: Vec<DailyBar>,
+    /// Trade files not yet compacted, per day.
+    pub uncompacted: BTreeMap<NaiveDate, Vec<String>>,
+    /// The current compacted generation of each closed day.
+    pub compacted: BTreeMap<NaiveDate, Vec<String>>,
 }
 
 /// What a run did.
@@ -57,6 +69,8 @@ pub struct MarketsReport {
     pub bars: u64,
     /// Asset rows written.
     pub assets: u64,
+    /// Closed days compacted by this run.
+    pub compacted_days: u64,
 }
 
 /// Runs the markets transform once.
@@ -126,6 +140,7 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
             day.format("%Y-%m-%d")
         );
         files.push(processed.put_batch(&key, "trades", &batch).await?);
+        state.uncompacted.entry(day).or_default().push(key);
     }
     let changed_bars: Vec<&DailyBar> = changed.iter().filter_map(|k| bars.get(k)).collect();
     report.bars = changed_bars.len() as u64;
@@ -177,6 +192,8 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
         state.poll_seq = latest_poll;
     }
     let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
+    report.compacted_days =
+        compact_closed_days(processed, &mut state, &run_id, horizon, &mut files).await?;
     state.open_bars = bars.into_values().filter(|b| b.day >= horizon).collect();
     state.sink_seq = latest;
     let manifest = log
@@ -193,4 +210,47 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
         "markets transformed"
     );
     Ok(report)
+}
+
+/// Compacts the trade files of every closed day (before `horizon`) that has
+/// files not yet compacted: the day's current generation plus those files
+/// become one new file. Returns the number of days compacted.
+async fn compact_closed_days(
+    processed: &Lake,
+    state: &mut MarketsState,
+    run_id: &RunId,
+    horizon: NaiveDate,
+    files: &mut Vec<tributary_lake::FileEntry>,
+) -> Result<u64> {
+    let closed: Vec<NaiveDate> = state
+        .uncompacted
+        .range(..horizon)
+        .map(|(d, _)| *d)
+        .collect();
+    for day in &closed {
+        let mut inputs = state.compacted.get(day).cloned().unwrap_or_default();
+        inputs.extend(state.uncompacted.remove(day).unwrap_or_default());
+        let mut batches = Vec::new();
+        let mut schema = tributary_markets::rollup::trades_schema();
+        for key in &inputs {
+            let (file_schema, file_batches) =
+                tributary_lake::parquet::decode(processed.get(key).await?)?;
+            schema = file_schema;
+            batches.extend(file_batches);
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let bytes = tributary_lake::parquet::encode(schema, &batches)?;
+        let key = format!(
+            "markets/trades_compacted/date={}/gen={run_id}/trades.parquet",
+            day.format("%Y-%m-%d")
+        );
+        files.push(
+            processed
+                .put_file(&key, "trades_compacted", rows as u64, bytes)
+                .await?,
+        );
+        tracing::info!(day = %day, inputs = inputs.len(), rows, "closed day compacted");
+        state.compacted.insert(*day, vec![key]);
+    }
+    Ok(closed.len() as u64)
 }

@@ -47,6 +47,10 @@ pub async fn load_markets_manifest(
     }
     let (mut trades, mut bars) = (0, 0);
     for (table, key) in files {
+        // Compacted generations repeat trades already loaded: not read.
+        if !matches!(table.as_str(), "trades" | "ohlcv_daily" | "assets") {
+            continue;
+        }
         let (_, batches) = decode(lake.get(key).await?)?;
         for batch in &batches {
             match table.as_str() {
