@@ -8,6 +8,12 @@
 # (or the cargo lambda command above) first.
 
 locals {
+  # The ingest function polls the markets until shortly before its next run,
+  # so it is told the period of its schedule (cron schedules: one minute).
+  ingest_rate = regexall("^rate\\((\\d+) (minute|minutes|hour|hours)\\)$", var.ingest_schedule)
+  ingest_period = (length(local.ingest_rate) == 0 ? "60s" :
+  "${local.ingest_rate[0][0] * (startswith(local.ingest_rate[0][1], "hour") ? 3600 : 60)}s")
+
   # Every function gets both lake roots (settings default them to a local
   # directory, which is read-only in Lambda), the alert topic and RUST_LOG.
   # AWS_CHECKSUM_ALGORITHM: the Object Lock on the raw bucket requires a
@@ -52,8 +58,9 @@ resource "aws_lambda_function" "ingest" {
 
   environment {
     variables = merge(local.common_environment, {
-      TOTESYS_SECRET_ARN    = aws_secretsmanager_secret.totesys.arn
-      TRIBUTARY_STREAM_NAME = aws_kinesis_stream.markets.name
+      TOTESYS_SECRET_ARN        = aws_secretsmanager_secret.totesys.arn
+      TRIBUTARY_STREAM_NAME     = aws_kinesis_stream.markets.name
+      TRIBUTARY_SCHEDULE_PERIOD = local.ingest_period
       }, var.coincap_secret_enabled ? {
       COINCAP_SECRET_ARN = aws_secretsmanager_secret.coincap[0].arn
     } : {})

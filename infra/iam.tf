@@ -178,6 +178,8 @@ data "aws_iam_policy_document" "transform" {
       "glue:GetPartitions",
       "glue:CreatePartition",
       "glue:BatchCreatePartition",
+      # A closed day's compacted generation moves its partition.
+      "glue:UpdatePartition",
     ]
     resources = [
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",

@@ -85,10 +85,19 @@ resource "aws_lambda_permission" "load_from_processed_bucket" {
 resource "aws_s3_bucket_notification" "processed" {
   bucket = aws_s3_bucket.processed.id
 
+  # Only the logs the load applies: the catalog's own log
+  # (_manifests/catalog/) must not start a load.
   lambda_function {
     lambda_function_arn = aws_lambda_function.load.arn
     events              = ["s3:ObjectCreated:*"]
-    filter_prefix       = "_manifests/"
+    filter_prefix       = "_manifests/transform/"
+    filter_suffix       = ".json"
+  }
+
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.load.arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "_manifests/markets_transform/"
     filter_suffix       = ".json"
   }
 

@@ -976,3 +976,115 @@ name = "stream-sink"
         ["ingest", "stream-sink"].map(String::from).into()
     );
 }
+
+// ---------------------------------------------- roles allow the code's calls
+
+/// The AWS actions each function's code performs (crates/aws, the lakes).
+/// A call added to the code without its permission fails on AWS only —
+/// moto does not check IAM — so the list is kept here, beside the policies.
+const CALLS: [(&str, &[&str]); 4] = [
+    (
+        "ingest",
+        &[
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "secretsmanager:GetSecretValue",
+            "kinesis:PutRecords",
+            "sns:Publish",
+        ],
+    ),
+    (
+        "transform",
+        &[
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "sns:Publish",
+            "glue:GetDatabase",
+            "glue:CreateDatabase",
+            "glue:GetTable",
+            "glue:CreateTable",
+            "glue:UpdateTable",
+            "glue:BatchCreatePartition",
+            "glue:GetPartition",
+            "glue:UpdatePartition",
+        ],
+    ),
+    (
+        "load",
+        &[
+            "s3:GetObject",
+            "s3:ListBucket",
+            "secretsmanager:GetSecretValue",
+            "sns:Publish",
+        ],
+    ),
+    (
+        "stream_sink",
+        &[
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "sns:Publish",
+        ],
+    ),
+];
+
+/// Actions granted by a policy document (and the shared base document).
+fn granted(blocks: &[Block], document: &str) -> BTreeSet<String> {
+    data_sources(blocks, "aws_iam_policy_document")
+        .into_iter()
+        .filter(|(name, _)| *name == document || *name == "function_base")
+        .flat_map(|(_, body)| nested(body, "statement"))
+        .filter(|statement| attr(statement, "effect").and_then(string).as_deref() != Some("Deny"))
+        .flat_map(|statement| attr(statement, "actions").map(strings).unwrap_or_default())
+        .collect()
+}
+
+fn check_calls_are_allowed(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (function, actions) in CALLS {
+        let allowed = granted(blocks, function);
+        for action in actions {
+            if !allowed.contains(*action) {
+                problems.push(format!(
+                    "{function}: the code calls {action}, its policy does not allow it"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_role_allows_the_calls_its_code_makes() {
+    assert_none("calls allowed", check_calls_are_allowed(&infra()));
+}
+
+#[test]
+fn a_call_without_its_permission_is_reported() {
+    let blocks = parse(
+        r#"
+data "aws_iam_policy_document" "transform" {
+  statement {
+    actions   = ["glue:GetTable", "glue:CreateTable"]
+    resources = ["*"]
+  }
+}
+"#,
+    );
+    let problems = check_calls_are_allowed(&blocks);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("transform: the code calls glue:UpdatePartition")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("ingest: the code calls kinesis:PutRecords")),
+        "{problems:?}"
+    );
+}

@@ -125,24 +125,42 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .await
         .unwrap();
     assert!(ingested["rows"].as_u64().unwrap() > 100, "{ingested}");
+    // The first transform commits its data but cannot reach Glue (an
+    // endpoint that refuses): it fails, and the next invocation registers
+    // what is pending although it has nothing new to transform.
+    let no_glue_sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9")
+        .load()
+        .await;
+    let transform_without_glue = Context::from_lookup(Function::Transform, &no_glue_sdk, |name| {
+        aws.env.get(name).cloned()
+    })
+    .await
+    .unwrap();
+    let failed = transform_handler(&transform_without_glue, &fixture("transform-s3.json"))
+        .await
+        .unwrap_err();
+    assert!(
+        failed.retryable && failed.message.contains("glue"),
+        "{failed}"
+    );
     let transformed = transform_handler(&transform, &fixture("transform-s3.json"))
         .await
         .unwrap();
     assert_eq!(
-        transformed["totesys"]["raw_manifests"],
-        json!([1]),
-        "{transformed}"
+        transformed["totesys"]["manifest"],
+        Value::Null,
+        "already transformed: {transformed}"
     );
     assert!(
-        transformed["totesys"]["catalog_partitions"]
-            .as_u64()
-            .unwrap()
-            > 0,
-        "{transformed}"
+        transformed["catalog_partitions"].as_u64().unwrap() > 0,
+        "the failed sync is retried: {transformed}"
     );
     let loaded = load_handler(&load, &fixture("load-s3.json")).await.unwrap();
     assert!(loaded["rows"].as_u64().unwrap() > 100, "{loaded}");
-    assert_eq!(loaded["freshness_lag_seconds"], json!(0.0));
+    // Freshness: the age of the ingest manifest behind what was loaded.
+    let lag = loaded["freshness_lag_seconds"].as_f64().unwrap();
+    assert!(lag > 0.0 && lag < 60.0, "{loaded}");
     assert_eq!(
         metrics.total("RowsLoaded"),
         2.0 * loaded["rows"].as_f64().unwrap(),
@@ -229,6 +247,10 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .await
         .unwrap();
     assert_eq!(again["rows"], json!(0), "{again}");
+    assert!(
+        again["freshness_lag_seconds"].as_f64().unwrap() > lag,
+        "nothing new: the warehouse grows older: {again}"
+    );
     assert!(
         aws.inbox.drain().await.is_empty(),
         "no alerts on a healthy run"
@@ -348,10 +370,7 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         json!(6),
         "3 produced + 3 in the fixture, once each: {t}"
     );
-    assert!(
-        t["markets"]["catalog_partitions"].as_u64().unwrap() >= 2,
-        "{t}"
-    );
+    assert!(t["catalog_partitions"].as_u64().unwrap() >= 2, "{t}");
     let load = aws.context(Function::Load, &[]).await;
     let l = load_handler(&load, &json!({})).await.unwrap();
     assert_eq!(l["trades"], json!(6), "{l}");
@@ -521,17 +540,50 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
             ],
         )
         .await;
-    // A deadline 7 s away leaves a budget for one poll.
-    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(7);
-    let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), Some(deadline))
+    // The source is down: the invocation fails (retryable), but the market
+    // polls still run. A deadline 7 s away leaves a budget for one poll.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dead_url = format!("postgres://postgres@127.0.0.1:{dead}/totesys?connect_timeout=2");
+    let source_down = aws
+        .context(
+            Function::Ingest,
+            &[
+                ("TRIBUTARY_STREAM_NAME", &stream_name),
+                ("TRIBUTARY_MERCADO_URL", &mercado),
+                ("TOTESYS_DATABASE_URL", &dead_url),
+            ],
+        )
+        .await;
+    let deadline = || std::time::SystemTime::now() + std::time::Duration::from_secs(7);
+    let failure = ingest_handler(
+        &source_down,
+        &fixture("ingest-schedule.json"),
+        Some(deadline()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.error_type(), "Retryable.Unreachable", "{failure}");
+    let alerts = aws.inbox.drain().await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.message.contains("cannot connect to the totesys database")),
+        "{alerts:?}"
+    );
+    // With the source back, totesys flows and no trade is polled twice.
+    let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), Some(deadline()))
         .await
         .unwrap();
-    assert!(
-        summary["rows"].as_u64().unwrap() > 0,
-        "totesys first: {summary}"
-    );
+    assert!(summary["rows"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["market_polls"], json!(1), "{summary}");
-    assert_eq!(summary["trades"], json!(3), "{summary}");
+    assert_eq!(
+        summary["trades"],
+        json!(0),
+        "polled while the source was down: {summary}"
+    );
 
     let event = kinesis_event(&kinesis, &stream_name).await;
     let sink = aws.context(Function::StreamSink, &[]).await;

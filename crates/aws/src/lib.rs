@@ -68,8 +68,69 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+impl Error {
+    /// Whether a later attempt may succeed unchanged: throttling, timeouts
+    /// and 5xx yes; refusals a person must fix (access denied, not found,
+    /// invalid input, a malformed secret) no.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Secret { reason, .. } => !reason.contains("RDS-shaped") && retryable(reason),
+            Error::Call { reason, .. } => retryable(reason),
+        }
+    }
+}
+
+/// Error codes of AWS services that no retry can fix.
+const PERMANENT: [&str; 12] = [
+    "AccessDenied",
+    "UnrecognizedClient",
+    "InvalidClientTokenId",
+    "AuthorizationError",
+    "ResourceNotFound",
+    "EntityNotFound",
+    "NotFoundException",
+    "ValidationException",
+    "InvalidParameter",
+    "InvalidRequest",
+    "KMSInvalidState",
+    "has no string value",
+];
+
+/// Judges an SDK error's full text (it carries the service's code).
+fn retryable(reason: &str) -> bool {
+    !PERMANENT.iter().any(|code| reason.contains(code))
+}
+
 impl From<Error> for tributary_pipeline::Error {
     fn from(error: Error) -> Self {
-        tributary_pipeline::Error::Aws(error.to_string())
+        tributary_pipeline::Error::Aws {
+            retryable: error.is_retryable(),
+            message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_not_retryable_and_throttling_is() {
+        let call = |reason: &str| Error::Call {
+            service: "glue",
+            operation: "UpdatePartition",
+            reason: reason.into(),
+        };
+        assert!(!call("service error: AccessDeniedException: not authorized").is_retryable());
+        assert!(!call("service error: EntityNotFoundException: no table").is_retryable());
+        assert!(call("service error: ThrottlingException: rate exceeded").is_retryable());
+        assert!(call("dispatch failure: io error: connection reset").is_retryable());
+        let malformed = Error::Secret {
+            secret: "s".into(),
+            reason: "is not an RDS-shaped JSON secret with host, …".into(),
+        };
+        assert!(!malformed.is_retryable());
+        let pipeline: tributary_pipeline::Error = malformed.into();
+        assert!(!pipeline.is_retryable());
     }
 }

@@ -41,6 +41,8 @@ pub const TRIBUTARY_COINCAP_URL: &str = "TRIBUTARY_COINCAP_URL";
 pub const COINCAP_API_KEY: &str = "COINCAP_API_KEY";
 /// Secret holding the CoinCap key (the bare key, or JSON with `api_key`).
 pub const COINCAP_SECRET_ARN: &str = "COINCAP_SECRET_ARN";
+/// The period of the ingest schedule: market polling ends before the next run.
+pub const TRIBUTARY_SCHEDULE_PERIOD: &str = "TRIBUTARY_SCHEDULE_PERIOD";
 
 /// Which of the four functions this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,11 @@ pub struct Context {
     pub catalog: Arc<dyn Catalog>,
     /// Market polling (ingest, when a stream is configured).
     pub markets: Option<Markets>,
+    /// Whether a real catalog is configured (the transform keeps a log of
+    /// what it registered only then).
+    pub catalog_enabled: bool,
+    /// The period of the ingest schedule.
+    pub schedule_period: std::time::Duration,
     totesys: Mutex<Option<Client>>,
     warehouse: Mutex<Option<Client>>,
 }
@@ -153,6 +160,18 @@ impl Context {
                 Arc::new(LogAlerts)
             }
         };
+        let schedule_period = match get(TRIBUTARY_SCHEDULE_PERIOD) {
+            Some(text) => humantime::parse_duration(text.trim()).map_err(|e| Failure {
+                retryable: false,
+                kind: "Setting",
+                message: format!(
+                    "{TRIBUTARY_SCHEDULE_PERIOD} is not a duration ({e}); example: {TRIBUTARY_SCHEDULE_PERIOD}=60s"
+                ),
+            })?,
+            None => std::time::Duration::from_secs(60),
+        };
+        let catalog_enabled =
+            function == Function::Transform && get(TRIBUTARY_GLUE_DATABASE).is_some();
         let catalog: Arc<dyn Catalog> = match get(TRIBUTARY_GLUE_DATABASE) {
             Some(db) if function == Function::Transform => {
                 Arc::new(GlueCatalog::new(aws_sdk_glue::Client::new(sdk), db))
@@ -204,6 +223,8 @@ impl Context {
             metrics: Arc::new(EmfMetrics::default()),
             catalog,
             markets,
+            catalog_enabled,
+            schedule_period,
             totesys: Mutex::new(None),
             warehouse: Mutex::new(None),
         })
@@ -224,7 +245,7 @@ impl Context {
     /// The source connection, opened now if there is none or it died.
     pub async fn totesys(&self) -> tributary_pipeline::Result<Connection<'_>> {
         let mut slot = self.totesys.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
+        if !alive(slot.as_ref()).await {
             *slot = Some(self.settings.connect_totesys().await?);
         }
         Ok(slot)
@@ -233,23 +254,25 @@ impl Context {
     /// The warehouse connection, opened now if there is none or it died.
     pub async fn warehouse(&self) -> tributary_pipeline::Result<Connection<'_>> {
         let mut slot = self.warehouse.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
+        if !alive(slot.as_ref()).await {
             *slot = Some(self.settings.connect_warehouse().await?);
         }
         Ok(slot)
     }
+}
 
-    /// Forgets a connection after a failure that may have left it unusable,
-    /// so the next invocation opens a fresh one.
-    pub fn forget_connection(slot: &mut Connection<'_>, error: &tributary_pipeline::Error) {
-        if matches!(
-            error,
-            tributary_pipeline::Error::Postgres(_) | tributary_pipeline::Error::Unreachable { .. }
-        ) || slot.as_ref().is_some_and(Client::is_closed)
-        {
-            **slot = None;
-        }
+/// Whether a kept connection still answers. A frozen Lambda environment
+/// can thaw with a socket that a proxy or failover dropped silently, which
+/// `is_closed` cannot see: an empty query (one round trip) does.
+async fn alive(client: Option<&Client>) -> bool {
+    let Some(client) = client else { return false };
+    if client.is_closed() {
+        return false;
     }
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.simple_query("")).await,
+        Ok(Ok(_))
+    )
 }
 
 /// The CoinCap key from a secret string: the bare key or `{"api_key": …}`.

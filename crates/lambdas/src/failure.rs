@@ -56,7 +56,7 @@ fn kind_of(error: &tributary_pipeline::Error) -> &'static str {
         E::Market(_) => "Market",
         E::Source(_) => "Source",
         E::Postgres(_) => "Database",
-        E::Aws(_) => "Aws",
+        E::Aws { .. } => "Aws",
         _ => "Other",
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
 use tributary_pipeline::{
-    catalog::sync_manifest,
+    catalog::sync_manifests,
     ingest::{IngestOptions, IngestRequest, ingest},
     load::load,
     markets_load::load_markets,
@@ -31,8 +31,6 @@ use crate::{
 pub const POLL_EVERY: Duration = Duration::from_secs(15);
 /// Time kept free at the end of an invocation.
 const MARGIN: Duration = Duration::from_secs(5);
-/// The schedule's period: one invocation polls until about the next.
-const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
 
 /// The key prefix of a lake root URL inside its bucket (`s3://b/p/q` → `p/q`).
 fn key_prefix(url: &str) -> String {
@@ -49,7 +47,8 @@ fn after_failure(slot: &mut Connection<'_>) {
 
 /// `ingest`: a schedule runs every table incrementally, then polls the
 /// markets until shortly before the next schedule; a backfill re-extracts
-/// the named tables since a time.
+/// the named tables since a time. A source outage does not stop the market
+/// polls: the totesys error is returned after them.
 pub async fn ingest_handler(
     ctx: &Context,
     event: &Value,
@@ -61,56 +60,41 @@ pub async fn ingest_handler(
         IngestEvent::Scheduled => IngestRequest::default(),
         IngestEvent::Backfill(request) => request.clone(),
     };
-    let options = IngestOptions::from(&ctx.settings);
-    let mut slot = match ctx.totesys().await {
-        Ok(slot) => slot,
-        Err(error) => {
-            // Alert with the stage's wording, then fail the invocation.
-            tributary_pipeline::alerts::stage_failed(
-                ctx.alerts.as_ref(),
-                "ingest",
-                "-",
-                &error,
-                tributary_pipeline::alerts::FailureAdvice {
-                    retryable: "the next scheduled run retries; check the source database and its network path if this repeats",
-                    needs_fix: "fix the setting or secret named above",
-                },
-            )
-            .await;
-            return Err(error.into());
+    let totesys = ingest_totesys(ctx, &request).await;
+    let mut summary = match &totesys {
+        Ok(report) => {
+            record_ingest(ctx.metrics.as_ref(), report);
+            json!({
+                "run_id": report.run_id.as_str(),
+                "manifest": report.seq,
+                "rows": report.rows(),
+                "tables": report.tables.iter().filter(|t| t.rows > 0)
+                    .map(|t| json!({"table": t.table, "rows": t.rows})).collect::<Vec<_>>(),
+            })
         }
+        Err(_) => json!({}),
     };
-    let client = slot.as_mut().expect("connected");
-    let report = match ingest(client, &ctx.raw, &options, &request, ctx.alerts.as_ref()).await {
-        Ok(report) => report,
-        Err(error) => {
-            after_failure(&mut slot);
-            return Err(error.into());
-        }
-    };
-    drop(slot);
-    record_ingest(ctx.metrics.as_ref(), &report);
-    let mut summary = json!({
-        "run_id": report.run_id.as_str(),
-        "manifest": report.seq,
-        "rows": report.rows(),
-        "tables": report.tables.iter().filter(|t| t.rows > 0).map(|t| json!({"table": t.table, "rows": t.rows})).collect::<Vec<_>>(),
-    });
     if let (IngestEvent::Scheduled, Some(markets)) = (&parsed, &ctx.markets) {
         let remaining = deadline
             .and_then(|d| d.duration_since(std::time::SystemTime::now()).ok())
-            .unwrap_or(SCHEDULE_PERIOD);
+            .unwrap_or(ctx.schedule_period);
         // End before the next schedule fires: with reserved concurrency 1
         // an overlapping invocation would be throttled and queued.
         let budget = remaining
-            .min(SCHEDULE_PERIOD.saturating_sub(started.elapsed()))
+            .min(ctx.schedule_period.saturating_sub(started.elapsed()))
             .saturating_sub(MARGIN);
+        // Each symbol's trades cost one request, at most one a second: a
+        // tick takes no more symbols than fit between two ticks.
+        let options = PollOptions {
+            max_symbols_per_tick: (POLL_EVERY.as_secs() as usize).saturating_sub(3).max(1),
+            ..PollOptions::default()
+        };
         let polls = poll_during(
             &markets.mercado,
             markets.coincap.as_ref(),
             markets.stream.as_ref(),
             &ctx.raw,
-            &PollOptions::default(),
+            &options,
             ctx.alerts.as_ref(),
             budget,
             POLL_EVERY,
@@ -125,7 +109,40 @@ pub async fn ingest_handler(
         summary["market_polls"] = json!(polls.len());
         summary["trades"] = json!(trades);
     }
+    totesys.map_err(Failure::from)?;
     Ok(summary)
+}
+
+/// The totesys part of an ingest run, alerting when the source cannot be
+/// reached (the stage alerts its own failures).
+async fn ingest_totesys(
+    ctx: &Context,
+    request: &IngestRequest,
+) -> tributary_pipeline::Result<tributary_pipeline::ingest::IngestReport> {
+    let options = IngestOptions::from(&ctx.settings);
+    let mut slot = match ctx.totesys().await {
+        Ok(slot) => slot,
+        Err(error) => {
+            tributary_pipeline::alerts::stage_failed(
+                ctx.alerts.as_ref(),
+                "ingest",
+                "-",
+                &error,
+                tributary_pipeline::alerts::FailureAdvice {
+                    retryable: "the next scheduled run retries; check the source database and its network path if this repeats",
+                    needs_fix: "fix the setting or secret named above",
+                },
+            )
+            .await;
+            return Err(error);
+        }
+    };
+    let client = slot.as_mut().expect("connected");
+    let result = ingest(client, &ctx.raw, &options, request, ctx.alerts.as_ref()).await;
+    if result.is_err() {
+        after_failure(&mut slot);
+    }
+    result
 }
 
 /// `transform`: the raw manifests named by S3 events (any order, repeats
@@ -153,17 +170,12 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         )
         .await?;
         record_transform(ctx.metrics.as_ref(), &report);
-        let partitions = match report.seq {
-            Some(seq) => catalog(ctx, TRANSFORM_SOURCE, seq).await?,
-            None => 0,
-        };
         summary["totesys"] = json!({
             "run_id": report.run_id.as_str(),
             "manifest": report.seq,
             "raw_manifests": report.inputs,
             "rows": report.rows,
             "quarantined": report.quarantined,
-            "catalog_partitions": partitions,
         });
     }
     if markets {
@@ -192,44 +204,77 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
                 Sample::count("DuplicateTrades", report.duplicates),
             ],
         );
-        let partitions = match report.seq {
-            Some(seq) => catalog(ctx, MARKETS_SOURCE, seq).await?,
-            None => 0,
-        };
         summary["markets"] = json!({
             "manifest": report.seq,
             "trades": report.trades,
             "duplicates": report.duplicates,
             "bars": report.bars,
             "compacted_days": report.compacted_days,
-            "catalog_partitions": partitions,
         });
     }
+    summary["catalog_partitions"] = json!(catalog(ctx).await?);
     Ok(summary)
 }
 
-/// Registers what a processed manifest wrote; a catalog failure is alerted
-/// and fails the invocation (the data is committed; the S3 retry or the next
-/// manifest registers the partitions again, which is harmless).
-async fn catalog(ctx: &Context, source: &str, seq: u64) -> Result<usize, Failure> {
-    match sync_manifest(
-        ctx.catalog.as_ref(),
-        &ctx.processed,
-        &ctx.settings.processed_url,
-        source,
-        seq,
-    )
-    .await
-    {
+/// What the catalog log remembers: the last manifest registered per log.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CatalogState {
+    synced: std::collections::BTreeMap<String, u64>,
+}
+
+/// The catalog's own manifest log in the processed lake.
+pub const CATALOG_SOURCE: &str = "catalog";
+
+/// Registers every processed manifest not yet in the catalog (of both
+/// logs), then records how far it got in the catalog's own log. A failed
+/// sync is alerted and retried by the next invocation, whatever triggers it.
+async fn catalog(ctx: &Context) -> Result<usize, Failure> {
+    if !ctx.catalog_enabled {
+        return Ok(0);
+    }
+    let log = ManifestLog::new(ctx.processed.clone(), CATALOG_SOURCE);
+    let result: tributary_pipeline::Result<usize> = async {
+        let previous: Option<Manifest<CatalogState>> = log.latest().await?;
+        let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+        let mut state = previous.map(|m| m.state).unwrap_or_default();
+        let mut partitions = 0;
+        let mut changed = false;
+        for source in [TRANSFORM_SOURCE, MARKETS_SOURCE] {
+            let latest = ManifestLog::new(ctx.processed.clone(), source)
+                .latest_seq()
+                .await?;
+            let first = state.synced.get(source).copied().unwrap_or(0) + 1;
+            if first > latest {
+                continue;
+            }
+            partitions += sync_manifests(
+                ctx.catalog.as_ref(),
+                &ctx.processed,
+                &ctx.settings.processed_url,
+                source,
+                first..=latest,
+            )
+            .await?;
+            state.synced.insert(source.to_string(), latest);
+            changed = true;
+        }
+        if changed {
+            log.commit(previous_seq, &RunId::now(), Utc::now(), Vec::new(), state)
+                .await?;
+        }
+        Ok(partitions)
+    }
+    .await;
+    match result {
         Ok(n) => Ok(n),
         Err(error) => {
             ctx.alerts
                 .send(&tributary_pipeline::alerts::Alert {
                     stage: "transform",
-                    run_id: format!("{source} manifest {seq}"),
+                    run_id: "-".into(),
                     table: None,
                     message: format!("catalog sync failed: {error}"),
-                    action: "the processed data is committed; Athena misses the new partitions until a later transform registers them (invoke transform with {} to retry)".into(),
+                    action: "the processed data is committed; Athena misses the new partitions until the next transform invocation registers them (invoke transform with {} to retry now)".into(),
                 })
                 .await;
             Err(error.into())
@@ -237,27 +282,42 @@ async fn catalog(ctx: &Context, source: &str, seq: u64) -> Result<usize, Failure
     }
 }
 
-/// How long the oldest processed manifest not yet in the warehouse has
-/// waited (zero when the warehouse is current).
-async fn waiting(
+/// The freshness lag after a load: how old the newest source state in the
+/// warehouse is, i.e. now minus the commit time of the raw (ingest)
+/// manifest behind the newest processed manifest loaded. Ingest commits a
+/// manifest every run, changes or not, so this stays about a minute while
+/// every stage works and grows when any of them stalls. `None` before the
+/// first load.
+async fn freshness_lag(
     processed: &Lake,
+    raw: &Lake,
     warehouse: &tokio_postgres::Client,
-) -> Result<Duration, Failure> {
-    let status = tributary_pipeline::status::downstream_status(processed, Some(warehouse)).await?;
-    let (Some((latest, _)), Some(through)) = (status.processed, status.loaded_through) else {
-        return Ok(Duration::ZERO);
-    };
-    if through >= latest {
-        return Ok(Duration::ZERO);
+) -> Result<Option<Duration>, Failure> {
+    let through = tributary_pipeline::status::downstream_status(processed, Some(warehouse))
+        .await?
+        .loaded_through
+        .unwrap_or(0);
+    if through == 0 {
+        return Ok(None);
     }
-    let next: Option<Manifest<TransformState>> =
-        ManifestLog::new(processed.clone(), TRANSFORM_SOURCE)
-            .read(through + 1)
-            .await
-            .map_err(tributary_pipeline::Error::from)?;
-    Ok(next
-        .map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default())
-        .unwrap_or_default())
+    let read = async {
+        let loaded: Option<Manifest<TransformState>> =
+            ManifestLog::new(processed.clone(), TRANSFORM_SOURCE)
+                .read(through)
+                .await?;
+        let Some(loaded) = loaded else {
+            return Ok(None);
+        };
+        let source: Option<Manifest<Value>> =
+            ManifestLog::new(raw.clone(), tributary_pipeline::ingest::SOURCE)
+                .read(loaded.state.raw_seq)
+                .await?;
+        Ok::<_, tributary_lake::Error>(
+            source.map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default()),
+        )
+    };
+    read.await
+        .map_err(|e| Failure::from(tributary_pipeline::Error::from(e)))
 }
 
 /// `load`: every pending processed manifest (totesys, then markets), one
@@ -307,7 +367,7 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
             return Err(error.into());
         }
     };
-    let lag = waiting(&ctx.processed, client).await?;
+    let lag = freshness_lag(&ctx.processed, &ctx.raw, client).await?;
     record_load(ctx.metrics.as_ref(), &report, lag);
     ctx.metrics.record(
         "load",
@@ -320,7 +380,7 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
         "rows": report.rows(),
         "trades": markets.0,
         "daily_bars": markets.1,
-        "freshness_lag_seconds": lag.as_secs_f64(),
+        "freshness_lag_seconds": lag.map(|l| l.as_secs_f64()),
     }))
 }
 

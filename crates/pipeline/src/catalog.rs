@@ -202,21 +202,23 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
     tables
 }
 
-/// Registers what processed manifest `seq` of log `source` wrote.
-/// Returns the number of partitions named.
-pub async fn sync_manifest(
+/// Registers what processed manifests `seqs` of log `source` wrote, in one
+/// sync (a partition named by several of them is registered once, at its
+/// newest location). Returns the number of partitions named.
+pub async fn sync_manifests(
     catalog: &dyn Catalog,
     processed: &Lake,
     root_url: &str,
     source: &str,
-    seq: u64,
+    seqs: std::ops::RangeInclusive<u64>,
 ) -> Result<usize> {
     let log = ManifestLog::new(processed.clone(), source);
-    let manifest: Option<Manifest<serde_json::Value>> = log.read(seq).await?;
-    let Some(manifest) = manifest else {
-        return Ok(0);
-    };
-    let tables = table_specs(root_url, manifest.files.iter().map(|f| f.key.as_str()));
+    let mut keys = Vec::new();
+    for seq in seqs {
+        let manifest: Option<Manifest<serde_json::Value>> = log.read(seq).await?;
+        keys.extend(manifest.into_iter().flat_map(|m| m.files).map(|f| f.key));
+    }
+    let tables = table_specs(root_url, keys.iter().map(String::as_str));
     catalog.sync(&tables).await?;
     Ok(tables.iter().map(|t| t.partitions.len()).sum())
 }

@@ -57,8 +57,14 @@ pub enum Error {
     Source(#[from] tributary_totesys::Error),
 
     /// An AWS service call failed (SNS, Glue, Kinesis, Secrets Manager).
-    #[error("aws: {0}")]
-    Aws(String),
+    #[error("aws: {message}")]
+    Aws {
+        /// What failed, with the service's code and message.
+        message: String,
+        /// False when the service refused for a reason a retry cannot fix
+        /// (access denied, not found, invalid request, a malformed secret).
+        retryable: bool,
+    },
 
     /// A database query failed.
     #[error("database: {0}")]
@@ -71,6 +77,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         if let Error::Market(market) = self {
             return market.is_retryable();
+        }
+        if let Error::Aws { retryable, .. } = self {
+            return *retryable;
         }
         !matches!(
             self,

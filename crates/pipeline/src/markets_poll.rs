@@ -221,8 +221,9 @@ pub async fn poll_markets(
 
 /// Polls every `every` for as long as `budget` allows: one scheduled
 /// invocation (every minute) then keeps trades flowing about every 15 s
-/// instead of once a minute. The last tick starts only if it can finish
-/// before the budget ends (a tick is assumed to take at most `every`).
+/// instead of once a minute. A tick starts only if it can finish before the
+/// budget ends, judged by the longest tick so far (at least `every`); a tick
+/// that overran starts the next one at once rather than on the old grid.
 #[allow(clippy::too_many_arguments)]
 pub async fn poll_during(
     mercado: &MercadoBitcoin,
@@ -235,12 +236,18 @@ pub async fn poll_during(
     every: Duration,
 ) -> Result<Vec<PollReport>> {
     let started = tokio::time::Instant::now();
+    let end = started + budget;
     let mut reports = Vec::new();
     let mut next = started;
-    while next + every <= started + budget || reports.is_empty() {
+    let mut longest = every;
+    loop {
         tokio::time::sleep_until(next).await;
+        let tick = tokio::time::Instant::now();
         reports.push(poll_markets(mercado, coincap, stream, raw, options, alerts).await?);
-        next += every;
+        longest = longest.max(tick.elapsed());
+        next = (next + every).max(tokio::time::Instant::now());
+        if next + longest > end {
+            return Ok(reports);
+        }
     }
-    Ok(reports)
 }

@@ -173,9 +173,8 @@ pub fn record_transform(metrics: &dyn Metrics, report: &TransformReport) {
 }
 
 /// Figures of a load run: rows per table, the run's time, and the freshness
-/// lag — how long the oldest processed manifest still waiting for the
-/// warehouse has waited (zero when the warehouse is current).
-pub fn record_load(metrics: &dyn Metrics, report: &LoadReport, waiting: std::time::Duration) {
+/// lag (the age of the newest source state in the warehouse), when known.
+pub fn record_load(metrics: &dyn Metrics, report: &LoadReport, lag: Option<std::time::Duration>) {
     let mut per_table = std::collections::BTreeMap::<&str, u64>::new();
     for manifest in &report.manifests {
         for (table, rows) in &manifest.rows {
@@ -185,17 +184,16 @@ pub fn record_load(metrics: &dyn Metrics, report: &LoadReport, waiting: std::tim
     for (table, rows) in per_table {
         metrics.record("load", Some(table), &[Sample::count("RowsLoaded", rows)]);
     }
-    metrics.record(
-        "load",
-        None,
-        &[
-            Sample::count("RowsLoaded", report.rows()),
-            Sample::count("ManifestsLoaded", report.manifests.len() as u64),
-            Sample::seconds("RunDuration", report.elapsed),
-            Sample::seconds("FreshnessLagSeconds", waiting),
-            Sample::count("RunSucceeded", 1),
-        ],
-    );
+    let mut samples = vec![
+        Sample::count("RowsLoaded", report.rows()),
+        Sample::count("ManifestsLoaded", report.manifests.len() as u64),
+        Sample::seconds("RunDuration", report.elapsed),
+        Sample::count("RunSucceeded", 1),
+    ];
+    if let Some(lag) = lag {
+        samples.push(Sample::seconds("FreshnessLagSeconds", lag));
+    }
+    metrics.record("load", None, &samples);
 }
 
 #[cfg(test)]
