@@ -32,9 +32,13 @@ pub const POLL_EVERY: Duration = Duration::from_secs(15);
 /// Time kept free at the end of an invocation.
 const MARGIN: Duration = Duration::from_secs(5);
 
-/// The key prefix of a lake root URL inside its bucket (`s3://b/p/q` → `p/q`).
+/// The key prefix of an S3 lake root inside its bucket (`s3://b/p/q` →
+/// `p/q`), which S3 event keys carry. Other lakes (local files, memory)
+/// have no bucket: event keys are relative to the lake root.
 fn key_prefix(url: &str) -> String {
     url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "s3")
         .map(|u| u.path().trim_matches('/').to_string())
         .unwrap_or_default()
 }
@@ -413,6 +417,6 @@ mod tests {
     fn key_prefix_is_the_path_inside_the_bucket() {
         assert_eq!(key_prefix("s3://bucket"), "");
         assert_eq!(key_prefix("s3://bucket/lake/raw/"), "lake/raw");
-        assert_eq!(key_prefix("file:///tmp/x"), "tmp/x");
+        assert_eq!(key_prefix("file:///tmp/x"), "");
     }
 }
