@@ -26,6 +26,9 @@ locals {
     TRIBUTARY_ALERT_TOPIC_ARN = aws_sns_topic.alerts.arn
     AWS_CHECKSUM_ALGORITHM    = "SHA256"
   }
+
+  # The RDS CA bundle packaged beside the binary (see var.pg_ca_in_zip).
+  database_tls_environment = var.pg_ca_in_zip ? { TRIBUTARY_PG_CA_FILE = "/var/task/pg-ca.pem" } : {}
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -57,7 +60,7 @@ resource "aws_lambda_function" "ingest" {
   kms_key_arn                    = aws_kms_key.main.arn
 
   environment {
-    variables = merge(local.common_environment, {
+    variables = merge(local.common_environment, local.database_tls_environment, {
       TOTESYS_SECRET_ARN        = aws_secretsmanager_secret.totesys.arn
       TRIBUTARY_STREAM_NAME     = aws_kinesis_stream.markets.name
       TRIBUTARY_SCHEDULE_PERIOD = local.ingest_period
@@ -151,7 +154,7 @@ resource "aws_lambda_function" "load" {
   kms_key_arn                    = aws_kms_key.main.arn
 
   environment {
-    variables = merge(local.common_environment, {
+    variables = merge(local.common_environment, local.database_tls_environment, {
       WAREHOUSE_SECRET_ARN = aws_secretsmanager_secret.warehouse.arn
     })
   }

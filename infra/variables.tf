@@ -42,6 +42,12 @@ variable "lambda_zip_dir" {
   default     = "../target/lambda"
 }
 
+variable "pg_ca_in_zip" {
+  description = "True when the zips carry the RDS CA bundle (make package with TRIBUTARY_PG_CA_BUNDLE=/path/global-bundle.pem): ingest and load then trust it for TLS to the databases. RDS certificates are not signed by a public root, so TLS to RDS needs it."
+  type        = bool
+  default     = false
+}
+
 variable "log_level" {
   description = "RUST_LOG of every function (tracing EnvFilter syntax, e.g. \"info\" or \"info,tributary_pipeline=debug\")."
   type        = string

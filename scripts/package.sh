@@ -5,6 +5,11 @@
 #
 # Needs cargo-lambda (installed here with pip when missing; it brings zig as
 # the cross linker) and the aarch64-unknown-linux-gnu standard library.
+#
+# TLS to RDS needs Amazon's RDS CA bundle (not a public root): download
+# global-bundle.pem from the RDS documentation and run
+#   TRIBUTARY_PG_CA_BUNDLE=/path/global-bundle.pem make package
+# then deploy with -var pg_ca_in_zip=true (it becomes /var/task/pg-ca.pem).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +19,10 @@ if ! cargo lambda --version >/dev/null 2>&1; then
     echo "package: cannot install cargo-lambda; install it with 'python3 -m pip install cargo-lambda'" >&2
     exit 1
   }
+fi
+if [[ -n "${TRIBUTARY_PG_CA_BUNDLE:-}" && ! -f "$TRIBUTARY_PG_CA_BUNDLE" ]]; then
+  echo "package: TRIBUTARY_PG_CA_BUNDLE=$TRIBUTARY_PG_CA_BUNDLE is not a file" >&2
+  exit 1
 fi
 if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
   echo "package: the aarch64-unknown-linux-gnu standard library is missing." >&2
@@ -32,7 +41,10 @@ echo "package: built in $(( $(date +%s) - started ))s"
 # of the zip. llvm-strip reads aarch64 ELF on any host (Debian: llvm).
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 strip_tool=$(command -v llvm-strip || true)
-[[ -n "$strip_tool" ]] || echo "package: llvm-strip not found (apt-get install llvm): zips keep their debug sections"
+if [[ -z "$strip_tool" ]]; then
+  echo "package: llvm-strip not found (apt-get install llvm): zips keep their debug sections"
+  [[ -z "${TRIBUTARY_PG_CA_BUNDLE:-}" ]] || { echo "package: adding the CA bundle needs llvm-strip's repacking step; install llvm" >&2; exit 1; }
+fi
 printf '%-12s %14s %14s %12s\n' function "binary (built)" "binary (zip)" zip
 for fn in ingest transform load stream-sink; do
   zip="$lambda_dir/$fn/bootstrap.zip"
@@ -42,14 +54,20 @@ for fn in ingest transform load stream-sink; do
   if [[ -n "$strip_tool" ]]; then
     work=$(mktemp -d)
     "$strip_tool" --strip-debug -o "$work/bootstrap" "$bin"
-    python3 - "$work/bootstrap" "$zip" <<'PY'
+    python3 - "$work/bootstrap" "$zip" "${TRIBUTARY_PG_CA_BUNDLE:-}" <<'PY'
 import sys, zipfile
-src, dst = sys.argv[1], sys.argv[2]
-info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
-info.external_attr = 0o100755 << 16  # a regular, executable file
-info.compress_type = zipfile.ZIP_DEFLATED
-with zipfile.ZipFile(dst, "w") as z, open(src, "rb") as f:
-    z.writestr(info, f.read(), compresslevel=9)
+src, dst, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+def entry(name, mode):
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = mode << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+with zipfile.ZipFile(dst, "w") as z:
+    with open(src, "rb") as f:
+        z.writestr(entry("bootstrap", 0o100755), f.read(), compresslevel=9)
+    if ca:
+        with open(ca, "rb") as f:
+            z.writestr(entry("pg-ca.pem", 0o100644), f.read(), compresslevel=9)
 PY
     shipped=$(stat -c %s "$work/bootstrap")
     rm -rf "$work"
