@@ -74,6 +74,14 @@ async fn stream_sink_runs_under_cargo_lambda_watch_and_answers_an_invoke() {
         );
         return;
     }
+    // Build the binary as the watcher will (one package, one bin: its own
+    // feature set), so the first invoke does not wait on a compile.
+    let built = Command::new("cargo")
+        .args(["build", "-p", "tributary-lambdas", "--bin", "stream-sink"])
+        .current_dir(workspace())
+        .status()
+        .expect("cargo build");
+    assert!(built.success(), "cargo build of stream-sink failed");
     let (_raw_dir, raw_url) = temp_lake();
     let (_processed_dir, processed_url) = temp_lake();
     let port = free_port();
