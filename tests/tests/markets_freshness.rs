@@ -237,3 +237,148 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
         "fact_trade keeps it, the default view drops it, its day keeps a bar"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_candles_fill_the_history_before_polling_and_trades_win_where_both_exist() {
+    let Some(mut stack) = Stack::new("candles").await else {
+        return;
+    };
+    let mut state = ReplayState::default();
+    state.symbols.push((
+        "BTC-BRL".into(),
+        "CRYPTO".into(),
+        "BTC".into(),
+        "BRL".into(),
+    ));
+    let day = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let candle = |o: &str, h: &str, l: &str, c: &str, v: &str| {
+        [
+            o.to_string(),
+            h.to_string(),
+            l.to_string(),
+            c.to_string(),
+            v.to_string(),
+        ]
+    };
+    let today = chrono::Utc::now().date_naive();
+    let yesterday = (today - chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    state.candles.insert(
+        "BTC-BRL".into(),
+        vec![
+            (day("2019-12-31"), candle("1", "1", "1", "1", "1")),
+            (
+                day("2020-01-01"),
+                candle("29000.5", "29500", "28800.25", "29300", "12.00000001"),
+            ),
+            (
+                day("2020-01-02"),
+                candle("29300", "30100", "29100", "30000.1", "8.5"),
+            ),
+            (day(&yesterday), candle("9", "9", "9", "9", "9")),
+        ],
+    );
+    let server = ReplayServer::start(state).await.unwrap();
+    // A trade yesterday: that day's bar comes from trades, not the candle.
+    let yesterday_noon = day(&yesterday) + 12 * 3600;
+    server.publish_trade("BTC-BRL", yesterday_noon, "488900.5", "0.01", "buy");
+    let policy = RetryPolicy {
+        min_interval: Duration::from_millis(50),
+        ..RetryPolicy::default()
+    };
+    let mercado = MercadoBitcoin::new(&server.mercado_base(), policy);
+    let kept = tributary_pipeline::markets_history::backfill_history(
+        &mercado,
+        &stack.raw,
+        &tributary_pipeline::markets_history::HistoryRequest {
+            since: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            until: None,
+            symbols: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        kept.candles.get("BTC-BRL"),
+        Some(&3),
+        "2019-12-31 is before since"
+    );
+    let mut markets = Markets {
+        mercado,
+        server,
+        local: LocalMarkets::new(None),
+    };
+    markets.cycle(&mut stack).await;
+    let rows = stack
+        .warehouse_rows(
+            "SELECT day::text, open::text, low::text, close::text, base_volume::text, \
+                    coalesce(trades::text, '-'), source \
+             FROM ohlcv_daily_all WHERE symbol = 'BTC-BRL' ORDER BY day",
+        )
+        .await;
+    let row = |d: &str, o: &str, l: &str, c: &str, v: &str, t: &str, s: &str| {
+        [d, o, l, c, v, t, s].map(|x| Some(x.to_string())).to_vec()
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                "2020-01-01",
+                "29000.500000000000000000",
+                "28800.250000000000000000",
+                "29300.000000000000000000",
+                "12.000000010000000000",
+                "-",
+                "candles"
+            ),
+            row(
+                "2020-01-02",
+                "29300.000000000000000000",
+                "29100.000000000000000000",
+                "30000.100000000000000000",
+                "8.500000000000000000",
+                "-",
+                "candles"
+            ),
+            row(
+                &yesterday,
+                "488900.500000000000000000",
+                "488900.500000000000000000",
+                "488900.500000000000000000",
+                "0.010000000000000000",
+                "1",
+                "trades"
+            ),
+        ],
+        "exact history from candles; the traded day from its trades"
+    );
+    // Backfilling again changes nothing.
+    tributary_pipeline::markets_history::backfill_history(
+        &markets.mercado,
+        &stack.raw,
+        &tributary_pipeline::markets_history::HistoryRequest {
+            since: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            until: None,
+            symbols: Some(vec!["BTC-BRL".into()]),
+        },
+    )
+    .await
+    .unwrap();
+    markets.cycle(&mut stack).await;
+    let again = stack
+        .warehouse_rows(
+            "SELECT day::text, open::text, low::text, close::text, base_volume::text, \
+                    coalesce(trades::text, '-'), source \
+             FROM ohlcv_daily_all WHERE symbol = 'BTC-BRL' ORDER BY day",
+        )
+        .await;
+    assert_eq!(again, rows);
+}

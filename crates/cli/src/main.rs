@@ -80,6 +80,10 @@ struct MarketsArgs {
         default_value = "https://rest.coincap.io/v3"
     )]
     coincap_url: String,
+    /// First, keep the daily candles of every crypto symbol since this day
+    /// (the history before polling; e.g. 2020-01-01), then run as usual.
+    #[arg(long, value_name = "DAY")]
+    history_since: Option<chrono::NaiveDate>,
 }
 
 #[derive(Args)]

@@ -27,6 +27,23 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
             None
         }
     };
+    if let Some(since) = args.history_since {
+        let state = tributary_pipeline::markets_history::backfill_history(
+            &mercado,
+            &raw,
+            &tributary_pipeline::markets_history::HistoryRequest {
+                since,
+                until: None,
+                symbols: None,
+            },
+        )
+        .await?;
+        println!(
+            "markets: kept {} daily candle(s) of {} symbol(s) from {since}",
+            state.candles.values().sum::<u64>(),
+            state.candles.len()
+        );
+    }
     let local =
         tokio::sync::Mutex::new(tributary_pipeline::markets_run::LocalMarkets::new(coincap));
     let cycle = || async {

@@ -15,6 +15,8 @@ pub enum IngestEvent {
     Scheduled,
     /// A manual backfill, e.g. `{"tables":["payment"],"since":"2024-01-01T00:00:00Z"}`.
     Backfill(IngestRequest),
+    /// The markets' history before polling, e.g. `{"candles":{"since":"2020-01-01"}}`.
+    History(tributary_pipeline::markets_history::HistoryRequest),
 }
 
 fn is_schedule(event: &Value) -> bool {
@@ -30,6 +32,14 @@ fn is_empty(event: &Value) -> bool {
 pub fn ingest_event(event: &Value) -> Result<IngestEvent, Failure> {
     if is_schedule(event) || is_empty(event) {
         return Ok(IngestEvent::Scheduled);
+    }
+    if let Some(candles) = event.get("candles") {
+        let request = serde_json::from_value(candles.clone()).map_err(|e| {
+            Failure::bad_event(format!(
+                "candles takes {{\"since\":\"2020-01-01\"}} (optional \"until\", \"symbols\"): {e}"
+            ))
+        })?;
+        return Ok(IngestEvent::History(request));
     }
     let request: IngestRequest = serde_json::from_value(event.clone()).map_err(|e| {
         Failure::bad_event(format!(
@@ -209,6 +219,17 @@ mod tests {
             !typo.retryable && typo.message.contains("backfill"),
             "{typo}"
         );
+        match ingest_event(&json!({"candles": {"since": "2020-01-01", "symbols": ["BTC-BRL"]}}))
+            .unwrap()
+        {
+            IngestEvent::History(r) => {
+                assert_eq!(r.since.to_string(), "2020-01-01");
+                assert_eq!(r.symbols, Some(vec!["BTC-BRL".to_string()]));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = ingest_event(&json!({"candles": {"from": "2020-01-01"}})).unwrap_err();
+        assert!(!bad.retryable && bad.message.contains("since"), "{bad}");
         let unknown = ingest_event(&json!({"tables": ["payments"]})).unwrap_err();
         assert!(unknown.message.contains("payments"), "{unknown}");
     }

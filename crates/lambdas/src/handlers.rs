@@ -63,6 +63,23 @@ pub async fn ingest_handler(
     let request = match &parsed {
         IngestEvent::Scheduled => IngestRequest::default(),
         IngestEvent::Backfill(request) => request.clone(),
+        IngestEvent::History(request) => {
+            let Some(markets) = &ctx.markets else {
+                return Err(Failure::bad_event(
+                    "candles need the markets configured: TRIBUTARY_STREAM_NAME is not set",
+                ));
+            };
+            let state = tributary_pipeline::markets_history::backfill_history(
+                &markets.mercado,
+                &ctx.raw,
+                request,
+            )
+            .await?;
+            return Ok(json!({
+                "candles": state.candles.values().sum::<u64>(),
+                "symbols": state.candles.len(),
+            }));
+        }
     };
     let totesys = ingest_totesys(ctx, &request).await;
     let mut summary = match &totesys {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::{
     Error, Result,
     http::{JsonClient, RetryPolicy},
-    models::{ColumnarSymbols, Instrument, Ticker, WireTrade},
+    models::{Candle, ColumnarCandles, ColumnarSymbols, Instrument, Ticker, WireTrade},
 };
 
 /// Trades per page: the API's maximum.
@@ -36,6 +36,20 @@ impl MercadoBitcoin {
         columns.rows().ok_or_else(|| Error::Shape {
             endpoint: "symbols".to_string(),
             detail: "the parallel arrays differ in length".to_string(),
+        })
+    }
+
+    /// Daily candles of `symbol` from `from` to `to` (unix seconds): the
+    /// history before Tributary polled its trades.
+    pub async fn daily_candles(&self, symbol: &str, from: i64, to: i64) -> Result<Vec<Candle>> {
+        let url = format!(
+            "{}/candles?symbol={symbol}&resolution=1d&from={from}&to={to}",
+            self.base
+        );
+        let columns: ColumnarCandles = self.client.get("candles", &url).await?;
+        columns.rows(symbol).ok_or_else(|| Error::Shape {
+            endpoint: "candles".to_string(),
+            detail: "the parallel arrays differ in length or a time is out of range".to_string(),
         })
     }
 

@@ -104,6 +104,75 @@ pub struct ColumnarSymbols {
     pub currency: Vec<String>,
 }
 
+/// `/candles`: parallel arrays, `t` in unix seconds, the rest decimals.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ColumnarCandles {
+    /// Period starts, unix seconds.
+    pub t: Vec<i64>,
+    /// Opens.
+    pub o: Vec<crate::Decimal18>,
+    /// Highs.
+    pub h: Vec<crate::Decimal18>,
+    /// Lows.
+    pub l: Vec<crate::Decimal18>,
+    /// Closes.
+    pub c: Vec<crate::Decimal18>,
+    /// Base volumes.
+    pub v: Vec<crate::Decimal18>,
+}
+
+/// One daily candle: the history before Tributary saw the trades.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Candle {
+    /// `BASE-QUOTE`.
+    pub symbol: String,
+    /// The UTC day it covers.
+    pub day: chrono::NaiveDate,
+    /// Open.
+    pub open: crate::Decimal18,
+    /// High.
+    pub high: crate::Decimal18,
+    /// Low.
+    pub low: crate::Decimal18,
+    /// Close.
+    pub close: crate::Decimal18,
+    /// Base volume.
+    pub volume: crate::Decimal18,
+}
+
+impl ColumnarCandles {
+    /// The rows of `symbol`; `None` when the arrays differ in length or a
+    /// time is out of range.
+    pub fn rows(&self, symbol: &str) -> Option<Vec<Candle>> {
+        let n = self.t.len();
+        if [
+            self.o.len(),
+            self.h.len(),
+            self.l.len(),
+            self.c.len(),
+            self.v.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return None;
+        }
+        (0..n)
+            .map(|i| {
+                Some(Candle {
+                    symbol: symbol.to_string(),
+                    day: chrono::DateTime::from_timestamp(self.t[i], 0)?.date_naive(),
+                    open: self.o[i],
+                    high: self.h[i],
+                    low: self.l[i],
+                    close: self.c[i],
+                    volume: self.v[i],
+                })
+            })
+            .collect()
+    }
+}
+
 /// One instrument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instrument {
@@ -183,6 +252,29 @@ pub struct AssetPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candles_are_columnar_with_unix_seconds_and_must_line_up() {
+        let columns: ColumnarCandles = serde_json::from_str(
+            r#"{"t":[1577836800,1577923200],"o":["29000.5",29300],"h":["29500","30100"],
+                "l":["28800.25","29100"],"c":["29300","30000.1"],"v":["12.00000001","8.5"]}"#,
+        )
+        .unwrap();
+        let rows = columns.rows("BTC-BRL").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].day.to_string(), "2020-01-01");
+        assert_eq!(
+            rows[1].open,
+            "29300".parse().unwrap(),
+            "numbers and strings alike"
+        );
+        assert_eq!(rows[0].volume.to_string(), "12.00000001");
+        let ragged: ColumnarCandles = serde_json::from_str(
+            r#"{"t":[1577836800],"o":[],"h":["1"],"l":["1"],"c":["1"],"v":["1"]}"#,
+        )
+        .unwrap();
+        assert!(ragged.rows("BTC-BRL").is_none());
+    }
 
     #[test]
     fn trades_parse_from_strings_or_numbers_alike() {

@@ -57,6 +57,8 @@ pub struct ReplayState {
     pub symbols: Vec<(String, String, String, String)>,
     /// Trades per symbol.
     pub trades: BTreeMap<String, Vec<ReplayTrade>>,
+    /// Daily candles per symbol: (unix seconds, [open, high, low, close, volume]).
+    pub candles: BTreeMap<String, Vec<(i64, [String; 5])>>,
     /// CoinCap assets, as JSON objects.
     pub assets: Vec<Value>,
     /// Failures to serve, first match first: (path prefix, failure).
@@ -279,6 +281,30 @@ fn mercado(state: &ReplayState, rest: &str, params: &BTreeMap<&str, &str>) -> Re
                     "type": column(|s| &s.1),
                     "base-currency": column(|s| &s.2),
                     "currency": column(|s| &s.3),
+                }),
+            )
+        }
+        "candles" => {
+            let symbol = params.get("symbol").copied().unwrap_or_default();
+            let from: i64 = params.get("from").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let to: i64 = params
+                .get("to")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(i64::MAX);
+            let rows: Vec<&(i64, [String; 5])> = state
+                .candles
+                .get(symbol)
+                .into_iter()
+                .flatten()
+                .filter(|(t, _)| (from..=to).contains(t))
+                .collect();
+            let column =
+                |i: usize| -> Vec<&str> { rows.iter().map(|(_, v)| v[i].as_str()).collect() };
+            Reply::json(
+                200,
+                &json!({
+                    "t": rows.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+                    "o": column(0), "h": column(1), "l": column(2), "c": column(3), "v": column(4),
                 }),
             )
         }

@@ -234,6 +234,41 @@ pub fn ohlcv_batch(bars: &[&DailyBar]) -> Result<RecordBatch, RollupError> {
     )?)
 }
 
+/// Schema of `processed/markets/ohlcv_history`: daily candles of the
+/// years before the trades were polled (no quote volume, no trade count).
+pub fn history_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("day", DataType::Date32, false),
+    ];
+    for name in ["open", "high", "low", "close", "base_volume"] {
+        fields.push(Field::new(name, DECIMAL, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Candles as one batch of [`history_schema`].
+pub fn history_batch(candles: &[crate::Candle]) -> Result<RecordBatch, RollupError> {
+    let epoch = NaiveDate::default();
+    let column = |f: fn(&crate::Candle) -> Decimal18| decimals(candles.iter().map(|c| f(c).raw()));
+    Ok(RecordBatch::try_new(
+        history_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                candles.iter().map(|c| c.symbol.as_str()),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                candles.iter().map(|c| (c.day - epoch).num_days() as i32),
+            )),
+            column(|c| c.open)?,
+            column(|c| c.high)?,
+            column(|c| c.low)?,
+            column(|c| c.close)?,
+            column(|c| c.volume)?,
+        ],
+    )?)
+}
+
 /// Schema of `processed/markets/assets`: one row per base currency traded.
 pub fn assets_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -101,6 +101,15 @@ fn dataset_of(key: &str) -> Option<(Dataset, String, String)> {
         {
             (trades(), *partition)
         }
+        ["markets", "ohlcv_history", partition, _file] => (
+            Dataset {
+                prefix: "markets/ohlcv_history".into(),
+                name: "markets_ohlcv_history".into(),
+                schema: tributary_markets::rollup::history_schema(),
+                partition_key: "year",
+            },
+            *partition,
+        ),
         ["markets", "ohlcv_daily", partition, _file] => (
             Dataset {
                 prefix: "markets/ohlcv_daily".into(),
@@ -235,6 +244,7 @@ mod tests {
             "warehouse/fact_payment/date=2024-02-24/r1.parquet",
             "markets/trades/date=2026-11-22/r2.parquet",
             "markets/ohlcv_daily/year=2026/r2.parquet",
+            "markets/ohlcv_history/year=2020/r3.parquet",
             "markets/assets/r2.parquet",
             "_state/transform/r1/reference.parquet",
             "warehouse/not_a_table/date=2024-02-23/r1.parquet",
@@ -243,7 +253,12 @@ mod tests {
         let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
-            ["fact_payment", "markets_ohlcv_daily", "markets_trades"]
+            [
+                "fact_payment",
+                "markets_ohlcv_daily",
+                "markets_ohlcv_history",
+                "markets_trades"
+            ]
         );
         let payment = &specs[0];
         assert_eq!(

@@ -12,6 +12,7 @@ mod error;
 pub mod gz;
 pub mod ingest;
 pub mod load;
+pub mod markets_history;
 pub mod markets_load;
 pub mod markets_poll;
 pub mod markets_run;

@@ -54,6 +54,8 @@ pub struct MarketsState {
     pub uncompacted: BTreeMap<NaiveDate, Vec<String>>,
     /// The current compacted generation of each closed day.
     pub compacted: BTreeMap<NaiveDate, Vec<String>>,
+    /// The last candle backfill manifest consumed.
+    pub candles_seq: u64,
 }
 
 /// What a run did.
@@ -71,6 +73,8 @@ pub struct MarketsReport {
     pub assets: u64,
     /// Closed days compacted by this run.
     pub compacted_days: u64,
+    /// Daily candles of the history written.
+    pub history_days: u64,
 }
 
 /// Runs the markets transform once.
@@ -85,7 +89,12 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
     let latest = sink_log.latest_seq().await?;
     let poll_log = ManifestLog::new(raw.clone(), POLL_SOURCE);
     let latest_poll = poll_log.latest_seq().await?;
-    if latest <= state.sink_seq && latest_poll <= state.poll_seq {
+    let candles_log = ManifestLog::new(raw.clone(), crate::markets_history::SOURCE);
+    let latest_candles = candles_log.latest_seq().await?;
+    if latest <= state.sink_seq
+        && latest_poll <= state.poll_seq
+        && latest_candles <= state.candles_seq
+    {
         return Ok(MarketsReport::default());
     }
     let mut incoming: Vec<Trade> = Vec::new();
@@ -191,6 +200,29 @@ pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsRe
         }
         state.poll_seq = latest_poll;
     }
+    // History from candle backfills, by year.
+    let mut history: BTreeMap<i32, Vec<tributary_markets::Candle>> = BTreeMap::new();
+    for seq in state.candles_seq + 1..=latest_candles {
+        let manifest: Option<Manifest<serde_json::Value>> = candles_log.read(seq).await?;
+        for file in manifest.into_iter().flat_map(|m| m.files) {
+            let text = crate::gz::read_text(raw, &file.key).await?;
+            let candles: Vec<tributary_markets::Candle> = serde_json::from_str(&text)?;
+            for candle in candles {
+                history
+                    .entry(chrono::Datelike::year(&candle.day))
+                    .or_default()
+                    .push(candle);
+            }
+        }
+    }
+    for (year, candles) in history {
+        report.history_days += candles.len() as u64;
+        let batch = tributary_markets::rollup::history_batch(&candles)
+            .map_err(|e| Error::Stream(e.to_string()))?;
+        let key = format!("markets/ohlcv_history/year={year}/{run_id}.parquet");
+        files.push(processed.put_batch(&key, "ohlcv_history", &batch).await?);
+    }
+    state.candles_seq = latest_candles;
     let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
     report.compacted_days =
         compact_closed_days(processed, &mut state, &run_id, horizon, &mut files).await?;

@@ -48,7 +48,10 @@ pub async fn load_markets_manifest(
     let (mut trades, mut bars) = (0, 0);
     for (table, key) in files {
         // Compacted generations repeat trades already loaded: not read.
-        if !matches!(table.as_str(), "trades" | "ohlcv_daily" | "assets") {
+        if !matches!(
+            table.as_str(),
+            "trades" | "ohlcv_daily" | "ohlcv_history" | "assets"
+        ) {
             continue;
         }
         let (_, batches) = decode(lake.get(key).await?)?;
@@ -56,6 +59,7 @@ pub async fn load_markets_manifest(
             match table.as_str() {
                 "trades" => trades += insert_trades(&tx, batch).await?,
                 "ohlcv_daily" => bars += upsert_bars(&tx, batch).await?,
+                "ohlcv_history" => bars += upsert_history(&tx, batch).await?,
                 "assets" => {
                     upsert_assets(&tx, batch).await?;
                 }
@@ -154,6 +158,34 @@ async fn upsert_bars(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) 
                low = excluded.low, close = excluded.close, base_volume = excluded.base_volume, \
                quote_volume = excluded.quote_volume, trades = excluded.trades",
             &[&symbol, &day, &values[0], &values[1], &values[2], &values[3], &values[4], &values[5], &count],
+        )
+        .await?)
+}
+
+/// Upserts daily candles of the history before polling.
+async fn upsert_history(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) -> Result<u64> {
+    let symbols: &StringArray = column(batch, "symbol")?;
+    let days: &Date32Array = column(batch, "day")?;
+    let symbol: Vec<&str> = (0..batch.num_rows()).map(|i| symbols.value(i)).collect();
+    let day: Vec<String> = (0..batch.num_rows())
+        .map(|i| {
+            days.value_as_date(i)
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let values: Vec<Vec<String>> = ["open", "high", "low", "close", "base_volume"]
+        .iter()
+        .map(|c| decimal_texts(batch, c))
+        .collect::<Result<_>>()?;
+    Ok(tx
+        .execute(
+            "INSERT INTO ohlcv_daily_history (symbol, day, open, high, low, close, base_volume) \
+             SELECT * FROM unnest($1::text[], $2::text[]::date[], $3::text[]::numeric[], $4::text[]::numeric[], \
+                                  $5::text[]::numeric[], $6::text[]::numeric[], $7::text[]::numeric[]) \
+             ON CONFLICT (symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, \
+               low = excluded.low, close = excluded.close, base_volume = excluded.base_volume",
+            &[&symbol, &day, &values[0], &values[1], &values[2], &values[3], &values[4]],
         )
         .await?)
 }

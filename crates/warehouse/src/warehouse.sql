@@ -166,6 +166,31 @@ CREATE TABLE IF NOT EXISTS ohlcv_daily (
     PRIMARY KEY (symbol, day)
 );
 
+-- Daily candles of the years before Tributary polled the trades (backfill):
+-- no quote volume or trade count, which candles do not carry.
+CREATE TABLE IF NOT EXISTS ohlcv_daily_history (
+    symbol        varchar NOT NULL,
+    day           date NOT NULL,
+    open          numeric(38,18) NOT NULL,
+    high          numeric(38,18) NOT NULL,
+    low           numeric(38,18) NOT NULL,
+    close         numeric(38,18) NOT NULL,
+    base_volume   numeric(38,18) NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
+
+-- Every day of every coin: bars from the trades where Tributary has them,
+-- candles before.
+CREATE OR REPLACE VIEW ohlcv_daily_all AS
+    SELECT symbol, day, open, high, low, close, base_volume, quote_volume, trades,
+           'trades'::varchar AS source
+    FROM ohlcv_daily
+    UNION ALL
+    SELECT h.symbol, h.day, h.open, h.high, h.low, h.close, h.base_volume,
+           NULL::numeric(38,18), NULL::bigint, 'candles'::varchar
+    FROM ohlcv_daily_history h
+    WHERE NOT EXISTS (SELECT 1 FROM ohlcv_daily d WHERE d.symbol = h.symbol AND d.day = h.day);
+
 -- One row per coin traded on Mercado Bitcoin, with CoinCap's facts when known.
 CREATE TABLE IF NOT EXISTS dim_asset (
     symbol          varchar PRIMARY KEY,
