@@ -382,3 +382,35 @@ async fn one_invocation_keeps_polling_within_its_budget() {
         3
     );
 }
+
+#[tokio::test]
+async fn coincap_history_is_exact_and_an_unknown_asset_is_a_clear_error() {
+    let server = market(&["BTC-BRL"], 0).await;
+    server.with_state(|s| {
+        s.asset_history.insert(
+            "bitcoin".into(),
+            vec![
+                (1_725_840_000_000, "56000.1".into()),
+                (1_725_926_400_000, "57006.4812345678901234".into()),
+                (1_726_012_800_000, "58000".into()),
+            ],
+        );
+    });
+    let coincap =
+        tributary_markets::coincap::CoinCap::new(&server.coincap_base(), "test-key", quick())
+            .unwrap();
+    let points = coincap
+        .daily_history("bitcoin", 1_725_900_000_000, 1_726_100_000_000)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 2, "only the asked window");
+    assert_eq!(points[0].time, 1_725_926_400_000);
+    assert_eq!(
+        points[0].price_usd.unwrap().to_string(),
+        "57006.4812345678901234",
+        "18 places, never through f64"
+    );
+    let missing = coincap.daily_history("dogecoinz", 0, 1).await.unwrap_err();
+    assert!(!missing.is_retryable(), "{missing}");
+    assert!(missing.to_string().contains("not found"), "{missing}");
+}

@@ -3,7 +3,7 @@
 use crate::{
     Error, Result,
     http::{JsonClient, RetryPolicy},
-    models::AssetPage,
+    models::{AssetPage, PriceHistory, PricePoint},
 };
 
 /// A client of one CoinCap base URL (the real one, or a replay server).
@@ -28,6 +28,22 @@ impl CoinCap {
                 vec![("Authorization".into(), format!("Bearer {api_key}"))],
             ),
         })
+    }
+
+    /// Daily USD prices of asset `id` (e.g. `bitcoin`) between two unix
+    /// millisecond times. An unknown id is CoinCap's 404, not retried.
+    pub async fn daily_history(
+        &self,
+        id: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<PricePoint>> {
+        let url = format!(
+            "{}/assets/{id}/history?interval=d1&start={start_ms}&end={end_ms}",
+            self.base
+        );
+        let history: PriceHistory = self.client.get("history", &url).await?;
+        Ok(history.data)
     }
 
     /// One page of assets by rank. The shut-down v2 API's notice (an object

@@ -21,4 +21,6 @@ pub mod simulated;
 pub use error::{Error, Result};
 
 pub use decimal::{Decimal18, DecimalError};
-pub use models::{Asset, AssetPage, Candle, Instrument, Side, Ticker, Trade, WireTrade};
+pub use models::{
+    Asset, AssetPage, Candle, Instrument, PricePoint, Side, Ticker, Trade, WireTrade,
+};

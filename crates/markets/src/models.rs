@@ -239,6 +239,24 @@ pub struct Asset {
     pub change_percent_24h: Option<Decimal18>,
 }
 
+/// One point of `/v3/assets/{id}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PricePoint {
+    /// Price in USD.
+    #[serde(default, deserialize_with = "optional", rename = "priceUsd")]
+    pub price_usd: Option<Decimal18>,
+    /// Unix milliseconds.
+    #[serde(deserialize_with = "integer")]
+    pub time: i64,
+}
+
+/// `/v3/assets/{id}/history`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PriceHistory {
+    /// The points, oldest first.
+    pub data: Vec<PricePoint>,
+}
+
 /// `/v3/assets`: the list and when CoinCap made it.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct AssetPage {

@@ -61,6 +61,8 @@ pub struct ReplayState {
     pub candles: BTreeMap<String, Vec<(i64, [String; 5])>>,
     /// CoinCap assets, as JSON objects.
     pub assets: Vec<Value>,
+    /// CoinCap daily price history per asset id: (unix ms, priceUsd).
+    pub asset_history: BTreeMap<String, Vec<(i64, String)>>,
     /// Failures to serve, first match first: (path prefix, failure).
     pub failures: VecDeque<(String, Failure)>,
     /// Every request: when, and its path with query.
@@ -242,6 +244,31 @@ fn route(state: &mut ReplayState, target: &str, authorized: bool) -> Reply {
     if let Some(rest) = path.strip_prefix("/v3/") {
         if !authorized {
             return Reply::json(401, &json!({"error": "Unauthorized", "timestamp": 0}));
+        }
+        if let Some(id) = rest
+            .strip_prefix("assets/")
+            .and_then(|r| r.strip_suffix("/history"))
+        {
+            let Some(points) = state.asset_history.get(id) else {
+                return Reply::json(
+                    404,
+                    &json!({"error": format!("{id} not found"), "timestamp": 0}),
+                );
+            };
+            let start: i64 = params
+                .get("start")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let end: i64 = params
+                .get("end")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(i64::MAX);
+            let data: Vec<Value> = points
+                .iter()
+                .filter(|(t, _)| (start..=end).contains(t))
+                .map(|(t, p)| json!({"priceUsd": p, "time": t}))
+                .collect();
+            return Reply::json(200, &json!({"data": data, "timestamp": 0}));
         }
         if rest == "assets" {
             let limit: usize = params
