@@ -299,9 +299,17 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         alerts[0]
     );
     assert!(
+        alerts[0].message.contains("(from WAREHOUSE_SECRET_ARN)"),
+        "names where the URL came from: {:?}",
         alerts[0]
-            .message
-            .contains("the next scheduled load retries"),
+    );
+    assert!(
+        alerts[0].message.contains("cannot connect"),
+        "{:?}",
+        alerts[0]
+    );
+    assert!(
+        alerts[0].message.contains("the next scheduled run retries"),
         "{:?}",
         alerts[0]
     );

@@ -3,7 +3,7 @@
 //! AWS clients behind the pipeline's traits, and database connections that
 //! are re-opened when they die.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::Client;
@@ -126,17 +126,17 @@ impl Context {
     ) -> Result<Self, Failure> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let secrets_client = aws_sdk_secretsmanager::Client::new(sdk);
-        // Database URLs: the URL variable wins; else the secret, read once here.
-        let mut resolved: HashMap<&'static str, String> = HashMap::new();
+        // Database URLs: the URL variable wins; else the secret, read once
+        // here, and errors name the secret's variable.
+        let mut settings = Settings::from_lookup(get)?;
         let needs = match function {
-            Function::Ingest => vec![(TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN, "totesys")],
-            Function::Load => vec![(WAREHOUSE_DATABASE_URL, WAREHOUSE_SECRET_ARN, "warehouse")],
-            Function::Transform | Function::StreamSink => vec![],
+            Function::Ingest => Some((TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN, "totesys")),
+            Function::Load => Some((WAREHOUSE_DATABASE_URL, WAREHOUSE_SECRET_ARN, "warehouse")),
+            Function::Transform | Function::StreamSink => None,
         };
-        for (url_var, secret_var, db) in needs {
-            if get(url_var).is_some() {
-                continue;
-            }
+        if let Some((url_var, secret_var, db)) =
+            needs.filter(|(url_var, ..)| get(url_var).is_none())
+        {
             let Some(secret) = get(secret_var) else {
                 return Err(Failure {
                     retryable: false,
@@ -147,10 +147,11 @@ impl Context {
                 });
             };
             let url = secrets::database_url(&secrets_client, &secret, db).await?;
-            resolved.insert(url_var, url);
+            settings = match function {
+                Function::Ingest => settings.with_totesys_url(url, secret_var),
+                _ => settings.with_warehouse_url(url, secret_var),
+            };
         }
-        let settings =
-            Settings::from_lookup(|name| resolved.get(name).cloned().or_else(|| get(name)))?;
         let raw = settings.raw_lake()?;
         let processed = settings.processed_lake()?;
         let alerts: Arc<dyn Alerts> = match get(TRIBUTARY_ALERT_TOPIC_ARN) {

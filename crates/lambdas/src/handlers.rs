@@ -4,19 +4,19 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
-use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
 use tributary_pipeline::{
-    catalog::sync_manifests,
+    alerts::cannot_connect,
+    catalog::sync_pending,
     ingest::{IngestOptions, IngestRequest, ingest},
     load::load,
     markets_load::load_markets,
     markets_poll::{PollOptions, poll_during},
-    markets_transform::{SOURCE as MARKETS_SOURCE, transform_markets},
+    markets_transform::transform_markets,
     metrics::{Sample, record_ingest, record_load, record_transform},
+    status::freshness_lag,
     stream_sink::sink_batch,
-    transform::{SOURCE as TRANSFORM_SOURCE, TransformRequest, TransformState, transform},
+    transform::{TransformRequest, transform},
 };
 
 use crate::{
@@ -134,8 +134,8 @@ pub async fn ingest_handler(
     Ok(summary)
 }
 
-/// The totesys part of an ingest run, alerting when the source cannot be
-/// reached (the stage alerts its own failures).
+/// The totesys part of an ingest run on the kept connection (the stage
+/// alerts its own failures; this alerts when it cannot start).
 async fn ingest_totesys(
     ctx: &Context,
     request: &IngestRequest,
@@ -144,17 +144,7 @@ async fn ingest_totesys(
     let mut slot = match ctx.totesys().await {
         Ok(slot) => slot,
         Err(error) => {
-            tributary_pipeline::alerts::stage_failed(
-                ctx.alerts.as_ref(),
-                "ingest",
-                "-",
-                &error,
-                tributary_pipeline::alerts::FailureAdvice {
-                    retryable: "the next scheduled run retries; check the source database and its network path if this repeats",
-                    needs_fix: "fix the setting or secret named above",
-                },
-            )
-            .await;
+            cannot_connect(ctx.alerts.as_ref(), "ingest", &error).await;
             return Err(error);
         }
     };
@@ -200,23 +190,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         });
     }
     if markets {
-        let report = match transform_markets(&ctx.raw, &ctx.processed).await {
-            Ok(report) => report,
-            Err(error) => {
-                tributary_pipeline::alerts::stage_failed(
-                    ctx.alerts.as_ref(),
-                    "transform",
-                    "-",
-                    &error,
-                    tributary_pipeline::alerts::FailureAdvice {
-                        retryable: "nothing was committed; the next markets manifest retries",
-                        needs_fix: "fix the cause named above; the sink keeps writing raw batches meanwhile",
-                    },
-                )
-                .await;
-                return Err(error.into());
-            }
-        };
+        let report = transform_markets(&ctx.raw, &ctx.processed, ctx.alerts.as_ref()).await?;
         ctx.metrics.record(
             "transform",
             Some("markets_trades"),
@@ -233,112 +207,17 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
             "compacted_days": report.compacted_days,
         });
     }
-    summary["catalog_partitions"] = json!(catalog(ctx).await?);
-    Ok(summary)
-}
-
-/// What the catalog log remembers: the last manifest registered per log.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct CatalogState {
-    synced: std::collections::BTreeMap<String, u64>,
-}
-
-/// The catalog's own manifest log in the processed lake.
-pub const CATALOG_SOURCE: &str = "catalog";
-
-/// Registers every processed manifest not yet in the catalog (of both
-/// logs), then records how far it got in the catalog's own log. A failed
-/// sync is alerted and retried by the next invocation, whatever triggers it.
-async fn catalog(ctx: &Context) -> Result<usize, Failure> {
-    if !ctx.catalog_enabled {
-        return Ok(0);
-    }
-    let log = ManifestLog::new(ctx.processed.clone(), CATALOG_SOURCE);
-    let result: tributary_pipeline::Result<usize> = async {
-        let previous: Option<Manifest<CatalogState>> = log.latest().await?;
-        let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
-        let mut state = previous.map(|m| m.state).unwrap_or_default();
-        let mut partitions = 0;
-        let mut changed = false;
-        for source in [TRANSFORM_SOURCE, MARKETS_SOURCE] {
-            let latest = ManifestLog::new(ctx.processed.clone(), source)
-                .latest_seq()
-                .await?;
-            let first = state.synced.get(source).copied().unwrap_or(0) + 1;
-            if first > latest {
-                continue;
-            }
-            partitions += sync_manifests(
-                ctx.catalog.as_ref(),
-                &ctx.processed,
-                &ctx.settings.processed_url,
-                source,
-                first..=latest,
-            )
-            .await?;
-            state.synced.insert(source.to_string(), latest);
-            changed = true;
-        }
-        if changed {
-            log.commit(previous_seq, &RunId::now(), Utc::now(), Vec::new(), state)
-                .await?;
-        }
-        Ok(partitions)
-    }
-    .await;
-    match result {
-        Ok(n) => Ok(n),
-        Err(error) => {
-            ctx.alerts
-                .send(&tributary_pipeline::alerts::Alert {
-                    stage: "transform",
-                    run_id: "-".into(),
-                    table: None,
-                    message: format!("catalog sync failed: {error}"),
-                    action: "the processed data is committed; Athena misses the new partitions until the next transform invocation registers them (invoke transform with {} to retry now)".into(),
-                })
-                .await;
-            Err(error.into())
-        }
-    }
-}
-
-/// The freshness lag after a load: how old the newest source state in the
-/// warehouse is, i.e. now minus the commit time of the raw (ingest)
-/// manifest behind the newest processed manifest loaded. Ingest commits a
-/// manifest every run, changes or not, so this stays about a minute while
-/// every stage works and grows when any of them stalls. `None` before the
-/// first load.
-async fn freshness_lag(
-    processed: &Lake,
-    raw: &Lake,
-    warehouse: &tokio_postgres::Client,
-) -> Result<Option<Duration>, Failure> {
-    let through = tributary_pipeline::status::downstream_status(processed, Some(warehouse))
-        .await?
-        .loaded_through
-        .unwrap_or(0);
-    if through == 0 {
-        return Ok(None);
-    }
-    let read = async {
-        let loaded: Option<Manifest<TransformState>> =
-            ManifestLog::new(processed.clone(), TRANSFORM_SOURCE)
-                .read(through)
-                .await?;
-        let Some(loaded) = loaded else {
-            return Ok(None);
-        };
-        let source: Option<Manifest<Value>> =
-            ManifestLog::new(raw.clone(), tributary_pipeline::ingest::SOURCE)
-                .read(loaded.state.raw_seq)
-                .await?;
-        Ok::<_, tributary_lake::Error>(
-            source.map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default()),
+    if ctx.catalog_enabled {
+        let partitions = sync_pending(
+            ctx.catalog.as_ref(),
+            &ctx.processed,
+            &ctx.settings.processed_url,
+            ctx.alerts.as_ref(),
         )
-    };
-    read.await
-        .map_err(|e| Failure::from(tributary_pipeline::Error::from(e)))
+        .await?;
+        summary["catalog_partitions"] = json!(partitions);
+    }
+    Ok(summary)
 }
 
 /// `load`: every pending processed manifest (totesys, then markets), one
@@ -348,17 +227,7 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
     let mut slot = match ctx.warehouse().await {
         Ok(slot) => slot,
         Err(error) => {
-            tributary_pipeline::alerts::stage_failed(
-                ctx.alerts.as_ref(),
-                "load",
-                "-",
-                &error,
-                tributary_pipeline::alerts::FailureAdvice {
-                    retryable: "nothing was loaded; the next scheduled load retries and catches up. Check the warehouse and its network path if this repeats",
-                    needs_fix: "fix the setting or secret named above",
-                },
-            )
-            .await;
+            cannot_connect(ctx.alerts.as_ref(), "load", &error).await;
             return Err(error.into());
         }
     };
@@ -370,25 +239,14 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
             return Err(error.into());
         }
     };
-    let markets = match load_markets(client, &ctx.processed).await {
+    let markets = match load_markets(client, &ctx.processed, ctx.alerts.as_ref()).await {
         Ok(loaded) => loaded,
         Err(error) => {
-            tributary_pipeline::alerts::stage_failed(
-                ctx.alerts.as_ref(),
-                "load",
-                report.run_id.as_str(),
-                &error,
-                tributary_pipeline::alerts::FailureAdvice {
-                    retryable: "the markets manifest was rolled back; the next load retries it",
-                    needs_fix: "the markets manifest was rolled back and blocks later ones: fix the cause named above",
-                },
-            )
-            .await;
             after_failure(&mut slot);
             return Err(error.into());
         }
     };
-    let lag = freshness_lag(&ctx.processed, &ctx.raw, client).await?;
+    let lag = freshness_lag(&ctx.raw, &ctx.processed, client).await?;
     record_load(ctx.metrics.as_ref(), &report, lag);
     ctx.metrics.record(
         "load",

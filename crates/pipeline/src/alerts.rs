@@ -63,6 +63,16 @@ pub async fn stage_failed(
         .await;
 }
 
+/// Sends the alert for a stage that could not start because its database
+/// connection could not be opened (the stage functions take an open one).
+pub async fn cannot_connect(alerts: &dyn Alerts, stage: &'static str, error: &crate::Error) {
+    let advice = FailureAdvice {
+        retryable: "nothing was done; the next scheduled run retries. Check the database and its network path if this repeats",
+        needs_fix: "fix the setting or secret named above",
+    };
+    stage_failed(alerts, stage, "-", error, advice).await;
+}
+
 /// Where alerts are sent. Sending must not fail the stage: implementations
 /// log their own delivery failures.
 pub trait Alerts: Send + Sync {

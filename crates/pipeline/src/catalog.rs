@@ -214,7 +214,7 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
 /// Registers what processed manifests `seqs` of log `source` wrote, in one
 /// sync (a partition named by several of them is registered once, at its
 /// newest location). Returns the number of partitions named.
-pub async fn sync_manifests(
+async fn sync_manifests(
     catalog: &dyn Catalog,
     processed: &Lake,
     root_url: &str,
@@ -230,6 +230,73 @@ pub async fn sync_manifests(
     let tables = table_specs(root_url, keys.iter().map(String::as_str));
     catalog.sync(&tables).await?;
     Ok(tables.iter().map(|t| t.partitions.len()).sum())
+}
+
+/// The catalog's own manifest log in the processed lake: how far each
+/// processed log has been registered.
+pub const SOURCE: &str = "catalog";
+
+/// What the catalog log remembers: the last manifest registered per log.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CatalogState {
+    synced: BTreeMap<String, u64>,
+}
+
+/// Registers every processed manifest (of the transform and markets
+/// transform logs) not yet in the catalog, then records how far it got in
+/// the catalog's own log. A failed sync is alerted and left for the next
+/// call, which retries it whether or not anything new was transformed.
+/// Returns the number of partitions named.
+pub async fn sync_pending(
+    catalog: &dyn Catalog,
+    processed: &Lake,
+    root_url: &str,
+    alerts: &dyn crate::alerts::Alerts,
+) -> Result<usize> {
+    let result = sync_pending_run(catalog, processed, root_url).await;
+    if let Err(error) = &result {
+        alerts
+            .send(&crate::alerts::Alert {
+                stage: "transform",
+                run_id: "-".into(),
+                table: None,
+                message: format!("catalog sync failed: {error}"),
+                action: "the processed data is committed; Athena misses the new partitions until the next transform invocation registers them (invoke transform with {} to retry now)".into(),
+            })
+            .await;
+    }
+    result
+}
+
+async fn sync_pending_run(
+    catalog: &dyn Catalog,
+    processed: &Lake,
+    root_url: &str,
+) -> Result<usize> {
+    let log = ManifestLog::new(processed.clone(), SOURCE);
+    let previous: Option<Manifest<CatalogState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let mut partitions = 0;
+    let mut changed = false;
+    for source in [crate::transform::SOURCE, crate::markets_transform::SOURCE] {
+        let latest = ManifestLog::new(processed.clone(), source)
+            .latest_seq()
+            .await?;
+        let first = state.synced.get(source).copied().unwrap_or(0) + 1;
+        if first > latest {
+            continue;
+        }
+        partitions += sync_manifests(catalog, processed, root_url, source, first..=latest).await?;
+        state.synced.insert(source.to_string(), latest);
+        changed = true;
+    }
+    if changed {
+        let run_id = tributary_lake::RunId::now();
+        log.commit(previous_seq, &run_id, chrono::Utc::now(), Vec::new(), state)
+            .await?;
+    }
+    Ok(partitions)
 }
 
 #[cfg(test)]
@@ -334,6 +401,119 @@ mod tests {
             hive_type(&DataType::Time64(TimeUnit::Microsecond)),
             "bigint"
         );
+    }
+
+    /// Records what it is asked to sync; fails while `fail` is set.
+    #[derive(Default)]
+    struct Recording {
+        synced: std::sync::Mutex<Vec<TableSpec>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Catalog for Recording {
+        fn sync<'a>(
+            &'a self,
+            tables: &'a [TableSpec],
+        ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+            Box::pin(async move {
+                if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(crate::Error::Aws {
+                        message: "glue unreachable".into(),
+                        retryable: true,
+                    });
+                }
+                self.synced.lock().unwrap().extend_from_slice(tables);
+                Ok(())
+            })
+        }
+    }
+
+    async fn commit(lake: &Lake, source: &str, key: &str) {
+        let log = ManifestLog::new(lake.clone(), source);
+        let previous = log.latest_seq().await.unwrap();
+        let file = lake
+            .put_file(key, "t", 1, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        log.commit(
+            previous,
+            &tributary_lake::RunId::now(),
+            chrono::Utc::now(),
+            vec![file],
+            (),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pending_manifests_are_registered_once_and_a_failed_sync_is_retried() {
+        let lake = Lake::from_url("memory://").unwrap();
+        let catalog = Recording::default();
+        let alerts = crate::alerts::RecordedAlerts::default();
+        commit(
+            &lake,
+            crate::transform::SOURCE,
+            "warehouse/dim_date/date=2024-01-01/a.parquet",
+        )
+        .await;
+        commit(
+            &lake,
+            crate::markets_transform::SOURCE,
+            "markets/trades/date=2024-01-01/b.parquet",
+        )
+        .await;
+
+        // The catalog is down: nothing is recorded as synced, and an alert says so.
+        catalog
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            sync_pending(&catalog, &lake, "s3://p", &alerts)
+                .await
+                .is_err()
+        );
+        assert!(alerts.sent()[0].message.contains("catalog sync failed"));
+        catalog
+            .fail
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // The next call registers both logs' manifests although nothing is new.
+        assert_eq!(
+            sync_pending(&catalog, &lake, "s3://p", &alerts)
+                .await
+                .unwrap(),
+            2
+        );
+        let names: Vec<String> = catalog
+            .synced
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        assert_eq!(names, ["dim_date", "markets_trades"]);
+        // Then only what is new.
+        assert_eq!(
+            sync_pending(&catalog, &lake, "s3://p", &alerts)
+                .await
+                .unwrap(),
+            0
+        );
+        commit(
+            &lake,
+            crate::transform::SOURCE,
+            "warehouse/dim_date/date=2024-01-02/c.parquet",
+        )
+        .await;
+        assert_eq!(
+            sync_pending(&catalog, &lake, "s3://p", &alerts)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(catalog.synced.lock().unwrap().len(), 3);
+        assert_eq!(alerts.sent().len(), 1);
     }
 
     #[tokio::test]

@@ -184,7 +184,7 @@ impl crate::Settings {
         connect(
             self.totesys_database_url()?,
             "totesys",
-            crate::settings::TOTESYS_DATABASE_URL,
+            self.totesys_from,
             self.pg_ca_file.as_deref(),
         )
         .await
@@ -195,7 +195,7 @@ impl crate::Settings {
         connect(
             self.warehouse_database_url()?,
             "warehouse",
-            crate::settings::WAREHOUSE_DATABASE_URL,
+            self.warehouse_from,
             self.pg_ca_file.as_deref(),
         )
         .await

@@ -13,8 +13,25 @@ use crate::{
     markets_transform::{MarketsState, SOURCE},
 };
 
-/// Loads what is new; returns (trades, bars) inserted or changed.
-pub async fn load_markets(warehouse: &mut Client, processed: &Lake) -> Result<(u64, u64)> {
+/// Loads what is new; returns (trades, bars) inserted or changed. On
+/// failure an alert names the error, as for the other stages.
+pub async fn load_markets(
+    warehouse: &mut Client,
+    processed: &Lake,
+    alerts: &dyn crate::alerts::Alerts,
+) -> Result<(u64, u64)> {
+    let result = load_markets_run(warehouse, processed).await;
+    if let Err(error) = &result {
+        let advice = crate::alerts::FailureAdvice {
+            retryable: "the markets manifest was rolled back; the next load retries it",
+            needs_fix: "the markets manifest was rolled back and blocks later ones: fix the cause named above",
+        };
+        crate::alerts::stage_failed(alerts, "load", "-", error, advice).await;
+    }
+    result
+}
+
+async fn load_markets_run(warehouse: &mut Client, processed: &Lake) -> Result<(u64, u64)> {
     init(warehouse).await?;
     let log = ManifestLog::new(processed.clone(), SOURCE);
     let latest = log.latest_seq().await?;

@@ -79,8 +79,8 @@ impl LocalMarkets {
             }
             self.read += batch.len();
         }
-        transform_markets(raw, processed).await?;
-        let loaded = load_markets(warehouse, processed).await?;
+        transform_markets(raw, processed, alerts).await?;
+        let loaded = load_markets(warehouse, processed, alerts).await?;
         Ok(MarketsCycle {
             poll,
             loaded,

@@ -78,9 +78,31 @@ pub struct MarketsReport {
 }
 
 /// Runs the markets transform once.
-pub async fn transform_markets(raw: &Lake, processed: &Lake) -> Result<MarketsReport> {
-    let started = Instant::now();
+/// On failure an alert names the error, as for the other stages.
+pub async fn transform_markets(
+    raw: &Lake,
+    processed: &Lake,
+    alerts: &dyn crate::alerts::Alerts,
+) -> Result<MarketsReport> {
     let run_id = RunId::now();
+    let result = transform_markets_run(raw, processed, &run_id).await;
+    if let Err(error) = &result {
+        let advice = crate::alerts::FailureAdvice {
+            retryable: "nothing was committed; the next markets manifest retries",
+            needs_fix: "fix the cause named above; the sink keeps writing raw batches meanwhile",
+        };
+        crate::alerts::stage_failed(alerts, "transform", run_id.as_str(), error, advice).await;
+    }
+    result
+}
+
+async fn transform_markets_run(
+    raw: &Lake,
+    processed: &Lake,
+    run_id: &RunId,
+) -> Result<MarketsReport> {
+    let started = Instant::now();
+    let run_id = run_id.clone();
     let log = ManifestLog::new(processed.clone(), SOURCE);
     let previous: Option<Manifest<MarketsState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);

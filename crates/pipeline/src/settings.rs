@@ -38,6 +38,9 @@ pub const LOCAL_LAKE_DIR: &str = ".tributary/lake";
 pub struct Settings {
     totesys_database_url: Option<String>,
     warehouse_database_url: Option<String>,
+    /// Where each database URL came from, for errors (a variable's name).
+    pub(crate) totesys_from: &'static str,
+    pub(crate) warehouse_from: &'static str,
     /// Raw lake root URL.
     pub raw_url: String,
     /// Processed lake root URL.
@@ -95,6 +98,8 @@ impl Settings {
         Ok(Self {
             totesys_database_url: get(TOTESYS_DATABASE_URL),
             warehouse_database_url: get(WAREHOUSE_DATABASE_URL),
+            totesys_from: TOTESYS_DATABASE_URL,
+            warehouse_from: WAREHOUSE_DATABASE_URL,
             raw_url,
             processed_url,
             lookback,
@@ -113,6 +118,21 @@ impl Settings {
                 "524288",
             )? as u64,
         })
+    }
+
+    /// Sets the source database URL read from elsewhere than its variable
+    /// (a Secrets Manager secret): connection errors then name `from`.
+    pub fn with_totesys_url(mut self, url: String, from: &'static str) -> Self {
+        self.totesys_database_url = Some(url);
+        self.totesys_from = from;
+        self
+    }
+
+    /// Sets the warehouse URL read from elsewhere than its variable.
+    pub fn with_warehouse_url(mut self, url: String, from: &'static str) -> Self {
+        self.warehouse_database_url = Some(url);
+        self.warehouse_from = from;
+        self
     }
 
     /// The source database URL, or the error a user needs to fix it.

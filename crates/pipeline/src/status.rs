@@ -103,3 +103,34 @@ pub async fn downstream_status(
         loaded_through,
     })
 }
+
+/// The freshness lag of the warehouse: now minus the commit time of the
+/// ingest manifest behind the newest processed manifest the warehouse has
+/// loaded. Ingest commits a manifest every run, changes or not, so this
+/// stays about one schedule period while every stage works and grows when
+/// any of them stalls. `None` before the first load.
+pub async fn freshness_lag(
+    raw: &Lake,
+    processed: &Lake,
+    warehouse: &tokio_postgres::Client,
+) -> Result<Option<std::time::Duration>> {
+    let through = downstream_status(processed, Some(warehouse))
+        .await?
+        .loaded_through
+        .unwrap_or(0);
+    if through == 0 {
+        return Ok(None);
+    }
+    let loaded: Option<Manifest<crate::transform::TransformState>> =
+        ManifestLog::new(processed.clone(), crate::transform::SOURCE)
+            .read(through)
+            .await?;
+    let Some(loaded) = loaded else {
+        return Ok(None);
+    };
+    let source: Option<Manifest<serde_json::Value>> =
+        ManifestLog::new(raw.clone(), crate::ingest::SOURCE)
+            .read(loaded.state.raw_seq)
+            .await?;
+    Ok(source.map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default()))
+}
