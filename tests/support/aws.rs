@@ -22,11 +22,6 @@ pub fn moto_endpoint() -> Option<String> {
     }
 }
 
-/// SDK configuration from the environment (moto's endpoint, test keys).
-pub async fn sdk() -> aws_config::SdkConfig {
-    tributary_aws::sdk_config().await
-}
-
 fn region() -> String {
     std::env::var("AWS_REGION").unwrap_or_else(|_| "eu-west-2".into())
 }

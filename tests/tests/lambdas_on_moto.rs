@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{Value, json};
 use tributary_e2e::{
-    aws::{AlertInbox, create_bucket, head_object, moto_endpoint, rds_secret, sdk, unique},
+    aws::{AlertInbox, create_bucket, head_object, moto_endpoint, rds_secret, unique},
     pipeline::Stack,
 };
 use tributary_lake::Lake;
@@ -40,7 +40,7 @@ struct Aws {
 impl Aws {
     async fn new(stack: &Stack) -> Aws {
         let endpoint = moto_endpoint().expect("moto_server");
-        let sdk = sdk().await;
+        let sdk = tributary_aws::sdk_config().await;
         let raw_bucket = unique("tributary-raw");
         let processed_bucket = unique("tributary-processed");
         create_bucket(&endpoint, &raw_bucket, true).await;

@@ -1,15 +1,15 @@
 //! The same ingest code on S3 (moto_server) as on local files.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use chrono::Utc;
-use tributary_e2e::{TestDb, skip, temp_lake};
+use tributary_e2e::{
+    TestDb,
+    aws::{create_bucket, moto_endpoint},
+    temp_lake,
+};
 use tributary_lake::{Error, Lake, Manifest, ManifestLog, PutOutcome, RunId, parquet::decode};
 use tributary_pipeline::{
     alerts::RecordedAlerts,
@@ -21,39 +21,9 @@ use tributary_totesys::{
     row_fingerprint,
 };
 
-/// Creates a bucket on moto_server with a plain HTTP PUT (path-style).
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(address).expect("connect to moto_server");
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "create bucket: {response}"
-    );
-}
-
-/// moto_server's endpoint, or `None` after a skip message.
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(endpoint) if std::env::var("AWS_ALLOW_HTTP").is_ok() => Some(endpoint),
-        _ => {
-            skip(
-                "no moto_server: AWS_ENDPOINT_URL and AWS_ALLOW_HTTP unset (scripts/local-stack.sh env)",
-            );
-            None
-        }
-    }
-}
-
 async fn s3_lake(endpoint: &str, prefix: &str) -> Lake {
     let bucket = format!("tributary-test-{:08x}", rand::random::<u32>());
-    create_bucket(endpoint, &bucket);
+    create_bucket(endpoint, &bucket, false).await;
     Lake::from_url(&format!("s3://{bucket}/{prefix}")).unwrap()
 }
 
