@@ -206,17 +206,21 @@ impl GlueCatalog {
                 .send()
                 .await
                 .map_err(|e| call("BatchCreatePartition", &e))?;
-            // Present partitions keep their place unless the spec moved
-            // them (a closed day's compacted generation).
+            // Present partitions keep their place unless the spec puts them
+            // elsewhere than the table's own directory (a closed day's
+            // compacted generation): only those are looked up, so the
+            // partition every run writes to (today's) costs no extra call.
             for error in out.errors() {
                 let exists = error
                     .error_detail()
                     .and_then(|d| d.error_code())
                     .is_some_and(|c| c == "AlreadyExistsException");
                 let values = error.partition_values();
-                if let (true, Some(partition)) =
-                    (exists, chunk.iter().find(|p| p.values.as_slice() == values))
-                {
+                let moved = chunk
+                    .iter()
+                    .find(|p| p.values.as_slice() == values)
+                    .filter(|p| !spec.is_default_location(p));
+                if let (true, Some(partition)) = (exists, moved) {
                     self.move_partition(spec, partition, &cols).await?;
                 }
             }

@@ -30,6 +30,18 @@ pub struct TableSpec {
     pub partitions: Vec<PartitionSpec>,
 }
 
+impl TableSpec {
+    /// Whether a partition lives where Hive would put it: the table's
+    /// location, then `key=value/` per partition key.
+    pub fn is_default_location(&self, partition: &PartitionSpec) -> bool {
+        let mut default = self.location.clone();
+        for (key, value) in self.partition_keys.iter().zip(&partition.values) {
+            default.push_str(&format!("{key}={value}/"));
+        }
+        partition.location == default
+    }
+}
+
 /// One partition of a table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartitionSpec {
@@ -385,6 +397,14 @@ mod tests {
             ]
         );
         assert_eq!(specs[0].location, "s3://p/markets/trades/");
+        assert!(
+            !specs[0].is_default_location(&specs[0].partitions[0]),
+            "a generation"
+        );
+        assert!(
+            specs[0].is_default_location(&specs[0].partitions[1]),
+            "small files"
+        );
     }
 
     #[test]
