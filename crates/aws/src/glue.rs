@@ -23,11 +23,21 @@ pub struct GlueCatalog {
     database: String,
 }
 
-fn call(operation: &'static str, error: &(dyn std::error::Error + 'static)) -> Error {
+fn call<E, R>(operation: &'static str, error: &aws_sdk_glue::error::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    crate::sdk_error("glue", operation, error)
+}
+
+/// A request that could not be built: a bug, not worth retrying.
+fn invalid(operation: &'static str, error: &(dyn std::error::Error + 'static)) -> Error {
     Error::Call {
         service: "glue",
         operation,
         reason: describe(error),
+        retryable: false,
     }
 }
 
@@ -39,7 +49,7 @@ fn columns(specs: &[(String, String)]) -> Result<Vec<Column>> {
                 .name(name)
                 .r#type(ty)
                 .build()
-                .map_err(|e| call("Column", &e))
+                .map_err(|e| invalid("Column", &e))
         })
         .collect()
 }
@@ -75,7 +85,7 @@ pub fn table_input(spec: &TableSpec) -> Result<TableInput> {
         .storage_descriptor(storage(&spec.location, columns(&spec.columns)?))
         .set_partition_keys(Some(columns(&partition_keys)?))
         .build()
-        .map_err(|e| call("TableInput", &e))
+        .map_err(|e| invalid("TableInput", &e))
 }
 
 impl GlueCatalog {
@@ -100,7 +110,7 @@ impl GlueCatalog {
             .name(&self.database)
             .description("Tributary processed lake (tables created by the transform)")
             .build()
-            .map_err(|e| call("DatabaseInput", &e))?;
+            .map_err(|e| invalid("DatabaseInput", &e))?;
         match self
             .client
             .create_database()
@@ -245,6 +255,7 @@ impl GlueCatalog {
                     service: "glue",
                     operation: "BatchCreatePartition",
                     reason: format!("table {}: {}", spec.name, failures.join("; ")),
+                    retryable: true,
                 });
             }
         }

@@ -29,6 +29,8 @@ pub enum Error {
         secret: String,
         /// What is wrong.
         reason: String,
+        /// Whether reading it again may succeed.
+        retryable: bool,
     },
     /// An AWS call failed.
     #[error("{service} {operation}: {reason}")]
@@ -39,6 +41,8 @@ pub enum Error {
         operation: &'static str,
         /// The SDK's message, with its cause.
         reason: String,
+        /// Whether the same call may succeed later.
+        retryable: bool,
     },
 }
 
@@ -74,31 +78,61 @@ impl Error {
     /// invalid input, a malformed secret) no.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Secret { reason, .. } => !reason.contains("RDS-shaped") && retryable(reason),
-            Error::Call { reason, .. } => retryable(reason),
+            Error::Secret { retryable, .. } | Error::Call { retryable, .. } => *retryable,
         }
     }
 }
 
-/// Error codes of AWS services that no retry can fix.
-const PERMANENT: [&str; 12] = [
+/// Error codes (or their stems) of AWS services that no retry can fix.
+const PERMANENT: [&str; 11] = [
     "AccessDenied",
     "UnrecognizedClient",
     "InvalidClientTokenId",
     "AuthorizationError",
     "ResourceNotFound",
     "EntityNotFound",
-    "NotFoundException",
+    "NotFound",
     "ValidationException",
     "InvalidParameter",
     "InvalidRequest",
-    "KMSInvalidState",
-    "has no string value",
+    "InvalidInput",
 ];
 
-/// Judges an SDK error's full text (it carries the service's code).
-fn retryable(reason: &str) -> bool {
-    !PERMANENT.iter().any(|code| reason.contains(code))
+/// Whether a failed SDK call may succeed later: judged by the service's
+/// error code, not by the message text; no response at all (timeout,
+/// connection) is retryable, a request that could not be built is not.
+pub(crate) fn sdk_retryable<E, R>(error: &aws_sdk_glue::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_glue::error::ProvideErrorMetadata,
+{
+    use aws_sdk_glue::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => !service.err().code().is_some_and(|code| {
+            PERMANENT
+                .iter()
+                .any(|p| code.starts_with(p) || code.ends_with(p))
+        }),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    }
+}
+
+/// A failed SDK call of `service`.
+pub(crate) fn sdk_error<E, R>(
+    service: &'static str,
+    operation: &'static str,
+    error: &aws_sdk_glue::error::SdkError<E, R>,
+) -> Error
+where
+    E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    Error::Call {
+        service,
+        operation,
+        reason: describe(error),
+        retryable: sdk_retryable(error),
+    }
 }
 
 impl From<Error> for tributary_pipeline::Error {
@@ -115,21 +149,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusals_are_not_retryable_and_throttling_is() {
-        let call = |reason: &str| Error::Call {
-            service: "glue",
-            operation: "UpdatePartition",
-            reason: reason.into(),
+    fn service_codes_decide_whether_a_retry_can_help() {
+        use aws_sdk_glue::{error::SdkError, operation::get_table::GetTableError};
+        use aws_smithy_types::error::ErrorMetadata;
+        let service = |code: &str| {
+            let error =
+                GetTableError::generic(ErrorMetadata::builder().code(code).message("m").build());
+            let raw = aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            SdkError::service_error(error, raw)
         };
-        assert!(!call("service error: AccessDeniedException: not authorized").is_retryable());
-        assert!(!call("service error: EntityNotFoundException: no table").is_retryable());
-        assert!(call("service error: ThrottlingException: rate exceeded").is_retryable());
-        assert!(call("dispatch failure: io error: connection reset").is_retryable());
+        assert!(!sdk_retryable(&service("AccessDeniedException")));
+        assert!(!sdk_retryable(&service("EntityNotFoundException")));
+        assert!(!sdk_retryable(&service("InvalidInputException")));
+        assert!(sdk_retryable(&service("ThrottlingException")));
+        assert!(sdk_retryable(&service("InternalServiceException")));
         let malformed = Error::Secret {
             secret: "s".into(),
-            reason: "is not an RDS-shaped JSON secret with host, …".into(),
+            reason: "is not an RDS-shaped JSON secret".into(),
+            retryable: false,
         };
-        assert!(!malformed.is_retryable());
         let pipeline: tributary_pipeline::Error = malformed.into();
         assert!(!pipeline.is_retryable());
     }

@@ -71,6 +71,7 @@ impl RdsSecret {
                 // serde's message names the field, not the value.
                 e.to_string().split(" at line").next().unwrap_or_default()
             ),
+            retryable: false,
         })
     }
 
@@ -106,6 +107,7 @@ pub async fn secret_string(
         .map_err(|e| Error::Secret {
             secret: secret.to_string(),
             reason: describe(&e),
+            retryable: crate::sdk_retryable(&e),
         })?;
     output
         .secret_string()
@@ -113,6 +115,7 @@ pub async fn secret_string(
         .ok_or_else(|| Error::Secret {
             secret: secret.to_string(),
             reason: "has no string value (binary secrets are not supported)".to_string(),
+            retryable: false,
         })
 }
 
