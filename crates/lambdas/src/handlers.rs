@@ -104,12 +104,7 @@ pub async fn ingest_handler(
         let budget = remaining
             .min(ctx.schedule_period.saturating_sub(started.elapsed()))
             .saturating_sub(MARGIN);
-        // Each symbol's trades cost one request, at most one a second: a
-        // tick takes no more symbols than fit between two ticks.
-        let options = PollOptions {
-            max_symbols_per_tick: (POLL_EVERY.as_secs() as usize).saturating_sub(3).max(1),
-            ..PollOptions::default()
-        };
+        let options = PollOptions::for_ticks_every(POLL_EVERY);
         let polls = poll_during(
             &markets.mercado,
             markets.coincap.as_ref(),

@@ -35,6 +35,19 @@ pub struct PollOptions {
     pub put_attempts: u32,
 }
 
+impl PollOptions {
+    /// Options for ticks `every` apart: each symbol's trades cost one
+    /// request and the client makes at most one a second per endpoint, so a
+    /// tick takes no more symbols than fit between two ticks (with slack
+    /// for the tickers call).
+    pub fn for_ticks_every(every: Duration) -> Self {
+        Self {
+            max_symbols_per_tick: (every.as_secs() as usize).saturating_sub(3).max(1),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for PollOptions {
     fn default() -> Self {
         Self {
@@ -249,5 +262,26 @@ pub async fn poll_during(
         if next + longest > end {
             return Ok(reports);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_takes_no_more_symbols_than_requests_fit_between_ticks() {
+        assert_eq!(
+            PollOptions::for_ticks_every(Duration::from_secs(15)).max_symbols_per_tick,
+            12
+        );
+        assert_eq!(
+            PollOptions::for_ticks_every(Duration::from_secs(1)).max_symbols_per_tick,
+            1
+        );
+        assert_eq!(
+            PollOptions::for_ticks_every(Duration::from_secs(60)).put_attempts,
+            PollOptions::default().put_attempts
+        );
     }
 }

@@ -114,10 +114,7 @@ pub async fn freshness_lag(
     processed: &Lake,
     warehouse: &tokio_postgres::Client,
 ) -> Result<Option<std::time::Duration>> {
-    let through = downstream_status(processed, Some(warehouse))
-        .await?
-        .loaded_through
-        .unwrap_or(0);
+    let through = tributary_warehouse::load::loaded_through(warehouse).await?;
     if through == 0 {
         return Ok(None);
     }
