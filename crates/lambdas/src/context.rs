@@ -237,12 +237,6 @@ impl Context {
         self
     }
 
-    /// Replaces where alerts go.
-    pub fn with_alerts(mut self, alerts: Arc<dyn Alerts>) -> Self {
-        self.alerts = alerts;
-        self
-    }
-
     /// The source connection, opened now if there is none or it died.
     pub async fn totesys(&self) -> tributary_pipeline::Result<Connection<'_>> {
         let mut slot = self.totesys.lock().await;

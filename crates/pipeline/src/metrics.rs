@@ -1,8 +1,8 @@
 //! Metrics: figures a dashboard and the alarms read after each run.
 //!
-//! Locally they are debug log lines; in Lambda they become CloudWatch
-//! Embedded Metric Format lines (crate `tributary-aws`), so no API call is
-//! made on the hot path.
+//! In Lambda they become CloudWatch Embedded Metric Format lines (crate
+//! `tributary-aws`), so no API call is made on the hot path; tests record
+//! them. The CLI prints its own summaries instead.
 
 use std::sync::{Arc, Mutex};
 
@@ -62,25 +62,6 @@ impl Sample {
 pub trait Metrics: Send + Sync {
     /// Records figures of one stage, for one table when `table` is given.
     fn record(&self, stage: &str, table: Option<&str>, samples: &[Sample]);
-}
-
-/// Local runs: figures become debug log lines.
-#[derive(Debug, Default, Clone)]
-pub struct LogMetrics;
-
-impl Metrics for LogMetrics {
-    fn record(&self, stage: &str, table: Option<&str>, samples: &[Sample]) {
-        for s in samples {
-            tracing::debug!(
-                stage,
-                table = table.unwrap_or("-"),
-                metric = s.name,
-                value = s.value,
-                unit = s.unit.as_str(),
-                "metric"
-            );
-        }
-    }
 }
 
 /// One recorded call: stage, table and figures.
@@ -213,7 +194,6 @@ mod tests {
                 std::time::Duration::from_millis(1500),
             )],
         );
-        LogMetrics.record("load", None, &[Sample::count("RowsLoaded", 1)]);
         assert_eq!(m.total("RowsLoaded"), 7.0);
         assert_eq!(m.total("RunDuration"), 1.5);
         assert_eq!(m.recorded()[1].1.as_deref(), Some("b"));
