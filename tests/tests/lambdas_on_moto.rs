@@ -354,6 +354,14 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         })
         .collect();
     let records = pack_lines("BTC-BRL", &lines);
+    // A stream that does not exist is a refusal, not a reason to resend.
+    let nowhere = tributary_aws::kinesis::KinesisStream::new(kinesis.clone(), "no-such-stream");
+    let refused = nowhere.put_records(&records).await.unwrap_err();
+    assert!(!refused.is_retryable(), "{refused}");
+    assert!(
+        refused.to_string().contains("ResourceNotFound"),
+        "{refused}"
+    );
     put_all(&producer as &dyn TradeStream, records, 3)
         .await
         .unwrap();

@@ -1,14 +1,12 @@
 //! The market-data producer: Kinesis PutRecords behind the pipeline's
 //! [`TradeStream`]. Only entries Kinesis reports as failed are resent (by
-//! `pipeline::stream::put_all`); a throttled or timed-out call counts as
-//! every entry failed, so it is retried the same bounded way.
+//! `pipeline::stream::put_all`); a call that failed as a whole for a reason
+//! a retry can fix (throttling, a timeout, a 5xx) counts as every entry
+//! failed, so it is retried the same bounded way.
 
 use std::{future::Future, pin::Pin};
 
-use aws_sdk_kinesis::{
-    error::SdkError, operation::put_records::PutRecordsError, primitives::Blob,
-    types::PutRecordsRequestEntry,
-};
+use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use tributary_pipeline::{
     Error, Result,
     stream::{StreamRecord, TradeStream},
@@ -30,23 +28,6 @@ impl KinesisStream {
             client,
             stream_name: stream_name.into(),
         }
-    }
-}
-
-/// Whether a failed call may succeed when sent again unchanged.
-fn call_is_retryable(error: &SdkError<PutRecordsError>) -> bool {
-    match error {
-        SdkError::ServiceError(e) => {
-            matches!(
-                e.err(),
-                PutRecordsError::ProvisionedThroughputExceededException(_)
-                    | PutRecordsError::KmsThrottlingException(_)
-            ) || e.raw().status().as_u16() >= 500
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
     }
 }
 
@@ -81,7 +62,7 @@ impl TradeStream for KinesisStream {
                     .filter(|(_, entry)| entry.error_code().is_some())
                     .map(|(i, _)| i)
                     .collect()),
-                Err(error) if call_is_retryable(&error) => {
+                Err(error) if crate::sdk_retryable(&error) => {
                     tracing::warn!(
                         stream = %self.stream_name,
                         error = %describe(&error),
@@ -89,11 +70,9 @@ impl TradeStream for KinesisStream {
                     );
                     Ok((0..records.len()).collect())
                 }
-                Err(error) => Err(Error::Stream(format!(
-                    "PutRecords to {}: {}",
-                    self.stream_name,
-                    describe(&error)
-                ))),
+                // A refusal (no such stream, access denied) keeps its
+                // classification: no retry can fix it.
+                Err(error) => Err(crate::sdk_error("kinesis", "PutRecords", &error).into()),
             }
         })
     }
