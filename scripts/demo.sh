@@ -13,7 +13,8 @@ cd "$root"
 eval "$(scripts/local-stack.sh env)"
 export RUST_LOG="${RUST_LOG:-warn}"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/tributary"
-[ -x "$bin" ] || cargo build -p tributary
+# Only the CLI and what it links: no AWS SDK, no tests.
+cargo build -p tributary --bin tributary
 step() { printf '\n== %s\n' "$*"; }
 simulate_for="${DEMO_SIMULATE_FOR:-30s}"
 

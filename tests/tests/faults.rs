@@ -12,12 +12,12 @@ use tributary_e2e::{
     faults::{Fault, FaultyStore, Trigger},
     pipeline::Stack,
 };
-use tributary_lake::{Lake, keys};
+use tributary_lake::{Lake, Log};
 use tributary_pipeline::{
     Error,
-    ingest::{IngestRequest, ingest},
-    load::load,
-    transform::{TransformRequest, transform},
+    totesys::ingest::{IngestRequest, ingest},
+    totesys::load::load,
+    totesys::transform::{TransformRequest, transform},
 };
 use tributary_totesys::simulate::{flip_due_payments, insert_order};
 
@@ -328,7 +328,7 @@ async fn a_corrupt_manifest_stops_the_stage_with_a_clear_error_and_an_alert() {
         return;
     };
     stack.cycle().await;
-    let key = keys::manifest("totesys", 2);
+    let key = Log::Totesys.manifest(2);
     stack
         .raw
         .put_once(&key, Bytes::from_static(b"{\"format\": 1, \"trunc"))
@@ -350,11 +350,7 @@ async fn a_corrupt_manifest_stops_the_stage_with_a_clear_error_and_an_alert() {
         stack.alerts.sent()
     );
     assert!(
-        !stack
-            .raw
-            .exists(&keys::manifest("totesys", 3))
-            .await
-            .unwrap(),
+        !stack.raw.exists(&Log::Totesys.manifest(3)).await.unwrap(),
         "nothing committed past it"
     );
 }

@@ -2,7 +2,7 @@
 //! supplies becomes an identifier.
 
 use tributary_e2e::pipeline::Stack;
-use tributary_pipeline::ingest::{IngestRequest, ingest};
+use tributary_pipeline::totesys::ingest::{IngestRequest, ingest};
 
 fn hostile_strings() -> Vec<String> {
     vec![

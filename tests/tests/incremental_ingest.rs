@@ -6,11 +6,11 @@ use arrow_array::{Array, Int32Array, TimestampMillisecondArray};
 use chrono::Utc;
 use tokio_postgres::Client;
 use tributary_e2e::{TestDb, temp_lake};
-use tributary_lake::{Lake, Manifest, ManifestLog, parquet::decode};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, parquet::decode};
 use tributary_pipeline::{
     Error,
     alerts::RecordedAlerts,
-    ingest::{IngestOptions, IngestReport, IngestRequest, IngestState, SOURCE, ingest},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, IngestState, ingest},
 };
 use tributary_totesys::{
     TableDef,
@@ -62,7 +62,7 @@ fn rows_of(report: &IngestReport, table: &str) -> u64 {
 
 /// Every (key, last_updated) of a table across all committed manifests.
 async fn versions(lake: &Lake, table: &str) -> Vec<(i32, i64)> {
-    let log = ManifestLog::new(lake.clone(), SOURCE);
+    let log = ManifestLog::new(lake.clone(), Log::Totesys);
     let def = TableDef::by_name(table).unwrap();
     let lu = def.column_index("last_updated").unwrap();
     let mut out = Vec::new();
@@ -272,7 +272,7 @@ async fn backfill_re_extracts_only_the_chosen_tables_from_the_given_time() {
         "since": since.to_rfc3339(),
     }))
     .unwrap();
-    let before: Manifest<IngestState> = ManifestLog::new(lake.clone(), SOURCE)
+    let before: Manifest<IngestState> = ManifestLog::new(lake.clone(), Log::Totesys)
         .latest()
         .await
         .unwrap()
@@ -284,7 +284,7 @@ async fn backfill_re_extracts_only_the_chosen_tables_from_the_given_time() {
     assert_eq!(report.tables[0].table, "payment");
     assert!(expected > 0);
     assert_eq!(report.tables[0].rows, expected as u64);
-    let after: Manifest<IngestState> = ManifestLog::new(lake.clone(), SOURCE)
+    let after: Manifest<IngestState> = ManifestLog::new(lake.clone(), Log::Totesys)
         .latest()
         .await
         .unwrap()

@@ -15,8 +15,8 @@ use tributary_lambdas::{
     handlers::{ingest_handler, load_handler, stream_sink_handler, transform_handler},
 };
 use tributary_pipeline::{
+    markets::stream::{TradeStream, pack_lines, put_all},
     metrics::RecordedMetrics,
-    stream::{TradeStream, pack_lines, put_all},
 };
 
 fn fixture(name: &str) -> Value {

@@ -5,16 +5,14 @@
 use std::time::{Duration, Instant};
 
 use tributary_e2e::pipeline::Stack;
-use tributary_lake::{Manifest, ManifestLog, parquet::decode};
+use tributary_lake::{Log, Manifest, ManifestLog, parquet::decode};
 use tributary_markets::{
     http::RetryPolicy,
     mercado::MercadoBitcoin,
     replay::{ReplayServer, ReplayState},
 };
 use tributary_pipeline::{
-    markets_run::LocalMarkets,
-    markets_transform::{MarketsState, SOURCE},
-    stream::TradeStream,
+    markets::local::LocalMarkets, markets::stream::TradeStream, markets::transform::MarketsState,
 };
 
 struct Markets {
@@ -37,7 +35,7 @@ impl Markets {
             )
             .await
             .unwrap();
-        pass.loaded
+        (pass.loaded.trades, pass.loaded.bars)
     }
 }
 
@@ -129,11 +127,12 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
     assert_eq!(row.get::<_, String>(1), "0.003928580000000000");
 
     // And in processed Parquet.
-    let manifest: Manifest<MarketsState> = ManifestLog::new(stack.processed.clone(), SOURCE)
-        .latest()
-        .await
-        .unwrap()
-        .unwrap();
+    let manifest: Manifest<MarketsState> =
+        ManifestLog::new(stack.processed.clone(), Log::MarketsTransform)
+            .latest()
+            .await
+            .unwrap()
+            .unwrap();
     let trades_file = manifest.files.iter().find(|f| f.table == "trades").unwrap();
     let (_, batches) = decode(stack.processed.get(&trades_file.key).await.unwrap()).unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
@@ -143,7 +142,7 @@ async fn a_published_trade_is_queryable_within_a_minute_and_only_once() {
     let again: Vec<_> = markets.local.stream.read(0, usize::MAX);
     let replays: Vec<_> = again
         .iter()
-        .map(|r| tributary_pipeline::stream::StreamRecord {
+        .map(|r| tributary_pipeline::markets::stream::StreamRecord {
             partition_key: r.partition_key.clone(),
             data: r.data.clone(),
         })
@@ -295,10 +294,10 @@ async fn daily_candles_fill_the_history_before_polling_and_trades_win_where_both
         ..RetryPolicy::default()
     };
     let mercado = MercadoBitcoin::new(&server.mercado_base(), policy);
-    let kept = tributary_pipeline::markets_history::backfill_history(
+    let kept = tributary_pipeline::markets::history::backfill_history(
         &mercado,
         &stack.raw,
-        &tributary_pipeline::markets_history::HistoryRequest {
+        &tributary_pipeline::markets::history::HistoryRequest {
             since: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
             until: None,
             symbols: None,
@@ -361,10 +360,10 @@ async fn daily_candles_fill_the_history_before_polling_and_trades_win_where_both
         "exact history from candles; the traded day from its trades"
     );
     // Backfilling again changes nothing.
-    tributary_pipeline::markets_history::backfill_history(
+    tributary_pipeline::markets::history::backfill_history(
         &markets.mercado,
         &stack.raw,
-        &tributary_pipeline::markets_history::HistoryRequest {
+        &tributary_pipeline::markets::history::HistoryRequest {
             since: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
             until: None,
             symbols: Some(vec!["BTC-BRL".into()]),

@@ -12,7 +12,7 @@ use std::{
 };
 
 use tributary_e2e::temp_lake;
-use tributary_lake::{Lake, ManifestLog};
+use tributary_lake::{Lake, Log, ManifestLog};
 use tributary_markets::{
     Trade,
     http::RetryPolicy,
@@ -22,9 +22,9 @@ use tributary_markets::{
 use tributary_pipeline::{
     Result,
     alerts::RecordedAlerts,
-    markets_poll::{PollOptions, PollState, SOURCE as POLL_SOURCE, poll_markets},
-    stream::{MemoryStream, StreamRecord, TradeStream},
-    stream_sink::{SOURCE as SINK_SOURCE, sink_batch},
+    markets::poll::{PollOptions, PollState, poll_markets},
+    markets::sink::sink_batch,
+    markets::stream::{MemoryStream, StreamRecord, TradeStream},
 };
 
 fn quick() -> RetryPolicy {
@@ -111,7 +111,7 @@ fn stream_trades(stream: &MemoryStream) -> BTreeMap<(String, i64), usize> {
 }
 
 async fn checkpoints(raw: &Lake) -> BTreeMap<String, i64> {
-    let state: PollState = ManifestLog::new(raw.clone(), POLL_SOURCE)
+    let state: PollState = ManifestLog::new(raw.clone(), Log::MarketsPoll)
         .latest()
         .await
         .unwrap()
@@ -219,7 +219,7 @@ async fn a_redelivered_batch_writes_nothing_new_and_bad_lines_are_quarantined() 
     assert!(again.already_written);
     assert_eq!(again.key, first.key);
     assert_eq!(
-        ManifestLog::new(raw.clone(), SINK_SOURCE)
+        ManifestLog::new(raw.clone(), Log::MarketsTrades)
             .latest_seq()
             .await
             .unwrap(),
@@ -258,14 +258,14 @@ async fn a_batch_that_cannot_be_written_is_reported_for_redelivery() {
         amount: "2".into(),
         side: tributary_markets::Side::Buy,
     };
-    let record = tributary_pipeline::stream::ReceivedRecord {
+    let record = tributary_pipeline::markets::stream::ReceivedRecord {
         shard_id: "shardId-000000000001".into(),
         sequence_number: "495".into(),
         partition_key: "BTC-BRL".into(),
         data: format!("{}\n", serde_json::to_string(&trade).unwrap()).into(),
     };
     // Someone else's bytes already sit at the batch's key: the write is refused.
-    let key = tributary_pipeline::stream_sink::batch_key(&trade, "shardId-000000000001", "495");
+    let key = tributary_pipeline::markets::sink::batch_key(&trade, "shardId-000000000001", "495");
     raw.put_once(&key, bytes::Bytes::from_static(b"other"))
         .await
         .unwrap();
@@ -299,11 +299,12 @@ async fn tickers_and_coincap_assets_are_snapshotted_and_a_coincap_failure_spares
     )
     .await
     .unwrap();
-    let manifest: tributary_lake::Manifest<PollState> = ManifestLog::new(raw.clone(), POLL_SOURCE)
-        .latest()
-        .await
-        .unwrap()
-        .unwrap();
+    let manifest: tributary_lake::Manifest<PollState> =
+        ManifestLog::new(raw.clone(), Log::MarketsPoll)
+            .latest()
+            .await
+            .unwrap()
+            .unwrap();
     let tables: Vec<&str> = manifest.files.iter().map(|f| f.table.as_str()).collect();
     assert_eq!(tables, vec!["tickers", "assets"]);
     let assets = manifest.files.iter().find(|f| f.table == "assets").unwrap();
@@ -345,7 +346,7 @@ async fn tickers_and_coincap_assets_are_snapshotted_and_a_coincap_failure_spares
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_invocation_keeps_polling_within_its_budget() {
-    use tributary_pipeline::markets_poll::poll_during;
+    use tributary_pipeline::markets::poll::poll_during;
     let server = market(&["BTC-BRL"], 2).await;
     let mercado = MercadoBitcoin::new(&server.mercado_base(), quick());
     let stream = MemoryStream::default();
@@ -375,7 +376,7 @@ async fn one_invocation_keeps_polling_within_its_budget() {
         "each trade once across the ticks"
     );
     assert_eq!(
-        ManifestLog::new(raw.clone(), POLL_SOURCE)
+        ManifestLog::new(raw.clone(), Log::MarketsPoll)
             .latest_seq()
             .await
             .unwrap(),

@@ -7,10 +7,10 @@ use tributary_e2e::{
     TestDb, apply_staged_snapshot, load_dump, read_parquet_independently, shared_totesys,
     stage_snapshot, temp_lake,
 };
-use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 use tributary_pipeline::{
     alerts::RecordedAlerts,
-    ingest::{IngestOptions, IngestReport, IngestRequest, IngestState, SOURCE, ingest},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, IngestState, ingest},
 };
 use tributary_totesys::{PgType, TABLES, TableDef};
 
@@ -64,7 +64,7 @@ async fn run_files(
     dir: &std::path::Path,
     report: &IngestReport,
 ) -> HashMap<String, Vec<PathBuf>> {
-    let manifest: Manifest<IngestState> = ManifestLog::new(lake.clone(), SOURCE)
+    let manifest: Manifest<IngestState> = ManifestLog::new(lake.clone(), Log::Totesys)
         .read(report.seq)
         .await
         .unwrap()

@@ -10,10 +10,10 @@ use tributary_e2e::{
     aws::{create_bucket, moto_endpoint},
     temp_lake,
 };
-use tributary_lake::{Error, Lake, Manifest, ManifestLog, PutOutcome, RunId, parquet::decode};
+use tributary_lake::{Error, Lake, Log, Manifest, ManifestLog, PutOutcome, RunId, parquet::decode};
 use tributary_pipeline::{
     alerts::RecordedAlerts,
-    ingest::{IngestOptions, IngestRequest, IngestState, SOURCE, ingest},
+    totesys::ingest::{IngestOptions, IngestRequest, IngestState, ingest},
 };
 use tributary_totesys::{
     TABLES,
@@ -29,7 +29,7 @@ async fn s3_lake(endpoint: &str, prefix: &str) -> Lake {
 
 /// Per table, the sorted fingerprints of every committed row.
 async fn lake_rows(lake: &Lake) -> Vec<(String, Vec<u64>)> {
-    let manifest: Manifest<IngestState> = ManifestLog::new(lake.clone(), SOURCE)
+    let manifest: Manifest<IngestState> = ManifestLog::new(lake.clone(), Log::Totesys)
         .latest()
         .await
         .unwrap()
@@ -150,7 +150,7 @@ async fn s3_objects_are_written_once() {
     assert!(matches!(err, Error::ConflictingObject { .. }), "{err}");
     assert_eq!(lake.get(key).await.unwrap(), Bytes::from_static(b"one"));
 
-    let log = ManifestLog::new(lake.clone(), "race");
+    let log = ManifestLog::new(lake.clone(), Log::Totesys);
     let (run_a, run_b) = (RunId::now(), RunId::now());
     let (a, b) = tokio::join!(
         log.commit(0, &run_a, Utc::now(), vec![], 1u32),

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::Client;
 use tributary_e2e::pipeline::{Stack, text_rows};
-use tributary_lake::{Lake, Manifest, ManifestLog, keys, parquet::decode};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode};
 use tributary_pipeline::{
-    ingest::{IngestRequest, ingest},
-    load::load,
-    transform::{SOURCE, TransformRequest, TransformState, transform},
+    totesys::ingest::{IngestRequest, ingest},
+    totesys::load::load,
+    totesys::transform::{TransformRequest, TransformState, transform},
 };
 use tributary_totesys::row_fingerprint;
 use tributary_warehouse::WAREHOUSE_TABLES;
@@ -301,8 +301,8 @@ async fn a_run_killed_before_its_manifest_ends_like_an_uninterrupted_run() {
     .unwrap();
     let raw_dir = crashed.dirs.0.path().to_path_buf();
     let processed_dir = crashed.dirs.1.path().to_path_buf();
-    std::fs::remove_file(raw_dir.join(keys::manifest("totesys", 1))).unwrap();
-    std::fs::remove_file(processed_dir.join(keys::manifest(SOURCE, 1))).unwrap();
+    std::fs::remove_file(raw_dir.join(Log::Totesys.manifest(1))).unwrap();
+    std::fs::remove_file(processed_dir.join(Log::Transform.manifest(1))).unwrap();
     let orphans = crashed.raw.list("totesys").await.unwrap().len();
     assert!(orphans > 0, "the killed run left data files behind");
 
@@ -334,7 +334,7 @@ async fn a_run_killed_before_its_manifest_ends_like_an_uninterrupted_run() {
 /// Per warehouse table in `seqs`' files: the set of row fingerprints; for
 /// dimensions only the newest row per key counts.
 async fn processed_rows(lake: &Lake, seqs: &[u64]) -> BTreeMap<String, BTreeSet<u64>> {
-    let log = ManifestLog::new(lake.clone(), SOURCE);
+    let log = ManifestLog::new(lake.clone(), Log::Transform);
     let mut facts: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut dims: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for seq in seqs {
@@ -393,7 +393,7 @@ async fn a_rebuild_equals_the_sum_of_incremental_runs() {
         }
         stack.cycle().await;
     }
-    let log = ManifestLog::new(stack.processed.clone(), SOURCE);
+    let log = ManifestLog::new(stack.processed.clone(), Log::Transform);
     let incremental: Vec<u64> = (1..=log.latest_seq().await.unwrap()).collect();
     let rebuilt = transform(
         &stack.raw,

@@ -5,8 +5,8 @@ use tributary_e2e::{
     apply_staged_snapshot, load_dump, pipeline::Stack, read_parquet_independently, shared_totesys,
     stage_snapshot,
 };
-use tributary_lake::{Manifest, ManifestLog};
-use tributary_pipeline::transform::{SOURCE, TransformState};
+use tributary_lake::{Log, Manifest, ManifestLog};
+use tributary_pipeline::totesys::transform::TransformState;
 
 /// (warehouse table, SQL over the warehouse, the same rows by plain SQL over the source).
 fn expectations() -> Vec<(&'static str, String, String)> {
@@ -127,11 +127,12 @@ async fn real_snapshots_become_the_star_schema_plain_sql_predicts() {
     }
 
     // The processed Parquet, read by pyarrow, has the declared types and the same values.
-    let manifest: Manifest<TransformState> = ManifestLog::new(stack.processed.clone(), SOURCE)
-        .latest()
-        .await
-        .unwrap()
-        .unwrap();
+    let manifest: Manifest<TransformState> =
+        ManifestLog::new(stack.processed.clone(), Log::Transform)
+            .latest()
+            .await
+            .unwrap()
+            .unwrap();
     let files: Vec<_> = manifest
         .files
         .iter()

@@ -8,8 +8,8 @@ use std::{future::Future, pin::Pin};
 
 use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use tributary_pipeline::{
-    Error, Result,
-    stream::{StreamRecord, TradeStream},
+    Result,
+    markets::stream::{StreamRecord, TradeStream},
 };
 
 use crate::describe;
@@ -44,7 +44,12 @@ impl TradeStream for KinesisStream {
                         .partition_key(&record.partition_key)
                         .data(Blob::new(record.data.to_vec()))
                         .build()
-                        .map_err(|e| Error::Stream(e.to_string()))?,
+                        .map_err(|e| crate::Error::Call {
+                            service: "kinesis",
+                            operation: "PutRecords",
+                            reason: format!("building an entry: {e}"),
+                            retryable: false,
+                        })?,
                 );
             }
             let sent = self

@@ -139,7 +139,7 @@ impl From<Error> for tributary_pipeline::Error {
     fn from(error: Error) -> Self {
         tributary_pipeline::Error::Aws {
             retryable: error.is_retryable(),
-            message: error.to_string(),
+            source: Box::new(error),
         }
     }
 }

@@ -12,15 +12,15 @@ use clap::{Args, Parser, Subcommand};
 use tributary_pipeline::{
     Settings,
     alerts::LogAlerts,
-    ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
-    load::{LoadReport, load},
-    run::{CycleReport, Pipeline},
-    settings::{
-        TOTESYS_DATABASE_URL, TRIBUTARY_LOOKBACK, TRIBUTARY_PROCESSED_URL, TRIBUTARY_RAW_URL,
-        WAREHOUSE_DATABASE_URL,
+    config::{
+        COINCAP_API_KEY, TOTESYS_DATABASE_URL, TRIBUTARY_COINCAP_URL, TRIBUTARY_LOOKBACK,
+        TRIBUTARY_MERCADO_URL, TRIBUTARY_PROCESSED_URL, TRIBUTARY_RAW_URL, WAREHOUSE_DATABASE_URL,
     },
+    run::{CycleReport, Pipeline},
     status::ingest_status,
-    transform::{TransformReport, TransformRequest, transform},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
+    totesys::load::{LoadReport, load},
+    totesys::transform::{TransformReport, TransformRequest, transform},
 };
 use tributary_totesys::{
     generate::{GenerateOptions, generate},
@@ -66,20 +66,12 @@ enum Command {
 struct MarketsArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// Mercado Bitcoin API base URL.
-    #[arg(
-        long,
-        env = "TRIBUTARY_MERCADO_URL",
-        default_value = "https://api.mercadobitcoin.net/api/v4"
-    )]
-    mercado_url: String,
-    /// CoinCap v3 API base URL (used when COINCAP_API_KEY is set).
-    #[arg(
-        long,
-        env = "TRIBUTARY_COINCAP_URL",
-        default_value = "https://rest.coincap.io/v3"
-    )]
-    coincap_url: String,
+    /// Mercado Bitcoin API base URL [env: TRIBUTARY_MERCADO_URL; default: the public API]
+    #[arg(long, value_name = "URL")]
+    mercado_url: Option<String>,
+    /// CoinCap v3 API base URL, used when COINCAP_API_KEY is set [env: TRIBUTARY_COINCAP_URL]
+    #[arg(long, value_name = "URL")]
+    coincap_url: Option<String>,
     /// First, keep the daily candles of every crypto symbol since this day
     /// (the history before polling; e.g. 2020-01-01), then run as usual.
     #[arg(long, value_name = "DAY")]

@@ -4,34 +4,34 @@ use super::*;
 use crate::stages::on_schedule;
 
 pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
-    let settings = args.run.locations.settings(&[])?;
+    let settings = args.run.locations.settings(&[
+        (TRIBUTARY_MERCADO_URL, args.mercado_url.clone()),
+        (TRIBUTARY_COINCAP_URL, args.coincap_url.clone()),
+    ])?;
     let raw = settings.raw_lake()?;
     let processed = settings.processed_lake()?;
     let mercado = tributary_markets::mercado::MercadoBitcoin::new(
-        &args.mercado_url,
+        &settings.markets.mercado_url,
         tributary_markets::http::RetryPolicy::default(),
     );
-    let coincap = match std::env::var("COINCAP_API_KEY")
-        .ok()
-        .filter(|k| !k.trim().is_empty())
-    {
+    let coincap = match &settings.markets.coincap_api_key {
         Some(key) => Some(tributary_markets::coincap::CoinCap::new(
-            &args.coincap_url,
-            &key,
+            &settings.markets.coincap_url,
+            key,
             tributary_markets::http::RetryPolicy::default(),
         )?),
         None => {
             tracing::warn!(
-                "COINCAP_API_KEY is not set: CoinCap assets are skipped (trades are not affected)"
+                "{COINCAP_API_KEY} is not set: CoinCap assets are skipped (trades are not affected)"
             );
             None
         }
     };
     if let Some(since) = args.history_since {
-        let state = tributary_pipeline::markets_history::backfill_history(
+        let state = tributary_pipeline::markets::history::backfill_history(
             &mercado,
             &raw,
-            &tributary_pipeline::markets_history::HistoryRequest {
+            &tributary_pipeline::markets::history::HistoryRequest {
                 since,
                 until: None,
                 symbols: None,
@@ -44,8 +44,9 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
             state.candles.len()
         );
     }
-    let local =
-        tokio::sync::Mutex::new(tributary_pipeline::markets_run::LocalMarkets::new(coincap));
+    let local = tokio::sync::Mutex::new(tributary_pipeline::markets::local::LocalMarkets::new(
+        coincap,
+    ));
     let cycle = || async {
         let mut warehouse = settings.connect_warehouse().await?;
         let report = local
@@ -57,8 +58,8 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
             "markets: polled {} symbol(s), {} new trade(s); loaded {} trade(s) and {} daily bar(s) in {:.2}s",
             report.poll.polled.len(),
             report.poll.trades,
-            report.loaded.0,
-            report.loaded.1,
+            report.loaded.trades,
+            report.loaded.bars,
             report.elapsed.as_secs_f64()
         );
         Ok(())

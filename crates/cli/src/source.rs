@@ -93,12 +93,12 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
     let status = ingest_status(&settings.raw_lake()?).await?;
     if status.seq == 0 {
-        println!("nothing ingested yet into {}", settings.raw_url);
+        println!("nothing ingested yet into {}", settings.raw_root);
         return Ok(());
     }
     println!(
         "raw lake {}: manifest {} committed {}",
-        settings.raw_url,
+        settings.raw_root,
         status.seq,
         show_time(status.committed_at)
     );
@@ -144,12 +144,12 @@ pub(crate) async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     match downstream.processed {
         Some((seq, at)) => println!(
             "processed lake {}: manifest {seq} committed {}",
-            settings.processed_url,
+            settings.processed_root,
             show_time(Some(at))
         ),
         None => println!(
             "processed lake {}: nothing transformed yet",
-            settings.processed_url
+            settings.processed_root
         ),
     }
     if let Some(loaded) = downstream.loaded_through {

@@ -14,7 +14,7 @@ pub(crate) async fn run_reconcile(args: RunArgs) -> anyhow::Result<()> {
 async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
     let source = settings.connect_totesys().await?;
     let warehouse = settings.connect_warehouse().await?;
-    let report = tributary_pipeline::reconcile::reconcile(
+    let report = tributary_pipeline::totesys::reconcile::reconcile(
         &source,
         &settings.raw_lake()?,
         &settings.processed_lake()?,
@@ -111,7 +111,7 @@ fn print_load(report: &LoadReport) {
 pub(crate) async fn run_warehouse_init(args: LoadArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
     let warehouse = settings.connect_warehouse().await?;
-    tributary_pipeline::load::init_warehouse(&warehouse).await?;
+    tributary_pipeline::totesys::load::init_warehouse(&warehouse).await?;
     println!("warehouse schema is in place");
     Ok(())
 }

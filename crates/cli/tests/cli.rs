@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use tributary_e2e::{TestDb, temp_lake};
+use tributary_testkit::{TestDb, temp_lake};
 
 fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));

@@ -62,7 +62,7 @@ pub enum Error {
 
     /// A background writer task died (panicked or was cancelled).
     #[error("background writer failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 
     /// JSON encoding failed.
     #[error("json error: {0}")]

@@ -1,50 +1,341 @@
-//! The key layout of the lake, relative to a root (see ARCHITECTURE.md).
+//! The key layout of the lake, relative to a root (`docs/architecture.md`).
 //!
-//! Every key is built here so that writers and readers cannot drift apart.
+//! Every key is built here, and the keys other code must recognise (manifest
+//! keys in S3 events, processed datasets for the catalog) are parsed back
+//! here, so that writers and readers cannot drift apart.
 
 use chrono::NaiveDate;
 
 use crate::RunId;
 
+/// Which root a manifest log lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Zone {
+    /// The immutable raw lake (`TRIBUTARY_RAW_URL`).
+    Raw,
+    /// The processed star schema and market tables (`TRIBUTARY_PROCESSED_URL`).
+    Processed,
+}
+
+/// Which flow a manifest log feeds: what a stage triggered by it must run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// The totesys source and its star schema.
+    Totesys,
+    /// The crypto markets: trades, tickers, assets, candles.
+    Markets,
+    /// The catalog's own bookkeeping (triggers nothing).
+    Catalog,
+}
+
+/// A numbered manifest log: the commit point of one source or stage.
+///
+/// The one list of logs in the codebase: event routing, status, reconcile
+/// and the catalog all go through it, so a new log cannot be forgotten by one
+/// of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Log {
+    /// Raw: one manifest per totesys extract.
+    Totesys,
+    /// Raw: one manifest per Kinesis batch the stream sink kept.
+    MarketsTrades,
+    /// Raw: one manifest per market poll (tickers, CoinCap assets).
+    MarketsPoll,
+    /// Raw: one manifest per daily-candle backfill.
+    MarketsCandles,
+    /// Processed: one manifest per totesys transform run.
+    Transform,
+    /// Processed: one manifest per markets transform run.
+    MarketsTransform,
+    /// Processed: how far each processed log is registered in the catalog.
+    Catalog,
+}
+
+impl Log {
+    /// Every log, raw ones first.
+    pub const ALL: [Log; 7] = [
+        Log::Totesys,
+        Log::MarketsTrades,
+        Log::MarketsPoll,
+        Log::MarketsCandles,
+        Log::Transform,
+        Log::MarketsTransform,
+        Log::Catalog,
+    ];
+
+    /// The log's folder name under `_manifests/` (part of the lake contract:
+    /// never rename one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Log::Totesys => "totesys",
+            Log::MarketsTrades => "markets",
+            Log::MarketsPoll => "markets_poll",
+            Log::MarketsCandles => "markets_candles",
+            Log::Transform => "transform",
+            Log::MarketsTransform => "markets_transform",
+            Log::Catalog => "catalog",
+        }
+    }
+
+    /// The log named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<Log> {
+        Log::ALL.into_iter().find(|log| log.name() == name)
+    }
+
+    /// The root the log lives under.
+    pub fn zone(self) -> Zone {
+        match self {
+            Log::Totesys | Log::MarketsTrades | Log::MarketsPoll | Log::MarketsCandles => Zone::Raw,
+            Log::Transform | Log::MarketsTransform | Log::Catalog => Zone::Processed,
+        }
+    }
+
+    /// The flow a new manifest in this log feeds.
+    pub fn flow(self) -> Flow {
+        match self {
+            Log::Totesys | Log::Transform => Flow::Totesys,
+            Log::MarketsTrades | Log::MarketsPoll | Log::MarketsCandles | Log::MarketsTransform => {
+                Flow::Markets
+            }
+            Log::Catalog => Flow::Catalog,
+        }
+    }
+
+    /// `_manifests/<name>`: the folder holding the log's manifests.
+    pub fn dir(self) -> String {
+        format!("{MANIFESTS}/{}", self.name())
+    }
+
+    /// `_manifests/<name>/<seq:020>.json`
+    pub fn manifest(self, seq: u64) -> String {
+        format!("{MANIFESTS}/{}/{seq:020}.json", self.name())
+    }
+
+    /// The log a key relative to a root belongs to, when it is a manifest key
+    /// (`_manifests/<name>/…`); `None` for data keys and unknown logs.
+    pub fn of_key(key: &str) -> Option<Log> {
+        let rest = key.strip_prefix(MANIFESTS)?.strip_prefix('/')?;
+        let (name, _file) = rest.split_once('/')?;
+        Log::from_name(name)
+    }
+}
+
+impl std::fmt::Display for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const MANIFESTS: &str = "_manifests";
+
+/// File name of the `part`-th file of a run: `<run_id>.<ext>`, then
+/// `<run_id>-0001.<ext>` and so on for the later files of a large run.
+fn run_file(run_id: &RunId, part: u32, extension: &str) -> String {
+    if part == 0 {
+        format!("{run_id}.{extension}")
+    } else {
+        format!("{run_id}-{part:04}.{extension}")
+    }
+}
+
+fn day(date: NaiveDate) -> impl std::fmt::Display {
+    date.format("%Y-%m-%d")
+}
+
+// ---- raw zone -------------------------------------------------------------
+
 /// `totesys/<table>/date=YYYY-MM-DD/<run_id>.parquet`, or `<run_id>-<part>.parquet`
 /// for the second and later files of a large extract.
 pub fn raw_totesys_file(table: &str, date: NaiveDate, run_id: &RunId, part: u32) -> String {
-    let name = if part == 0 {
-        format!("{run_id}.parquet")
-    } else {
-        format!("{run_id}-{part:04}.parquet")
-    };
-    format!("totesys/{table}/date={}/{name}", date.format("%Y-%m-%d"))
+    format!(
+        "totesys/{table}/date={}/{}",
+        day(date),
+        run_file(run_id, part, "parquet")
+    )
 }
+
+/// `markets/mercado_bitcoin/trades/date=D/<shard>-<first sequence>.jsonl.gz`:
+/// one Kinesis batch, named by where it came from so a redelivery of the same
+/// batch lands on the same key.
+pub fn raw_trades_batch(date: NaiveDate, shard_id: &str, first_sequence: &str) -> String {
+    format!(
+        "{RAW_TRADES}/date={}/{shard_id}-{first_sequence}.jsonl.gz",
+        day(date)
+    )
+}
+
+/// Where the stream sink's trade batches live.
+pub const RAW_TRADES: &str = "markets/mercado_bitcoin/trades";
+
+/// `markets/mercado_bitcoin/tickers/date=D/<run_id>.json.gz`: one poll's tickers, as received.
+pub fn raw_tickers(date: NaiveDate, run_id: &RunId) -> String {
+    format!(
+        "markets/mercado_bitcoin/tickers/date={}/{run_id}.json.gz",
+        day(date)
+    )
+}
+
+/// `markets/coincap/assets/date=D/<run_id>.json.gz`: one poll's CoinCap assets, as received.
+pub fn raw_coincap_assets(date: NaiveDate, run_id: &RunId) -> String {
+    format!("markets/coincap/assets/date={}/{run_id}.json.gz", day(date))
+}
+
+/// `markets/mercado_bitcoin/candles/date=D/<run_id>-<symbol>.json.gz`: one
+/// symbol's daily candles fetched by a history backfill on day `date`.
+pub fn raw_candles(date: NaiveDate, run_id: &RunId, symbol: &str) -> String {
+    format!(
+        "markets/mercado_bitcoin/candles/date={}/{run_id}-{symbol}.json.gz",
+        day(date)
+    )
+}
+
+/// `_quarantine/<source>/<table>/<name>.jsonl`, named by the run (or the
+/// stream batch) whose rows it holds.
+pub fn quarantine(source: &str, table: &str, name: impl std::fmt::Display) -> String {
+    format!("{}/{name}.jsonl", quarantine_dir(source, table))
+}
+
+/// `_quarantine/<source>/<table>`: every quarantine file of one table.
+pub fn quarantine_dir(source: &str, table: &str) -> String {
+    format!("_quarantine/{source}/{table}")
+}
+
+// ---- processed zone -------------------------------------------------------
 
 /// `warehouse/<table>/date=YYYY-MM-DD/<run_id>.parquet` (parts as for raw files).
 pub fn processed_warehouse_file(table: &str, date: NaiveDate, run_id: &RunId, part: u32) -> String {
-    let name = if part == 0 {
-        format!("{run_id}.parquet")
-    } else {
-        format!("{run_id}-{part:04}.parquet")
-    };
-    format!("warehouse/{table}/date={}/{name}", date.format("%Y-%m-%d"))
+    format!(
+        "warehouse/{table}/date={}/{}",
+        day(date),
+        run_file(run_id, part, "parquet")
+    )
 }
+
+/// `markets/trades/date=D/<run_id>.parquet`: one run's new trades of one day.
+pub fn processed_trades(date: NaiveDate, run_id: &RunId) -> String {
+    format!("{PROCESSED_TRADES}/date={}/{run_id}.parquet", day(date))
+}
+
+/// `markets/trades_compacted/date=D/gen=<run_id>/trades.parquet`: every trade
+/// of a closed day in one file; a later generation supersedes an earlier one.
+pub fn processed_trades_compacted(date: NaiveDate, run_id: &RunId) -> String {
+    format!(
+        "{PROCESSED_TRADES_COMPACTED}/date={}/gen={run_id}/trades.parquet",
+        day(date)
+    )
+}
+
+/// `markets/ohlcv_daily/year=Y/<run_id>.parquet`: one run's daily bars.
+pub fn processed_ohlcv_daily(year: i32, run_id: &RunId) -> String {
+    format!("{PROCESSED_OHLCV_DAILY}/year={year}/{run_id}.parquet")
+}
+
+/// `markets/ohlcv_history/year=Y/<run_id>.parquet`: bars from daily candles.
+pub fn processed_ohlcv_history(year: i32, run_id: &RunId) -> String {
+    format!("{PROCESSED_OHLCV_HISTORY}/year={year}/{run_id}.parquet")
+}
+
+/// `markets/assets/<run_id>.parquet`: one CoinCap assets snapshot.
+pub fn processed_assets(run_id: &RunId) -> String {
+    format!("markets/assets/{run_id}.parquet")
+}
+
+const PROCESSED_TRADES: &str = "markets/trades";
+const PROCESSED_TRADES_COMPACTED: &str = "markets/trades_compacted";
+const PROCESSED_OHLCV_DAILY: &str = "markets/ohlcv_daily";
+const PROCESSED_OHLCV_HISTORY: &str = "markets/ohlcv_history";
 
 /// `_state/<part>/<run_id>.<extension>`: state a stage carries between runs.
 pub fn state_file(part: &str, run_id: &RunId, extension: &str) -> String {
     format!("_state/{part}/{run_id}.{extension}")
 }
 
-/// The folder holding the numbered manifests of one source or stage.
-pub fn manifest_dir(source: &str) -> String {
-    format!("_manifests/{source}")
+/// A growing processed dataset that readers query as one table.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessedDataset {
+    /// A star-schema table, `warehouse/<table>/date=…`.
+    Warehouse(String),
+    /// Market trades, `markets/trades/date=…` and the compacted generations.
+    Trades,
+    /// Daily bars from trades, `markets/ohlcv_daily/year=…`.
+    OhlcvDaily,
+    /// Daily bars from candles, `markets/ohlcv_history/year=…`.
+    OhlcvHistory,
 }
 
-/// `_manifests/<source>/<seq:020>.json`
-pub fn manifest(source: &str, seq: u64) -> String {
-    format!("_manifests/{source}/{seq:020}.json")
+impl ProcessedDataset {
+    /// The dataset's folder, relative to the processed root.
+    pub fn prefix(&self) -> String {
+        match self {
+            ProcessedDataset::Warehouse(table) => format!("warehouse/{table}"),
+            ProcessedDataset::Trades => PROCESSED_TRADES.into(),
+            ProcessedDataset::OhlcvDaily => PROCESSED_OHLCV_DAILY.into(),
+            ProcessedDataset::OhlcvHistory => PROCESSED_OHLCV_HISTORY.into(),
+        }
+    }
+
+    /// The Hive-style partition column (`date` or `year`).
+    pub fn partition_key(&self) -> &'static str {
+        match self {
+            ProcessedDataset::Warehouse(_) | ProcessedDataset::Trades => "date",
+            ProcessedDataset::OhlcvDaily | ProcessedDataset::OhlcvHistory => "year",
+        }
+    }
 }
 
-/// `_quarantine/<source>/<table>/<run_id>.jsonl`
-pub fn quarantine(source: &str, table: &str, run_id: &RunId) -> String {
-    format!("_quarantine/{source}/{table}/{run_id}.jsonl")
+/// A processed data file, parsed back from its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedFile {
+    /// The dataset it belongs to.
+    pub dataset: ProcessedDataset,
+    /// The partition value (`2024-02-23`, `2026`).
+    pub partition: String,
+    /// The folder holding the file: the partition's directory, or for a
+    /// compacted trade day its generation's directory.
+    pub dir: String,
+    /// The compacted generation (a run id) when the file is one.
+    pub generation: Option<String>,
+}
+
+/// Parses a processed key into its dataset and partition; `None` for keys
+/// outside the growing datasets (state, manifests, asset snapshots).
+pub fn parse_processed(key: &str) -> Option<ProcessedFile> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let (dataset, partition, generation) = match parts.as_slice() {
+        ["warehouse", table, partition, _file] => (
+            ProcessedDataset::Warehouse((*table).to_string()),
+            *partition,
+            None,
+        ),
+        ["markets", "trades", partition, _file] => (ProcessedDataset::Trades, *partition, None),
+        ["markets", "trades_compacted", partition, generation, _file] => (
+            ProcessedDataset::Trades,
+            *partition,
+            Some(generation.strip_prefix("gen=")?.to_string()),
+        ),
+        ["markets", "ohlcv_history", partition, _file] => {
+            (ProcessedDataset::OhlcvHistory, *partition, None)
+        }
+        ["markets", "ohlcv_daily", partition, _file] => {
+            (ProcessedDataset::OhlcvDaily, *partition, None)
+        }
+        _ => return None,
+    };
+    let value = partition
+        .strip_prefix(dataset.partition_key())?
+        .strip_prefix('=')?;
+    if value.is_empty() {
+        return None;
+    }
+    let dir = key.rsplit_once('/')?.0.to_string();
+    Some(ProcessedFile {
+        dataset,
+        partition: value.to_string(),
+        dir,
+        generation,
+    })
 }
 
 #[cfg(test)]
@@ -64,12 +355,91 @@ mod tests {
             format!("totesys/sales_order/date=2024-02-03/{run}-0002.parquet")
         );
         assert_eq!(
-            manifest("ingest", 7),
-            "_manifests/ingest/00000000000000000007.json"
+            Log::Totesys.manifest(7),
+            "_manifests/totesys/00000000000000000007.json"
         );
         assert_eq!(
             quarantine("totesys", "payment", &run),
             format!("_quarantine/totesys/payment/{run}.jsonl")
         );
+        assert_eq!(
+            raw_trades_batch(day, "shardId-000000000000", "4959"),
+            "markets/mercado_bitcoin/trades/date=2024-02-03/shardId-000000000000-4959.jsonl.gz"
+        );
+        assert_eq!(
+            processed_trades_compacted(day, &run),
+            format!("markets/trades_compacted/date=2024-02-03/gen={run}/trades.parquet")
+        );
+    }
+
+    #[test]
+    fn every_log_name_parses_back_to_its_log_and_no_two_share_a_name() {
+        for log in Log::ALL {
+            assert_eq!(Log::from_name(log.name()), Some(log));
+            assert_eq!(Log::of_key(&log.manifest(3)), Some(log));
+        }
+        let mut names: Vec<&str> = Log::ALL.iter().map(|l| l.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Log::ALL.len());
+        assert_eq!(Log::of_key("_manifests/other thing/x.json"), None);
+        assert_eq!(
+            Log::of_key("totesys/payment/date=2024-01-01/a.parquet"),
+            None
+        );
+        assert_eq!(Log::of_key("_manifests/totesys"), None);
+    }
+
+    #[test]
+    fn processed_keys_built_here_parse_back_to_their_dataset_and_partition() {
+        let run = RunId::new(chrono::Utc::now());
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let cases = [
+            (
+                processed_warehouse_file("fact_payment", day, &run, 1),
+                ProcessedDataset::Warehouse("fact_payment".into()),
+                "2026-11-01",
+                None,
+            ),
+            (
+                processed_trades(day, &run),
+                ProcessedDataset::Trades,
+                "2026-11-01",
+                None,
+            ),
+            (
+                processed_trades_compacted(day, &run),
+                ProcessedDataset::Trades,
+                "2026-11-01",
+                Some(run.to_string()),
+            ),
+            (
+                processed_ohlcv_daily(2026, &run),
+                ProcessedDataset::OhlcvDaily,
+                "2026",
+                None,
+            ),
+            (
+                processed_ohlcv_history(2020, &run),
+                ProcessedDataset::OhlcvHistory,
+                "2020",
+                None,
+            ),
+        ];
+        for (key, dataset, partition, generation) in cases {
+            let parsed = parse_processed(&key).unwrap_or_else(|| panic!("{key} parses"));
+            assert_eq!(parsed.dataset, dataset, "{key}");
+            assert_eq!(parsed.partition, partition, "{key}");
+            assert_eq!(parsed.generation, generation, "{key}");
+            assert_eq!(parsed.dir, key.rsplit_once('/').unwrap().0);
+        }
+        for other in [
+            processed_assets(&run),
+            state_file("transform", &run, "parquet"),
+            Log::Transform.manifest(1),
+            "warehouse/fact_payment/year=2024/r.parquet".to_string(),
+        ] {
+            assert_eq!(parse_processed(&other), None, "{other}");
+        }
     }
 }

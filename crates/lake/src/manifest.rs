@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{Error, Lake, PutOutcome, Result, RunId, keys};
+use crate::{Error, Lake, PutOutcome, Result, RunId, keys::Log};
 
 /// The manifest layout version written by this code.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -54,21 +54,18 @@ pub struct Manifest<S> {
 #[derive(Debug, Clone)]
 pub struct ManifestLog {
     lake: Lake,
-    source: String,
+    log: Log,
 }
 
 impl ManifestLog {
-    /// The log `_manifests/<source>/` in `lake`.
-    pub fn new(lake: Lake, source: &str) -> Self {
-        Self {
-            lake,
-            source: source.to_string(),
-        }
+    /// The log `_manifests/<name>/` in `lake`.
+    pub fn new(lake: Lake, log: Log) -> Self {
+        Self { lake, log }
     }
 
-    /// The source name of this log.
-    pub fn source(&self) -> &str {
-        &self.source
+    /// Which log this is.
+    pub fn log(&self) -> Log {
+        self.log
     }
 
     /// The highest committed sequence number, 0 when the log is empty.
@@ -78,18 +75,14 @@ impl ManifestLog {
     pub async fn latest_seq(&self) -> Result<u64> {
         let mut present = 0u64;
         let mut probe = 1u64;
-        while self
-            .lake
-            .exists(&keys::manifest(&self.source, probe))
-            .await?
-        {
+        while self.lake.exists(&self.log.manifest(probe)).await? {
             present = probe;
             probe = probe.saturating_mul(2);
         }
         // Invariant: `present` exists (or is 0), `probe` does not.
         while probe - present > 1 {
             let mid = present + (probe - present) / 2;
-            if self.lake.exists(&keys::manifest(&self.source, mid)).await? {
+            if self.lake.exists(&self.log.manifest(mid)).await? {
                 present = mid;
             } else {
                 probe = mid;
@@ -100,7 +93,7 @@ impl ManifestLog {
 
     /// Reads manifest `seq`, or `None` if it does not exist.
     pub async fn read<S: DeserializeOwned>(&self, seq: u64) -> Result<Option<Manifest<S>>> {
-        let key = keys::manifest(&self.source, seq);
+        let key = self.log.manifest(seq);
         let Some(bytes) = self.lake.get_opt(&key).await? else {
             return Ok(None);
         };
@@ -111,13 +104,16 @@ impl ManifestLog {
             })?;
         if manifest.format != MANIFEST_FORMAT
             || manifest.seq != seq
-            || manifest.source != self.source
+            || manifest.source != self.log.name()
         {
             return Err(Error::CorruptManifest {
                 key,
                 reason: format!(
                     "header says format {} source {:?} seq {}, expected format {MANIFEST_FORMAT} source {:?} seq {seq}",
-                    manifest.format, manifest.source, manifest.seq, self.source
+                    manifest.format,
+                    manifest.source,
+                    manifest.seq,
+                    self.log.name()
                 ),
             });
         }
@@ -145,7 +141,7 @@ impl ManifestLog {
     ) -> Result<Manifest<S>> {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
-            source: self.source.clone(),
+            source: self.log.name().to_string(),
             seq: previous + 1,
             run_id: run_id.clone(),
             started_at,
@@ -154,11 +150,11 @@ impl ManifestLog {
             state,
         };
         let bytes = Bytes::from(serde_json::to_vec_pretty(&manifest)?);
-        let key = keys::manifest(&self.source, manifest.seq);
+        let key = self.log.manifest(manifest.seq);
         match self.lake.put_once(&key, bytes).await {
             Ok(PutOutcome::Created | PutOutcome::AlreadyPresent) => Ok(manifest),
             Err(Error::ConflictingObject { .. }) => Err(Error::ManifestRace {
-                source_name: self.source.clone(),
+                source_name: self.log.name().to_string(),
                 seq: manifest.seq,
             }),
             Err(e) => Err(e),
@@ -177,7 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn commits_are_numbered_and_the_latest_is_found() {
-        let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), "totesys");
+        let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), Log::Totesys);
         assert_eq!(log.latest_seq().await.unwrap(), 0);
         assert!(log.latest::<Watermark>().await.unwrap().is_none());
         for n in 0..37u64 {
@@ -196,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_runs_cannot_commit_the_same_number() {
-        let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), "totesys");
+        let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), Log::Totesys);
         let (run_a, run_b) = (RunId::now(), RunId::now());
         let (a, b) = tokio::join!(
             log.commit(0, &run_a, Utc::now(), vec![], Watermark { value: 1 }),
@@ -215,13 +211,10 @@ mod tests {
     #[tokio::test]
     async fn a_corrupt_manifest_is_a_clear_error() {
         let lake = Lake::from_url("memory://").unwrap();
-        lake.put_once(
-            &keys::manifest("totesys", 1),
-            Bytes::from_static(b"{not json"),
-        )
-        .await
-        .unwrap();
-        let log = ManifestLog::new(lake, "totesys");
+        lake.put_once(&Log::Totesys.manifest(1), Bytes::from_static(b"{not json"))
+            .await
+            .unwrap();
+        let log = ManifestLog::new(lake, Log::Totesys);
         let err = log.latest::<Watermark>().await.unwrap_err();
         assert!(matches!(err, Error::CorruptManifest { .. }), "{err}");
         assert!(

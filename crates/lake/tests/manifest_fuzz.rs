@@ -28,8 +28,8 @@ proptest! {
     ]) {
         runtime().block_on(async {
             let lake = Lake::from_url("memory://").unwrap();
-            lake.put_once(&keys::manifest("fuzz", 1), Bytes::from(bytes)).await.unwrap();
-            let log = ManifestLog::new(lake, "fuzz");
+            lake.put_once(&keys::Log::Totesys.manifest(1), Bytes::from(bytes)).await.unwrap();
+            let log = ManifestLog::new(lake, tributary_lake::keys::Log::Totesys);
             match log.read::<serde_json::Value>(1).await {
                 Ok(Some(manifest)) => prop_assert_eq!(manifest.seq, 1),
                 Ok(None) => prop_assert!(false, "the object exists"),
@@ -43,7 +43,7 @@ proptest! {
     #[test]
     fn committed_state_reads_back_unchanged(state in prop::collection::btree_map(".{0,12}", any::<i64>(), 0..8)) {
         runtime().block_on(async {
-            let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), "fuzz");
+            let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), tributary_lake::keys::Log::Totesys);
             let committed = log.commit(0, &RunId::now(), chrono::Utc::now(), vec![], state.clone()).await.unwrap();
             let read: Manifest<std::collections::BTreeMap<String, i64>> = log.latest().await.unwrap().unwrap();
             prop_assert_eq!(read, committed);

@@ -16,33 +16,15 @@ use tributary_pipeline::{
     Settings,
     alerts::{Alerts, LogAlerts},
     catalog::{Catalog, NoCatalog},
+    config::{
+        COINCAP_API_KEY, COINCAP_SECRET_ARN, TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN,
+        TRIBUTARY_ALERT_TOPIC_ARN, WAREHOUSE_DATABASE_URL, WAREHOUSE_SECRET_ARN,
+    },
+    markets::stream::TradeStream,
     metrics::Metrics,
-    settings::{TOTESYS_DATABASE_URL, WAREHOUSE_DATABASE_URL},
-    stream::TradeStream,
 };
 
 use crate::Failure;
-
-/// Secrets Manager secret of the source database (RDS JSON shape).
-pub const TOTESYS_SECRET_ARN: &str = "TOTESYS_SECRET_ARN";
-/// Secrets Manager secret of the warehouse database (RDS JSON shape).
-pub const WAREHOUSE_SECRET_ARN: &str = "WAREHOUSE_SECRET_ARN";
-/// SNS topic for alerts; absent: alerts go to the log.
-pub const TRIBUTARY_ALERT_TOPIC_ARN: &str = "TRIBUTARY_ALERT_TOPIC_ARN";
-/// Kinesis stream for market data; absent: the ingest function does not poll markets.
-pub const TRIBUTARY_STREAM_NAME: &str = "TRIBUTARY_STREAM_NAME";
-/// Glue database the transform registers its tables in; absent: no catalog.
-pub const TRIBUTARY_GLUE_DATABASE: &str = "TRIBUTARY_GLUE_DATABASE";
-/// Mercado Bitcoin API base URL.
-pub const TRIBUTARY_MERCADO_URL: &str = "TRIBUTARY_MERCADO_URL";
-/// CoinCap v3 API base URL.
-pub const TRIBUTARY_COINCAP_URL: &str = "TRIBUTARY_COINCAP_URL";
-/// CoinCap key, or the secret holding it.
-pub const COINCAP_API_KEY: &str = "COINCAP_API_KEY";
-/// Secret holding the CoinCap key (the bare key, or JSON with `api_key`).
-pub const COINCAP_SECRET_ARN: &str = "COINCAP_SECRET_ARN";
-/// The period of the ingest schedule: market polling ends before the next run.
-pub const TRIBUTARY_SCHEDULE_PERIOD: &str = "TRIBUTARY_SCHEDULE_PERIOD";
 
 /// Which of the four functions this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,20 +106,30 @@ impl Context {
         sdk: &aws_config::SdkConfig,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Failure> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let secrets_client = aws_sdk_secretsmanager::Client::new(sdk);
+        let mut settings = Settings::from_lookup(lookup)?;
         // Database URLs: the URL variable wins; else the secret, read once
         // here, and errors name the secret's variable.
-        let mut settings = Settings::from_lookup(get)?;
+        let aws = settings.aws.clone();
         let needs = match function {
-            Function::Ingest => Some((TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN, "totesys")),
-            Function::Load => Some((WAREHOUSE_DATABASE_URL, WAREHOUSE_SECRET_ARN, "warehouse")),
+            Function::Ingest => Some((
+                TOTESYS_DATABASE_URL,
+                settings.has_totesys_url(),
+                TOTESYS_SECRET_ARN,
+                aws.totesys_secret_arn.as_deref(),
+                "totesys",
+            )),
+            Function::Load => Some((
+                WAREHOUSE_DATABASE_URL,
+                settings.has_warehouse_url(),
+                WAREHOUSE_SECRET_ARN,
+                aws.warehouse_secret_arn.as_deref(),
+                "warehouse",
+            )),
             Function::Transform | Function::StreamSink => None,
         };
-        if let Some((url_var, secret_var, db)) =
-            needs.filter(|(url_var, ..)| get(url_var).is_none())
-        {
-            let Some(secret) = get(secret_var) else {
+        if let Some((url_var, false, secret_var, secret, db)) = needs {
+            let Some(secret) = secret else {
                 return Err(Failure {
                     retryable: false,
                     kind: "Setting",
@@ -146,7 +138,7 @@ impl Context {
                     ),
                 });
             };
-            let url = secrets::database_url(&secrets_client, &secret, db).await?;
+            let url = secrets::database_url(&secrets_client, secret, db).await?;
             settings = match function {
                 Function::Ingest => settings.with_totesys_url(url, secret_var),
                 _ => settings.with_warehouse_url(url, secret_var),
@@ -154,41 +146,27 @@ impl Context {
         }
         let raw = settings.raw_lake()?;
         let processed = settings.processed_lake()?;
-        let alerts: Arc<dyn Alerts> = match get(TRIBUTARY_ALERT_TOPIC_ARN) {
+        let alerts: Arc<dyn Alerts> = match &aws.alert_topic_arn {
             Some(topic) => Arc::new(SnsAlerts::new(aws_sdk_sns::Client::new(sdk), topic)),
             None => {
                 tracing::warn!("{TRIBUTARY_ALERT_TOPIC_ARN} is not set: alerts go to the log only");
                 Arc::new(LogAlerts)
             }
         };
-        let schedule_period = match get(TRIBUTARY_SCHEDULE_PERIOD) {
-            Some(text) => humantime::parse_duration(text.trim()).map_err(|e| Failure {
-                retryable: false,
-                kind: "Setting",
-                message: format!(
-                    "{TRIBUTARY_SCHEDULE_PERIOD} is not a duration ({e}); example: {TRIBUTARY_SCHEDULE_PERIOD}=60s"
-                ),
-            })?,
-            None => std::time::Duration::from_secs(60),
-        };
-        let catalog_enabled =
-            function == Function::Transform && get(TRIBUTARY_GLUE_DATABASE).is_some();
-        let catalog: Arc<dyn Catalog> = match get(TRIBUTARY_GLUE_DATABASE) {
+        let catalog_enabled = function == Function::Transform && aws.glue_database.is_some();
+        let catalog: Arc<dyn Catalog> = match &aws.glue_database {
             Some(db) if function == Function::Transform => {
                 Arc::new(GlueCatalog::new(aws_sdk_glue::Client::new(sdk), db))
             }
             _ => Arc::new(NoCatalog),
         };
-        let markets = match (function, get(TRIBUTARY_STREAM_NAME)) {
+        let markets = match (function, &aws.stream_name) {
             (Function::Ingest, Some(stream)) => {
-                let mercado_url = get(TRIBUTARY_MERCADO_URL)
-                    .unwrap_or_else(|| "https://api.mercadobitcoin.net/api/v4".to_string());
-                let coincap_url = get(TRIBUTARY_COINCAP_URL)
-                    .unwrap_or_else(|| "https://rest.coincap.io/v3".to_string());
-                let key = match (get(COINCAP_API_KEY), get(COINCAP_SECRET_ARN)) {
-                    (Some(key), _) => Some(key),
+                let market_settings = &settings.markets;
+                let key = match (&market_settings.coincap_api_key, &aws.coincap_secret_arn) {
+                    (Some(key), _) => Some(key.clone()),
                     (None, Some(secret)) => Some(coincap_key(
-                        &secrets::secret_string(&secrets_client, &secret).await?,
+                        &secrets::secret_string(&secrets_client, secret).await?,
                     )),
                     (None, None) => {
                         tracing::warn!(
@@ -199,22 +177,26 @@ impl Context {
                 };
                 let coincap = match key {
                     Some(key) => Some(
-                        CoinCap::new(&coincap_url, &key, RetryPolicy::default())
+                        CoinCap::new(&market_settings.coincap_url, &key, RetryPolicy::default())
                             .map_err(tributary_pipeline::Error::from)?,
                     ),
                     None => None,
                 };
                 Some(Markets {
-                    mercado: MercadoBitcoin::new(&mercado_url, RetryPolicy::default()),
+                    mercado: MercadoBitcoin::new(
+                        &market_settings.mercado_url,
+                        RetryPolicy::default(),
+                    ),
                     coincap,
                     stream: Arc::new(KinesisStream::new(
                         aws_sdk_kinesis::Client::new(sdk),
-                        stream,
+                        stream.clone(),
                     )),
                 })
             }
             _ => None,
         };
+        let schedule_period = aws.schedule_period;
         Ok(Self {
             function,
             settings,

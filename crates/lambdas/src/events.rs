@@ -3,7 +3,8 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde_json::Value;
-use tributary_pipeline::{ingest::IngestRequest, stream::ReceivedRecord};
+use tributary_lake::{Flow, Log};
+use tributary_pipeline::{markets::stream::ReceivedRecord, totesys::ingest::IngestRequest};
 
 use crate::Failure;
 
@@ -16,7 +17,7 @@ pub enum IngestEvent {
     /// A manual backfill, e.g. `{"tables":["payment"],"since":"2024-01-01T00:00:00Z"}`.
     Backfill(IngestRequest),
     /// The markets' history before polling, e.g. `{"candles":{"since":"2020-01-01"}}`.
-    History(tributary_pipeline::markets_history::HistoryRequest),
+    History(tributary_pipeline::markets::history::HistoryRequest),
 }
 
 fn is_schedule(event: &Value) -> bool {
@@ -47,7 +48,7 @@ pub fn ingest_event(event: &Value) -> Result<IngestEvent, Failure> {
              {{\"tables\":[\"payment\"],\"since\":\"2024-01-01T00:00:00Z\"}}; this event: {e}"
         ))
     })?;
-    tributary_pipeline::ingest::selected_tables(&request)?;
+    tributary_pipeline::totesys::ingest::selected_tables(&request)?;
     Ok(IngestEvent::Backfill(request))
 }
 
@@ -56,7 +57,8 @@ pub fn ingest_event(event: &Value) -> Result<IngestEvent, Failure> {
 pub struct Touched {
     /// A totesys manifest (raw) or transform manifest (processed).
     pub totesys: bool,
-    /// A markets manifest (sink or poll in raw, markets transform in processed).
+    /// A markets manifest (sink, poll or candles in raw, markets transform
+    /// in processed).
     pub markets: bool,
     /// Keys that named no known manifest (logged, ignored).
     pub ignored: Vec<String>,
@@ -116,12 +118,9 @@ pub fn touched_manifests(event: &Value, prefix: &str) -> Result<Touched, Failure
         } else {
             key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/'))
         };
-        let source = relative
-            .and_then(|k| k.strip_prefix("_manifests/"))
-            .and_then(|k| k.split('/').next());
-        match source {
-            Some("totesys" | "transform") => touched.totesys = true,
-            Some("markets" | "markets_poll" | "markets_transform") => touched.markets = true,
+        match relative.and_then(Log::of_key).map(Log::flow) {
+            Some(Flow::Totesys) => touched.totesys = true,
+            Some(Flow::Markets) => touched.markets = true,
             _ => touched.ignored.push(key),
         }
     }
@@ -251,6 +250,22 @@ mod tests {
         assert!(transform_event(&json!({"Records": []}), "").is_err());
         assert_eq!(decode_s3_key("a+b%2Fc%3D1").unwrap(), "a b/c=1");
         assert!(decode_s3_key("bad%2").is_err());
+    }
+
+    #[test]
+    fn every_manifest_log_routes_to_its_flow_including_candle_backfills() {
+        for log in Log::ALL {
+            let event = json!({"Records": [{"s3": {"object": {"key": log.manifest(1)}}}]});
+            let t = touched_manifests(&event, "").unwrap();
+            let expected = match log.flow() {
+                Flow::Totesys => (true, false),
+                Flow::Markets => (false, true),
+                _ => (false, false),
+            };
+            assert_eq!((t.totesys, t.markets), expected, "{log}");
+        }
+        let candles = json!({"Records": [{"s3": {"object": {"key": "_manifests/markets_candles/00000000000000000001.json"}}}]});
+        assert!(touched_manifests(&candles, "").unwrap().markets);
     }
 
     #[test]

@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tributary_pipeline::{
-    alerts::cannot_connect,
     catalog::sync_pending,
-    ingest::{IngestOptions, IngestRequest, ingest},
-    load::load,
-    markets_load::load_markets,
-    markets_poll::{PollOptions, poll_during},
-    markets_transform::transform_markets,
-    metrics::{Sample, record_ingest, record_load, record_transform},
+    markets::load::load_markets,
+    markets::poll::{PollOptions, poll_during},
+    markets::sink::sink_batch,
+    markets::transform::transform_markets,
+    metrics::{FreshnessLag, record},
     status::freshness_lag,
-    stream_sink::sink_batch,
-    transform::{TransformRequest, transform},
+    totesys::ingest::{IngestOptions, IngestRequest, ingest},
+    totesys::load::load,
+    totesys::transform::{TransformRequest, transform},
 };
 
 use crate::{
@@ -31,17 +30,6 @@ use crate::{
 pub const POLL_EVERY: Duration = Duration::from_secs(15);
 /// Time kept free at the end of an invocation.
 const MARGIN: Duration = Duration::from_secs(5);
-
-/// The key prefix of an S3 lake root inside its bucket (`s3://b/p/q` →
-/// `p/q`), which S3 event keys carry. Other lakes (local files, memory)
-/// have no bucket: event keys are relative to the lake root.
-fn key_prefix(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .filter(|u| u.scheme() == "s3")
-        .map(|u| u.path().trim_matches('/').to_string())
-        .unwrap_or_default()
-}
 
 /// Drops a connection after a failed run so the next one reconnects: a
 /// broken or mid-transaction connection is never reused.
@@ -69,7 +57,7 @@ pub async fn ingest_handler(
                     "candles need the markets configured: TRIBUTARY_STREAM_NAME is not set",
                 ));
             };
-            let state = tributary_pipeline::markets_history::backfill_history(
+            let state = tributary_pipeline::markets::history::backfill_history(
                 &markets.mercado,
                 &ctx.raw,
                 request,
@@ -84,7 +72,7 @@ pub async fn ingest_handler(
     let totesys = ingest_totesys(ctx, &request).await;
     let mut summary = match &totesys {
         Ok(report) => {
-            record_ingest(ctx.metrics.as_ref(), report);
+            record(ctx.metrics.as_ref(), report);
             json!({
                 "run_id": report.run_id.as_str(),
                 "manifest": report.seq,
@@ -117,11 +105,7 @@ pub async fn ingest_handler(
         )
         .await?;
         let trades: u64 = polls.iter().map(|p| p.trades).sum();
-        ctx.metrics.record(
-            "ingest",
-            Some("trades"),
-            &[Sample::count("TradesPolled", trades)],
-        );
+        record(ctx.metrics.as_ref(), &polls);
         summary["market_polls"] = json!(polls.len());
         summary["trades"] = json!(trades);
     }
@@ -134,12 +118,14 @@ pub async fn ingest_handler(
 async fn ingest_totesys(
     ctx: &Context,
     request: &IngestRequest,
-) -> tributary_pipeline::Result<tributary_pipeline::ingest::IngestReport> {
+) -> tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport> {
     let options = IngestOptions::from(&ctx.settings);
     let mut slot = match ctx.totesys().await {
         Ok(slot) => slot,
         Err(error) => {
-            cannot_connect(ctx.alerts.as_ref(), "ingest", &error).await;
+            tributary_pipeline::totesys::ingest::STAGE
+                .cannot_connect(ctx.alerts.as_ref(), &error)
+                .await;
             return Err(error);
         }
     };
@@ -155,8 +141,8 @@ async fn ingest_totesys(
 /// harmless: the stage consumes whatever is pending), or a rebuild; then
 /// the Glue catalog for what was written.
 pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
-    let raw_prefix = key_prefix(&ctx.settings.raw_url);
-    let parsed = transform_event(event, &raw_prefix)?;
+    let raw_prefix = ctx.settings.raw_root.key_prefix();
+    let parsed = transform_event(event, raw_prefix)?;
     let (totesys, markets, rebuild) = match &parsed {
         TransformEvent::Rebuild => (true, false, true),
         TransformEvent::Manifests(t) => {
@@ -175,7 +161,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
             ctx.alerts.as_ref(),
         )
         .await?;
-        record_transform(ctx.metrics.as_ref(), &report);
+        record(ctx.metrics.as_ref(), &report);
         summary["totesys"] = json!({
             "run_id": report.run_id.as_str(),
             "manifest": report.seq,
@@ -186,14 +172,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
     }
     if markets {
         let report = transform_markets(&ctx.raw, &ctx.processed, ctx.alerts.as_ref()).await?;
-        ctx.metrics.record(
-            "transform",
-            Some("markets_trades"),
-            &[
-                Sample::count("RowsTransformed", report.trades),
-                Sample::count("DuplicateTrades", report.duplicates),
-            ],
-        );
+        record(ctx.metrics.as_ref(), &report);
         summary["markets"] = json!({
             "manifest": report.seq,
             "trades": report.trades,
@@ -206,7 +185,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         let partitions = sync_pending(
             ctx.catalog.as_ref(),
             &ctx.processed,
-            &ctx.settings.processed_url,
+            ctx.settings.processed_root.as_str(),
             ctx.alerts.as_ref(),
         )
         .await?;
@@ -218,11 +197,13 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
 /// `load`: every pending processed manifest (totesys, then markets), one
 /// transaction each. Any event form does the same, so repeats are harmless.
 pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
-    load_event(event, &key_prefix(&ctx.settings.processed_url))?;
+    load_event(event, ctx.settings.processed_root.key_prefix())?;
     let mut slot = match ctx.warehouse().await {
         Ok(slot) => slot,
         Err(error) => {
-            cannot_connect(ctx.alerts.as_ref(), "load", &error).await;
+            tributary_pipeline::totesys::load::STAGE
+                .cannot_connect(ctx.alerts.as_ref(), &error)
+                .await;
             return Err(error.into());
         }
     };
@@ -242,18 +223,17 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
         }
     };
     let lag = freshness_lag(&ctx.raw, &ctx.processed, client).await?;
-    record_load(ctx.metrics.as_ref(), &report, lag);
-    ctx.metrics.record(
-        "load",
-        Some("fact_trade"),
-        &[Sample::count("RowsLoaded", markets.0)],
-    );
+    record(ctx.metrics.as_ref(), &report);
+    record(ctx.metrics.as_ref(), &markets);
+    if let Some(lag) = lag {
+        record(ctx.metrics.as_ref(), &FreshnessLag(lag));
+    }
     Ok(json!({
         "run_id": report.run_id.as_str(),
         "manifests": report.manifests.iter().map(|m| m.seq).collect::<Vec<_>>(),
         "rows": report.rows(),
-        "trades": markets.0,
-        "daily_bars": markets.1,
+        "trades": markets.trades,
+        "daily_bars": markets.bars,
         "freshness_lag_seconds": lag.map(|l| l.as_secs_f64()),
     }))
 }
@@ -263,30 +243,10 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
 pub async fn stream_sink_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
     let records = kinesis_records(event)?;
     let report = sink_batch(&ctx.raw, &records, ctx.alerts.as_ref()).await;
-    ctx.metrics.record(
-        "stream-sink",
-        None,
-        &[
-            Sample::count("TradesSunk", report.trades),
-            Sample::count("QuarantinedRows", report.quarantined),
-            Sample::count("BatchItemFailures", report.batch_item_failures.len() as u64),
-        ],
-    );
+    record(ctx.metrics.as_ref(), &report);
     let mut response = aws_lambda_events::event::streams::KinesisEventResponse::default();
     for id in &report.batch_item_failures {
         response.add_failure(id.clone());
     }
     serde_json::to_value(response).map_err(|e| Failure::from(tributary_pipeline::Error::from(e)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_prefix_is_the_path_inside_the_bucket() {
-        assert_eq!(key_prefix("s3://bucket"), "");
-        assert_eq!(key_prefix("s3://bucket/lake/raw/"), "lake/raw");
-        assert_eq!(key_prefix("file:///tmp/x"), "");
-    }
 }

@@ -5,11 +5,14 @@
 //! - [`models`]: the wire shapes, timestamps normalised to milliseconds.
 //! - [`mercado`], [`coincap`]: clients over [`http::JsonClient`] (1 request/s
 //!   per endpoint, timeouts, backoff on 429/5xx/non-JSON, no retry on refusals).
+//! - [`dedupe`]: exactly-once trades by per-symbol tid, and their days.
+//! - [`rollup`]: trades as Arrow batches and daily OHLCV bars.
 //! - [`replay`]: a local server replaying these APIs, failures included, for
 //!   tests and the demo.
 
 pub mod coincap;
 pub mod decimal;
+pub mod dedupe;
 mod error;
 pub mod http;
 pub mod mercado;

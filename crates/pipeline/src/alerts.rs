@@ -31,48 +31,6 @@ impl std::fmt::Display for Alert {
     }
 }
 
-/// What to tell a person when a stage run fails, by whether retrying helps.
-pub struct FailureAdvice {
-    /// When the next run may succeed on its own.
-    pub retryable: &'static str,
-    /// When a person must act first.
-    pub needs_fix: &'static str,
-}
-
-/// Sends the alert for a failed stage run.
-pub async fn stage_failed(
-    alerts: &dyn Alerts,
-    stage: &'static str,
-    run_id: &str,
-    error: &crate::Error,
-    advice: FailureAdvice,
-) {
-    let action = if error.is_retryable() {
-        advice.retryable
-    } else {
-        advice.needs_fix
-    };
-    alerts
-        .send(&Alert {
-            stage,
-            run_id: run_id.to_string(),
-            table: None,
-            message: format!("{stage} failed: {error}"),
-            action: action.to_string(),
-        })
-        .await;
-}
-
-/// Sends the alert for a stage that could not start because its database
-/// connection could not be opened (the stage functions take an open one).
-pub async fn cannot_connect(alerts: &dyn Alerts, stage: &'static str, error: &crate::Error) {
-    let advice = FailureAdvice {
-        retryable: "nothing was done; the next scheduled run retries. Check the database and its network path if this repeats",
-        needs_fix: "fix the setting or secret named above",
-    };
-    stage_failed(alerts, stage, "-", error, advice).await;
-}
-
 /// Where alerts are sent. Sending must not fail the stage: implementations
 /// log their own delivery failures.
 pub trait Alerts: Send + Sync {
@@ -144,28 +102,5 @@ mod tests {
         recorded.send(&alert).await;
         LogAlerts.send(&alert).await;
         assert_eq!(recorded.sent(), vec![alert]);
-    }
-
-    #[tokio::test]
-    async fn failure_advice_depends_on_whether_a_retry_can_help() {
-        let recorded = RecordedAlerts::default();
-        let advice = || FailureAdvice {
-            retryable: "retry later",
-            needs_fix: "fix it",
-        };
-        let transient = crate::Error::Stream("timeout".into());
-        let permanent = crate::Error::UnknownTable("x".into(), "a, b".into());
-        stage_failed(&recorded, "ingest", "r1", &transient, advice()).await;
-        stage_failed(&recorded, "ingest", "r2", &permanent, advice()).await;
-        let sent = recorded.sent();
-        assert_eq!(
-            (sent[0].action.as_str(), sent[1].action.as_str()),
-            ("retry later", "fix it")
-        );
-        assert!(
-            sent[0]
-                .message
-                .starts_with("ingest failed: trade stream: timeout")
-        );
     }
 }

@@ -9,7 +9,11 @@
 use std::{collections::BTreeMap, future::Future, pin::Pin};
 
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
-use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_lake::Log;
+use tributary_lake::{
+    Lake, Manifest, ManifestLog,
+    keys::{self, ProcessedDataset},
+};
 use tributary_warehouse::tables::WarehouseTable;
 
 use crate::Result;
@@ -74,7 +78,8 @@ impl Catalog for NoCatalog {
     }
 }
 
-/// A processed dataset: its prefix, catalog name, schema and partition key.
+/// A processed dataset as the catalog sees it: its prefix, catalog name,
+/// schema and partition key.
 struct Dataset {
     prefix: String,
     name: String,
@@ -83,61 +88,39 @@ struct Dataset {
 }
 
 /// The dataset a processed key belongs to, its partition value and the
-/// partition's directory. Keys outside the cataloged datasets (state,
-/// manifests, the asset snapshots, which are whole snapshots rather than a
-/// growing table) give `None`. A compacted generation of a closed day
-/// (`markets/trades_compacted/date=D/gen=R/…`) is that day's partition of
-/// `markets_trades`, located at its generation.
+/// partition's directory (`keys::parse_processed`). Keys outside the
+/// cataloged datasets (state, manifests, the asset snapshots, which are
+/// whole snapshots rather than a growing table) give `None`. A compacted
+/// generation of a closed day is that day's partition of `markets_trades`,
+/// located at its generation.
 fn dataset_of(key: &str) -> Option<(Dataset, String, String)> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let trades = || Dataset {
-        prefix: "markets/trades".into(),
-        name: "markets_trades".into(),
-        schema: tributary_markets::rollup::trades_schema(),
-        partition_key: "date",
-    };
-    let (dataset, partition) = match parts.as_slice() {
-        ["warehouse", table, partition, _file] => {
+    let file = keys::parse_processed(key)?;
+    let (name, schema) = match &file.dataset {
+        ProcessedDataset::Warehouse(table) => {
             let table = WarehouseTable::by_name(table)?;
-            let dataset = Dataset {
-                prefix: format!("warehouse/{}", table.name),
-                name: table.name.to_string(),
-                schema: table.arrow_schema(),
-                partition_key: "date",
-            };
-            (dataset, *partition)
+            (table.name.to_string(), table.arrow_schema())
         }
-        ["markets", "trades", partition, _file] => (trades(), *partition),
-        ["markets", "trades_compacted", partition, generation, _file]
-            if generation.starts_with("gen=") =>
-        {
-            (trades(), *partition)
-        }
-        ["markets", "ohlcv_history", partition, _file] => (
-            Dataset {
-                prefix: "markets/ohlcv_history".into(),
-                name: "markets_ohlcv_history".into(),
-                schema: tributary_markets::rollup::history_schema(),
-                partition_key: "year",
-            },
-            *partition,
+        ProcessedDataset::Trades => (
+            "markets_trades".to_string(),
+            tributary_markets::rollup::trades_schema(),
         ),
-        ["markets", "ohlcv_daily", partition, _file] => (
-            Dataset {
-                prefix: "markets/ohlcv_daily".into(),
-                name: "markets_ohlcv_daily".into(),
-                schema: tributary_markets::rollup::ohlcv_schema(),
-                partition_key: "year",
-            },
-            *partition,
+        ProcessedDataset::OhlcvHistory => (
+            "markets_ohlcv_history".to_string(),
+            tributary_markets::rollup::history_schema(),
+        ),
+        ProcessedDataset::OhlcvDaily => (
+            "markets_ohlcv_daily".to_string(),
+            tributary_markets::rollup::ohlcv_schema(),
         ),
         _ => return None,
     };
-    let value = partition
-        .strip_prefix(dataset.partition_key)?
-        .strip_prefix('=')?;
-    let dir = key.rsplit_once('/')?.0.to_string();
-    Some((dataset, value.to_string(), dir))
+    let dataset = Dataset {
+        prefix: file.dataset.prefix(),
+        name,
+        schema,
+        partition_key: file.dataset.partition_key(),
+    };
+    Some((dataset, file.partition, file.dir))
 }
 
 /// Which of two directories of one partition is current: a compacted
@@ -230,10 +213,10 @@ async fn sync_manifests(
     catalog: &dyn Catalog,
     processed: &Lake,
     root_url: &str,
-    source: &str,
+    log: Log,
     seqs: std::ops::RangeInclusive<u64>,
 ) -> Result<usize> {
-    let log = ManifestLog::new(processed.clone(), source);
+    let log = ManifestLog::new(processed.clone(), log);
     let mut keys = Vec::new();
     for seq in seqs {
         let manifest: Option<Manifest<serde_json::Value>> = log.read(seq).await?;
@@ -243,10 +226,6 @@ async fn sync_manifests(
     catalog.sync(&tables).await?;
     Ok(tables.iter().map(|t| t.partitions.len()).sum())
 }
-
-/// The catalog's own manifest log in the processed lake: how far each
-/// processed log has been registered.
-pub const SOURCE: &str = "catalog";
 
 /// What the catalog log remembers: the last manifest registered per log.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -285,17 +264,17 @@ async fn sync_pending_run(
     processed: &Lake,
     root_url: &str,
 ) -> Result<usize> {
-    let log = ManifestLog::new(processed.clone(), SOURCE);
+    let log = ManifestLog::new(processed.clone(), Log::Catalog);
     let previous: Option<Manifest<CatalogState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
     let mut state = previous.map(|m| m.state).unwrap_or_default();
     let mut partitions = 0;
     let mut changed = false;
-    for source in [crate::transform::SOURCE, crate::markets_transform::SOURCE] {
+    for source in [Log::Transform, Log::MarketsTransform] {
         let latest = ManifestLog::new(processed.clone(), source)
             .latest_seq()
             .await?;
-        let first = state.synced.get(source).copied().unwrap_or(0) + 1;
+        let first = state.synced.get(source.name()).copied().unwrap_or(0) + 1;
         if first > latest {
             continue;
         }
@@ -438,7 +417,7 @@ mod tests {
             Box::pin(async move {
                 if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                     return Err(crate::Error::Aws {
-                        message: "glue unreachable".into(),
+                        source: "glue unreachable".into(),
                         retryable: true,
                     });
                 }
@@ -448,8 +427,8 @@ mod tests {
         }
     }
 
-    async fn commit(lake: &Lake, source: &str, key: &str) {
-        let log = ManifestLog::new(lake.clone(), source);
+    async fn commit(lake: &Lake, log: Log, key: &str) {
+        let log = ManifestLog::new(lake.clone(), log);
         let previous = log.latest_seq().await.unwrap();
         let file = lake
             .put_file(key, "t", 1, bytes::Bytes::from_static(b"x"))
@@ -473,13 +452,13 @@ mod tests {
         let alerts = crate::alerts::RecordedAlerts::default();
         commit(
             &lake,
-            crate::transform::SOURCE,
+            Log::Transform,
             "warehouse/dim_date/date=2024-01-01/a.parquet",
         )
         .await;
         commit(
             &lake,
-            crate::markets_transform::SOURCE,
+            Log::MarketsTransform,
             "markets/trades/date=2024-01-01/b.parquet",
         )
         .await;
@@ -522,7 +501,7 @@ mod tests {
         );
         commit(
             &lake,
-            crate::transform::SOURCE,
+            Log::Transform,
             "warehouse/dim_date/date=2024-01-02/c.parquet",
         )
         .await;

@@ -14,7 +14,7 @@ use tokio_postgres::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{Error, Result, settings::TRIBUTARY_PG_CA_FILE};
+use crate::{Error, Result, config::TRIBUTARY_PG_CA_FILE};
 
 /// host:port/dbname of a connection string, for messages.
 pub fn describe(config: &Config) -> String {

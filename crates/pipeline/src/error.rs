@@ -44,9 +44,47 @@ pub enum Error {
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 
-    /// The trade stream refused records.
-    #[error("trade stream: {0}")]
-    Stream(String),
+    /// The trade stream kept refusing some records (throttling, a shard
+    /// over its limits) after every attempt.
+    #[error(
+        "trade stream: {failed} record(s) still refused after {attempts} attempts (first partition key {partition_key:?})"
+    )]
+    StreamRefused {
+        /// Records still refused.
+        failed: usize,
+        /// Attempts made.
+        attempts: u32,
+        /// The partition key of the first refused record.
+        partition_key: String,
+    },
+
+    /// Other runs kept committing the same manifest number first.
+    #[error("could not commit a manifest of {log} after {attempts} races with other runs")]
+    ManifestContention {
+        /// The contended log.
+        log: tributary_lake::Log,
+        /// Commits tried.
+        attempts: u32,
+    },
+
+    /// Trades could not be rolled up or written as Arrow (an inexact
+    /// decimal, an overflowing volume).
+    #[error("markets rollup: {0}")]
+    Rollup(#[from] tributary_markets::rollup::RollupError),
+
+    /// Compressing a raw object failed.
+    #[error("compressing: {0}")]
+    Compress(#[source] std::io::Error),
+
+    /// A raw object that should be gzipped text is not.
+    #[error("{key}: not gzip text: {source}")]
+    NotGzip {
+        /// The object read.
+        key: String,
+        /// What flate2 said.
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A market API failed.
     #[error(transparent)]
@@ -57,10 +95,12 @@ pub enum Error {
     Source(#[from] tributary_totesys::Error),
 
     /// An AWS service call failed (SNS, Glue, Kinesis, Secrets Manager).
-    #[error("aws: {message}")]
+    /// The source is `tributary_aws::Error`, which this crate cannot name.
+    #[error("aws: {source}")]
     Aws {
         /// What failed, with the service's code and message.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
         /// False when the service refused for a reason a retry cannot fix
         /// (access denied, not found, invalid request, a malformed secret).
         retryable: bool,
@@ -85,6 +125,9 @@ impl Error {
             self,
             Error::Setting { .. }
                 | Error::UnknownTable(..)
+                | Error::Rollup(_)
+                | Error::Compress(_)
+                | Error::NotGzip { .. }
                 | Error::Lake(tributary_lake::Error::ConflictingObject { .. })
                 | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
                 | Error::Lake(tributary_lake::Error::InvalidUrl { .. })

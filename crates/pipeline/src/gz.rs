@@ -16,7 +16,7 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     encoder
         .write_all(bytes)
         .and_then(|_| encoder.finish())
-        .map_err(|e| Error::Stream(format!("compressing: {e}")))
+        .map_err(Error::Compress)
 }
 
 /// Reads the gzipped text object at `key`.
@@ -25,7 +25,10 @@ pub async fn read_text(lake: &Lake, key: &str) -> Result<String> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(&compressed[..])
         .read_to_string(&mut text)
-        .map_err(|e| Error::Stream(format!("{key}: not gzip text: {e}")))?;
+        .map_err(|source| Error::NotGzip {
+            key: key.to_string(),
+            source,
+        })?;
     Ok(text)
 }
 

@@ -1,30 +1,29 @@
-//! Tributary's stages and their settings.
+//! Tributary's stages, by source, over one stage runner.
 //!
-//! Each stage is one entry function called alike by the CLI and the Lambda
-//! functions: [`ingest::ingest`] today; transform and load join it. Side
-//! effects that differ between local runs and AWS sit behind small traits
-//! ([`alerts::Alerts`]).
+//! The flow is sources → raw lake → model → warehouse, and the modules follow
+//! it: each source is a room ([`totesys`], [`markets`]) holding its own
+//! ingest, transform and load stages. What every stage shares lives once:
+//! [`stage`] names a run, logs and alerts its failure with the stage's
+//! advice; [`metrics`] turns any stage report into figures; [`config`]
+//! parses every setting. Side effects that differ between local runs and AWS
+//! sit behind small traits ([`alerts::Alerts`], [`metrics::Metrics`],
+//! [`catalog::Catalog`], [`markets::stream::TradeStream`]).
+//!
+//! A new source is a new room: a module with its stages, its manifest logs
+//! (`tributary_lake::Log`) and its place in [`run`].
 
 pub mod alerts;
 pub mod catalog;
+pub mod config;
 pub mod db;
 mod error;
 pub mod gz;
-pub mod ingest;
-pub mod load;
-pub mod markets_history;
-pub mod markets_load;
-pub mod markets_poll;
-pub mod markets_run;
-pub mod markets_transform;
+pub mod markets;
 pub mod metrics;
-pub mod reconcile;
 pub mod run;
-pub mod settings;
+pub mod stage;
 pub mod status;
-pub mod stream;
-pub mod stream_sink;
-pub mod transform;
+pub mod totesys;
 
+pub use config::Settings;
 pub use error::{Error, Result};
-pub use settings::Settings;

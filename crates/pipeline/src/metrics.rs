@@ -6,7 +6,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{ingest::IngestReport, load::LoadReport, transform::TransformReport};
+use crate::{
+    markets::{
+        load::MarketsLoadReport, poll::PollReport, sink::SinkReport, transform::MarketsReport,
+    },
+    totesys::{ingest::IngestReport, load::LoadReport, transform::TransformReport},
+};
 
 /// The unit of a figure, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,79 +107,207 @@ impl Metrics for RecordedMetrics {
     }
 }
 
-/// Figures of an ingest run: rows and late rows per table, the run's time.
-pub fn record_ingest(metrics: &dyn Metrics, report: &IngestReport) {
-    for table in report.tables.iter().filter(|t| t.rows > 0) {
-        metrics.record(
-            "ingest",
-            Some(table.table),
-            &[
-                Sample::count("RowsIngested", table.rows),
-                Sample::count("LateRows", table.late_rows),
+/// Figures for one table (`Some`) or the whole run (`None`).
+pub type TableFigures = (Option<String>, Vec<Sample>);
+
+/// A stage report that knows its own figures, so every caller records the
+/// same ones through [`record`].
+pub trait Figures {
+    /// The stage the figures belong to (the `Stage` dimension).
+    fn stage(&self) -> &'static str;
+    /// Per-table figures first, then the run's own.
+    fn figures(&self) -> Vec<TableFigures>;
+}
+
+/// Records every figure of `report`.
+pub fn record(metrics: &dyn Metrics, report: &dyn Figures) {
+    for (table, samples) in report.figures() {
+        metrics.record(report.stage(), table.as_deref(), &samples);
+    }
+}
+
+/// Rows and late rows per table, the run's rows and time.
+impl Figures for IngestReport {
+    fn stage(&self) -> &'static str {
+        "ingest"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        let mut out: Vec<TableFigures> = self
+            .tables
+            .iter()
+            .filter(|t| t.rows > 0)
+            .map(|t| {
+                (
+                    Some(t.table.to_string()),
+                    vec![
+                        Sample::count("RowsIngested", t.rows),
+                        Sample::count("LateRows", t.late_rows),
+                    ],
+                )
+            })
+            .collect();
+        out.push((
+            None,
+            vec![
+                Sample::count("RowsIngested", self.rows()),
+                Sample::seconds("RunDuration", self.elapsed),
+                Sample::count("RunSucceeded", 1),
             ],
-        );
+        ));
+        out
     }
-    metrics.record(
-        "ingest",
-        None,
-        &[
-            Sample::count("RowsIngested", report.rows()),
-            Sample::seconds("RunDuration", report.elapsed),
-            Sample::count("RunSucceeded", 1),
-        ],
-    );
 }
 
-/// Figures of a transform run: rows per warehouse table, quarantined rows
-/// per source table, the run's time.
-pub fn record_transform(metrics: &dyn Metrics, report: &TransformReport) {
-    for (table, rows) in &report.rows {
-        metrics.record(
-            "transform",
-            Some(table),
-            &[Sample::count("RowsTransformed", *rows)],
-        );
+/// Rows per warehouse table, quarantined rows per source table, the run's time.
+impl Figures for TransformReport {
+    fn stage(&self) -> &'static str {
+        "transform"
     }
-    for (table, rows) in &report.quarantined {
-        metrics.record(
-            "transform",
-            Some(table),
-            &[Sample::count("QuarantinedRows", *rows)],
-        );
+
+    fn figures(&self) -> Vec<TableFigures> {
+        let mut out: Vec<TableFigures> = self
+            .rows
+            .iter()
+            .map(|(table, rows)| {
+                (
+                    Some(table.to_string()),
+                    vec![Sample::count("RowsTransformed", *rows)],
+                )
+            })
+            .collect();
+        out.extend(self.quarantined.iter().map(|(table, rows)| {
+            (
+                Some(table.to_string()),
+                vec![Sample::count("QuarantinedRows", *rows)],
+            )
+        }));
+        out.push((
+            None,
+            vec![
+                Sample::count("QuarantinedRows", self.quarantined.values().sum()),
+                Sample::seconds("RunDuration", self.elapsed),
+                Sample::count("RunSucceeded", 1),
+            ],
+        ));
+        out
     }
-    metrics.record(
-        "transform",
-        None,
-        &[
-            Sample::count("QuarantinedRows", report.quarantined.values().sum()),
-            Sample::seconds("RunDuration", report.elapsed),
-            Sample::count("RunSucceeded", 1),
-        ],
-    );
 }
 
-/// Figures of a load run: rows per table, the run's time, and the freshness
-/// lag (the age of the newest source state in the warehouse), when known.
-pub fn record_load(metrics: &dyn Metrics, report: &LoadReport, lag: Option<std::time::Duration>) {
-    let mut per_table = std::collections::BTreeMap::<&str, u64>::new();
-    for manifest in &report.manifests {
-        for (table, rows) in &manifest.rows {
-            *per_table.entry(table).or_default() += rows;
+/// Rows per table, manifests, the run's time.
+impl Figures for LoadReport {
+    fn stage(&self) -> &'static str {
+        "load"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        let mut per_table = std::collections::BTreeMap::<&str, u64>::new();
+        for manifest in &self.manifests {
+            for (table, rows) in &manifest.rows {
+                *per_table.entry(table).or_default() += rows;
+            }
         }
+        let mut out: Vec<TableFigures> = per_table
+            .into_iter()
+            .map(|(table, rows)| {
+                (
+                    Some(table.to_string()),
+                    vec![Sample::count("RowsLoaded", rows)],
+                )
+            })
+            .collect();
+        out.push((
+            None,
+            vec![
+                Sample::count("RowsLoaded", self.rows()),
+                Sample::count("ManifestsLoaded", self.manifests.len() as u64),
+                Sample::seconds("RunDuration", self.elapsed),
+                Sample::count("RunSucceeded", 1),
+            ],
+        ));
+        out
     }
-    for (table, rows) in per_table {
-        metrics.record("load", Some(table), &[Sample::count("RowsLoaded", rows)]);
+}
+
+/// Trades written and dropped as duplicates.
+impl Figures for MarketsReport {
+    fn stage(&self) -> &'static str {
+        "transform"
     }
-    let mut samples = vec![
-        Sample::count("RowsLoaded", report.rows()),
-        Sample::count("ManifestsLoaded", report.manifests.len() as u64),
-        Sample::seconds("RunDuration", report.elapsed),
-        Sample::count("RunSucceeded", 1),
-    ];
-    if let Some(lag) = lag {
-        samples.push(Sample::seconds("FreshnessLagSeconds", lag));
+
+    fn figures(&self) -> Vec<TableFigures> {
+        vec![(
+            Some("markets_trades".to_string()),
+            vec![
+                Sample::count("RowsTransformed", self.trades),
+                Sample::count("DuplicateTrades", self.duplicates),
+            ],
+        )]
     }
-    metrics.record("load", None, &samples);
+}
+
+/// Trades loaded.
+impl Figures for MarketsLoadReport {
+    fn stage(&self) -> &'static str {
+        "load"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        vec![(
+            Some("fact_trade".to_string()),
+            vec![Sample::count("RowsLoaded", self.trades)],
+        )]
+    }
+}
+
+/// Trades kept, lines quarantined, records handed back for redelivery.
+impl Figures for SinkReport {
+    fn stage(&self) -> &'static str {
+        "stream-sink"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        vec![(
+            None,
+            vec![
+                Sample::count("TradesSunk", self.trades),
+                Sample::count("QuarantinedRows", self.quarantined),
+                Sample::count("BatchItemFailures", self.batch_item_failures.len() as u64),
+            ],
+        )]
+    }
+}
+
+/// The warehouse's freshness lag: the age of the newest source state it
+/// holds (`status::freshness_lag`), which the stale-data alarm reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FreshnessLag(pub std::time::Duration);
+
+impl Figures for FreshnessLag {
+    fn stage(&self) -> &'static str {
+        "load"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        vec![(None, vec![Sample::seconds("FreshnessLagSeconds", self.0)])]
+    }
+}
+
+/// Trades polled into the stream over one invocation's ticks.
+impl Figures for Vec<PollReport> {
+    fn stage(&self) -> &'static str {
+        "ingest"
+    }
+
+    fn figures(&self) -> Vec<TableFigures> {
+        vec![(
+            Some("trades".to_string()),
+            vec![Sample::count(
+                "TradesPolled",
+                self.iter().map(|p| p.trades).sum(),
+            )],
+        )]
+    }
 }
 
 #[cfg(test)]

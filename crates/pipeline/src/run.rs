@@ -9,9 +9,9 @@ use tributary_lake::Lake;
 use crate::{
     Result,
     alerts::Alerts,
-    ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
-    load::{LoadReport, load},
-    transform::{TransformReport, TransformRequest, transform},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
+    totesys::load::{LoadReport, load},
+    totesys::transform::{TransformReport, TransformRequest, transform},
 };
 
 /// One pass of the three stages.

@@ -1,13 +1,10 @@
 //! `tributary status`: what the raw lake says about each source table.
 
 use chrono::{DateTime, Utc};
-use tributary_lake::{Lake, Manifest, ManifestLog};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 use tributary_totesys::TABLES;
 
-use crate::{
-    Result,
-    ingest::{IngestState, SOURCE},
-};
+use crate::{Result, totesys::ingest::IngestState};
 
 /// One table's line of the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +35,7 @@ pub struct IngestStatus {
 /// Reads the latest ingest manifest.
 pub async fn ingest_status(raw: &Lake) -> Result<IngestStatus> {
     let latest: Option<Manifest<IngestState>> =
-        ManifestLog::new(raw.clone(), SOURCE).latest().await?;
+        ManifestLog::new(raw.clone(), Log::Totesys).latest().await?;
     let (seq, committed_at, state) = match latest {
         Some(m) => (m.seq, Some(m.committed_at), m.state),
         None => (0, None, IngestState::default()),
@@ -78,8 +75,8 @@ pub async fn downstream_status(
     processed: &Lake,
     warehouse: Option<&tokio_postgres::Client>,
 ) -> Result<DownstreamStatus> {
-    let latest: Option<Manifest<crate::transform::TransformState>> =
-        ManifestLog::new(processed.clone(), crate::transform::SOURCE)
+    let latest: Option<Manifest<crate::totesys::transform::TransformState>> =
+        ManifestLog::new(processed.clone(), Log::Transform)
             .latest()
             .await?;
     // A status look must not change the warehouse: no DDL here, and a
@@ -118,16 +115,15 @@ pub async fn freshness_lag(
     if through == 0 {
         return Ok(None);
     }
-    let loaded: Option<Manifest<crate::transform::TransformState>> =
-        ManifestLog::new(processed.clone(), crate::transform::SOURCE)
+    let loaded: Option<Manifest<crate::totesys::transform::TransformState>> =
+        ManifestLog::new(processed.clone(), Log::Transform)
             .read(through)
             .await?;
     let Some(loaded) = loaded else {
         return Ok(None);
     };
-    let source: Option<Manifest<serde_json::Value>> =
-        ManifestLog::new(raw.clone(), crate::ingest::SOURCE)
-            .read(loaded.state.raw_seq)
-            .await?;
+    let source: Option<Manifest<serde_json::Value>> = ManifestLog::new(raw.clone(), Log::Totesys)
+        .read(loaded.state.raw_seq)
+        .await?;
     Ok(source.map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default()))
 }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod generate;
 pub mod simulate;
 pub mod tables;
+pub mod watermark;
 
 pub use error::{Error, Result};
 pub use extract::{

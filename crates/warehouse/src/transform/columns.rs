@@ -23,26 +23,29 @@ fn typed<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
 }
 
 /// An Int32 column.
-pub fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int32Array> {
+pub(crate) fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int32Array> {
     typed(batch, name)
 }
 
 /// A Utf8 column.
-pub fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+pub(crate) fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     typed(batch, name)
 }
 
 /// A Timestamp(ms) column.
-pub fn timestamps<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampMillisecondArray> {
+pub(crate) fn timestamps<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a TimestampMillisecondArray> {
     typed(batch, name)
 }
 
 /// A column of any type, cloned (cheap: arrays are shared).
-pub fn any(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+pub(crate) fn any(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
     column(batch, name).cloned()
 }
 
 /// The id of row `row` of an Int32 key column, if set.
-pub fn id_at(ids: &Int32Array, row: usize) -> Option<i32> {
+pub(crate) fn id_at(ids: &Int32Array, row: usize) -> Option<i32> {
     (!ids.is_null(row)).then(|| ids.value(row))
 }

@@ -154,16 +154,37 @@ pub fn apply_reference_changes(
     raw: &HashMap<&'static str, Vec<RecordBatch>>,
 ) -> Result<DimensionChanges> {
     let empty = Vec::new();
-    let mut changed: HashMap<&'static str, BTreeSet<i32>> = HashMap::new();
+    let mut changed: Changed = HashMap::new();
     for name in REFERENCE_TABLES {
         let batches = raw.get(name).unwrap_or(&empty);
         changed.insert(name, state.merge(name, batches)?);
     }
     let mut out = DimensionChanges::default();
-    let table = |name: &str| WarehouseTable::by_name(name).expect("listed warehouse table");
+    dim_location(state, &changed, &mut out)?;
+    dim_counterparty(state, &changed, &mut out)?;
+    dim_staff(state, &changed, &mut out)?;
+    dim_currency(state, &changed, &mut out)?;
+    dim_design_and_payment_type(state, &changed, &mut out)?;
+    if let Some(batches) = raw.get("transaction").filter(|b| !b.is_empty()) {
+        dim_transaction(state, batches, &mut out)?;
+    }
+    Ok(out)
+}
 
+/// The ids each reference table changed in this run.
+type Changed = HashMap<&'static str, BTreeSet<i32>>;
+
+fn table(name: &str) -> &'static WarehouseTable {
+    WarehouseTable::by_name(name).expect("listed warehouse table")
+}
+
+/// Addresses that changed become their `dim_location` rows.
+fn dim_location(
+    state: &ReferenceState,
+    changed: &Changed,
+    out: &mut DimensionChanges,
+) -> Result<()> {
     let address = current(state, "address")?;
-    let changed_addresses = &changed["address"];
     let dim = table("dim_location");
     out.push(
         dim,
@@ -171,7 +192,7 @@ pub fn apply_reference_changes(
             dim,
             &address,
             "address_id",
-            changed_addresses,
+            &changed["address"],
             &[
                 "address_id",
                 "address_line_1",
@@ -184,15 +205,23 @@ pub fn apply_reference_changes(
             ],
         )?,
     );
+    Ok(())
+}
 
-    // Counterparties re-emitted: changed ones, and those whose address changed.
+/// Counterparties re-emitted: changed ones, and those whose legal address changed.
+fn dim_counterparty(
+    state: &ReferenceState,
+    changed: &Changed,
+    out: &mut DimensionChanges,
+) -> Result<()> {
+    let address = current(state, "address")?;
     let counterparty = current(state, "counterparty")?;
     let legal = ints(&counterparty, "legal_address_id")?;
     let cp_ids = ints(&counterparty, "counterparty_id")?;
     let wanted: BTreeSet<i32> = (0..counterparty.num_rows())
         .filter(|&row| {
             id_at(cp_ids, row).is_some_and(|id| changed["counterparty"].contains(&id))
-                || id_at(legal, row).is_some_and(|a| changed_addresses.contains(&a))
+                || id_at(legal, row).is_some_and(|a| changed["address"].contains(&a))
         })
         .filter_map(|row| id_at(cp_ids, row))
         .collect();
@@ -225,8 +254,11 @@ pub fn apply_reference_changes(
             ],
         )?,
     );
+    Ok(())
+}
 
-    // Staff re-emitted: changed ones, and those whose department changed.
+/// Staff re-emitted: changed ones, and those whose department changed.
+fn dim_staff(state: &ReferenceState, changed: &Changed, out: &mut DimensionChanges) -> Result<()> {
     let staff = current(state, "staff")?;
     let department = current(state, "department")?;
     let staff_ids = ints(&staff, "staff_id")?;
@@ -264,13 +296,28 @@ pub fn apply_reference_changes(
             ],
         )?,
     );
+    Ok(())
+}
 
-    // Currencies carry their ISO 4217 name; an unknown code is refused.
+/// Currencies carry their ISO 4217 name; an unknown code is refused.
+fn dim_currency(
+    state: &ReferenceState,
+    changed: &Changed,
+    out: &mut DimensionChanges,
+) -> Result<()> {
     let currency = current(state, "currency")?;
     let (named, refused) = currency_rows(&currency, &changed["currency"])?;
     out.quarantine.extend(refused);
     out.push(table("dim_currency"), named);
+    Ok(())
+}
 
+/// Designs and payment types map one to one onto their dimensions.
+fn dim_design_and_payment_type(
+    state: &ReferenceState,
+    changed: &Changed,
+    out: &mut DimensionChanges,
+) -> Result<()> {
     let design = current(state, "design")?;
     let dim = table("dim_design");
     out.push(
@@ -295,35 +342,41 @@ pub fn apply_reference_changes(
             &["payment_type_id", "payment_type_name"],
         )?,
     );
+    Ok(())
+}
 
-    // Transactions are many: only their ids are remembered.
-    if let Some(batches) = raw.get("transaction").filter(|b| !b.is_empty()) {
-        let def = TableDef::by_name("transaction").expect("listed source table");
-        let all = concat_batches(&def.arrow_schema(), batches)?;
-        let latest = latest_per_id(&all, "transaction_id")?;
-        let ids = ints(&latest, "transaction_id")?;
-        state
-            .transactions
-            .extend(ids.iter().flatten().filter_map(|id| u32::try_from(id).ok()));
-        let all_ids: BTreeSet<i32> = ids.iter().flatten().collect();
-        let dim = table("dim_transaction");
-        out.push(
+/// Transactions are many: only their ids are remembered; the latest version
+/// of each one read becomes its `dim_transaction` row.
+fn dim_transaction(
+    state: &mut ReferenceState,
+    batches: &[RecordBatch],
+    out: &mut DimensionChanges,
+) -> Result<()> {
+    let def = TableDef::by_name("transaction").expect("listed source table");
+    let all = concat_batches(&def.arrow_schema(), batches)?;
+    let latest = latest_per_id(&all, "transaction_id")?;
+    let ids = ints(&latest, "transaction_id")?;
+    state
+        .transactions
+        .extend(ids.iter().flatten().filter_map(|id| u32::try_from(id).ok()));
+    let all_ids: BTreeSet<i32> = ids.iter().flatten().collect();
+    let dim = table("dim_transaction");
+    out.push(
+        dim,
+        select(
             dim,
-            select(
-                dim,
-                &latest,
+            &latest,
+            "transaction_id",
+            &all_ids,
+            &[
                 "transaction_id",
-                &all_ids,
-                &[
-                    "transaction_id",
-                    "transaction_type",
-                    "sales_order_id",
-                    "purchase_order_id",
-                ],
-            )?,
-        );
-    }
-    Ok(out)
+                "transaction_type",
+                "sales_order_id",
+                "purchase_order_id",
+            ],
+        )?,
+    );
+    Ok(())
 }
 
 /// The ids facts may reference after this state.

@@ -10,7 +10,7 @@ use super::reference::{REFERENCE_TABLES, ReferenceState};
 use crate::{Error, Result};
 
 /// The state part holding transaction ids.
-pub const TRANSACTION_IDS: &str = "transaction_ids";
+pub(crate) const TRANSACTION_IDS: &str = "transaction_ids";
 
 /// Encodes the state as `(part name, bytes)`.
 pub fn encode_state(state: &ReferenceState) -> Result<Vec<(String, Bytes)>> {

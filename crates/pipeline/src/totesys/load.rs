@@ -7,16 +7,17 @@ use std::{
 };
 
 use tokio_postgres::Client;
-use tributary_lake::{Lake, Manifest, ManifestLog, RunId, keys};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId};
 use tributary_warehouse::load::{LoadedManifest, init, load_manifest, loaded_through};
 
-use crate::{
-    Error, Result,
-    alerts::{Alerts, FailureAdvice, stage_failed},
-    transform::{SOURCE as PROCESSED_SOURCE, TransformState},
-};
+use crate::{Error, Result, alerts::Alerts, stage::Stage, totesys::transform::TransformState};
 
-const STAGE: &str = "load";
+/// The load stage and what to do when it fails.
+pub const STAGE: Stage = Stage {
+    name: "load",
+    retryable: "the failed manifest was rolled back; the next run retries it",
+    needs_fix: "the failed manifest was rolled back and blocks later ones: fix the cause named above",
+};
 
 /// What a run did.
 #[derive(Debug, Clone)]
@@ -42,29 +43,24 @@ pub async fn load(
     processed: &Lake,
     alerts: &dyn Alerts,
 ) -> Result<LoadReport> {
-    let run_id = RunId::now();
-    let result = load_run(warehouse, processed, &run_id).await;
-    if let Err(error) = &result {
-        let advice = FailureAdvice {
-            retryable: "the failed manifest was rolled back; the next run retries it",
-            needs_fix: "the failed manifest was rolled back and blocks later ones: fix the cause named above",
-        };
-        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
-    }
-    result
+    STAGE
+        .run(alerts, |run_id| async move {
+            load_run(warehouse, processed, &run_id).await
+        })
+        .await
 }
 
 async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> Result<LoadReport> {
     let started = Instant::now();
     init(warehouse).await?;
-    let log = ManifestLog::new(processed.clone(), PROCESSED_SOURCE);
+    let log = ManifestLog::new(processed.clone(), Log::Transform);
     let latest = log.latest_seq().await?;
     let through = loaded_through(warehouse).await?;
     let mut manifests = Vec::new();
     for seq in through + 1..=latest {
         let manifest: Manifest<TransformState> = log.read(seq).await?.ok_or_else(|| {
             Error::Lake(tributary_lake::Error::CorruptManifest {
-                key: keys::manifest(PROCESSED_SOURCE, seq),
+                key: Log::Transform.manifest(seq),
                 reason: "missing although a later manifest exists".to_string(),
             })
         })?;
@@ -79,7 +75,7 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
         let loaded =
             load_manifest(warehouse, processed, seq, manifest.run_id.as_str(), &files).await?;
         tracing::info!(
-            stage = STAGE,
+            stage = STAGE.name,
             run_id = %run_id,
             seq,
             rows = loaded.rows.values().sum::<u64>(),

@@ -11,18 +11,18 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tributary_lake::{Lake, Manifest, ManifestLog, PutOutcome, RunId};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, PutOutcome, RunId, keys};
 use tributary_markets::Trade;
 
 use crate::{
     Error, Result,
     alerts::{Alert, Alerts},
-    stream::ReceivedRecord,
+    markets::stream::ReceivedRecord,
 };
 
-/// The manifest log of this stage in the raw lake.
-pub const SOURCE: &str = "markets";
 const STAGE: &str = "stream-sink";
+/// Commits tried before racing sinks are reported as contention.
+const COMMIT_ATTEMPTS: u32 = 8;
 /// How many recent manifests a redelivery looks through for its object.
 const RECENT_MANIFESTS: u64 = 64;
 
@@ -61,8 +61,8 @@ pub struct SinkReport {
 pub fn batch_key(first_trade: &Trade, shard_id: &str, first_sequence: &str) -> String {
     let date = DateTime::<Utc>::from_timestamp_millis(first_trade.traded_at_ms)
         .unwrap_or_default()
-        .format("%Y-%m-%d");
-    format!("markets/mercado_bitcoin/trades/date={date}/{shard_id}-{first_sequence}.jsonl.gz")
+        .date_naive();
+    keys::raw_trades_batch(date, shard_id, first_sequence)
 }
 
 /// Writes one batch. Never fails as a whole: what could not be written comes
@@ -134,7 +134,7 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
     let last = records.last().map_or("", |r| r.sequence_number.as_str());
     let batch_id = format!("{}-{}", first.shard_id, first.sequence_number);
     if !refused.is_empty() {
-        let key = format!("_quarantine/markets/trades/{batch_id}.jsonl");
+        let key = keys::quarantine("markets", "trades", &batch_id);
         raw.put_once(&key, Bytes::from(refused)).await?;
     }
     let Some(first_trade) = first_trade else {
@@ -144,7 +144,7 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
     let body = crate::gz::gzip(&lines)?;
     let outcome = raw.put_once(&key, Bytes::from(body.clone())).await?;
     report.already_written = outcome == PutOutcome::AlreadyPresent;
-    let log = ManifestLog::new(raw.clone(), SOURCE);
+    let log = ManifestLog::new(raw.clone(), Log::MarketsTrades);
     if !(report.already_written && recently_committed(&log, &key).await?) {
         let entry = tributary_lake::FileEntry {
             key: key.clone(),
@@ -184,7 +184,7 @@ async fn commit_with_retries(
     state: SinkState,
 ) -> Result<()> {
     let run_id = RunId::now();
-    for _ in 0..8 {
+    for _ in 0..COMMIT_ATTEMPTS {
         let latest = log.latest_seq().await?;
         match log
             .commit(
@@ -201,7 +201,8 @@ async fn commit_with_retries(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Stream(
-        "could not commit the sink manifest after 8 races".to_string(),
-    ))
+    Err(Error::ManifestContention {
+        log: Log::MarketsTrades,
+        attempts: COMMIT_ATTEMPTS,
+    })
 }

@@ -17,7 +17,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
-    FileEntry, Lake, Manifest, ManifestLog, RunId, keys, parquet::decode, write_dataset,
+    FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, parquet::decode, write_dataset,
 };
 use tributary_warehouse::{
     WarehouseTable,
@@ -30,13 +30,17 @@ use tributary_warehouse::{
 
 use crate::{
     Error, Result,
-    alerts::{Alert, Alerts, FailureAdvice, stage_failed},
-    ingest::{IngestState, SOURCE as RAW_SOURCE},
+    alerts::{Alert, Alerts},
+    stage::Stage,
+    totesys::ingest::IngestState,
 };
 
-/// The manifest log of this stage in the processed lake.
-pub const SOURCE: &str = "transform";
-const STAGE: &str = "transform";
+/// The transform stage and what to do when it fails.
+pub const STAGE: Stage = Stage {
+    name: "transform",
+    retryable: "nothing was committed; the next raw manifest or schedule retries",
+    needs_fix: "fix the cause named above, then run the transform again (or with rebuild)",
+};
 
 /// A manual request: `{"rebuild": true}` recomputes everything from raw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,16 +102,11 @@ pub async fn transform(
     request: &TransformRequest,
     alerts: &dyn Alerts,
 ) -> Result<TransformReport> {
-    let run_id = RunId::now();
-    let result = transform_run(raw, processed, request, alerts, &run_id).await;
-    if let Err(error) = &result {
-        let advice = FailureAdvice {
-            retryable: "nothing was committed; the next raw manifest or schedule retries",
-            needs_fix: "fix the cause named above, then run the transform again (or with rebuild)",
-        };
-        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
-    }
-    result
+    STAGE
+        .run(alerts, |run_id| async move {
+            transform_run(raw, processed, request, alerts, &run_id).await
+        })
+        .await
 }
 
 async fn transform_run(
@@ -119,10 +118,10 @@ async fn transform_run(
 ) -> Result<TransformReport> {
     let started = Instant::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
-    let log = ManifestLog::new(processed.clone(), SOURCE);
+    let log = ManifestLog::new(processed.clone(), Log::Transform);
     let previous: Option<Manifest<TransformState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
-    let raw_log = ManifestLog::new(raw.clone(), RAW_SOURCE);
+    let raw_log = ManifestLog::new(raw.clone(), Log::Totesys);
     let raw_latest = raw_log.latest_seq().await?;
     let (first, mut state) = match (&previous, request.rebuild) {
         (Some(p), false) => (p.state.raw_seq + 1, read_state(processed, &p.state).await?),
@@ -137,105 +136,34 @@ async fn transform_run(
         elapsed: Duration::ZERO,
     };
     if report.inputs.is_empty() {
-        tracing::info!(stage = STAGE, run_id = %run_id, raw_latest, "nothing new to transform");
+        tracing::info!(stage = STAGE.name, run_id = %run_id, raw_latest, "nothing new to transform");
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    tracing::info!(stage = STAGE, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
+    tracing::info!(stage = STAGE.name, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
 
-    // Raw files of the consumed manifests, per source table, in commit order.
-    let mut raw_files: HashMap<&'static str, Vec<FileEntry>> = HashMap::new();
-    for seq in first..=raw_latest {
-        let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
-            Error::Lake(tributary_lake::Error::CorruptManifest {
-                key: keys::manifest(RAW_SOURCE, seq),
-                reason: "missing although a later manifest exists".to_string(),
-            })
-        })?;
-        for file in manifest.files {
-            if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
-                raw_files.entry(table.name).or_default().push(file);
-            }
-        }
-    }
-
-    let date = started_at.date_naive();
-    let mut files = Vec::new();
-    let mut quarantine: Vec<Quarantined> = Vec::new();
-
-    // Reference tables and transactions: small (or id-only) and read whole.
-    let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
-    for name in REFERENCE_TABLES.iter().copied().chain(["transaction"]) {
-        for file in raw_files.get(name).into_iter().flatten() {
-            let (_, batches) = decode(raw.get(&file.key).await?)?;
-            reference_rows.entry(name).or_default().extend(batches);
-        }
-    }
-    let dims = apply_reference_changes(&mut state, &reference_rows)?;
-    drop(reference_rows);
-    quarantine.extend(dims.quarantine);
-    for (table, batch) in dims.batches {
-        let written = write_batch(processed, table, date, run_id, batch).await?;
-        *report.rows.entry(table.name).or_default() += written.rows;
-        files.push(written);
-    }
-
-    // Facts: streamed file by file into the writer.
+    let raw_files = raw_files_by_table(&raw_log, first..=raw_latest).await?;
+    let mut out = Output {
+        processed,
+        run_id,
+        date: started_at.date_naive(),
+        files: Vec::new(),
+        quarantine: Vec::new(),
+        report: &mut report,
+    };
+    transform_dimensions(raw, &raw_files, &mut state, &mut out).await?;
     let keys_known = known_keys(&state)?;
     let mut dates: BTreeSet<i32> = BTreeSet::new();
     for source in FACT_SOURCES {
-        let Some(transformer) = FactTransformer::for_source(source, &keys_known) else {
-            continue;
-        };
-        // One ingest run never repeats a version; several may (backfill, rebuild).
-        let mut transformer = if report.inputs.len() > 1 {
-            transformer.once_per_version()
-        } else {
-            transformer
-        };
-        let table = transformer.table();
-        let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
-        let writer = spawn_writer(processed, table, date, run_id, receiver);
-        let mut produced: Result<()> = Ok(());
-        for file in raw_files.get(source).into_iter().flatten() {
-            let (_, batches) = match raw
-                .get(&file.key)
-                .await
-                .map_err(Error::from)
-                .and_then(|b| Ok(decode(b)?))
-            {
-                Ok(decoded) => decoded,
-                Err(e) => {
-                    produced = Err(e);
-                    break;
-                }
-            };
-            for batch in &batches {
-                let out = transformer.transform(batch)?;
-                quarantine.extend(out.quarantine);
-                if out.facts.num_rows() > 0 && sender.send(out.facts).await.is_err() {
-                    break;
-                }
-            }
-        }
-        drop(sender);
-        let written = writer
-            .await
-            .map_err(|e| tributary_lake::Error::Task(e.to_string()))??;
-        produced?;
-        dates.extend(transformer.into_dates());
-        let rows = written.iter().map(|f| f.rows).sum::<u64>();
-        tracing::info!(stage = STAGE, run_id = %run_id, table = table.name, rows, "facts written");
-        *report.rows.entry(table.name).or_default() += rows;
-        files.extend(written);
+        transform_facts(raw, &raw_files, source, &keys_known, &mut dates, &mut out).await?;
     }
     if !dates.is_empty() {
         let dim_date = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
-        let written =
-            write_batch(processed, dim_date, date, run_id, dim_date_batch(&dates)?).await?;
-        *report.rows.entry("dim_date").or_default() += written.rows;
-        files.push(written);
+        out.write(dim_date, dim_date_batch(&dates)?).await?;
     }
+    let Output {
+        files, quarantine, ..
+    } = out;
 
     quarantine_rows(raw, run_id, &quarantine, alerts, &mut report).await?;
     let state_files = save_state(processed, &state, run_id).await?;
@@ -257,7 +185,7 @@ async fn transform_run(
     report.seq = Some(manifest.seq);
     report.elapsed = started.elapsed();
     tracing::info!(
-        stage = STAGE,
+        stage = STAGE.name,
         run_id = %run_id,
         seq = manifest.seq,
         fact_rows = report.fact_rows(),
@@ -266,6 +194,129 @@ async fn transform_run(
         "run committed"
     );
     Ok(report)
+}
+
+/// Where one transform run writes, and what it has written so far.
+struct Output<'a> {
+    processed: &'a Lake,
+    run_id: &'a RunId,
+    /// The run's date: the partition every file of the run goes to.
+    date: NaiveDate,
+    files: Vec<FileEntry>,
+    quarantine: Vec<Quarantined>,
+    report: &'a mut TransformReport,
+}
+
+impl Output<'_> {
+    /// Writes one batch of `table` as one file and counts its rows.
+    async fn write(&mut self, table: &'static WarehouseTable, batch: RecordBatch) -> Result<()> {
+        let written = write_batch(self.processed, table, self.date, self.run_id, batch).await?;
+        *self.report.rows.entry(table.name).or_default() += written.rows;
+        self.files.push(written);
+        Ok(())
+    }
+}
+
+/// The raw files named by manifests `seqs`, per source table, in commit order.
+async fn raw_files_by_table(
+    raw_log: &ManifestLog,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Result<HashMap<&'static str, Vec<FileEntry>>> {
+    let mut raw_files: HashMap<&'static str, Vec<FileEntry>> = HashMap::new();
+    for seq in seqs {
+        let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
+            Error::Lake(tributary_lake::Error::CorruptManifest {
+                key: Log::Totesys.manifest(seq),
+                reason: "missing although a later manifest exists".to_string(),
+            })
+        })?;
+        for file in manifest.files {
+            if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
+                raw_files.entry(table.name).or_default().push(file);
+            }
+        }
+    }
+    Ok(raw_files)
+}
+
+/// The reference tables and transactions (small, or id-only) are read whole
+/// and applied to the reference state; every dimension row they reach is
+/// written again.
+async fn transform_dimensions(
+    raw: &Lake,
+    raw_files: &HashMap<&'static str, Vec<FileEntry>>,
+    state: &mut ReferenceState,
+    out: &mut Output<'_>,
+) -> Result<()> {
+    let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
+    for name in REFERENCE_TABLES.iter().copied().chain(["transaction"]) {
+        for file in raw_files.get(name).into_iter().flatten() {
+            let (_, batches) = decode(raw.get(&file.key).await?)?;
+            reference_rows.entry(name).or_default().extend(batches);
+        }
+    }
+    let dims = apply_reference_changes(state, &reference_rows)?;
+    drop(reference_rows);
+    out.quarantine.extend(dims.quarantine);
+    for (table, batch) in dims.batches {
+        out.write(table, batch).await?;
+    }
+    Ok(())
+}
+
+/// One fact source's raw files, streamed file by file through the fact
+/// transformer into the writer; the dates the facts use join `dates`.
+async fn transform_facts(
+    raw: &Lake,
+    raw_files: &HashMap<&'static str, Vec<FileEntry>>,
+    source: &'static str,
+    keys_known: &tributary_warehouse::transform::KnownKeys,
+    dates: &mut BTreeSet<i32>,
+    out: &mut Output<'_>,
+) -> Result<()> {
+    let Some(transformer) = FactTransformer::for_source(source, keys_known) else {
+        return Ok(());
+    };
+    // One ingest run never repeats a version; several may (backfill, rebuild).
+    let mut transformer = if out.report.inputs.len() > 1 {
+        transformer.once_per_version()
+    } else {
+        transformer
+    };
+    let table = transformer.table();
+    let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+    let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
+    let mut produced: Result<()> = Ok(());
+    for file in raw_files.get(source).into_iter().flatten() {
+        let (_, batches) = match raw
+            .get(&file.key)
+            .await
+            .map_err(Error::from)
+            .and_then(|b| Ok(decode(b)?))
+        {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                produced = Err(e);
+                break;
+            }
+        };
+        for batch in &batches {
+            let facts = transformer.transform(batch)?;
+            out.quarantine.extend(facts.quarantine);
+            if facts.facts.num_rows() > 0 && sender.send(facts.facts).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let written = writer.await.map_err(tributary_lake::Error::Task)??;
+    produced?;
+    dates.extend(transformer.into_dates());
+    let rows = written.iter().map(|f| f.rows).sum::<u64>();
+    tracing::info!(stage = STAGE.name, run_id = %out.run_id, table = table.name, rows, "facts written");
+    *out.report.rows.entry(table.name).or_default() += rows;
+    out.files.extend(written);
+    Ok(())
 }
 
 fn spawn_writer(
@@ -317,13 +368,13 @@ async fn quarantine_rows(
         by_table.entry(row.table).or_default().push(row.clone());
     }
     for (table, records) in by_table {
-        let key = keys::quarantine(RAW_SOURCE, table, run_id);
+        let key = keys::quarantine(Log::Totesys.name(), table, run_id);
         raw.put_once(&key, Bytes::from(to_json_lines(&records)))
             .await?;
         report.quarantined.insert(table, records.len() as u64);
         alerts
             .send(&Alert {
-                stage: STAGE,
+                stage: STAGE.name,
                 run_id: run_id.to_string(),
                 table: Some(table.to_string()),
                 message: format!(

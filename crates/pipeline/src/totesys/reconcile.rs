@@ -13,13 +13,13 @@ use arrow_array::{
     Array, Date32Array, Int32Array, Time64MicrosecondArray, TimestampMillisecondArray,
 };
 use tokio_postgres::Client;
-use tributary_lake::{Lake, Manifest, ManifestLog, keys, parquet::decode};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode};
 
 use crate::{
     Result,
     alerts::{Alert, Alerts},
-    ingest::{IngestState, SOURCE as RAW_SOURCE},
-    transform::{SOURCE as PROCESSED_SOURCE, TransformState},
+    totesys::ingest::IngestState,
+    totesys::transform::TransformState,
 };
 
 /// A row version: (id, last_updated in ms since the epoch).
@@ -110,8 +110,8 @@ pub async fn reconcile(
     alerts: &dyn Alerts,
 ) -> Result<ReconcileReport> {
     let mut report = ReconcileReport::default();
-    let raw_files = committed_files::<IngestState>(raw, RAW_SOURCE).await?;
-    let processed_files = committed_files::<TransformState>(processed, PROCESSED_SOURCE).await?;
+    let raw_files = committed_files::<IngestState>(raw, Log::Totesys).await?;
+    let processed_files = committed_files::<TransformState>(processed, Log::Transform).await?;
     for (table, key, fact) in FACTS {
         let source_versions: HashSet<Version> = source
             .query(
@@ -276,12 +276,12 @@ fn checksum<'a>(versions: impl Iterator<Item = &'a Version>) -> u64 {
     })
 }
 
-/// (table, key) of every file named by a committed manifest of `source`.
+/// (table, key) of every file named by a committed manifest of `log`.
 async fn committed_files<S: serde::de::DeserializeOwned>(
     lake: &Lake,
-    source: &str,
+    log: Log,
 ) -> Result<Vec<(String, String)>> {
-    let log = ManifestLog::new(lake.clone(), source);
+    let log = ManifestLog::new(lake.clone(), log);
     let mut files = Vec::new();
     for seq in 1..=log.latest_seq().await? {
         let manifest: Option<Manifest<S>> = log.read(seq).await?;
@@ -335,12 +335,9 @@ async fn fact_file_versions(lake: &Lake, key: &str) -> Result<Vec<Version>> {
 
 /// Versions of `table` the transform quarantined (from `_quarantine/`).
 async fn quarantined_versions(raw: &Lake, table: &str) -> Result<HashSet<Version>> {
-    let prefix = keys::quarantine(RAW_SOURCE, table, &tributary_lake::RunId::now());
-    let folder = prefix
-        .rsplit_once('/')
-        .map_or(prefix.as_str(), |(folder, _)| folder);
+    let folder = keys::quarantine_dir(Log::Totesys.name(), table);
     let mut out = HashSet::new();
-    for key in raw.list(folder).await? {
+    for key in raw.list(&folder).await? {
         let bytes = raw.get(&key).await?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(record) = serde_json::from_slice::<serde_json::Value>(line) else {

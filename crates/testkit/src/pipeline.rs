@@ -6,8 +6,8 @@ use tokio_postgres::Client;
 use tributary_lake::Lake;
 use tributary_pipeline::{
     alerts::RecordedAlerts,
-    ingest::IngestOptions,
     run::{CycleReport, Pipeline},
+    totesys::ingest::IngestOptions,
 };
 
 use crate::{TestDb, temp_lake};
@@ -121,8 +121,8 @@ impl Stack {
     }
 
     /// Compares every layer (see `tributary reconcile`).
-    pub async fn reconcile(&self) -> tributary_pipeline::reconcile::ReconcileReport {
-        tributary_pipeline::reconcile::reconcile(
+    pub async fn reconcile(&self) -> tributary_pipeline::totesys::reconcile::ReconcileReport {
+        tributary_pipeline::totesys::reconcile::reconcile(
             &self.source,
             &self.raw,
             &self.processed,
@@ -149,12 +149,12 @@ impl Stack {
     /// A scheduled ingest run.
     pub async fn ingest(
         &mut self,
-    ) -> tributary_pipeline::Result<tributary_pipeline::ingest::IngestReport> {
-        tributary_pipeline::ingest::ingest(
+    ) -> tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport> {
+        tributary_pipeline::totesys::ingest::ingest(
             &mut self.source,
             &self.raw,
             &self.options,
-            &tributary_pipeline::ingest::IngestRequest::default(),
+            &tributary_pipeline::totesys::ingest::IngestRequest::default(),
             &self.alerts,
         )
         .await
@@ -163,11 +163,11 @@ impl Stack {
     /// A transform run triggered by new raw manifests.
     pub async fn transform(
         &self,
-    ) -> tributary_pipeline::Result<tributary_pipeline::transform::TransformReport> {
-        tributary_pipeline::transform::transform(
+    ) -> tributary_pipeline::Result<tributary_pipeline::totesys::transform::TransformReport> {
+        tributary_pipeline::totesys::transform::transform(
             &self.raw,
             &self.processed,
-            &tributary_pipeline::transform::TransformRequest::default(),
+            &tributary_pipeline::totesys::transform::TransformRequest::default(),
             &self.alerts,
         )
         .await
@@ -176,7 +176,8 @@ impl Stack {
     /// A load run.
     pub async fn load(
         &mut self,
-    ) -> tributary_pipeline::Result<tributary_pipeline::load::LoadReport> {
-        tributary_pipeline::load::load(&mut self.warehouse, &self.processed, &self.alerts).await
+    ) -> tributary_pipeline::Result<tributary_pipeline::totesys::load::LoadReport> {
+        tributary_pipeline::totesys::load::load(&mut self.warehouse, &self.processed, &self.alerts)
+            .await
     }
 }

@@ -70,14 +70,13 @@ pub async fn put_all(
                 break;
             }
             if attempt == attempts.max(1) {
-                return Err(Error::Stream(format!(
-                    "{} record(s) still failing after {attempts} attempts (first partition key {:?})",
-                    failed.len(),
-                    pending
+                return Err(Error::StreamRefused {
+                    failed: failed.len(),
+                    attempts,
+                    partition_key: pending
                         .get(failed[0])
-                        .map(|r| r.partition_key.as_str())
-                        .unwrap_or("?")
-                )));
+                        .map_or_else(|| "?".to_string(), |r| r.partition_key.clone()),
+                });
             }
             pending = failed
                 .into_iter()
@@ -184,10 +183,11 @@ impl TradeStream for MemoryStream {
         records: &'a [StreamRecord],
     ) -> Pin<Box<dyn Future<Output = Result<Vec<usize>>> + Send + 'a>> {
         Box::pin(async move {
+            // A panic elsewhere cannot leave the Vec half-pushed: keep using it.
             let mut stored = self
                 .records
                 .lock()
-                .map_err(|_| Error::Stream("local stream poisoned".to_string()))?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for record in records {
                 let sequence_number = format!("{:024}", self.first_sequence + stored.len() as u128);
                 stored.push(ReceivedRecord {

@@ -10,13 +10,10 @@
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use tributary_lake::{Lake, Manifest, ManifestLog, RunId};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId, keys};
 use tributary_markets::mercado::MercadoBitcoin;
 
 use crate::{Error, Result};
-
-/// The manifest log of candle backfills in the raw lake.
-pub const SOURCE: &str = "markets_candles";
 
 /// What to backfill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +80,7 @@ pub async fn backfill_history(
         ..HistoryState::default()
     };
     let mut files = Vec::new();
-    let today = Utc::now().format("%Y-%m-%d");
+    let today = Utc::now().date_naive();
     for symbol in &symbols {
         let candles = mercado.daily_candles(symbol, from, to).await?;
         state.candles.insert(symbol.clone(), candles.len() as u64);
@@ -91,7 +88,7 @@ pub async fn backfill_history(
             continue;
         }
         let body = crate::gz::gzip(&serde_json::to_vec(&candles)?)?;
-        let key = format!("markets/mercado_bitcoin/candles/date={today}/{run_id}-{symbol}.json.gz");
+        let key = keys::raw_candles(today, &run_id, symbol);
         files.push(
             raw.put_file(
                 &key,
@@ -102,7 +99,7 @@ pub async fn backfill_history(
             .await?,
         );
     }
-    let log = ManifestLog::new(raw.clone(), SOURCE);
+    let log = ManifestLog::new(raw.clone(), Log::MarketsCandles);
     let previous: Option<Manifest<HistoryState>> = log.latest().await?;
     let previous_seq = previous.map_or(0, |m| m.seq);
     log.commit(previous_seq, &run_id, Utc::now(), files, state.clone())

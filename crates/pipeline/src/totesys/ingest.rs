@@ -9,7 +9,7 @@
 //! the next run redoes its work.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
 
@@ -17,19 +17,25 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
-use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId, keys, write_dataset};
+use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, write_dataset};
+pub use tributary_totesys::watermark::{IngestOptions, TableState};
 use tributary_totesys::{
-    ExtractPlan, ExtractStats, RowVersion, TABLES, TableDef, extract_table, open_snapshot,
+    ExtractPlan, ExtractStats, TABLES, TableDef, extract_table, open_snapshot,
+    watermark::{plan_extract, update_state},
 };
 
 use crate::{
     Error, Result, Settings,
-    alerts::{Alert, Alerts, FailureAdvice, stage_failed},
+    alerts::{Alert, Alerts},
+    stage::Stage,
 };
 
-/// The manifest log of this stage in the raw lake.
-pub const SOURCE: &str = "totesys";
-const STAGE: &str = "ingest";
+/// The ingest stage and what to do when it fails.
+pub const STAGE: Stage = Stage {
+    name: "ingest",
+    retryable: "nothing was committed; the next scheduled run retries. If it keeps failing, check the source database and the raw bucket",
+    needs_fix: "fix the cause named above; nothing was committed",
+};
 
 /// A manual request: which tables, and from when (a backfill). The empty
 /// request is the scheduled run: every table, incrementally.
@@ -42,21 +48,6 @@ pub struct IngestRequest {
     /// Re-extract rows with `last_updated` after this, ignoring watermarks.
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
-}
-
-/// Tuning of the stage.
-#[derive(Debug, Clone)]
-pub struct IngestOptions {
-    /// How far before the watermark each run re-reads.
-    pub lookback: Duration,
-    /// Rows per Arrow batch.
-    pub batch_rows: usize,
-    /// Rows per Parquet file.
-    pub file_rows: u64,
-    /// How often the late-commit check runs (zero: every run). It costs a
-    /// visibility test per source row, so the runs in between use only the
-    /// lookback.
-    pub late_check_every: Duration,
 }
 
 impl From<&Settings> for IngestOptions {
@@ -75,33 +66,6 @@ impl From<&Settings> for IngestOptions {
 pub struct IngestState {
     /// Per table, by name.
     pub tables: BTreeMap<String, TableState>,
-}
-
-/// What the lake knows about one source table. Fields added later read as
-/// their defaults from older manifests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TableState {
-    /// Newest `last_updated` ingested.
-    pub watermark: Option<DateTime<Utc>>,
-    /// The source snapshot (`pg_current_snapshot()`) of the last late-commit
-    /// check (or full extract): rows not visible to it may be missing.
-    pub checked_snapshot: Option<String>,
-    /// When that check ran.
-    pub checked_at: Option<DateTime<Utc>>,
-    /// Versions ingested since that check; the next check drops them.
-    pub ingested_since_check: Vec<RowVersion>,
-    /// `[key, last_updated ms, fingerprint]` of rows within the lookback of
-    /// the watermark: the rows the next run may read again and must drop.
-    pub recent_keys: Vec<RowVersion>,
-    /// The last run that read this table.
-    pub last_run_id: Option<RunId>,
-    /// When that run started.
-    pub last_run_at: Option<DateTime<Utc>>,
-    /// Rows it wrote.
-    pub last_run_rows: u64,
-    /// Rows written for this table since the first run.
-    pub total_rows: u64,
 }
 
 /// One table's part of a run.
@@ -153,16 +117,11 @@ pub async fn ingest(
     request: &IngestRequest,
     alerts: &dyn Alerts,
 ) -> Result<IngestReport> {
-    let run_id = RunId::now();
-    let result = ingest_run(source, raw, options, request, alerts, &run_id).await;
-    if let Err(error) = &result {
-        let advice = FailureAdvice {
-            retryable: "nothing was committed; the next scheduled run retries. If it keeps failing, check the source database and the raw bucket",
-            needs_fix: "fix the cause named above; nothing was committed",
-        };
-        stage_failed(alerts, STAGE, run_id.as_str(), error, advice).await;
-    }
-    result
+    STAGE
+        .run(alerts, |run_id| async move {
+            ingest_run(source, raw, options, request, alerts, &run_id).await
+        })
+        .await
 }
 
 /// Resolves a request's table names against the fixed list.
@@ -194,11 +153,11 @@ async fn ingest_run(
     let started = Instant::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
     let tables = selected_tables(request)?;
-    let log = ManifestLog::new(raw.clone(), SOURCE);
+    let log = ManifestLog::new(raw.clone(), Log::Totesys);
     let previous: Option<Manifest<IngestState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
     let mut state = previous.map(|m| m.state).unwrap_or_default();
-    tracing::info!(stage = STAGE, run_id = %run_id, previous_seq, tables = tables.len(), "run started");
+    tracing::info!(stage = STAGE.name, run_id = %run_id, previous_seq, tables = tables.len(), "run started");
 
     let (tx, snapshot) = open_snapshot(source).await?;
     let mut files = Vec::new();
@@ -208,7 +167,7 @@ async fn ingest_run(
         let (plan, mode) = plan_extract(
             table,
             table_state,
-            request,
+            request.since,
             (&snapshot.snapshot, snapshot.now_ms),
             started_at,
             options,
@@ -235,7 +194,7 @@ async fn ingest_run(
             watermark: table_state.watermark,
         };
         tracing::info!(
-            stage = STAGE,
+            stage = STAGE.name,
             run_id = %run_id,
             table = table.name,
             rows = report.rows,
@@ -249,7 +208,7 @@ async fn ingest_run(
         if stats.future_rows > 0 {
             alerts
                 .send(&Alert {
-                    stage: STAGE,
+                    stage: STAGE.name,
                     run_id: run_id.to_string(),
                     table: Some(table.name.to_string()),
                     message: format!(
@@ -287,7 +246,7 @@ async fn ingest_run(
         elapsed: started.elapsed(),
     };
     tracing::info!(
-        stage = STAGE,
+        stage = STAGE.name,
         run_id = %run_id,
         seq = report.seq,
         rows = report.rows(),
@@ -295,107 +254,6 @@ async fn ingest_run(
         "run committed"
     );
     Ok(report)
-}
-
-/// What kind of extract a table gets in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// First run: everything.
-    Full,
-    /// Lookback plus the late-commit check against the checked snapshot.
-    Check,
-    /// A check was due but the source's history changed: lookback only,
-    /// and this snapshot becomes the new reference.
-    Reset,
-    /// Lookback only; the versions read are remembered for the next check.
-    Incremental,
-    /// A manual backfill from a given time.
-    Backfill,
-}
-
-/// Decides what one table's extract reads.
-fn plan_extract(
-    table: &'static TableDef,
-    state: &TableState,
-    request: &IngestRequest,
-    (current_snapshot, source_now_ms): (&str, i64),
-    started_at: DateTime<Utc>,
-    options: &IngestOptions,
-) -> (ExtractPlan, Mode) {
-    let lookback_ms = options.lookback.as_millis() as i64;
-    let base = ExtractPlan {
-        table,
-        lower_bound_ms: None,
-        previous_snapshot: None,
-        already_ingested: HashSet::new(),
-        lookback_ms,
-        batch_rows: options.batch_rows,
-        record_versions: false,
-        source_now_ms,
-    };
-    if let Some(since) = request.since {
-        // A backfill re-reads on purpose: rows already in the lake are written
-        // again and deduplicated downstream by (id, last_updated).
-        let plan = ExtractPlan {
-            lower_bound_ms: Some(since.timestamp_millis()),
-            ..base
-        };
-        return (plan, Mode::Backfill);
-    }
-    let Some(watermark) = state.watermark else {
-        return (base, Mode::Full);
-    };
-    let incremental = ExtractPlan {
-        lower_bound_ms: Some(watermark.timestamp_millis() - lookback_ms),
-        already_ingested: state.recent_keys.iter().copied().collect(),
-        ..base
-    };
-    let due = state.checked_at.is_none_or(|at| {
-        (started_at - at).to_std().unwrap_or_default() >= options.late_check_every
-    });
-    if !due {
-        let plan = ExtractPlan {
-            record_versions: true,
-            ..incremental
-        };
-        return (plan, Mode::Incremental);
-    }
-    match state
-        .checked_snapshot
-        .clone()
-        .filter(|checked| xid_moved_forward(checked, current_snapshot))
-    {
-        Some(checked) => {
-            let mut already_ingested = incremental.already_ingested.clone();
-            already_ingested.extend(state.ingested_since_check.iter().copied());
-            let plan = ExtractPlan {
-                previous_snapshot: Some(checked),
-                already_ingested,
-                ..incremental
-            };
-            (plan, Mode::Check)
-        }
-        None => {
-            tracing::warn!(
-                table = table.name,
-                "no usable snapshot for the late-commit check (restored or replaced source database?); \
-                 this run uses the lookback only and becomes the new reference"
-            );
-            (incremental, Mode::Reset)
-        }
-    }
-}
-
-/// Whether `current`'s xmax is at or after `previous`'s: the visibility
-/// test against an old snapshot only means something on the same history.
-fn xid_moved_forward(previous: &str, current: &str) -> bool {
-    let xmax = |snapshot: &str| {
-        snapshot
-            .split(':')
-            .nth(1)
-            .and_then(|x| x.parse::<u64>().ok())
-    };
-    matches!((xmax(previous), xmax(current)), (Some(p), Some(c)) if c >= p)
 }
 
 /// Streams one table through the extractor into Parquet files in the lake.
@@ -422,61 +280,11 @@ async fn extract_to_lake(
     let extracted = extract_table(tx, plan, sender).await;
     let written = writer
         .await
-        .map_err(|e| Error::Lake(tributary_lake::Error::Task(e.to_string())))?;
+        .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))?;
     // The writer's error is the cause when both failed (the extract only saw
     // its channel close).
     let written = written?;
     Ok((extracted?, written.files))
-}
-
-fn update_state(
-    state: &mut TableState,
-    (plan, mode): (&ExtractPlan, Mode),
-    stats: &ExtractStats,
-    snapshot: &str,
-    run_id: &RunId,
-    started_at: DateTime<Utc>,
-) {
-    let lookback_ms = plan.lookback_ms;
-    // A row stamped in the future must not drag the watermark past the
-    // source's clock, or every ordinary change after it would fall outside
-    // the lookback. It is re-read each run and dropped as already ingested.
-    let previous_ms = state.watermark.map(|w| w.timestamp_millis());
-    let newest_ms = match (previous_ms, stats.max_present_ms) {
-        (Some(p), Some(n)) => Some(p.max(n)),
-        (p, n) => p.or(n),
-    };
-    state.watermark = newest_ms.and_then(DateTime::from_timestamp_millis);
-    if let Some(newest) = newest_ms {
-        let floor = newest - lookback_ms;
-        let mut keys: Vec<RowVersion> = plan
-            .already_ingested
-            .iter()
-            .copied()
-            .chain(stats.recent_keys.iter().copied())
-            .filter(|(_, lu, _)| *lu >= floor)
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        state.recent_keys = keys;
-    }
-    match mode {
-        Mode::Full | Mode::Check | Mode::Reset => {
-            state.checked_snapshot = Some(snapshot.to_string());
-            state.checked_at = Some(started_at);
-            state.ingested_since_check.clear();
-        }
-        Mode::Incremental => {
-            state
-                .ingested_since_check
-                .extend(stats.sent_versions.iter().copied());
-        }
-        Mode::Backfill => {}
-    }
-    state.last_run_id = Some(run_id.clone());
-    state.last_run_at = Some(started_at);
-    state.last_run_rows = stats.rows_sent;
-    state.total_rows += stats.rows_sent;
 }
 
 fn late_rows_alert(
@@ -493,7 +301,7 @@ fn late_rows_alert(
         )
     };
     Alert {
-        stage: STAGE,
+        stage: STAGE.name,
         run_id: run_id.to_string(),
         table: Some(table.name.to_string()),
         message: format!(
@@ -546,45 +354,5 @@ mod tests {
             err.contains("\"users; --\"") && err.contains("sales_order"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn rescue_is_only_used_while_transaction_ids_move_forward() {
-        assert!(xid_moved_forward("100:105:", "104:110:101"));
-        assert!(!xid_moved_forward("100:105:", "3:4:"));
-        assert!(!xid_moved_forward("garbage", "3:4:"));
-    }
-
-    #[test]
-    fn recent_keys_keep_only_the_lookback_window() {
-        let mut state = TableState::default();
-        let plan = ExtractPlan {
-            table: &TABLES[0],
-            lower_bound_ms: None,
-            previous_snapshot: None,
-            already_ingested: [(1, 1_000, 7), (2, 9_000, 8)].into_iter().collect(),
-            lookback_ms: 5_000,
-            batch_rows: 10,
-            record_versions: false,
-            source_now_ms: i64::MAX,
-        };
-        let stats = ExtractStats {
-            rows_sent: 2,
-            max_last_updated_ms: Some(12_000),
-            max_present_ms: Some(12_000),
-            recent_keys: vec![(3, 12_000, 9), (4, 6_000, 10)],
-            ..ExtractStats::default()
-        };
-        update_state(
-            &mut state,
-            (&plan, Mode::Full),
-            &stats,
-            "1:2:",
-            &RunId::now(),
-            Utc::now(),
-        );
-        assert_eq!(state.recent_keys, vec![(2, 9_000, 8), (3, 12_000, 9)]);
-        assert_eq!(state.watermark.unwrap().timestamp_millis(), 12_000);
-        assert_eq!(state.total_rows, 2);
     }
 }

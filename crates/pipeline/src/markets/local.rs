@@ -11,11 +11,11 @@ use tributary_markets::mercado::MercadoBitcoin;
 use crate::{
     Result,
     alerts::Alerts,
-    markets_load::load_markets,
-    markets_poll::{PollOptions, PollReport, poll_markets},
-    markets_transform::transform_markets,
-    stream::MemoryStream,
-    stream_sink::sink_batch,
+    markets::load::{MarketsLoadReport, load_markets},
+    markets::poll::{PollOptions, PollReport, poll_markets},
+    markets::sink::sink_batch,
+    markets::stream::MemoryStream,
+    markets::transform::transform_markets,
 };
 
 /// The local stream and how far the sink has read it.
@@ -33,8 +33,8 @@ pub struct LocalMarkets {
 pub struct MarketsCycle {
     /// The poll.
     pub poll: PollReport,
-    /// Trades and bars that reached the warehouse.
-    pub loaded: (u64, u64),
+    /// What reached the warehouse.
+    pub loaded: MarketsLoadReport,
     /// Wall time of the pass.
     pub elapsed: Duration,
 }

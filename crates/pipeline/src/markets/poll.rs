@@ -11,17 +11,15 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tributary_lake::{FileEntry, Lake, Manifest, ManifestLog, RunId};
+use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys};
 use tributary_markets::{Trade, coincap::CoinCap, mercado::MercadoBitcoin};
 
 use crate::{
     Result,
     alerts::{Alert, Alerts},
-    stream::{TradeStream, pack_lines, put_all},
+    markets::stream::{TradeStream, pack_lines, put_all},
 };
 
-/// The manifest log of the poller's checkpoints in the raw lake.
-pub const SOURCE: &str = "markets_poll";
 const STAGE: &str = "ingest";
 
 /// Tuning of the poller.
@@ -110,7 +108,7 @@ pub async fn poll_markets(
 ) -> Result<PollReport> {
     let run_id = RunId::now();
     let now = Utc::now();
-    let log = ManifestLog::new(raw.clone(), SOURCE);
+    let log = ManifestLog::new(raw.clone(), Log::MarketsPoll);
     let previous: Option<Manifest<PollState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
     let mut state = previous.map(|m| m.state).unwrap_or_default();
@@ -128,23 +126,16 @@ pub async fn poll_markets(
         state.symbols_at = Some(now);
     }
     let tickers = mercado.tickers(&state.symbols).await?;
-    let date = now.format("%Y-%m-%d");
-    let mut files = vec![
-        snapshot(
-            raw,
-            "tickers",
-            format!("markets/mercado_bitcoin/tickers/date={date}/{run_id}.json.gz"),
-            &tickers,
-        )
-        .await?,
-    ];
+    let date = now.date_naive();
+    let mut files =
+        vec![snapshot(raw, "tickers", keys::raw_tickers(date, &run_id), &tickers).await?];
     if let Some(coincap) = coincap {
         match coincap.assets(100, 0).await {
             Ok(page) => files.push(
                 snapshot(
                     raw,
                     "assets",
-                    format!("markets/coincap/assets/date={date}/{run_id}.json.gz"),
+                    keys::raw_coincap_assets(date, &run_id),
                     &page,
                 )
                 .await?,

@@ -1,0 +1,142 @@
+//! The stage runner: every stage run gets a run id, and a failed run alerts
+//! once, naming the stage, the run and the error, with the stage's own
+//! advice for a person. Stages are only their work: they call
+//! [`Stage::run`] and never build a failure alert themselves.
+
+use std::future::Future;
+
+use tributary_lake::RunId;
+
+use crate::{
+    Error, Result,
+    alerts::{Alert, Alerts},
+};
+
+/// A stage: its name in logs, alerts and metrics, and what a person should
+/// do when a run fails, by whether the next run can succeed on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    /// `ingest`, `transform`, `load`, `stream-sink`.
+    pub name: &'static str,
+    /// Advice when a retry may help (the error is retryable).
+    pub retryable: &'static str,
+    /// Advice when a person must act first.
+    pub needs_fix: &'static str,
+}
+
+/// Advice when a stage could not open its database connection.
+const CANNOT_CONNECT_RETRYABLE: &str = "nothing was done; the next scheduled run retries. Check the database and its network path if this repeats";
+const CANNOT_CONNECT_NEEDS_FIX: &str = "fix the setting or secret named above";
+
+impl Stage {
+    /// Runs `work` under a new run id; a failure is alerted before it is
+    /// returned.
+    pub async fn run<T, F, Fut>(&self, alerts: &dyn Alerts, work: F) -> Result<T>
+    where
+        F: FnOnce(RunId) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let run_id = RunId::now();
+        let result = work(run_id.clone()).await;
+        if let Err(error) = &result {
+            self.failed(alerts, run_id.as_str(), error).await;
+        }
+        result
+    }
+
+    /// Alerts a failed run of this stage (`run_id` is `-` when no run began).
+    pub async fn failed(&self, alerts: &dyn Alerts, run_id: &str, error: &Error) {
+        let action = if error.is_retryable() {
+            self.retryable
+        } else {
+            self.needs_fix
+        };
+        alerts
+            .send(&Alert {
+                stage: self.name,
+                run_id: run_id.to_string(),
+                table: None,
+                message: format!("{} failed: {error}", self.name),
+                action: action.to_string(),
+            })
+            .await;
+    }
+
+    /// Alerts a run of this stage that could not start because its database
+    /// connection could not be opened (stages take an open connection).
+    pub async fn cannot_connect(&self, alerts: &dyn Alerts, error: &Error) {
+        let stage = Stage {
+            retryable: CANNOT_CONNECT_RETRYABLE,
+            needs_fix: CANNOT_CONNECT_NEEDS_FIX,
+            ..*self
+        };
+        stage.failed(alerts, "-", error).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::RecordedAlerts;
+
+    const STAGE: Stage = Stage {
+        name: "ingest",
+        retryable: "retry later",
+        needs_fix: "fix it",
+    };
+
+    #[tokio::test]
+    async fn a_failed_run_alerts_once_with_advice_by_whether_a_retry_can_help() {
+        let recorded = RecordedAlerts::default();
+        let transient = STAGE
+            .run(&recorded, |_| async {
+                Err::<(), _>(Error::Unreachable {
+                    database: "totesys",
+                    target: "db:5432/totesys".into(),
+                    variable: "TOTESYS_DATABASE_URL",
+                    reason: "timed out".into(),
+                })
+            })
+            .await;
+        assert!(transient.is_err());
+        let permanent = STAGE
+            .run(&recorded, |_| async {
+                Err::<(), _>(Error::UnknownTable("x".into(), "a, b".into()))
+            })
+            .await;
+        assert!(permanent.is_err());
+        let ok = STAGE
+            .run(&recorded, |run_id| async move { Ok(run_id) })
+            .await;
+        assert!(ok.is_ok());
+        let sent = recorded.sent();
+        assert_eq!(sent.len(), 2, "one alert per failed run, none for success");
+        assert_eq!(
+            (sent[0].action.as_str(), sent[1].action.as_str()),
+            ("retry later", "fix it")
+        );
+        assert!(
+            sent[0]
+                .message
+                .starts_with("ingest failed: cannot connect to the totesys database"),
+            "{}",
+            sent[0].message
+        );
+        assert_ne!(sent[0].run_id, sent[1].run_id, "each run has its own id");
+    }
+
+    #[tokio::test]
+    async fn cannot_connect_alerts_without_a_run_and_says_the_next_run_retries() {
+        let recorded = RecordedAlerts::default();
+        let error = Error::Unreachable {
+            database: "warehouse",
+            target: "db:5432/warehouse".into(),
+            variable: "WAREHOUSE_DATABASE_URL",
+            reason: "refused".into(),
+        };
+        STAGE.cannot_connect(&recorded, &error).await;
+        let sent = recorded.sent();
+        assert_eq!(sent[0].run_id, "-");
+        assert!(sent[0].action.contains("the next scheduled run retries"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The totesys room: an operational PostgreSQL database extracted
+//! incrementally into the raw lake ([`ingest`]), remodelled into the star
+//! schema ([`transform`]), applied to the warehouse ([`load`]), and checked
+//! layer against layer ([`reconcile`]).
+
+pub mod ingest;
+pub mod load;
+pub mod reconcile;
+pub mod transform;

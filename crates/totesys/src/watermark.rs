@@ -1,0 +1,260 @@
+//! Watermark planning: what each table's extract reads this run, and what
+//! the lake knows about the table afterwards. Pure decisions over the
+//! state a manifest carries (no database, no lake), so they are tested
+//! without either.
+//!
+//! A table's watermark is the newest `last_updated` ingested; a run reads
+//! from the watermark less the lookback and drops rows it already has
+//! (recent keys). Every `late_check_every` a run also reads the rows whose
+//! transaction was not visible to the snapshot of the last check (`xmin`),
+//! whatever their `last_updated`.
+
+use std::{collections::HashSet, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tributary_lake::RunId;
+
+use crate::{ExtractPlan, ExtractStats, RowVersion, TableDef};
+
+/// Tuning of the stage.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// How far before the watermark each run re-reads.
+    pub lookback: Duration,
+    /// Rows per Arrow batch.
+    pub batch_rows: usize,
+    /// Rows per Parquet file.
+    pub file_rows: u64,
+    /// How often the late-commit check runs (zero: every run). It costs a
+    /// visibility test per source row, so the runs in between use only the
+    /// lookback.
+    pub late_check_every: Duration,
+}
+
+/// What the lake knows about one source table. Fields added later read as
+/// their defaults from older manifests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableState {
+    /// Newest `last_updated` ingested.
+    pub watermark: Option<DateTime<Utc>>,
+    /// The source snapshot (`pg_current_snapshot()`) of the last late-commit
+    /// check (or full extract): rows not visible to it may be missing.
+    pub checked_snapshot: Option<String>,
+    /// When that check ran.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Versions ingested since that check; the next check drops them.
+    pub ingested_since_check: Vec<RowVersion>,
+    /// `[key, last_updated ms, fingerprint]` of rows within the lookback of
+    /// the watermark: the rows the next run may read again and must drop.
+    pub recent_keys: Vec<RowVersion>,
+    /// The last run that read this table.
+    pub last_run_id: Option<RunId>,
+    /// When that run started.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Rows it wrote.
+    pub last_run_rows: u64,
+    /// Rows written for this table since the first run.
+    pub total_rows: u64,
+}
+
+/// What kind of extract a table gets in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// First run: everything.
+    Full,
+    /// Lookback plus the late-commit check against the checked snapshot.
+    Check,
+    /// A check was due but the source's history changed: lookback only,
+    /// and this snapshot becomes the new reference.
+    Reset,
+    /// Lookback only; the versions read are remembered for the next check.
+    Incremental,
+    /// A manual backfill from a given time.
+    Backfill,
+}
+
+/// Decides what one table's extract reads.
+pub fn plan_extract(
+    table: &'static TableDef,
+    state: &TableState,
+    since: Option<DateTime<Utc>>,
+    (current_snapshot, source_now_ms): (&str, i64),
+    started_at: DateTime<Utc>,
+    options: &IngestOptions,
+) -> (ExtractPlan, Mode) {
+    let lookback_ms = options.lookback.as_millis() as i64;
+    let base = ExtractPlan {
+        table,
+        lower_bound_ms: None,
+        previous_snapshot: None,
+        already_ingested: HashSet::new(),
+        lookback_ms,
+        batch_rows: options.batch_rows,
+        record_versions: false,
+        source_now_ms,
+    };
+    if let Some(since) = since {
+        // A backfill re-reads on purpose: rows already in the lake are written
+        // again and deduplicated downstream by (id, last_updated).
+        let plan = ExtractPlan {
+            lower_bound_ms: Some(since.timestamp_millis()),
+            ..base
+        };
+        return (plan, Mode::Backfill);
+    }
+    let Some(watermark) = state.watermark else {
+        return (base, Mode::Full);
+    };
+    let incremental = ExtractPlan {
+        lower_bound_ms: Some(watermark.timestamp_millis() - lookback_ms),
+        already_ingested: state.recent_keys.iter().copied().collect(),
+        ..base
+    };
+    let due = state.checked_at.is_none_or(|at| {
+        (started_at - at).to_std().unwrap_or_default() >= options.late_check_every
+    });
+    if !due {
+        let plan = ExtractPlan {
+            record_versions: true,
+            ..incremental
+        };
+        return (plan, Mode::Incremental);
+    }
+    match state
+        .checked_snapshot
+        .clone()
+        .filter(|checked| xid_moved_forward(checked, current_snapshot))
+    {
+        Some(checked) => {
+            let mut already_ingested = incremental.already_ingested.clone();
+            already_ingested.extend(state.ingested_since_check.iter().copied());
+            let plan = ExtractPlan {
+                previous_snapshot: Some(checked),
+                already_ingested,
+                ..incremental
+            };
+            (plan, Mode::Check)
+        }
+        None => {
+            tracing::warn!(
+                table = table.name,
+                "no usable snapshot for the late-commit check (restored or replaced source database?); \
+                 this run uses the lookback only and becomes the new reference"
+            );
+            (incremental, Mode::Reset)
+        }
+    }
+}
+
+/// Whether `current`'s xmax is at or after `previous`'s: the visibility
+/// test against an old snapshot only means something on the same history.
+pub fn xid_moved_forward(previous: &str, current: &str) -> bool {
+    let xmax = |snapshot: &str| {
+        snapshot
+            .split(':')
+            .nth(1)
+            .and_then(|x| x.parse::<u64>().ok())
+    };
+    matches!((xmax(previous), xmax(current)), (Some(p), Some(c)) if c >= p)
+}
+
+/// Folds one extract into the table's state: the watermark (never past the
+/// source's clock), the recent keys of the lookback window, the snapshot of
+/// the last check and the run's figures.
+pub fn update_state(
+    state: &mut TableState,
+    (plan, mode): (&ExtractPlan, Mode),
+    stats: &ExtractStats,
+    snapshot: &str,
+    run_id: &RunId,
+    started_at: DateTime<Utc>,
+) {
+    let lookback_ms = plan.lookback_ms;
+    // A row stamped in the future must not drag the watermark past the
+    // source's clock, or every ordinary change after it would fall outside
+    // the lookback. It is re-read each run and dropped as already ingested.
+    let previous_ms = state.watermark.map(|w| w.timestamp_millis());
+    let newest_ms = match (previous_ms, stats.max_present_ms) {
+        (Some(p), Some(n)) => Some(p.max(n)),
+        (p, n) => p.or(n),
+    };
+    state.watermark = newest_ms.and_then(DateTime::from_timestamp_millis);
+    if let Some(newest) = newest_ms {
+        let floor = newest - lookback_ms;
+        let mut keys: Vec<RowVersion> = plan
+            .already_ingested
+            .iter()
+            .copied()
+            .chain(stats.recent_keys.iter().copied())
+            .filter(|(_, lu, _)| *lu >= floor)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        state.recent_keys = keys;
+    }
+    match mode {
+        Mode::Full | Mode::Check | Mode::Reset => {
+            state.checked_snapshot = Some(snapshot.to_string());
+            state.checked_at = Some(started_at);
+            state.ingested_since_check.clear();
+        }
+        Mode::Incremental => {
+            state
+                .ingested_since_check
+                .extend(stats.sent_versions.iter().copied());
+        }
+        Mode::Backfill => {}
+    }
+    state.last_run_id = Some(run_id.clone());
+    state.last_run_at = Some(started_at);
+    state.last_run_rows = stats.rows_sent;
+    state.total_rows += stats.rows_sent;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TABLES;
+
+    #[test]
+    fn rescue_is_only_used_while_transaction_ids_move_forward() {
+        assert!(xid_moved_forward("100:105:", "104:110:101"));
+        assert!(!xid_moved_forward("100:105:", "3:4:"));
+        assert!(!xid_moved_forward("garbage", "3:4:"));
+    }
+
+    #[test]
+    fn recent_keys_keep_only_the_lookback_window() {
+        let mut state = TableState::default();
+        let plan = ExtractPlan {
+            table: &TABLES[0],
+            lower_bound_ms: None,
+            previous_snapshot: None,
+            already_ingested: [(1, 1_000, 7), (2, 9_000, 8)].into_iter().collect(),
+            lookback_ms: 5_000,
+            batch_rows: 10,
+            record_versions: false,
+            source_now_ms: i64::MAX,
+        };
+        let stats = ExtractStats {
+            rows_sent: 2,
+            max_last_updated_ms: Some(12_000),
+            max_present_ms: Some(12_000),
+            recent_keys: vec![(3, 12_000, 9), (4, 6_000, 10)],
+            ..ExtractStats::default()
+        };
+        update_state(
+            &mut state,
+            (&plan, Mode::Full),
+            &stats,
+            "1:2:",
+            &RunId::now(),
+            Utc::now(),
+        );
+        assert_eq!(state.recent_keys, vec![(2, 9_000, 8), (3, 12_000, 9)]);
+        assert_eq!(state.watermark.unwrap().timestamp_millis(), 12_000);
+        assert_eq!(state.total_rows, 2);
+    }
+}
