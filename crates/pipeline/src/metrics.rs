@@ -107,8 +107,32 @@ impl Metrics for RecordedMetrics {
     }
 }
 
-/// Figures for one table (`Some`) or the whole run (`None`).
-pub type TableFigures = (Option<String>, Vec<Sample>);
+/// Figures for one table, or for the whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFigures {
+    /// The table (the `Table` dimension); `None` for the run as a whole.
+    pub table: Option<String>,
+    /// The figures.
+    pub samples: Vec<Sample>,
+}
+
+impl TableFigures {
+    /// Figures of one table.
+    pub fn table(table: impl Into<String>, samples: Vec<Sample>) -> Self {
+        Self {
+            table: Some(table.into()),
+            samples,
+        }
+    }
+
+    /// Figures of the whole run.
+    pub fn run(samples: Vec<Sample>) -> Self {
+        Self {
+            table: None,
+            samples,
+        }
+    }
+}
 
 /// A stage report that knows its own figures, so every caller records the
 /// same ones through [`record`].
@@ -121,8 +145,8 @@ pub trait Figures {
 
 /// Records every figure of `report`.
 pub fn record(metrics: &dyn Metrics, report: &dyn Figures) {
-    for (table, samples) in report.figures() {
-        metrics.record(report.stage(), table.as_deref(), &samples);
+    for figures in report.figures() {
+        metrics.record(report.stage(), figures.table.as_deref(), &figures.samples);
     }
 }
 
@@ -138,8 +162,8 @@ impl Figures for IngestReport {
             .iter()
             .filter(|t| t.rows > 0)
             .map(|t| {
-                (
-                    Some(t.table.to_string()),
+                TableFigures::table(
+                    t.table,
                     vec![
                         Sample::count("RowsIngested", t.rows),
                         Sample::count("LateRows", t.late_rows),
@@ -147,14 +171,11 @@ impl Figures for IngestReport {
                 )
             })
             .collect();
-        out.push((
-            None,
-            vec![
-                Sample::count("RowsIngested", self.rows()),
-                Sample::seconds("RunDuration", self.elapsed),
-                Sample::count("RunSucceeded", 1),
-            ],
-        ));
+        out.push(TableFigures::run(vec![
+            Sample::count("RowsIngested", self.rows()),
+            Sample::seconds("RunDuration", self.elapsed),
+            Sample::count("RunSucceeded", 1),
+        ]));
         out
     }
 }
@@ -170,26 +191,17 @@ impl Figures for TransformReport {
             .rows
             .iter()
             .map(|(table, rows)| {
-                (
-                    Some(table.to_string()),
-                    vec![Sample::count("RowsTransformed", *rows)],
-                )
+                TableFigures::table(*table, vec![Sample::count("RowsTransformed", *rows)])
             })
             .collect();
         out.extend(self.quarantined.iter().map(|(table, rows)| {
-            (
-                Some(table.to_string()),
-                vec![Sample::count("QuarantinedRows", *rows)],
-            )
+            TableFigures::table(*table, vec![Sample::count("QuarantinedRows", *rows)])
         }));
-        out.push((
-            None,
-            vec![
-                Sample::count("QuarantinedRows", self.quarantined.values().sum()),
-                Sample::seconds("RunDuration", self.elapsed),
-                Sample::count("RunSucceeded", 1),
-            ],
-        ));
+        out.push(TableFigures::run(vec![
+            Sample::count("QuarantinedRows", self.quarantined.values().sum()),
+            Sample::seconds("RunDuration", self.elapsed),
+            Sample::count("RunSucceeded", 1),
+        ]));
         out
     }
 }
@@ -210,21 +222,15 @@ impl Figures for LoadReport {
         let mut out: Vec<TableFigures> = per_table
             .into_iter()
             .map(|(table, rows)| {
-                (
-                    Some(table.to_string()),
-                    vec![Sample::count("RowsLoaded", rows)],
-                )
+                TableFigures::table(table, vec![Sample::count("RowsLoaded", rows)])
             })
             .collect();
-        out.push((
-            None,
-            vec![
-                Sample::count("RowsLoaded", self.rows()),
-                Sample::count("ManifestsLoaded", self.manifests.len() as u64),
-                Sample::seconds("RunDuration", self.elapsed),
-                Sample::count("RunSucceeded", 1),
-            ],
-        ));
+        out.push(TableFigures::run(vec![
+            Sample::count("RowsLoaded", self.rows()),
+            Sample::count("ManifestsLoaded", self.manifests.len() as u64),
+            Sample::seconds("RunDuration", self.elapsed),
+            Sample::count("RunSucceeded", 1),
+        ]));
         out
     }
 }
@@ -236,8 +242,8 @@ impl Figures for MarketsReport {
     }
 
     fn figures(&self) -> Vec<TableFigures> {
-        vec![(
-            Some("markets_trades".to_string()),
+        vec![TableFigures::table(
+            "markets_trades",
             vec![
                 Sample::count("RowsTransformed", self.trades),
                 Sample::count("DuplicateTrades", self.duplicates),
@@ -253,8 +259,8 @@ impl Figures for MarketsLoadReport {
     }
 
     fn figures(&self) -> Vec<TableFigures> {
-        vec![(
-            Some("fact_trade".to_string()),
+        vec![TableFigures::table(
+            "fact_trade",
             vec![Sample::count("RowsLoaded", self.trades)],
         )]
     }
@@ -267,14 +273,11 @@ impl Figures for SinkReport {
     }
 
     fn figures(&self) -> Vec<TableFigures> {
-        vec![(
-            None,
-            vec![
-                Sample::count("TradesSunk", self.trades),
-                Sample::count("QuarantinedRows", self.quarantined),
-                Sample::count("BatchItemFailures", self.batch_item_failures.len() as u64),
-            ],
-        )]
+        vec![TableFigures::run(vec![
+            Sample::count("TradesSunk", self.trades),
+            Sample::count("QuarantinedRows", self.quarantined),
+            Sample::count("BatchItemFailures", self.batch_item_failures.len() as u64),
+        ])]
     }
 }
 
@@ -289,7 +292,10 @@ impl Figures for FreshnessLag {
     }
 
     fn figures(&self) -> Vec<TableFigures> {
-        vec![(None, vec![Sample::seconds("FreshnessLagSeconds", self.0)])]
+        vec![TableFigures::run(vec![Sample::seconds(
+            "FreshnessLagSeconds",
+            self.0,
+        )])]
     }
 }
 
@@ -300,8 +306,8 @@ impl Figures for Vec<PollReport> {
     }
 
     fn figures(&self) -> Vec<TableFigures> {
-        vec![(
-            Some("trades".to_string()),
+        vec![TableFigures::table(
+            "trades",
             vec![Sample::count(
                 "TradesPolled",
                 self.iter().map(|p| p.trades).sum(),
