@@ -556,6 +556,37 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
             ],
         )
         .await;
+    assert!(
+        ingest.markets.as_ref().is_some_and(|m| m.coincap.is_none()),
+        "no CoinCap key configured: CoinCap is skipped"
+    );
+    // A CoinCap secret with no value yet (as after `terraform apply`) skips
+    // CoinCap; it does not stop the function from starting.
+    let empty_secret = aws_sdk_secretsmanager::Client::new(&aws.sdk)
+        .create_secret()
+        .name(unique("tributary-coincap"))
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let with_empty_secret = aws
+        .context(
+            Function::Ingest,
+            &[
+                ("TRIBUTARY_STREAM_NAME", &stream_name),
+                ("TRIBUTARY_MERCADO_URL", &mercado),
+                ("COINCAP_SECRET_ARN", &empty_secret),
+            ],
+        )
+        .await;
+    assert!(
+        with_empty_secret
+            .markets
+            .as_ref()
+            .is_some_and(|m| m.coincap.is_none())
+    );
     // The source is down: the invocation fails (retryable), but the market
     // polls still run. A deadline 7 s away leaves a budget for one poll.
     let dead = {

@@ -487,3 +487,33 @@ async fn status_reads_the_warehouse_without_changing_it() {
     assert_eq!(after.processed.map(|(seq, _)| seq), Some(1));
     assert_eq!(after.loaded_through, Some(1));
 }
+
+/// The load function holds no grant on the raw bucket: the freshness lag it
+/// reports must come from the processed lake and the warehouse alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_freshness_lag_needs_only_the_processed_lake_and_the_warehouse() {
+    use tributary_pipeline::status::freshness_lag;
+    let Some(mut stack) = generated("lag").await else {
+        return;
+    };
+    stack.cycle().await;
+    let raw_manifest: Manifest<serde_json::Value> =
+        ManifestLog::new(stack.raw.clone(), Log::Totesys)
+            .latest()
+            .await
+            .unwrap()
+            .unwrap();
+    // The raw lake is gone: a reader of it would fail.
+    std::fs::remove_dir_all(stack.dirs.0.path()).unwrap();
+    let lag = freshness_lag(&stack.processed, &stack.warehouse)
+        .await
+        .unwrap()
+        .expect("a lag once a manifest is loaded");
+    let expected = (chrono::Utc::now() - raw_manifest.committed_at)
+        .to_std()
+        .unwrap();
+    assert!(
+        lag <= expected && expected - lag < std::time::Duration::from_secs(5),
+        "lag {lag:?} is the age of the ingest manifest behind the load ({expected:?})"
+    );
+}

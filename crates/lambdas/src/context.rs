@@ -165,9 +165,22 @@ impl Context {
                 let market_settings = &settings.markets;
                 let key = match (&market_settings.coincap_api_key, &aws.coincap_secret_arn) {
                     (Some(key), _) => Some(key.clone()),
-                    (None, Some(secret)) => Some(coincap_key(
-                        &secrets::secret_string(&secrets_client, secret).await?,
-                    )),
+                    // CoinCap is optional: a secret not yet filled in (as
+                    // every secret is straight after `terraform apply`), or
+                    // unreadable, skips CoinCap with a warning instead of
+                    // stopping the whole ingest.
+                    (None, Some(secret)) => {
+                        match secrets::secret_string(&secrets_client, secret).await {
+                            Ok(text) => Some(coincap_key(&text)).filter(|k| !k.is_empty()),
+                            Err(error) => {
+                                tracing::warn!(
+                                    %error,
+                                    "the CoinCap key cannot be read from {COINCAP_SECRET_ARN}: CoinCap assets are skipped (totesys and trades are not affected)"
+                                );
+                                None
+                            }
+                        }
+                    }
                     (None, None) => {
                         tracing::warn!(
                             "neither {COINCAP_API_KEY} nor {COINCAP_SECRET_ARN} is set: CoinCap assets are skipped (trades are not affected)"

@@ -222,7 +222,7 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
             return Err(error.into());
         }
     };
-    let lag = freshness_lag(&ctx.raw, &ctx.processed, client).await?;
+    let lag = freshness_lag(&ctx.processed, client).await?;
     record(ctx.metrics.as_ref(), &report);
     record(ctx.metrics.as_ref(), &markets);
     if let Some(lag) = lag {

@@ -103,11 +103,12 @@ pub async fn downstream_status(
 
 /// The freshness lag of the warehouse: now minus the commit time of the
 /// ingest manifest behind the newest processed manifest the warehouse has
-/// loaded. Ingest commits a manifest every run, changes or not, so this
-/// stays about one schedule period while every stage works and grows when
-/// any of them stalls. `None` before the first load.
+/// loaded (which that processed manifest records, so the load needs no
+/// access to the raw lake). Ingest commits a manifest every run, changes or
+/// not, so this stays about one schedule period while every stage works and
+/// grows when any of them stalls. `None` before the first load, and for a
+/// processed manifest written before the commit time was recorded.
 pub async fn freshness_lag(
-    raw: &Lake,
     processed: &Lake,
     warehouse: &tokio_postgres::Client,
 ) -> Result<Option<std::time::Duration>> {
@@ -119,11 +120,7 @@ pub async fn freshness_lag(
         ManifestLog::new(processed.clone(), Log::Transform)
             .read(through)
             .await?;
-    let Some(loaded) = loaded else {
-        return Ok(None);
-    };
-    let source: Option<Manifest<serde_json::Value>> = ManifestLog::new(raw.clone(), Log::Totesys)
-        .read(loaded.state.raw_seq)
-        .await?;
-    Ok(source.map(|m| (Utc::now() - m.committed_at).to_std().unwrap_or_default()))
+    Ok(loaded
+        .and_then(|m| m.state.raw_committed_at)
+        .map(|at| (Utc::now() - at).to_std().unwrap_or_default()))
 }

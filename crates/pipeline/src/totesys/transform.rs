@@ -13,7 +13,7 @@ use std::{
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
@@ -65,6 +65,10 @@ pub struct TransformState {
     pub state_files: BTreeMap<String, String>,
     /// Rows quarantined by this run.
     pub quarantined: u64,
+    /// When the last raw manifest consumed was committed: the freshness of
+    /// what this manifest carries, read by the load without the raw lake.
+    /// `None` in manifests written before this field existed.
+    pub raw_committed_at: Option<DateTime<Utc>>,
 }
 
 /// What a run did.
@@ -142,7 +146,7 @@ async fn transform_run(
     }
     tracing::info!(stage = STAGE.name, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
 
-    let raw_files = raw_files_by_table(&raw_log, first..=raw_latest).await?;
+    let (raw_files, raw_committed_at) = raw_files_by_table(&raw_log, first..=raw_latest).await?;
     let mut out = Output {
         processed,
         run_id,
@@ -179,6 +183,7 @@ async fn transform_run(
                 rebuild: request.rebuild,
                 state_files,
                 quarantined: quarantine.len() as u64,
+                raw_committed_at,
             },
         )
         .await?;
@@ -217,12 +222,14 @@ impl Output<'_> {
     }
 }
 
-/// The raw files named by manifests `seqs`, per source table, in commit order.
+/// The raw files named by manifests `seqs`, per source table, in commit
+/// order, and when the last of those manifests was committed.
 async fn raw_files_by_table(
     raw_log: &ManifestLog,
     seqs: std::ops::RangeInclusive<u64>,
-) -> Result<HashMap<&'static str, Vec<FileEntry>>> {
-    let mut raw_files: HashMap<&'static str, Vec<FileEntry>> = HashMap::new();
+) -> Result<(RawFiles, Option<DateTime<Utc>>)> {
+    let mut raw_files = RawFiles::new();
+    let mut committed_at = None;
     for seq in seqs {
         let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
             Error::Lake(tributary_lake::Error::CorruptManifest {
@@ -230,21 +237,25 @@ async fn raw_files_by_table(
                 reason: "missing although a later manifest exists".to_string(),
             })
         })?;
+        committed_at = Some(manifest.committed_at);
         for file in manifest.files {
             if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
                 raw_files.entry(table.name).or_default().push(file);
             }
         }
     }
-    Ok(raw_files)
+    Ok((raw_files, committed_at))
 }
+
+/// Raw files per source table.
+type RawFiles = HashMap<&'static str, Vec<FileEntry>>;
 
 /// The reference tables and transactions (small, or id-only) are read whole
 /// and applied to the reference state; every dimension row they reach is
 /// written again.
 async fn transform_dimensions(
     raw: &Lake,
-    raw_files: &HashMap<&'static str, Vec<FileEntry>>,
+    raw_files: &RawFiles,
     state: &mut ReferenceState,
     out: &mut Output<'_>,
 ) -> Result<()> {
@@ -268,7 +279,7 @@ async fn transform_dimensions(
 /// transformer into the writer; the dates the facts use join `dates`.
 async fn transform_facts(
     raw: &Lake,
-    raw_files: &HashMap<&'static str, Vec<FileEntry>>,
+    raw_files: &RawFiles,
     source: &'static str,
     keys_known: &tributary_warehouse::transform::KnownKeys,
     dates: &mut BTreeSet<i32>,
