@@ -4,7 +4,7 @@
 #   1. terraform fmt -check -recursive infra
 #   2. checkov with infra/.checkov.yaml (each skipped check is justified there)
 # The wiring itself (alarms per function, permissions per notification, ...) is
-# checked by `cargo test -p tributary-e2e --test infra_wiring`.
+# checked by `cargo nextest run --workspace -E 'binary(infra_wiring)'` (part of `make test`).
 #
 # checkov lives in its own virtualenv under ${TRIBUTARY_CACHE:-~/.cache/tributary}
 # and is installed there on first use: it pins old boto3/botocore versions that,
