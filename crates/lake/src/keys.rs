@@ -8,15 +8,6 @@ use chrono::NaiveDate;
 
 use crate::RunId;
 
-/// Which root a manifest log lives under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Zone {
-    /// The immutable raw lake (`TRIBUTARY_RAW_URL`).
-    Raw,
-    /// The processed star schema and market tables (`TRIBUTARY_PROCESSED_URL`).
-    Processed,
-}
-
 /// Which flow a manifest log feeds: what a stage triggered by it must run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flow {
@@ -81,14 +72,6 @@ impl Log {
     /// The log named `name`, if it is one.
     pub fn from_name(name: &str) -> Option<Log> {
         Log::ALL.into_iter().find(|log| log.name() == name)
-    }
-
-    /// The root the log lives under.
-    pub fn zone(self) -> Zone {
-        match self {
-            Log::Totesys | Log::MarketsTrades | Log::MarketsPoll | Log::MarketsCandles => Zone::Raw,
-            Log::Transform | Log::MarketsTransform | Log::Catalog => Zone::Processed,
-        }
     }
 
     /// The flow a new manifest in this log feeds.
@@ -166,7 +149,7 @@ pub fn raw_trades_batch(date: NaiveDate, shard_id: &str, first_sequence: &str) -
 }
 
 /// Where the stream sink's trade batches live.
-pub const RAW_TRADES: &str = "markets/mercado_bitcoin/trades";
+const RAW_TRADES: &str = "markets/mercado_bitcoin/trades";
 
 /// `markets/mercado_bitcoin/tickers/date=D/<run_id>.json.gz`: one poll's tickers, as received.
 pub fn raw_tickers(date: NaiveDate, run_id: &RunId) -> String {

@@ -18,7 +18,7 @@ mod store;
 mod writer;
 
 pub use error::{Error, Result};
-pub use keys::{Flow, Log, Zone};
+pub use keys::{Flow, Log};
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, ManifestLog};
 pub use run_id::RunId;
 pub use store::{Lake, PutOutcome, payload_sha256_hex, sha256_hex};

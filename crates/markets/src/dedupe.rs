@@ -41,7 +41,7 @@ pub fn keep_unseen(mut incoming: Vec<Trade>, max_tid: &mut BTreeMap<String, i64>
 }
 
 /// The UTC day a trade belongs to (its partition in the processed lake).
-pub fn trade_day(trade: &Trade) -> NaiveDate {
+fn trade_day(trade: &Trade) -> NaiveDate {
     chrono::DateTime::from_timestamp_millis(trade.traded_at_ms)
         .unwrap_or_default()
         .date_naive()

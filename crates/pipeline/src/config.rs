@@ -471,6 +471,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.raw_root.as_str(), "s3://lake/raw/prefix");
         assert_eq!(s.raw_root.key_prefix(), "raw/prefix");
+        let bucket_root = settings(&[(TRIBUTARY_PROCESSED_URL, "s3://bucket")]).unwrap();
+        assert_eq!(bucket_root.processed_root.key_prefix(), "");
         assert_eq!(s.aws.stream_name.as_deref(), Some("trades"));
         assert_eq!(s.aws.schedule_period, Duration::from_secs(300));
         assert_eq!(s.lookback, Duration::from_secs(90));
