@@ -41,6 +41,9 @@ seconds=${simulate_for%s}
 wait $simulator
 trap - EXIT
 
+step "run: one last cycle after the simulation stopped, so the warehouse is caught up"
+"$bin" run
+
 step "crypto: a simulated Mercado Bitcoin on loopback; its trades to the warehouse every 5s"
 replay_url="$root/.tributary/replay.url"
 mkdir -p "$root/.tributary"
@@ -79,4 +82,7 @@ for query in sql/dashboard/*.sql; do
   step "dashboard: $(basename "$query" .sql)"
   psql "$WAREHOUSE_DATABASE_URL" -P pager=off -f "$query"
 done
+step "reconcile: every row version in the source, both lakes and the warehouse, once"
+"$bin" reconcile
+
 printf '\nlakes: %s\n' "$root/.tributary/lake"

@@ -100,6 +100,25 @@ pub fn decode(bytes: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     Ok((schema, batches))
 }
 
+/// Decodes only the named top-level columns of a Parquet file (in file
+/// order); names the file does not have are left out.
+pub fn decode_columns(bytes: Bytes, names: &[&str]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build()?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,10 +145,15 @@ mod tests {
         .unwrap();
         let bytes = encode(schema.clone(), &[batch.clone(), batch.clone()]).unwrap();
         assert_eq!(&bytes[..4], b"PAR1");
-        let (read_schema, batches) = decode(bytes).unwrap();
+        let (read_schema, batches) = decode(bytes.clone()).unwrap();
         assert_eq!(read_schema.fields(), schema.fields());
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 6);
         assert_eq!(batches[0].slice(0, 3), batch);
+        let (only_id, batches) = decode_columns(bytes, &["id", "absent"]).unwrap();
+        assert_eq!(only_id.fields().len(), 1);
+        assert_eq!(only_id.field(0).name(), "id");
+        assert_eq!(batches[0].num_columns(), 1);
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 6);
     }
 }

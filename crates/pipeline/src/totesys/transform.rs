@@ -7,7 +7,7 @@
 //! of it and the raw manifests it consumed.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -17,14 +17,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
-    FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, parquet::decode, write_dataset,
+    FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys,
+    parquet::{decode, decode_columns},
+    write_dataset,
 };
 use tributary_warehouse::{
     WarehouseTable,
     transform::{
-        FACT_SOURCES, FactTransformer, Quarantined, REFERENCE_TABLES, ReferenceState,
+        FACT_SOURCES, FactTransformer, Quarantined, REFERENCE_TABLES, ReferenceState, Version,
         apply_reference_changes, decode_state, dim_date_batch, encode_state, known_keys,
-        to_json_lines,
+        raw_versions, to_json_lines,
     },
 };
 
@@ -33,6 +35,7 @@ use crate::{
     alerts::{Alert, Alerts},
     stage::Stage,
     totesys::ingest::IngestState,
+    totesys::versions::{FactVersions, Segment},
 };
 
 /// The transform stage and what to do when it fails.
@@ -69,6 +72,10 @@ pub struct TransformState {
     /// what this manifest carries, read by the load without the raw lake.
     /// `None` in manifests written before this field existed.
     pub raw_committed_at: Option<DateTime<Utc>>,
+    /// Per fact table, the versions the processed lake holds. `None` in
+    /// manifests written before the index existed: the next run builds it
+    /// from the fact files committed so far.
+    pub versions: Option<BTreeMap<String, FactVersions>>,
 }
 
 /// What a run did.
@@ -84,6 +91,9 @@ pub struct TransformReport {
     pub rows: BTreeMap<&'static str, u64>,
     /// Rows quarantined, per source table.
     pub quarantined: BTreeMap<&'static str, u64>,
+    /// Fact versions read again (a backfill, a late commit, a rebuild) and
+    /// not written because the processed lake already has them, per fact table.
+    pub repeats: BTreeMap<&'static str, u64>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -137,6 +147,7 @@ async fn transform_run(
         inputs: (first..=raw_latest).collect(),
         rows: BTreeMap::new(),
         quarantined: BTreeMap::new(),
+        repeats: BTreeMap::new(),
         elapsed: Duration::ZERO,
     };
     if report.inputs.is_empty() {
@@ -146,6 +157,14 @@ async fn transform_run(
     }
     tracing::info!(stage = STAGE.name, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
 
+    // The version index survives a rebuild: versions the lake has stay out.
+    let mut versions = match &previous {
+        Some(p) => match &p.state.versions {
+            Some(v) => v.clone(),
+            None => index_committed_facts(processed, &log, p.seq, run_id).await?,
+        },
+        None => BTreeMap::new(),
+    };
     let (raw_files, raw_committed_at) = raw_files_by_table(&raw_log, first..=raw_latest).await?;
     let mut out = Output {
         processed,
@@ -159,7 +178,12 @@ async fn transform_run(
     let keys_known = known_keys(&state)?;
     let mut dates: BTreeSet<i32> = BTreeSet::new();
     for source in FACT_SOURCES {
-        transform_facts(raw, &raw_files, source, &keys_known, &mut dates, &mut out).await?;
+        let facts = FactsOf {
+            source,
+            keys_known: &keys_known,
+            versions: &mut versions,
+        };
+        transform_facts(raw, &raw_files, facts, &mut dates, &mut out).await?;
     }
     if !dates.is_empty() {
         let dim_date = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
@@ -184,6 +208,7 @@ async fn transform_run(
                 state_files,
                 quarantined: quarantine.len() as u64,
                 raw_committed_at,
+                versions: Some(versions),
             },
         )
         .await?;
@@ -275,30 +300,46 @@ async fn transform_dimensions(
     Ok(())
 }
 
+/// One fact source and what its facts are checked against.
+struct FactsOf<'a> {
+    source: &'static str,
+    keys_known: &'a tributary_warehouse::transform::KnownKeys,
+    versions: &'a mut BTreeMap<String, FactVersions>,
+}
+
 /// One fact source's raw files, streamed file by file through the fact
 /// transformer into the writer; the dates the facts use join `dates`.
+/// Versions the processed lake already has are not written again.
 async fn transform_facts(
     raw: &Lake,
     raw_files: &RawFiles,
-    source: &'static str,
-    keys_known: &tributary_warehouse::transform::KnownKeys,
+    facts: FactsOf<'_>,
     dates: &mut BTreeSet<i32>,
     out: &mut Output<'_>,
 ) -> Result<()> {
+    let FactsOf {
+        source,
+        keys_known,
+        versions,
+    } = facts;
     let Some(transformer) = FactTransformer::for_source(source, keys_known) else {
         return Ok(());
     };
-    // One ingest run never repeats a version; several may (backfill, rebuild).
-    let mut transformer = if out.report.inputs.len() > 1 {
-        transformer.once_per_version()
+    let table = transformer.table();
+    let index = versions.entry(table.name.to_string()).or_default();
+    let files = raw_files.get(source).map_or(&[][..], Vec::as_slice);
+    let already = versions_already_emitted(raw, out.processed, files, table.key, index).await?;
+    // One ingest run never repeats a version; several may (backfill, rebuild),
+    // and any may re-read one an earlier run emitted.
+    let mut transformer = if out.report.inputs.len() > 1 || !already.is_empty() {
+        transformer.once_per_version(already)
     } else {
         transformer
     };
-    let table = transformer.table();
     let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
     let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
     let mut produced: Result<()> = Ok(());
-    for file in raw_files.get(source).into_iter().flatten() {
+    for file in files {
         let (_, batches) = match raw
             .get(&file.key)
             .await
@@ -322,12 +363,89 @@ async fn transform_facts(
     drop(sender);
     let written = writer.await.map_err(tributary_lake::Error::Task)??;
     produced?;
+    index.record(&written, transformer.emitted_range());
+    if index.needs_compaction() {
+        index
+            .compact(out.processed, table.name, table.key, out.run_id)
+            .await?;
+    }
+    let repeats = transformer.repeats();
+    if repeats > 0 {
+        out.report.repeats.insert(table.name, repeats);
+    }
     dates.extend(transformer.into_dates());
     let rows = written.iter().map(|f| f.rows).sum::<u64>();
-    tracing::info!(stage = STAGE.name, run_id = %out.run_id, table = table.name, rows, "facts written");
+    tracing::info!(stage = STAGE.name, run_id = %out.run_id, table = table.name, rows, repeats, "facts written");
     *out.report.rows.entry(table.name).or_default() += rows;
     out.files.extend(written);
     Ok(())
+}
+
+/// Of the versions in `files`, those an earlier run already wrote. Only
+/// versions at or below the high-water mark are looked up; in a run of
+/// ordinary changes there are none or a few.
+async fn versions_already_emitted(
+    raw: &Lake,
+    processed: &Lake,
+    files: &[FileEntry],
+    key: &str,
+    index: &FactVersions,
+) -> Result<HashSet<Version>> {
+    if index.high_water_ms.is_none() {
+        return Ok(HashSet::new());
+    }
+    let mut candidates = HashSet::new();
+    for file in files {
+        let (_, batches) = decode_columns(raw.get(&file.key).await?, &[key, "last_updated"])?;
+        for batch in &batches {
+            candidates.extend(
+                raw_versions(batch, key)?
+                    .into_iter()
+                    .filter(|(_, ms)| index.may_hold(*ms)),
+            );
+        }
+    }
+    index.present(processed, key, &candidates).await
+}
+
+/// The version index of a lake whose manifests predate it: every fact file
+/// committed so far, folded into buckets (once).
+async fn index_committed_facts(
+    processed: &Lake,
+    log: &ManifestLog,
+    last_seq: u64,
+    run_id: &RunId,
+) -> Result<BTreeMap<String, FactVersions>> {
+    let mut versions: BTreeMap<String, FactVersions> = BTreeMap::new();
+    for seq in 1..=last_seq {
+        let Some(manifest) = log.read::<TransformState>(seq).await? else {
+            continue;
+        };
+        for file in manifest.files {
+            let is_fact = WarehouseTable::by_name(&file.table)
+                .is_some_and(|t| matches!(t.kind, tributary_warehouse::Kind::Fact { .. }));
+            if is_fact {
+                versions
+                    .entry(file.table.clone())
+                    .or_default()
+                    .segments
+                    .push(Segment {
+                        key: file.key,
+                        min_ms: i64::MIN,
+                        max_ms: i64::MAX,
+                        rows: file.rows,
+                    });
+            }
+        }
+    }
+    for (fact, index) in &mut versions {
+        let table = WarehouseTable::by_name(fact).expect("a fact table");
+        index
+            .compact(processed, table.name, table.key, run_id)
+            .await?;
+        tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, buckets = index.buckets.len(), "version index built from the committed fact files");
+    }
+    Ok(versions)
 }
 
 fn spawn_writer(

@@ -18,6 +18,7 @@ use super::{
     columns::{any, ints, strings, timestamps},
     quarantine::Quarantined,
     reference::KnownKeys,
+    versions::Version,
 };
 use crate::{Result, WarehouseTable, calendar::to_date32};
 
@@ -116,9 +117,14 @@ pub struct FactTransformer<'a> {
     table: &'static WarehouseTable,
     keys: &'a KnownKeys,
     dates: BTreeSet<i32>,
-    /// `(id, last_updated ms)` emitted so far, when a run reads several raw
-    /// manifests that may repeat a version (a backfill, a rebuild).
-    seen: Option<HashSet<(i32, i64)>>,
+    /// `(id, last_updated ms)` not to emit again: the versions the processed
+    /// lake already has, and those emitted so far, when the input may repeat
+    /// a version (several raw manifests, a backfill, a rebuild).
+    seen: Option<HashSet<Version>>,
+    /// The smallest and largest `last_updated` emitted.
+    emitted: Option<(i64, i64)>,
+    /// Rows dropped as versions already emitted.
+    repeats: u64,
 }
 
 /// One raw batch, transformed.
@@ -140,13 +146,26 @@ impl<'a> FactTransformer<'a> {
             keys,
             dates: BTreeSet::new(),
             seen: None,
+            emitted: None,
+            repeats: 0,
         })
     }
 
-    /// Emit each (id, last_updated) version once across every batch given.
-    pub fn once_per_version(mut self) -> Self {
-        self.seen = Some(HashSet::new());
+    /// Emit each (id, last_updated) version once across every batch given,
+    /// and none of `already` (versions emitted by earlier runs).
+    pub fn once_per_version(mut self, already: HashSet<Version>) -> Self {
+        self.seen = Some(already);
         self
+    }
+
+    /// Rows dropped so far because their version was already emitted.
+    pub fn repeats(&self) -> u64 {
+        self.repeats
+    }
+
+    /// The smallest and largest `last_updated` (ms) of the facts emitted so far.
+    pub fn emitted_range(&self) -> Option<(i64, i64)> {
+        self.emitted
     }
 
     /// The fact table this writes.
@@ -192,13 +211,23 @@ impl<'a> FactTransformer<'a> {
             columns.push(array);
         }
         let mut keep: Vec<bool> = reasons.iter().map(Option::is_none).collect();
+        let lus = timestamps(raw, "last_updated")?;
         if let Some(seen) = self.seen.as_mut() {
             let ids = ints(raw, self.table.key)?;
-            let lus = timestamps(raw, "last_updated")?;
             for (row, keep) in keep.iter_mut().enumerate() {
                 if *keep && !ids.is_null(row) && !seen.insert((ids.value(row), lus.value(row))) {
                     *keep = false;
+                    self.repeats += 1;
                 }
+            }
+        }
+        for (row, kept) in keep.iter().enumerate() {
+            if *kept && !lus.is_null(row) {
+                let ms = lus.value(row);
+                self.emitted = Some(
+                    self.emitted
+                        .map_or((ms, ms), |(lo, hi)| (lo.min(ms), hi.max(ms))),
+                );
             }
         }
         let dropped = keep.iter().any(|k| !k);

@@ -11,6 +11,7 @@ mod facts;
 mod quarantine;
 mod reference;
 mod state_files;
+mod versions;
 
 pub use facts::{FACT_SOURCES, FactBatch, FactTransformer, dim_date_batch};
 pub use quarantine::{Quarantined, render_row, to_json_lines};
@@ -19,3 +20,7 @@ pub use reference::{
     known_keys,
 };
 pub use state_files::{decode_state, encode_state};
+pub use versions::{
+    Version, bucket_of, decode_versions, encode_versions, fact_version_columns, fact_versions,
+    raw_versions,
+};

@@ -1,0 +1,215 @@
+//! The version index: which fact versions the processed lake already has,
+//! so a backfill, a late commit or a rebuild never writes one twice.
+//!
+//! Per fact table the transform manifest carries a high-water mark (the
+//! newest `last_updated` ever emitted), the fact files written since the
+//! last compaction (segments, each with its `last_updated` range), and one
+//! sorted version file per id bucket under `_state/versions/<fact>/`.
+//!
+//! A version newer than the high-water mark cannot be in the lake and is
+//! emitted without a lookup: that is every ordinary change. Only older ones
+//! (a backfill re-reading, a commit that arrived late, a rebuild) are looked
+//! up, in the buckets of their ids and the segments whose range holds them.
+//! Every so many runs the segments are folded into the buckets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tributary_lake::{FileEntry, Lake, RunId, parquet::decode_columns};
+use tributary_warehouse::transform::{
+    Version, bucket_of, decode_versions, encode_versions, fact_version_columns, fact_versions,
+};
+
+use crate::Result;
+
+/// Segments kept before they are folded into the buckets.
+const SEGMENTS_BEFORE_COMPACTION: usize = 32;
+
+/// Fact rows in segments before they are folded into the buckets.
+const SEGMENT_ROWS_BEFORE_COMPACTION: u64 = 2_000_000;
+
+/// One fact file not yet folded into the buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The fact file in the processed lake.
+    pub key: String,
+    /// The oldest `last_updated` in it (ms).
+    pub min_ms: i64,
+    /// The newest `last_updated` in it (ms).
+    pub max_ms: i64,
+    /// Its rows.
+    pub rows: u64,
+}
+
+/// What the processed lake holds of one fact table's versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FactVersions {
+    /// The newest `last_updated` (ms) emitted.
+    pub high_water_ms: Option<i64>,
+    /// Fact files written since the last compaction.
+    pub segments: Vec<Segment>,
+    /// Id bucket → its sorted version file.
+    pub buckets: BTreeMap<u32, String>,
+}
+
+impl FactVersions {
+    /// Whether the lake may already hold a version last updated at `ms`.
+    pub fn may_hold(&self, ms: i64) -> bool {
+        self.high_water_ms.is_some_and(|hw| ms <= hw)
+    }
+
+    /// Of `candidates`, the versions the processed lake already has.
+    pub async fn present(
+        &self,
+        processed: &Lake,
+        key: &str,
+        candidates: &HashSet<Version>,
+    ) -> Result<HashSet<Version>> {
+        let mut found = HashSet::new();
+        if candidates.is_empty() {
+            return Ok(found);
+        }
+        let buckets: BTreeSet<u32> = candidates.iter().map(|(id, _)| bucket_of(*id)).collect();
+        for bucket in buckets {
+            if let Some(file) = self.buckets.get(&bucket) {
+                let versions = decode_versions(file, processed.get(file).await?)?;
+                found.extend(versions.into_iter().filter(|v| candidates.contains(v)));
+            }
+        }
+        for segment in &self.segments {
+            let in_range = candidates
+                .iter()
+                .any(|(_, ms)| (segment.min_ms..=segment.max_ms).contains(ms));
+            if in_range {
+                let versions = segment_versions(processed, &segment.key, key).await?;
+                found.extend(versions.into_iter().filter(|v| candidates.contains(v)));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records the fact files a run wrote, whose versions span `range`.
+    pub fn record(&mut self, files: &[FileEntry], range: Option<(i64, i64)>) {
+        let Some((min_ms, max_ms)) = range else {
+            return;
+        };
+        self.high_water_ms = Some(self.high_water_ms.map_or(max_ms, |hw| hw.max(max_ms)));
+        self.segments
+            .extend(files.iter().filter(|f| f.rows > 0).map(|f| Segment {
+                key: f.key.clone(),
+                min_ms,
+                max_ms,
+                rows: f.rows,
+            }));
+    }
+
+    /// Whether the segments should be folded into the buckets now.
+    pub fn needs_compaction(&self) -> bool {
+        self.segments.len() > SEGMENTS_BEFORE_COMPACTION
+            || self.segments.iter().map(|s| s.rows).sum::<u64>() > SEGMENT_ROWS_BEFORE_COMPACTION
+    }
+
+    /// Folds every segment into the buckets it touches: each touched bucket
+    /// is read, merged and written again as a new object.
+    pub async fn compact(
+        &mut self,
+        processed: &Lake,
+        fact: &str,
+        key: &str,
+        run_id: &RunId,
+    ) -> Result<()> {
+        let mut by_bucket: HashMap<u32, Vec<Version>> = HashMap::new();
+        for segment in &self.segments {
+            for version in segment_versions(processed, &segment.key, key).await? {
+                by_bucket
+                    .entry(bucket_of(version.0))
+                    .or_default()
+                    .push(version);
+            }
+        }
+        let mut newest = self.high_water_ms;
+        for (bucket, mut versions) in by_bucket {
+            if let Some(old) = self.buckets.get(&bucket) {
+                versions.extend(decode_versions(old, processed.get(old).await?)?);
+            }
+            newest = versions.iter().map(|v| v.1).chain(newest).max();
+            let file = bucket_key(fact, bucket, run_id);
+            processed
+                .put_once(&file, encode_versions(&mut versions)?)
+                .await?;
+            self.buckets.insert(bucket, file);
+        }
+        self.high_water_ms = newest;
+        self.segments.clear();
+        Ok(())
+    }
+}
+
+/// `_state/versions/<fact>/bucket=<b>/<run_id>.parquet`.
+fn bucket_key(fact: &str, bucket: u32, run_id: &RunId) -> String {
+    tributary_lake::keys::state_file(
+        &format!("versions/{fact}/bucket={bucket:05}"),
+        run_id,
+        "parquet",
+    )
+}
+
+/// The versions of one fact file, reading only the columns that make them.
+async fn segment_versions(processed: &Lake, file: &str, key: &str) -> Result<Vec<Version>> {
+    let (_, batches) = decode_columns(processed.get(file).await?, &fact_version_columns(key))?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        out.extend(fact_versions(batch, key)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, rows: u64) -> FileEntry {
+        FileEntry {
+            key: key.to_string(),
+            table: "fact_payment".to_string(),
+            rows,
+            bytes: 0,
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_high_water_mark_follows_what_was_emitted() {
+        let mut index = FactVersions::default();
+        assert!(!index.may_hold(0), "an empty lake holds nothing");
+        index.record(&[entry("a", 2)], Some((100, 200)));
+        assert!(index.may_hold(200));
+        assert!(index.may_hold(150));
+        assert!(!index.may_hold(201));
+        index.record(&[entry("b", 1)], Some((50, 120)));
+        assert!(!index.may_hold(201), "an older run does not lower the mark");
+        index.record(&[entry("empty", 0)], None);
+        assert_eq!(
+            index.segments.len(),
+            2,
+            "a run that emitted nothing adds no segment"
+        );
+    }
+
+    #[test]
+    fn many_segments_or_many_rows_ask_for_compaction() {
+        let mut index = FactVersions::default();
+        for n in 0..=SEGMENTS_BEFORE_COMPACTION {
+            assert!(!index.needs_compaction());
+            index.record(&[entry(&format!("f{n}"), 1)], Some((1, 1)));
+        }
+        assert!(index.needs_compaction());
+        let mut big = FactVersions::default();
+        big.record(
+            &[entry("huge", SEGMENT_ROWS_BEFORE_COMPACTION + 1)],
+            Some((1, 1)),
+        );
+        assert!(big.needs_compaction());
+    }
+}
