@@ -54,7 +54,8 @@ enum Command {
     /// Manage the warehouse database.
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
-    /// Compare source, raw lake, processed lake and warehouse; exit 1 on any difference.
+    /// Compare source, raw lake, processed lake and warehouse (totesys, and the
+    /// markets when they hold data); exit 1 on any difference.
     Reconcile(RunArgs),
     /// Crypto trades: poll Mercado Bitcoin → stream → raw → processed → warehouse.
     Markets(MarketsArgs),

@@ -10,18 +10,23 @@ pub(crate) async fn run_reconcile(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One reconcile: prints the table, alerts and fails on any difference.
+/// One reconcile of totesys, then of the markets (no markets rows without
+/// markets data): prints the table and the advice for each difference,
+/// alerts and fails on any difference.
 async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
     let source = settings.connect_totesys().await?;
     let warehouse = settings.connect_warehouse().await?;
-    let report = tributary_pipeline::totesys::reconcile::reconcile(
-        &source,
-        &settings.raw_lake()?,
-        &settings.processed_lake()?,
-        &warehouse,
-        &LogAlerts,
+    let (raw, processed) = (settings.raw_lake()?, settings.processed_lake()?);
+    let mut report = tributary_pipeline::totesys::reconcile::reconcile(
+        &source, &raw, &processed, &warehouse, &LogAlerts,
     )
     .await?;
+    report.comparisons.extend(
+        tributary_pipeline::markets::reconcile::reconcile_markets(
+            &raw, &processed, &warehouse, &LogAlerts,
+        )
+        .await?,
+    );
     println!(
         "{:<20} {:<22} {:>10} {:>10} {:>8} {:>8}  status",
         "table", "layers", "expected", "actual", "missing", "extra"
@@ -41,6 +46,11 @@ async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
                 format!("DIFFERS ({})", c.example.as_deref().unwrap_or("-"))
             }
         );
+    }
+    for c in report.comparisons.iter().filter(|c| !c.is_clean()) {
+        if let Some(advice) = &c.advice {
+            println!("{} {}: {advice}", c.table, c.layers);
+        }
     }
     if report.is_clean() {
         println!("reconcile: every row version is in every layer, once");
@@ -82,6 +92,11 @@ fn print_transform(report: &TransformReport) {
             }
             for (table, rows) in &report.quarantined {
                 println!("  quarantined {table:<10} {rows:>10}");
+            }
+            for (table, rows) in &report.repeats {
+                println!(
+                    "  {table:<22} {rows:>10} version(s) read again, already in the processed lake"
+                );
             }
         }
     }
@@ -194,11 +209,17 @@ async fn one_cycle(
 }
 
 fn print_cycle(report: &CycleReport) {
+    let repeats: u64 = report.transform.repeats.values().sum();
     println!(
-        "cycle: ingested {} rows (manifest {}), transformed {} fact rows, loaded {} rows; {}",
+        "cycle: ingested {} rows (manifest {}), transformed {} fact rows{}, loaded {} rows; {}",
         report.ingest.rows(),
         report.ingest.seq,
         report.transform.fact_rows(),
+        if repeats > 0 {
+            format!(" ({repeats} version(s) read again were already in the processed lake)")
+        } else {
+            String::new()
+        },
         report.load.rows(),
         match report.change_to_warehouse {
             Some(lag) => format!("change-to-warehouse lag {:.2}s", lag.as_secs_f64()),

@@ -151,6 +151,14 @@ impl Lake {
         }
     }
 
+    /// Writes `bytes` at `key`, replacing what is there. Only for small
+    /// bookkeeping objects outside the lake's contract (e.g. `_alerts/`):
+    /// data and manifests are written once.
+    pub async fn put_replace(&self, key: &str, payload: impl Into<PutPayload>) -> Result<()> {
+        self.store.put(&self.path(key), payload.into()).await?;
+        Ok(())
+    }
+
     /// Writes a data file once (see [`Lake::put_once`]) and describes it as a
     /// manifest entry of `rows` rows of `table`.
     pub async fn put_file(

@@ -34,8 +34,33 @@ impl std::fmt::Display for Alert {
 /// Where alerts are sent. Sending must not fail the stage: implementations
 /// log their own delivery failures.
 pub trait Alerts: Send + Sync {
-    /// Delivers one alert.
+    /// Delivers one alert: a notice within a run (rows quarantined, a market
+    /// symbol that failed) that does not fail the run.
     fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// Delivers the alert of a failed run; it stays open until the stage
+    /// next succeeds (see [`Alerts::recovered`]).
+    fn failed<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        self.send(alert)
+    }
+
+    /// A run of `stage` succeeded: failures still open are over.
+    fn recovered<'a>(&'a self, stage: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _ = stage;
+        Box::pin(async {})
+    }
+}
+
+impl<A: Alerts + ?Sized> Alerts for std::sync::Arc<A> {
+    fn send<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        (**self).send(alert)
+    }
+    fn failed<'a>(&'a self, alert: &'a Alert) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        (**self).failed(alert)
+    }
+    fn recovered<'a>(&'a self, stage: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        (**self).recovered(stage)
+    }
 }
 
 /// Local runs: alerts become WARN log lines.

@@ -20,6 +20,7 @@ mod error;
 pub mod gz;
 pub mod markets;
 pub mod metrics;
+pub mod reconcile;
 pub mod run;
 pub mod stage;
 pub mod status;

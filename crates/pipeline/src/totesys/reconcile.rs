@@ -7,7 +7,7 @@
 //! source's ids with the warehouse's. Each comparison reports the versions
 //! missing and extra, and an order-independent checksum of both sides.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use arrow_array::{
     Array, Date32Array, Int32Array, Time64MicrosecondArray, TimestampMillisecondArray,
@@ -18,56 +18,17 @@ use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode};
 use crate::{
     Result,
     alerts::{Alert, Alerts},
+    reconcile::compare,
     totesys::ingest::IngestState,
     totesys::transform::TransformState,
 };
+
+pub use crate::reconcile::{Comparison, ReconcileReport};
 
 /// A row version: (id, last_updated in ms since the epoch).
 type Version = (i32, i64);
 
 const DAY_MS: i64 = 86_400_000;
-
-/// One comparison between two layers for one table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Comparison {
-    /// The table (source or warehouse name).
-    pub table: &'static str,
-    /// Which layers: "source → raw", "raw → processed", …
-    pub layers: &'static str,
-    /// Versions on the expected side.
-    pub expected: u64,
-    /// Versions on the actual side.
-    pub actual: u64,
-    /// Expected versions the actual side lacks.
-    pub missing: u64,
-    /// Actual versions the expected side lacks (or repeated copies).
-    pub extra: u64,
-    /// Order-independent checksums of both sides (equal when the sets are).
-    pub checksums: (u64, u64),
-    /// One missing or extra version, to start looking.
-    pub example: Option<String>,
-}
-
-impl Comparison {
-    /// Whether both sides agree.
-    pub fn is_clean(&self) -> bool {
-        self.missing == 0 && self.extra == 0
-    }
-}
-
-/// All comparisons of one reconcile.
-#[derive(Debug, Clone, Default)]
-pub struct ReconcileReport {
-    /// In table order.
-    pub comparisons: Vec<Comparison>,
-}
-
-impl ReconcileReport {
-    /// Whether every comparison agrees.
-    pub fn is_clean(&self) -> bool {
-        self.comparisons.iter().all(Comparison::is_clean)
-    }
-}
 
 const FACTS: [(&str, &str, &str); 3] = [
     ("sales_order", "sales_order_id", "fact_sales_order"),
@@ -221,59 +182,6 @@ pub async fn reconcile(
             .await;
     }
     Ok(report)
-}
-
-/// `expected` against `actual`; with `subset`, extra versions on the actual
-/// side are allowed (the raw lake keeps history, the source only the present).
-fn compare(
-    table: &'static str,
-    layers: &'static str,
-    expected: &HashSet<Version>,
-    actual: &[Version],
-    subset: bool,
-) -> Comparison {
-    let actual_set: HashSet<Version> = actual.iter().copied().collect();
-    let repeated = (actual.len() - actual_set.len()) as u64;
-    let missing: BTreeSet<&Version> = expected.difference(&actual_set).collect();
-    let extra: BTreeSet<&Version> = if subset {
-        BTreeSet::new()
-    } else {
-        actual_set.difference(expected).collect()
-    };
-    let show = |(id, ms): &Version| {
-        let at = chrono::DateTime::from_timestamp_millis(*ms).map_or_else(
-            || ms.to_string(),
-            |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-        );
-        format!("id {id} at {at}")
-    };
-    let example = missing
-        .iter()
-        .next()
-        .map(|v| format!("missing {}", show(v)))
-        .or_else(|| extra.iter().next().map(|v| format!("extra {}", show(v))))
-        .or_else(|| (repeated > 0).then(|| "a version repeated".to_string()));
-    Comparison {
-        table,
-        layers,
-        expected: expected.len() as u64,
-        actual: actual.len() as u64,
-        missing: missing.len() as u64,
-        extra: extra.len() as u64 + if subset { 0 } else { repeated },
-        checksums: (checksum(expected.iter()), checksum(actual_set.iter())),
-        example,
-    }
-}
-
-/// Sum of a 64-bit mix of each version: equal for equal sets, in any order.
-fn checksum<'a>(versions: impl Iterator<Item = &'a Version>) -> u64 {
-    versions.fold(0u64, |sum, (id, ms)| {
-        let mut x = (*id as u64) ^ (*ms as u64).rotate_left(32);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        sum.wrapping_add(x)
-    })
 }
 
 /// (table, key) of every file named by a committed manifest of `log`.
