@@ -314,11 +314,34 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         alerts[0]
     );
 
-    // The next run heals: everything pending is loaded, nothing lost or doubled.
+    // The same failure every minute is not mailed again within the hour:
+    // the gate remembers it in the processed lake.
+    for _ in 0..3 {
+        load_handler(&broken, &fixture("load-schedule.json"))
+            .await
+            .unwrap_err();
+    }
+    let held = aws.inbox.drain().await;
+    assert!(held.is_empty(), "repeats are held back: {held:?}");
+
+    // The next run heals: everything pending is loaded, nothing lost or
+    // doubled, and one notice says the failure is over.
     let healed = load_handler(&load, &fixture("load-schedule.json"))
         .await
         .unwrap();
     assert!(healed["rows"].as_u64().unwrap() >= 5, "{healed}");
+    let recovered = aws.inbox.drain().await;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(
+        recovered[0].message.contains("load recovered")
+            && recovered[0].message.contains("after failing 4 time(s)"),
+        "{:?}",
+        recovered[0]
+    );
+    load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert!(aws.inbox.drain().await.is_empty(), "recovered once");
     stack.assert_reconciled().await;
 }
 

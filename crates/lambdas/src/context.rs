@@ -14,6 +14,7 @@ use tributary_lake::Lake;
 use tributary_markets::{coincap::CoinCap, http::RetryPolicy, mercado::MercadoBitcoin};
 use tributary_pipeline::{
     Settings,
+    alert_gate::{self, AlertGate, GateStore},
     alerts::{Alerts, LogAlerts},
     catalog::{Catalog, NoCatalog},
     config::{
@@ -147,7 +148,13 @@ impl Context {
         let raw = settings.raw_lake()?;
         let processed = settings.processed_lake()?;
         let alerts: Arc<dyn Alerts> = match &aws.alert_topic_arn {
-            Some(topic) => Arc::new(SnsAlerts::new(aws_sdk_sns::Client::new(sdk), topic)),
+            // One email per cause, an hourly summary while it lasts, and a
+            // recovery notice; the memory of what was sent is in the lake.
+            Some(topic) => Arc::new(AlertGate::new(
+                SnsAlerts::new(aws_sdk_sns::Client::new(sdk), topic),
+                GateStore::new(processed.clone(), function.name()),
+                alert_gate::DEFAULT_WINDOW,
+            )),
             None => {
                 tracing::warn!("{TRIBUTARY_ALERT_TOPIC_ARN} is not set: alerts go to the log only");
                 Arc::new(LogAlerts)

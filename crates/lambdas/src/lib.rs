@@ -12,6 +12,31 @@ pub mod handlers;
 pub use context::{Context, Function};
 pub use failure::Failure;
 
+/// One invocation. lambda_runtime does not log a returned error, so a
+/// failure gets one ERROR line here unless a stage inside already logged it
+/// (with its run id and advice): the error-log alarm counts one per failure.
+async fn invoke<Fut>(function: Function, work: Fut) -> Result<serde_json::Value, Failure>
+where
+    Fut: std::future::Future<Output = Result<serde_json::Value, Failure>>,
+{
+    let (result, logged) = tributary_pipeline::stage::logging_failures(work).await;
+    if let Err(failure) = &result
+        && !logged
+    {
+        tracing::error!(
+            function = function.name(),
+            error_type = %failure.error_type(),
+            advice = if failure.retryable {
+                "a retry may succeed: Lambda or the next schedule retries"
+            } else {
+                "a person must act: the cause above does not go away by retrying"
+            },
+            "invocation failed: {failure}"
+        );
+    }
+    result
+}
+
 /// Starts the Lambda runtime with one handler: logs through
 /// lambda_runtime's tracing (JSON when the function's log format is JSON),
 /// the context built once, then every event passed to `handler`.
@@ -32,7 +57,7 @@ where
     };
     tracing::info!(function = function.name(), "ready");
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
-        handler(context.clone(), event)
+        invoke(function, handler(context.clone(), event))
     }))
     .await
 }

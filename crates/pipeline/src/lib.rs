@@ -12,6 +12,7 @@
 //! A new source is a new room: a module with its stages, its manifest logs
 //! (`tributary_lake::Log`) and its place in [`run`].
 
+pub mod alert_gate;
 pub mod alerts;
 pub mod catalog;
 pub mod config;

@@ -38,21 +38,32 @@ impl Stage {
     {
         let run_id = RunId::now();
         let result = work(run_id.clone()).await;
-        if let Err(error) = &result {
-            self.failed(alerts, run_id.as_str(), error).await;
+        match &result {
+            Ok(_) => alerts.recovered(self.name).await,
+            Err(error) => self.failed(alerts, run_id.as_str(), error).await,
         }
         result
     }
 
-    /// Alerts a failed run of this stage (`run_id` is `-` when no run began).
+    /// Logs a failed run of this stage at ERROR (one line: stage, run, cause,
+    /// advice) and alerts it (`run_id` is `-` when no run began).
     pub async fn failed(&self, alerts: &dyn Alerts, run_id: &str, error: &Error) {
         let action = if error.is_retryable() {
             self.retryable
         } else {
             self.needs_fix
         };
+        tracing::error!(
+            stage = self.name,
+            run_id,
+            retryable = error.is_retryable(),
+            advice = action,
+            "{} failed: {error}",
+            self.name
+        );
+        note_failure_logged();
         alerts
-            .send(&Alert {
+            .failed(&Alert {
                 stage: self.name,
                 run_id: run_id.to_string(),
                 table: None,
@@ -72,6 +83,26 @@ impl Stage {
         };
         stage.failed(alerts, "-", error).await;
     }
+}
+
+tokio::task_local! {
+    static FAILURES_LOGGED: std::cell::Cell<u32>;
+}
+
+fn note_failure_logged() {
+    let _ = FAILURES_LOGGED.try_with(|n| n.set(n.get() + 1));
+}
+
+/// Runs `work` (one invocation) and tells whether a stage inside it already
+/// logged its failure at ERROR, so the caller logs a failure only once.
+pub async fn logging_failures<T>(work: impl Future<Output = T>) -> (T, bool) {
+    FAILURES_LOGGED
+        .scope(std::cell::Cell::new(0), async {
+            let out = work.await;
+            let logged = FAILURES_LOGGED.with(|n| n.get() > 0);
+            (out, logged)
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -123,6 +154,26 @@ mod tests {
             sent[0].message
         );
         assert_ne!(sent[0].run_id, sent[1].run_id, "each run has its own id");
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_noted_as_logged_once_and_a_success_recovers() {
+        let recorded = RecordedAlerts::default();
+        let (result, logged) = logging_failures(STAGE.run(&recorded, |_| async {
+            Err::<(), _>(Error::UnknownTable("x".into(), "a".into()))
+        }))
+        .await;
+        assert!(result.is_err());
+        assert!(
+            logged,
+            "the stage logged its failure: the edge must not log it again"
+        );
+        let (result, logged) =
+            logging_failures(STAGE.run(&recorded, |_| async { Ok::<_, Error>(()) })).await;
+        assert!(result.is_ok());
+        assert!(!logged);
+        let (_, logged) = logging_failures(async { Err::<(), &str>("bad event") }).await;
+        assert!(!logged, "a failure outside a stage is for the edge to log");
     }
 
     #[tokio::test]

@@ -501,6 +501,17 @@ async fn quarantine_rows(
         raw.put_once(&key, Bytes::from(to_json_lines(&records)))
             .await?;
         report.quarantined.insert(table, records.len() as u64);
+        // ERROR: the error-log alarm counts quarantines as well as failures.
+        tracing::error!(
+            stage = STAGE.name,
+            run_id = %run_id,
+            table,
+            rows = records.len(),
+            quarantine = %key,
+            "rows quarantined, e.g. key {}: {}",
+            records[0].key.map_or("?".to_string(), |k| k.to_string()),
+            records[0].reason
+        );
         alerts
             .send(&Alert {
                 stage: STAGE.name,
