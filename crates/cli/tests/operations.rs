@@ -217,3 +217,80 @@ async fn a_lake_from_before_the_version_index_gets_one_and_no_repeats() {
     stack.load().await.unwrap();
     stack.assert_reconciled().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_difference_comes_with_advice_that_clears_it() {
+    let Some(source) = TestDb::create("ops_advice_src").await else {
+        return;
+    };
+    let Some(warehouse) = TestDb::create("ops_advice_wh").await else {
+        return;
+    };
+    let (_raw_dir, raw) = temp_lake();
+    let (_processed_dir, processed) = temp_lake();
+    let env = [
+        ("TOTESYS_DATABASE_URL", source.url.as_str()),
+        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
+        ("TRIBUTARY_RAW_URL", raw.as_str()),
+        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
+    ];
+    succeeds(&["generate", "--days", "5", "--seed", "4"], &env);
+    succeeds(&["warehouse", "init"], &env);
+    succeeds(&["run"], &env);
+
+    // Behind: ingested, not yet transformed.
+    succeeds(
+        &[
+            "simulate",
+            "--rate",
+            "1200",
+            "--for",
+            "1s",
+            "--churn-every",
+            "0",
+        ],
+        &env,
+    );
+    succeeds(&["ingest"], &env);
+    let behind = tributary(&["reconcile"], &env);
+    assert!(!behind.status.success());
+    let text = String::from_utf8_lossy(&behind.stdout);
+    assert!(
+        text.contains("the transform is behind") && text.contains("run `tributary transform`"),
+        "{text}"
+    );
+    succeeds(&["run"], &env);
+    succeeds(&["reconcile"], &env);
+
+    // Wrong: rows deleted in the warehouse by hand.
+    let client = warehouse.connect().await;
+    client
+        .batch_execute(
+            "DELETE FROM fact_payment WHERE payment_id IN (SELECT payment_id FROM fact_payment LIMIT 3);
+             DELETE FROM fact_sales_order WHERE design_id = (SELECT min(design_id) FROM dim_design);
+             DELETE FROM dim_design WHERE design_id = (SELECT min(design_id) FROM dim_design);",
+        )
+        .await
+        .unwrap();
+    let wrong = tributary(&["reconcile"], &env);
+    assert!(!wrong.status.success());
+    let text = String::from_utf8_lossy(&wrong.stdout);
+    assert!(text.contains("DELETE FROM tributary.load_log"), "{text}");
+    let design_line = text
+        .lines()
+        .find(|l| l.starts_with("dim_design") && l.contains("DIFFERS"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        design_line.contains("missing id ") && !design_line.contains("1970"),
+        "a dimension difference shows the id, not a time: {design_line}"
+    );
+    // Following the advice clears it.
+    client
+        .batch_execute("DELETE FROM tributary.load_log")
+        .await
+        .unwrap();
+    succeeds(&["load"], &env);
+    let fixed = tributary(&["reconcile"], &env);
+    let text = String::from_utf8_lossy(&fixed.stdout);
+    assert!(fixed.status.success(), "{text}");
+}

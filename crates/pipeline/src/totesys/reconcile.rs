@@ -18,7 +18,7 @@ use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode};
 use crate::{
     Result,
     alerts::{Alert, Alerts},
-    reconcile::compare,
+    reconcile::{RowVersion, compare, finalize},
     totesys::ingest::IngestState,
     totesys::transform::TransformState,
 };
@@ -73,6 +73,7 @@ pub async fn reconcile(
     let mut report = ReconcileReport::default();
     let raw_files = committed_files::<IngestState>(raw, Log::Totesys).await?;
     let processed_files = committed_files::<TransformState>(processed, Log::Transform).await?;
+    let progress = Progress::of(raw, processed, warehouse).await?;
     for (table, key, fact) in FACTS {
         let source_versions: HashSet<Version> = source
             .query(
@@ -90,12 +91,18 @@ pub async fn reconcile(
             raw_versions.extend(raw_file_versions(raw, &file.1).await?);
         }
         let quarantined = quarantined_versions(raw, table).await?;
-        let expected_facts: HashSet<Version> =
-            raw_versions.difference(&quarantined).copied().collect();
         let mut processed_versions = Vec::new();
         for file in processed_files.iter().filter(|(t, _)| t == fact) {
             processed_versions.extend(fact_file_versions(processed, &file.1).await?);
         }
+        let processed_set: HashSet<Version> = processed_versions.iter().copied().collect();
+        // A quarantined version is not expected in the processed lake, but
+        // may be there: fixed references let a rebuild or backfill write it.
+        let expected_facts: HashSet<Version> = raw_versions
+            .iter()
+            .filter(|v| !quarantined.contains(v) || processed_set.contains(v))
+            .copied()
+            .collect();
         let warehouse_versions: Vec<Version> = warehouse
             .query(
                 &format!(
@@ -107,55 +114,75 @@ pub async fn reconcile(
             .iter()
             .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1)))
             .collect();
-        report.comparisons.push(compare(
+        let mut to_raw = compare(
             table,
             "source → raw",
             &source_versions,
             &raw_versions.iter().copied().collect::<Vec<_>>(),
             true,
-        ));
-        report.comparisons.push(compare(
+        );
+        let oldest_missing = source_versions
+            .iter()
+            .filter(|v| !raw_versions.contains(v))
+            .map(|v| v.1)
+            .min();
+        to_raw.advice = Some(progress.advice_source_to_raw(table, oldest_missing));
+        report.comparisons.push(to_raw);
+        let mut to_processed = compare(
             fact,
             "raw → processed",
             &expected_facts,
             &processed_versions,
             false,
-        ));
-        let processed_set: HashSet<Version> = processed_versions.iter().copied().collect();
-        report.comparisons.push(compare(
+        );
+        to_processed.advice = Some(progress.advice_raw_to_processed(&to_processed));
+        report.comparisons.push(to_processed);
+        let mut to_warehouse = compare(
             fact,
             "processed → warehouse",
             &processed_set,
             &warehouse_versions,
             false,
-        ));
+        );
+        to_warehouse.advice = Some(progress.advice_processed_to_warehouse(&to_warehouse));
+        report.comparisons.push(to_warehouse);
     }
     for (table, key, dimension, dim_key) in DIMENSIONS {
-        let ids = |rows: Vec<tokio_postgres::Row>| -> HashSet<Version> {
-            rows.iter().map(|r| (r.get::<_, i32>(0), 0)).collect()
+        let ids = |rows: Vec<tokio_postgres::Row>| -> Vec<DimensionId> {
+            rows.iter()
+                .map(|r| DimensionId(r.get::<_, i32>(0)))
+                .collect()
         };
-        let source_ids = ids(source
+        let source_ids: HashSet<DimensionId> = ids(source
             .query(&format!("SELECT \"{key}\" FROM \"{table}\""), &[])
+            .await?)
+        .into_iter()
+        .collect();
+        let warehouse_ids = ids(warehouse
+            .query(&format!("SELECT {dim_key} FROM {dimension}"), &[])
             .await?);
-        let quarantined: HashSet<Version> = quarantined_versions(raw, table)
+        let loaded: HashSet<DimensionId> = warehouse_ids.iter().copied().collect();
+        // As for facts: a quarantined row is not expected, but may have
+        // arrived with a later change.
+        let quarantined: HashSet<DimensionId> = quarantined_versions(raw, table)
             .await?
             .into_iter()
-            .map(|(k, _)| (k, 0))
+            .map(|(k, _)| DimensionId(k))
             .collect();
-        let expected: HashSet<Version> = source_ids.difference(&quarantined).copied().collect();
-        let warehouse_ids: Vec<Version> = warehouse
-            .query(&format!("SELECT {dim_key} FROM {dimension}"), &[])
-            .await?
+        let expected: HashSet<DimensionId> = source_ids
             .iter()
-            .map(|r| (r.get::<_, i32>(0), 0))
+            .filter(|id| !quarantined.contains(id) || loaded.contains(id))
+            .copied()
             .collect();
-        report.comparisons.push(compare(
+        let mut comparison = compare(
             dimension,
             "source → warehouse",
             &expected,
             &warehouse_ids,
             false,
-        ));
+        );
+        comparison.advice = Some(progress.advice_dimension(&comparison));
+        report.comparisons.push(comparison);
     }
     let differing: Vec<&Comparison> = report
         .comparisons
@@ -177,11 +204,118 @@ pub async fn reconcile(
                     first.extra,
                     first.example.as_deref().unwrap_or("-")
                 ),
-                action: "run `tributary reconcile` for the full table; if a stage is only behind, run the pipeline and reconcile again".to_string(),
+                action: first.advice.clone().unwrap_or_else(|| {
+                    "run `tributary reconcile` for the full table and its advice".to_string()
+                }),
             })
             .await;
     }
     Ok(report)
+}
+
+/// A dimension row: its id only (a dimension keeps the present, not history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct DimensionId(i32);
+
+impl RowVersion for DimensionId {
+    fn show(&self) -> String {
+        format!("id {}", self.0)
+    }
+
+    fn mix(&self) -> u64 {
+        finalize(self.0 as u64)
+    }
+}
+
+/// How far each stage has got, to tell "behind" from "wrong" in advice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Progress {
+    /// The newest raw manifest.
+    raw_latest: u64,
+    /// The newest raw manifest the transform consumed.
+    transformed_raw: u64,
+    /// The newest processed manifest.
+    processed_latest: u64,
+    /// The newest processed manifest the warehouse applied.
+    loaded: u64,
+}
+
+impl Progress {
+    async fn of(raw: &Lake, processed: &Lake, warehouse: &Client) -> Result<Progress> {
+        let raw_latest = ManifestLog::new(raw.clone(), Log::Totesys)
+            .latest_seq()
+            .await?;
+        let log = ManifestLog::new(processed.clone(), Log::Transform);
+        let latest: Option<Manifest<TransformState>> = log.latest().await?;
+        let loaded = warehouse
+            .query_opt(
+                "SELECT COALESCE(max(seq), 0)::bigint FROM tributary.load_log",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
+        Ok(Progress {
+            raw_latest,
+            transformed_raw: latest.as_ref().map_or(0, |m| m.state.raw_seq),
+            processed_latest: latest.as_ref().map_or(0, |m| m.seq),
+            loaded,
+        })
+    }
+
+    fn advice_source_to_raw(&self, table: &str, oldest_missing: Option<i64>) -> String {
+        let since = oldest_missing
+            .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms - 60_000))
+            .map_or_else(
+                || "<time before the oldest missing change>".to_string(),
+                |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            );
+        format!(
+            "if ingest only has not run since these changes, run `tributary ingest` (or wait for the schedule); otherwise backfill them: `tributary ingest --tables {table} --since {since}` (versions the lake already has are not written twice downstream)"
+        )
+    }
+
+    fn advice_raw_to_processed(&self, c: &Comparison) -> String {
+        if self.transformed_raw < self.raw_latest {
+            return format!(
+                "the transform is behind (raw manifests {}..={} not yet transformed): run `tributary transform` (or the pipeline) and reconcile again",
+                self.transformed_raw + 1,
+                self.raw_latest
+            );
+        }
+        if c.missing > 0 {
+            "the transform has consumed every raw manifest but lacks these versions: `tributary transform --rebuild` writes every version the processed lake does not have (and none twice); then `tributary load`".to_string()
+        } else {
+            "the processed lake holds versions more than once (written before the version index existed) or versions the raw lake lacks; the warehouse is not affected (its key keeps one). The lake is immutable, so to clear this start a new processed lake: point TRIBUTARY_PROCESSED_URL at an empty location, run `tributary transform --rebuild`, and load it into a new warehouse database (`tributary warehouse init`, `tributary load`)".to_string()
+        }
+    }
+
+    fn advice_processed_to_warehouse(&self, c: &Comparison) -> String {
+        if self.loaded < self.processed_latest {
+            return format!(
+                "the load is behind (processed manifests {}..={} not yet applied): run `tributary load` (or the pipeline) and reconcile again",
+                self.loaded + 1,
+                self.processed_latest
+            );
+        }
+        if c.missing > 0 {
+            "every processed manifest is applied but rows are missing (deleted in the warehouse?): `DELETE FROM tributary.load_log` and run `tributary load`; re-applying is idempotent".to_string()
+        } else {
+            "the warehouse holds rows no processed manifest has (written by hand or by another process): find them by the example above and delete them".to_string()
+        }
+    }
+
+    fn advice_dimension(&self, c: &Comparison) -> String {
+        if self.transformed_raw < self.raw_latest || self.loaded < self.processed_latest {
+            "the pipeline is behind: run `tributary run` and reconcile again".to_string()
+        } else if c.missing > 0 {
+            "`tributary transform --rebuild` emits every dimension row again; then `tributary load`"
+                .to_string()
+        } else {
+            "the source no longer has these rows (deleted there); Tributary keeps deleted dimension rows in the warehouse until deletes are carried".to_string()
+        }
+    }
 }
 
 /// (table, key) of every file named by a committed manifest of `log`.
