@@ -306,6 +306,475 @@ async fn a_candle_backfill_reconciles_clean_and_so_does_a_second_one() {
     );
 }
 
+/// The warehouse's bar of `symbol` `days_ago` days before today:
+/// (open, high, low, close, trades).
+async fn warehouse_bar(
+    stack: &Stack,
+    symbol: &str,
+    days_ago: u64,
+) -> (String, String, String, String, i64) {
+    let day = Utc::now().date_naive() - Days::new(days_ago);
+    let row = stack
+        .warehouse
+        .query_one(
+            "SELECT open::text, high::text, low::text, close::text, trades FROM ohlcv_daily \
+             WHERE symbol = $1 AND day = $2::text::date",
+            &[&symbol, &day.to_string()],
+        )
+        .await
+        .unwrap();
+    // As the lake writes decimals: no trailing zeros.
+    let text = |i: usize| {
+        let value: tributary_markets::Decimal18 = row.get::<_, &str>(i).parse().unwrap();
+        value.to_string()
+    };
+    (text(0), text(1), text(2), text(3), row.get(4))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_trade_for_a_closed_day_rebuilds_that_days_bar_from_all_its_trades() {
+    let Some(mut stack) = Stack::new("mrec_late").await else {
+        return;
+    };
+    let mut markets = Markets::start(Vec::new()).await;
+    markets.pass(&mut stack).await;
+    assert_clean(&stack).await;
+    assert_eq!(
+        warehouse_bar(&stack, "BTC-BRL", 6).await,
+        (
+            "488900.5".into(),
+            "488920.5".into(),
+            "488900.5".into(),
+            "488920.5".into(),
+            3
+        )
+    );
+
+    // A trade of six days ago (a closed day, compacted by the first pass)
+    // reaches the exchange late, with the next tid.
+    markets
+        .server
+        .publish_trade("BTC-BRL", trade_time(6, 10), "200", "0.5", "sell");
+    markets.pass(&mut stack).await;
+    let after = assert_clean(&stack).await;
+    assert_eq!(row(&after, "ohlcv_daily", "trades → bars").expected, 6);
+    assert_eq!(
+        warehouse_bar(&stack, "BTC-BRL", 6).await,
+        (
+            "488900.5".into(),
+            "488920.5".into(),
+            "200".into(),
+            "200".into(),
+            4
+        ),
+        "the day's bar holds its three trades and the late one"
+    );
+
+    // Another late trade for that day: rebuilt from the day's new compacted
+    // generation (which holds the first late trade) and the new one.
+    markets
+        .server
+        .publish_trade("BTC-BRL", trade_time(6, 11), "500000", "0.25", "buy");
+    markets.pass(&mut stack).await;
+    assert_clean(&stack).await;
+    assert_eq!(
+        warehouse_bar(&stack, "BTC-BRL", 6).await,
+        (
+            "488900.5".into(),
+            "500000".into(),
+            "200".into(),
+            "500000".into(),
+            5
+        )
+    );
+    assert_eq!(
+        warehouse_bar(&stack, "ETH-BRL", 6).await.4,
+        3,
+        "the other symbol's bar of that day is untouched"
+    );
+    assert!(stack.alerts.sent().is_empty(), "{:?}", stack.alerts.sent());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_candle_backfills_before_one_transform_load_the_newest_candle_of_each_day() {
+    let Some(mut stack) = Stack::new("mrec_backfills").await else {
+        return;
+    };
+    let day = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let candle =
+        |o: &str, h: &str, l: &str, c: &str, v: &str| [o, h, l, c, v].map(|x| x.to_string());
+    let since = NaiveDate::from_ymd_opt(2021, 3, 1).unwrap();
+    let mut markets = Markets::start(vec![
+        (day(since), candle("100", "110", "90", "105", "1")),
+        (
+            day(since + Days::new(1)),
+            candle("105", "120", "100", "115", "2"),
+        ),
+    ])
+    .await;
+    let request = HistoryRequest {
+        since,
+        until: Some(since + Days::new(1)),
+        symbols: Some(vec!["BTC-BRL".into()]),
+    };
+    backfill_history(&markets.mercado, &stack.raw, &request)
+        .await
+        .unwrap();
+    // The exchange revises the second day; a second backfill of the same
+    // days is taken before the transform runs.
+    markets.server.with_state(|state| {
+        state.candles.get_mut("BTC-BRL").unwrap()[1].1 = candle("105", "125", "100", "121", "2.5");
+    });
+    backfill_history(&markets.mercado, &stack.raw, &request)
+        .await
+        .unwrap();
+
+    markets.pass(&mut stack).await;
+    let comparisons = assert_clean(&stack).await;
+    assert_eq!(
+        row(&comparisons, "ohlcv_daily_history", "processed → warehouse").actual,
+        2
+    );
+    let close: String = stack
+        .warehouse
+        .query_one(
+            "SELECT close::text FROM ohlcv_daily_history WHERE symbol = 'BTC-BRL' AND day = $1::text::date",
+            &[&(since + Days::new(1)).to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        close.parse::<f64>().unwrap(),
+        121.0,
+        "the newer backfill wins"
+    );
+    assert!(stack.alerts.sent().is_empty(), "{:?}", stack.alerts.sent());
+
+    // Later manifests are not blocked.
+    markets.server.publish_trade(
+        "BTC-BRL",
+        Utc::now().timestamp() - 10,
+        "489999.5",
+        "0.02",
+        "sell",
+    );
+    markets.pass(&mut stack).await;
+    assert_clean(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_holding_a_candle_twice_loads_the_last_one() {
+    let Some(mut stack) = Stack::new("mrec_twice").await else {
+        return;
+    };
+    let mut markets = Markets::start(Vec::new()).await;
+    markets.pass(&mut stack).await;
+    let since = NaiveDate::from_ymd_opt(2021, 3, 1).unwrap();
+    let day = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let values = ["100", "110", "90", "105", "1"].map(str::to_string);
+    let revised = ["100", "115", "90", "112", "1.5"].map(str::to_string);
+    let request = HistoryRequest {
+        since,
+        until: Some(since),
+        symbols: Some(vec!["BTC-BRL".into()]),
+    };
+    for candle in [&values, &revised] {
+        markets.server.with_state(|state| {
+            state
+                .candles
+                .insert("BTC-BRL".into(), vec![(day(since), candle.clone())]);
+        });
+        backfill_history(&markets.mercado, &stack.raw, &request)
+            .await
+            .unwrap();
+    }
+
+    // A manifest as a transform before the fix wrote it for both backfills
+    // at once: the day's candle twice in one file, the newer one last.
+    let log = ManifestLog::new(stack.processed.clone(), Log::MarketsTransform);
+    let latest: Manifest<MarketsState> = log.latest().await.unwrap().unwrap();
+    let candle = |v: &[String; 5]| tributary_markets::Candle {
+        symbol: "BTC-BRL".into(),
+        day: since,
+        open: v[0].parse().unwrap(),
+        high: v[1].parse().unwrap(),
+        low: v[2].parse().unwrap(),
+        close: v[3].parse().unwrap(),
+        volume: v[4].parse().unwrap(),
+    };
+    let run = RunId::now();
+    let batch =
+        tributary_markets::rollup::history_batch(&[candle(&values), candle(&revised)]).unwrap();
+    let file = stack
+        .processed
+        .put_batch(
+            &keys::processed_ohlcv_history(2021, &run),
+            "ohlcv_history",
+            &batch,
+        )
+        .await
+        .unwrap();
+    let mut state = latest.state.clone();
+    state.candles_seq = 2;
+    log.commit(latest.seq, &run, Utc::now(), vec![file], state)
+        .await
+        .unwrap();
+
+    let loaded = load_markets(&mut stack.warehouse, &stack.processed, &stack.alerts)
+        .await
+        .expect("a candle twice in one file does not block the load");
+    assert_eq!(loaded.manifests, 1);
+    assert_clean(&stack).await;
+    let close: String = stack
+        .warehouse
+        .query_one(
+            "SELECT close::text FROM ohlcv_daily_history WHERE symbol = 'BTC-BRL'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(close.parse::<f64>().unwrap(), 112.0, "the last one wins");
+    assert!(stack.alerts.sent().is_empty(), "{:?}", stack.alerts.sent());
+}
+
+/// A trade line of `symbol` traded a few seconds ago, with `price` as given.
+fn trade_line(symbol: &str, tid: i64, price: &str) -> String {
+    let at = (Utc::now().timestamp() - 5) * 1_000;
+    format!(
+        r#"{{"symbol":"{symbol}","tid":{tid},"traded_at_ms":{at},"price":"{price}","amount":"0.01","side":"buy"}}"#
+    )
+}
+
+/// The lines of every markets trade quarantine file of the raw lake.
+async fn quarantined(stack: &Stack) -> Vec<String> {
+    let mut lines = Vec::new();
+    for key in stack.raw.list("_quarantine/markets/trades").await.unwrap() {
+        let bytes = stack.raw.get(&key).await.unwrap();
+        lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_string));
+    }
+    lines
+}
+
+/// `line` as a JSON string value (how a quarantine record quotes it).
+fn quoted(line: &str) -> String {
+    format!("\"{}\"", line.replace('"', "\\\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_whose_price_is_not_a_number_is_quarantined_by_the_sink_and_blocks_nothing() {
+    let Some(mut stack) = Stack::new("mrec_badprice").await else {
+        return;
+    };
+    let mut markets = Markets::start(Vec::new()).await;
+    markets.pass(&mut stack).await;
+    let lines = [
+        trade_line("BTC-BRL", 100, "489000.5"),
+        trade_line("BTC-BRL", 101, "twelve"),
+    ];
+    markets
+        .local
+        .stream
+        .put_records(&[StreamRecord {
+            partition_key: "BTC-BRL".into(),
+            data: lines.join("\n").into(),
+        }])
+        .await
+        .unwrap();
+    markets.pass(&mut stack).await;
+    let comparisons = assert_clean(&stack).await;
+    assert_eq!(
+        row(&comparisons, "fact_trade", "processed → warehouse").actual,
+        19
+    );
+    let refused = quarantined(&stack).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains(r#""reason":"#)
+            && refused[0].contains(r#"price \"twelve\" is not an exact decimal"#),
+        "{refused:?}"
+    );
+    assert!(refused[0].contains(&quoted(&lines[1])), "{refused:?}");
+
+    // Later trades still flow.
+    markets
+        .local
+        .stream
+        .put_records(&[StreamRecord {
+            partition_key: "BTC-BRL".into(),
+            data: trade_line("BTC-BRL", 102, "489001").into(),
+        }])
+        .await
+        .unwrap();
+    markets.pass(&mut stack).await;
+    assert_eq!(
+        row(&assert_clean(&stack).await, "fact_trade", "raw → processed").expected,
+        20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_batch_already_holding_a_price_that_is_not_a_number_is_skipped_with_quarantine() {
+    let Some(mut stack) = Stack::new("mrec_badraw").await else {
+        return;
+    };
+    let mut markets = Markets::start(Vec::new()).await;
+    markets.pass(&mut stack).await;
+
+    // A batch a sink before the check kept: one good trade, one bad.
+    let lines = [
+        trade_line("ETH-BRL", 100, "12001"),
+        trade_line("ETH-BRL", 101, "NaN"),
+    ];
+    let first = Trade {
+        symbol: "ETH-BRL".into(),
+        tid: 100,
+        traded_at_ms: (Utc::now().timestamp() - 5) * 1_000,
+        price: "12001".into(),
+        amount: "0.01".into(),
+        side: tributary_markets::Side::Buy,
+    };
+    let key = tributary_pipeline::markets::sink::batch_key(&first, "shard-old", "42");
+    let body = tributary_pipeline::gz::gzip(format!("{}\n", lines.join("\n")).as_bytes()).unwrap();
+    let entry = stack.raw.put_file(&key, "trades", 2, body).await.unwrap();
+    let log = ManifestLog::new(stack.raw.clone(), Log::MarketsTrades);
+    let latest = log.latest_seq().await.unwrap();
+    log.commit(
+        latest,
+        &RunId::now(),
+        Utc::now(),
+        vec![entry],
+        tributary_pipeline::markets::sink::SinkState::default(),
+    )
+    .await
+    .unwrap();
+
+    markets.pass(&mut stack).await;
+    let comparisons = assert_clean(&stack).await;
+    assert_eq!(
+        row(&comparisons, "fact_trade", "processed → warehouse").actual,
+        19
+    );
+    let refused = quarantined(&stack).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains(r#""reason":"#)
+            && refused[0].contains(r#"price \"NaN\" is not an exact decimal"#),
+        "{refused:?}"
+    );
+    assert!(refused[0].contains(&quoted(&key)), "{refused:?}");
+    assert!(refused[0].contains(&quoted(&lines[1])), "{refused:?}");
+
+    // The next run does not quarantine it again, nor fail.
+    transform_markets(&stack.raw, &stack.processed, &stack.alerts)
+        .await
+        .unwrap();
+    assert_eq!(quarantined(&stack).await.len(), 1);
+}
+
+/// A log line sink shared with the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
+// One thread, so that the test's log subscriber sees the transform's events.
+#[tokio::test(flavor = "current_thread")]
+async fn a_trade_out_of_tid_order_is_counted_apart_from_a_repeat() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let Some(mut stack) = Stack::new("mrec_order").await else {
+        return;
+    };
+    let mut markets = Markets::start(Vec::new()).await;
+    markets.pass(&mut stack).await;
+    let put = |lines: &[String]| StreamRecord {
+        partition_key: "BTC-BRL".into(),
+        data: lines.join("\n").into(),
+    };
+    markets
+        .local
+        .stream
+        .put_records(&[put(&[trade_line("BTC-BRL", 100, "489000")])])
+        .await
+        .unwrap();
+    markets.pass(&mut stack).await;
+    assert_clean(&stack).await;
+
+    // tid 100 again (a repeat: kept already), then tid 50, below the highest
+    // tid kept yet never kept (out of tid order).
+    let (repeat, late) = (
+        trade_line("BTC-BRL", 100, "489000"),
+        trade_line("BTC-BRL", 50, "489100"),
+    );
+    markets
+        .local
+        .stream
+        .put_records(&[put(&[repeat, late])])
+        .await
+        .unwrap();
+    let batch = markets.local.stream.read(markets.local.stream.len() - 1, 1);
+    sink_batch(&stack.raw, &batch, &stack.alerts).await;
+    let report = transform_markets(&stack.raw, &stack.processed, &stack.alerts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.trades, report.duplicates, report.out_of_order),
+        (0, 1, 1),
+        "{report:?}"
+    );
+    let warned: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("out of tid order"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", logs.text());
+    assert!(
+        warned[0].contains("WARN")
+            && warned[0].contains("symbol=\"BTC-BRL\"")
+            && warned[0].contains("tids=[50]"),
+        "{}",
+        warned[0]
+    );
+    load_markets(&mut stack.warehouse, &stack.processed, &stack.alerts)
+        .await
+        .unwrap();
+    let comparisons = reconcile(&stack).await;
+    let trades = row(&comparisons, "fact_trade", "raw → processed");
+    assert_eq!((trades.missing, trades.extra), (1, 0), "{trades:?}");
+    assert!(
+        trades
+            .example
+            .as_deref()
+            .is_some_and(|e| e.starts_with("missing BTC-BRL tid 50")),
+        "{trades:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_a_manifest_heals_and_reconciles_clean() {
     let Some(mut stack) = Stack::new("mrec_crash").await else {

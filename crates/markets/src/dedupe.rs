@@ -5,6 +5,16 @@
 //! symbol), so the highest tid kept per symbol is all the state dedupe
 //! needs: a trade put twice (a poll that died between put and checkpoint, a
 //! redelivered batch) has a tid at or below it and is dropped.
+//!
+//! Why a tid at or below it can be dropped: Mercado Bitcoin numbers each
+//! symbol's trades with increasing tids, the poll asks for the trades after
+//! the last tid it put (`/trades?since=`) and advances that checkpoint only
+//! after the put, and one symbol's records share a partition key, so they
+//! reach the sink in the order they were put. A trade whose tid is below the
+//! highest kept is therefore one already kept. Were that ever not so (a
+//! trade out of tid order), it would be dropped unseen: [`Unseen::behind`]
+//! names such candidates so the transform can tell a repeat from a trade
+//! never kept, count the latter and log it.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +29,11 @@ pub struct Unseen {
     pub fresh: Vec<Trade>,
     /// Trades dropped as already kept.
     pub duplicates: u64,
+    /// The dropped trades (once each, by symbol then tid) whose tid is at or
+    /// below the symbol's highest tid kept before this batch: repeats of
+    /// trades kept by an earlier run, or trades that arrived out of tid
+    /// order and were never kept. Only the kept trades can tell which.
+    pub behind: Vec<Trade>,
 }
 
 /// Keeps the trades above each symbol's highest kept tid (`max_tid`, which
@@ -26,17 +41,28 @@ pub struct Unseen {
 pub fn keep_unseen(mut incoming: Vec<Trade>, max_tid: &mut BTreeMap<String, i64>) -> Unseen {
     incoming.sort_by(|a, b| (&a.symbol, a.tid).cmp(&(&b.symbol, b.tid)));
     let before = incoming.len();
+    let kept_before = max_tid.clone();
     let mut fresh = Vec::with_capacity(before);
+    let mut behind: Vec<Trade> = Vec::new();
     for trade in incoming {
         let seen = max_tid.get(&trade.symbol).copied().unwrap_or(i64::MIN);
         if trade.tid > seen {
             max_tid.insert(trade.symbol.clone(), trade.tid);
             fresh.push(trade);
+        } else if kept_before
+            .get(&trade.symbol)
+            .is_some_and(|&max| trade.tid <= max)
+            && behind
+                .last()
+                .is_none_or(|b| (&b.symbol, b.tid) != (&trade.symbol, trade.tid))
+        {
+            behind.push(trade);
         }
     }
     Unseen {
         duplicates: (before - fresh.len()) as u64,
         fresh,
+        behind,
     }
 }
 
@@ -101,8 +127,25 @@ mod tests {
         assert_eq!(unseen.duplicates, 2);
         assert_eq!(max_tid["BTC-BRL"], 12);
         assert_eq!(max_tid["ETH-BRL"], 3);
-        let again = keep_unseen(vec![trade("BTC-BRL", 12, 0)], &mut max_tid);
-        assert!(again.fresh.is_empty() && again.duplicates == 1);
+        // tid 9 is below the 10 kept before: a repeat or out of order; the
+        // second 12 repeats one of this batch.
+        let behind: Vec<(&str, i64)> = unseen
+            .behind
+            .iter()
+            .map(|t| (t.symbol.as_str(), t.tid))
+            .collect();
+        assert_eq!(behind, [("BTC-BRL", 9)]);
+        let again = keep_unseen(
+            vec![
+                trade("BTC-BRL", 12, 0),
+                trade("BTC-BRL", 5, 0),
+                trade("BTC-BRL", 5, 0),
+            ],
+            &mut max_tid,
+        );
+        assert!(again.fresh.is_empty() && again.duplicates == 3);
+        let behind: Vec<i64> = again.behind.iter().map(|t| t.tid).collect();
+        assert_eq!(behind, [5, 12], "each once");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Trades as Arrow batches for the processed lake, and daily OHLCV bars.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use arrow_array::{
-    ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -88,6 +91,63 @@ pub fn trades_batch(trades: &[Trade]) -> Result<RecordBatch, RollupError> {
     )?)
 }
 
+/// Why `trade` cannot be stored and rolled up, if it cannot: a price or an
+/// amount that is not an exact decimal of 18 places, or a price × amount
+/// beyond 38 digits. Such a line is quarantined with this reason (by the
+/// sink, or by the transform for a batch kept before the sink checked), so
+/// it never stops the trades after it.
+pub fn refusal(trade: &Trade) -> Option<String> {
+    let price = match trade.price.parse::<Decimal18>() {
+        Ok(price) => price,
+        Err(e) => return Some(format!("price {e}")),
+    };
+    let amount = match trade.amount.parse::<Decimal18>() {
+        Ok(amount) => amount,
+        Err(e) => return Some(format!("amount {e}")),
+    };
+    price.checked_mul(amount).is_none().then(|| {
+        format!(
+            "price × amount of {} tid {} overflows",
+            trade.symbol, trade.tid
+        )
+    })
+}
+
+/// The trades of one batch of [`trades_schema`] (a processed trade file),
+/// as [`trades_batch`] wrote them.
+pub fn trades_of_batch(batch: &RecordBatch) -> Result<Vec<Trade>, RollupError> {
+    fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, RollupError> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .ok_or_else(|| {
+                RollupError::Arrow(ArrowError::SchemaError(format!(
+                    "a trade file lacks column {name} of the expected type"
+                )))
+            })
+    }
+    let symbol: &StringArray = column(batch, "symbol")?;
+    let tid: &Int64Array = column(batch, "tid")?;
+    let traded_at: &TimestampMillisecondArray = column(batch, "traded_at")?;
+    let side: &StringArray = column(batch, "side")?;
+    let price: &Decimal128Array = column(batch, "price")?;
+    let amount: &Decimal128Array = column(batch, "amount")?;
+    Ok((0..batch.num_rows())
+        .map(|i| Trade {
+            symbol: symbol.value(i).to_string(),
+            tid: tid.value(i),
+            traded_at_ms: traded_at.value(i),
+            price: Decimal18(price.value(i)).to_string(),
+            amount: Decimal18(amount.value(i)).to_string(),
+            side: if side.value(i) == "sell" {
+                crate::Side::Sell
+            } else {
+                crate::Side::Buy
+            },
+        })
+        .collect())
+}
+
 /// Why trades could not be rolled up.
 #[derive(Debug, thiserror::Error)]
 pub enum RollupError {
@@ -156,6 +216,32 @@ impl DailyBar {
 /// Bars by (symbol, day).
 pub type Bars = BTreeMap<(String, NaiveDate), DailyBar>;
 
+/// The UTC day of a time in ms since the epoch.
+fn day_of(ms: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// The closed days (before `horizon`) that `trades` fall on whose bar is
+/// not in `bars` (the open bars), with the symbols of each: their bars must
+/// be rebuilt from the day's trades already in the processed lake before
+/// `trades` are added, or a late trade would make a bar of itself alone.
+pub fn closed_bars_to_rebuild(
+    bars: &Bars,
+    trades: &[Trade],
+    horizon: NaiveDate,
+) -> BTreeMap<NaiveDate, BTreeSet<String>> {
+    let mut days: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
+    for trade in trades {
+        let day = day_of(trade.traded_at_ms);
+        if day < horizon && !bars.contains_key(&(trade.symbol.clone(), day)) {
+            days.entry(day).or_default().insert(trade.symbol.clone());
+        }
+    }
+    days
+}
+
 /// Adds `trades` (each once) to `bars`; returns the (symbol, day) keys changed.
 pub fn roll_up(bars: &mut Bars, trades: &[Trade]) -> Result<Vec<(String, NaiveDate)>, RollupError> {
     let mut changed = Vec::new();
@@ -165,9 +251,7 @@ pub fn roll_up(bars: &mut Bars, trades: &[Trade]) -> Result<Vec<(String, NaiveDa
         let quote = price
             .checked_mul(amount)
             .ok_or_else(|| RollupError::Overflow(trade.symbol.clone()))?;
-        let day = DateTime::from_timestamp_millis(trade.traded_at_ms)
-            .unwrap_or_default()
-            .date_naive();
+        let day = day_of(trade.traded_at_ms);
         let key = (trade.symbol.clone(), day);
         match bars.get_mut(&key) {
             None => {
@@ -391,5 +475,57 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         let trades_batch = trades_batch(&trades).unwrap();
         assert_eq!(trades_batch.num_rows(), 5);
+    }
+
+    #[test]
+    fn a_price_or_amount_that_is_not_a_decimal_is_refused_with_its_field() {
+        assert_eq!(
+            refusal(&trade(1, "2025-11-19 09:00:00", "100.5", "1e-3")),
+            None
+        );
+        let bad_price = refusal(&trade(1, "2025-11-19 09:00:00", "twelve", "1")).unwrap();
+        assert!(
+            bad_price.starts_with("price \"twelve\" is not an exact decimal"),
+            "{bad_price}"
+        );
+        let bad_amount = refusal(&trade(1, "2025-11-19 09:00:00", "1", "")).unwrap();
+        assert!(
+            bad_amount.starts_with("amount \"\" is not an exact decimal"),
+            "{bad_amount}"
+        );
+        let huge = "1".repeat(20);
+        let overflow = refusal(&trade(7, "2025-11-19 09:00:00", &huge, &huge)).unwrap();
+        assert_eq!(overflow, "price × amount of BTC-BRL tid 7 overflows");
+    }
+
+    #[test]
+    fn a_closed_days_bar_rebuilt_from_its_files_then_the_late_trade_is_the_whole_day() {
+        let day = NaiveDate::from_ymd_opt(2025, 11, 19).unwrap();
+        let earlier = vec![
+            trade(10, "2025-11-19 09:00:00", "100", "1"),
+            trade(11, "2025-11-19 09:30:00", "99.25", "0.5"),
+        ];
+        let mut late = trade(20, "2025-11-19 23:00:00", "200", "0.125");
+        late.side = Side::Sell;
+        let mut whole = Bars::new();
+        roll_up(&mut whole, &[earlier.clone(), vec![late.clone()]].concat()).unwrap();
+
+        // The closed day's bar is not open: rebuild it from the file first.
+        let mut bars = Bars::new();
+        let rebuild =
+            closed_bars_to_rebuild(&bars, std::slice::from_ref(&late), day.succ_opt().unwrap());
+        assert_eq!(
+            rebuild,
+            BTreeMap::from([(day, BTreeSet::from(["BTC-BRL".to_string()]))])
+        );
+        let from_file = trades_of_batch(&trades_batch(&earlier).unwrap()).unwrap();
+        assert_eq!(from_file, earlier, "a trade file reads back as written");
+        roll_up(&mut bars, &from_file).unwrap();
+        roll_up(&mut bars, &[late.clone()]).unwrap();
+        assert_eq!(bars, whole);
+
+        // An open day (not before the horizon), or a bar already open: nothing to rebuild.
+        assert!(closed_bars_to_rebuild(&Bars::new(), std::slice::from_ref(&late), day).is_empty());
+        assert!(closed_bars_to_rebuild(&bars, &[late], day.succ_opt().unwrap()).is_empty());
     }
 }

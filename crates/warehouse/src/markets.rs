@@ -1,5 +1,6 @@
-//! Loading market data: trades once each, daily bars upserted, one
-//! transaction per processed markets manifest.
+//! Loading market data: trades once each, daily bars upserted (the last row
+//! of a (symbol, day) a file holds twice wins), one transaction per
+//! processed markets manifest.
 
 use arrow_array::{
     Array, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
@@ -87,6 +88,25 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
         })
 }
 
+/// The rows to upsert of rows whose conflict keys are `keys`: the last row
+/// of each key, in row order. One `INSERT … ON CONFLICT DO UPDATE` cannot
+/// change a row twice, so a file holding a key twice (candles of two
+/// backfills, as a transform before the fix wrote them) would block the load
+/// of its manifest and every later one; the last row is the newest version.
+fn last_of_each_key<K: std::hash::Hash + Eq>(keys: impl IntoIterator<Item = K>) -> Vec<usize> {
+    let keys: Vec<K> = keys.into_iter().collect();
+    let mut last: std::collections::HashMap<&K, usize> = std::collections::HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        last.insert(key, i);
+    }
+    (0..keys.len()).filter(|i| last[&keys[*i]] == *i).collect()
+}
+
+/// The values of `rows` at `keep`.
+fn pick<T: Clone>(rows: &[T], keep: &[usize]) -> Vec<T> {
+    keep.iter().map(|&i| rows[i].clone()).collect()
+}
+
 fn decimal_texts(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
     let array: &Decimal128Array = column(batch, name)?;
     Ok((0..array.len()).map(|i| array.value_as_string(i)).collect())
@@ -148,6 +168,9 @@ async fn upsert_bars(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) 
         .iter()
         .map(|c| decimal_texts(batch, c))
         .collect::<Result<_>>()?;
+    let keep = last_of_each_key(symbol.iter().zip(&day));
+    let (symbol, day, count) = (pick(&symbol, &keep), pick(&day, &keep), pick(&count, &keep));
+    let values: Vec<Vec<String>> = values.iter().map(|v| pick(v, &keep)).collect();
     Ok(tx
         .execute(
             "INSERT INTO ohlcv_daily (symbol, day, open, high, low, close, base_volume, quote_volume, trades) \
@@ -178,6 +201,9 @@ async fn upsert_history(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatc
         .iter()
         .map(|c| decimal_texts(batch, c))
         .collect::<Result<_>>()?;
+    let keep = last_of_each_key(symbol.iter().zip(&day));
+    let (symbol, day) = (pick(&symbol, &keep), pick(&day, &keep));
+    let values: Vec<Vec<String>> = values.iter().map(|v| pick(v, &keep)).collect();
     Ok(tx
         .execute(
             "INSERT INTO ohlcv_daily_history (symbol, day, open, high, low, close, base_volume) \
@@ -219,6 +245,16 @@ async fn upsert_assets(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch
         })
         .collect();
     let symbols: Vec<Option<String>> = text("symbol")?;
+    let keep = last_of_each_key(&symbols);
+    let (symbols, name, coincap_id, rank, price_usd, market_cap_usd, quoted_at) = (
+        pick(&symbols, &keep),
+        pick(&text("name")?, &keep),
+        pick(&text("coincap_id")?, &keep),
+        pick(&rank, &keep),
+        pick(&decimal("price_usd")?, &keep),
+        pick(&decimal("market_cap_usd")?, &keep),
+        pick(&quoted_at, &keep),
+    );
     Ok(tx
         .execute(
             "INSERT INTO dim_asset AS cur (symbol, name, coincap_id, rank, price_usd, market_cap_usd, quoted_at) \
@@ -231,7 +267,21 @@ async fn upsert_assets(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch
                price_usd = COALESCE(excluded.price_usd, cur.price_usd), \
                market_cap_usd = COALESCE(excluded.market_cap_usd, cur.market_cap_usd), \
                quoted_at = COALESCE(excluded.quoted_at, cur.quoted_at)",
-            &[&symbols, &text("name")?, &text("coincap_id")?, &rank, &decimal("price_usd")?, &decimal("market_cap_usd")?, &quoted_at],
+            &[&symbols, &name, &coincap_id, &rank, &price_usd, &market_cap_usd, &quoted_at],
         )
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_row_of_each_key_is_kept_in_row_order() {
+        let keys = [("A", 1), ("B", 1), ("A", 1), ("A", 2), ("B", 1)];
+        let keep = last_of_each_key(keys.iter());
+        assert_eq!(keep, [2, 3, 4]);
+        assert_eq!(pick(&["a", "b", "c", "d", "e"], &keep), ["c", "d", "e"]);
+        assert!(last_of_each_key(Vec::<u8>::new()).is_empty());
+    }
 }

@@ -6,7 +6,9 @@
 //!
 //! - **raw**: the trades of every sink batch named by a manifest of the log
 //!   `markets` (a trade the sink kept twice, from a redelivered or re-put
-//!   batch, counts once: the raw lake keeps what it received);
+//!   batch, counts once: the raw lake keeps what it received; a line the
+//!   transform quarantines, not a trade or without exact decimals, is not
+//!   one);
 //! - **processed**: for each day, the files the latest `markets_transform`
 //!   manifest names as current: a closed day's compacted generation, an open
 //!   day's per-run files (a trade in two of them is an extra: a reader of
@@ -39,7 +41,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::de::IgnoredAny;
 use tokio_postgres::Client;
 use tributary_lake::{Lake, Log, Manifest, ManifestLog, parquet::decode};
-use tributary_markets::{Candle, Decimal18, Side, Trade, rollup::RollupError};
+use tributary_markets::{
+    Candle, Decimal18, Side, Trade,
+    rollup::{RollupError, refusal},
+};
 
 use crate::{
     Result,
@@ -124,9 +129,11 @@ pub async fn reconcile_markets(
         trades_to_bars.advice = Some(format!(
             "the daily bars in processed `markets/ohlcv_daily` (newest version per symbol and day, \
              markets_transform manifests 1..={}) disagree with the day's trades: a trade counted \
-             twice, or a bar rebuilt from only part of its day (a late trade for a day older than \
-             the transform's open days). Rerunning does not clear it: a bar is rewritten only when \
-             a new trade of its day arrives; report it with the example",
+             twice, or a bar built from only part of its day (a late trade for a day older than \
+             the transform's open days, written by a transform that did not yet rebuild such a \
+             day's bar from all its trades). Rerunning does not clear it: a bar is rewritten only \
+             when a new trade of its day arrives (which now rebuilds it whole); report it with the \
+             example",
             processed_layer.latest_seq
         ));
     }
@@ -230,8 +237,9 @@ fn trades_raw_advice(
         } else {
             "every sink manifest was consumed, yet processed trades are missing: the transform \
              drops a trade whose tid is not above the highest tid it has kept for the symbol \
-             (a trade that reached the sink out of tid order); rerunning does not bring it back, \
-             report it with the example"
+             (a trade that reached the sink out of tid order; the transform counts it and logs \
+             \"trades out of tid order dropped\" at WARN with the symbol and tids); rerunning \
+             does not bring it back, report it with the example"
                 .to_string()
         });
     }
@@ -465,7 +473,13 @@ impl RawLayer {
             |(_, key): (String, String)| async move { crate::gz::read_text(raw, &key).await };
         read_each(batches, read_text, |_, text| {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let trade: Trade = serde_json::from_str(line)?;
+                // A line the transform quarantines (see `read_sink_trades`) is not a trade.
+                let Ok(trade) = serde_json::from_str::<Trade>(line) else {
+                    continue;
+                };
+                if refusal(&trade).is_some() {
+                    continue;
+                }
                 trades.insert(TradeRow {
                     symbol: symbols.get(&trade.symbol),
                     tid: trade.tid,

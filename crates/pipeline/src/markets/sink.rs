@@ -4,15 +4,17 @@
 //! The object's key comes from the shard and the batch's first sequence
 //! number, and its bytes from the records alone (gzip without a timestamp),
 //! so a redelivered batch finds its object already there, writes nothing
-//! new, and commits no second manifest. Lines that are not trades are
-//! quarantined with their reason; a batch that cannot be written is
-//! reported back as failed items so the stream redelivers it.
+//! new, and commits no second manifest. Lines that are not trades, or whose
+//! price or amount is not an exact decimal, are quarantined with their
+//! reason (under `_quarantine/markets/trades/`), so they never reach the
+//! transform; a batch that cannot be written is reported back as failed
+//! items so the stream redelivers it.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tributary_lake::{Lake, Log, Manifest, ManifestLog, PutOutcome, RunId, keys};
-use tributary_markets::Trade;
+use tributary_markets::{Trade, rollup::refusal};
 
 use crate::{
     Error, Result,
@@ -106,24 +108,27 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
             .split(|b| *b == b'\n')
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         {
-            match serde_json::from_slice::<Trade>(line) {
-                Ok(trade) => {
-                    first_trade.get_or_insert(trade);
-                    lines.extend_from_slice(line);
-                    lines.push(b'\n');
-                    trades += 1;
-                }
-                Err(e) => {
-                    let record = serde_json::json!({
-                        "sequence_number": record.sequence_number,
-                        "reason": format!("not a trade: {e}"),
-                        "line": String::from_utf8_lossy(line),
-                    });
-                    refused.extend(record.to_string().into_bytes());
-                    refused.push(b'\n');
-                    quarantined += 1;
-                }
-            }
+            let reason = match serde_json::from_slice::<Trade>(line) {
+                Ok(trade) => match refusal(&trade) {
+                    None => {
+                        first_trade.get_or_insert(trade);
+                        lines.extend_from_slice(line);
+                        lines.push(b'\n');
+                        trades += 1;
+                        continue;
+                    }
+                    Some(reason) => reason,
+                },
+                Err(e) => format!("not a trade: {e}"),
+            };
+            let record = serde_json::json!({
+                "sequence_number": record.sequence_number,
+                "reason": reason,
+                "line": String::from_utf8_lossy(line),
+            });
+            refused.extend(record.to_string().into_bytes());
+            refused.push(b'\n');
+            quarantined += 1;
         }
     }
     let mut report = SinkReport {
@@ -136,6 +141,13 @@ async fn sink(raw: &Lake, records: &[ReceivedRecord]) -> Result<SinkReport> {
     if !refused.is_empty() {
         let key = keys::quarantine("markets", "trades", &batch_id);
         raw.put_once(&key, Bytes::from(refused)).await?;
+        // ERROR: the error-log alarm counts quarantines as well as failures.
+        tracing::error!(
+            stage = STAGE,
+            quarantine = %key,
+            lines = quarantined,
+            "trade lines quarantined"
+        );
     }
     let Some(first_trade) = first_trade else {
         return Ok(report);

@@ -4,8 +4,12 @@
 //! Trades of one symbol arrive in tid order (one partition key per symbol),
 //! so the highest tid transformed per symbol is all the state deduplication
 //! needs: a trade put twice (a poll that died between put and checkpoint, a
-//! redelivered batch) is dropped. Bars of the last days stay in the state so
-//! a late trade updates its day; each run writes the bars it changed.
+//! redelivered batch) is dropped. A dropped trade that was never kept (out of
+//! tid order, which Mercado Bitcoin's per-symbol tids should rule out) is
+//! counted and logged at WARN. Bars of the last days stay in the state so
+//! a late trade updates its day; each run writes the bars it changed. A late
+//! trade for an older day has its day's bar rebuilt first from the day's
+//! trades already in the processed lake, so the bar written is the whole day.
 //!
 //! Once a day is closed (older than the open days), its small per-run trade
 //! files are compacted into one generation under
@@ -23,7 +27,10 @@ use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys};
 use tributary_markets::{
     AssetPage, Trade,
     dedupe::{by_day, closed_days, keep_unseen},
-    rollup::{Bars, DailyBar, assets_batch, ohlcv_batch, roll_up, trades_batch},
+    rollup::{
+        Bars, DailyBar, assets_batch, closed_bars_to_rebuild, ohlcv_batch, refusal, roll_up,
+        trades_batch, trades_of_batch,
+    },
 };
 
 use crate::{Result, markets::poll::PollState, markets::sink::SinkState, stage::Stage};
@@ -62,8 +69,16 @@ pub struct MarketsReport {
     pub trades: u64,
     /// Trades dropped as already transformed.
     pub duplicates: u64,
+    /// Trades dropped because their tid is below the highest transformed for
+    /// their symbol although they were never transformed (out of tid order;
+    /// logged at WARN with the symbol and tids).
+    pub out_of_order: u64,
+    /// Lines of sink batches quarantined (not a trade, or not exact decimals).
+    pub quarantined: u64,
     /// Bars written.
     pub bars: u64,
+    /// Bars of closed days rebuilt from their processed trades for a late trade.
+    pub reopened_bars: u64,
     /// Asset rows written.
     pub assets: u64,
     /// Closed days compacted by this run.
@@ -143,16 +158,21 @@ async fn transform_markets_run(
     let mut report = MarketsReport::default();
     let mut files = Vec::new();
 
-    let incoming =
+    let (incoming, quarantined) =
         read_sink_trades(raw, &inputs.sink, state.sink_seq + 1..=inputs.latest_sink).await?;
+    report.quarantined = quarantined;
     let unseen = keep_unseen(incoming, &mut state.max_tid);
     report.trades = unseen.fresh.len() as u64;
-    report.duplicates = unseen.duplicates;
+    report.out_of_order = count_out_of_order(processed, &state, &unseen.behind).await?;
+    report.duplicates = unseen.duplicates - report.out_of_order;
+    let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
     let mut bars: Bars = state
         .open_bars
         .drain(..)
         .map(|b| ((b.symbol.clone(), b.day), b))
         .collect();
+    report.reopened_bars =
+        reopen_closed_bars(processed, &state, &mut bars, &unseen.fresh, horizon).await?;
     let changed = roll_up(&mut bars, &unseen.fresh)?;
     write_trades(processed, run_id, unseen.fresh, &mut state, &mut files).await?;
     report.bars = write_bars(processed, run_id, &bars, &changed, &mut files).await?;
@@ -170,7 +190,6 @@ async fn transform_markets_run(
     )
     .await?;
     state.candles_seq = inputs.latest_candles;
-    let horizon = Utc::now().date_naive() - Days::days(OPEN_DAYS);
     report.compacted_days =
         compact_closed_days(processed, &mut state, run_id, horizon, &mut files).await?;
     state.open_bars = bars.into_values().filter(|b| b.day >= horizon).collect();
@@ -184,7 +203,10 @@ async fn transform_markets_run(
         run_id = %run_id,
         trades = report.trades,
         duplicates = report.duplicates,
+        out_of_order = report.out_of_order,
+        quarantined = report.quarantined,
         bars = report.bars,
+        reopened_bars = report.reopened_bars,
         ms = started.elapsed().as_millis() as u64,
         "markets transformed"
     );
@@ -192,22 +214,175 @@ async fn transform_markets_run(
 }
 
 /// Every trade line of the sink batches committed by manifests `seqs`.
+///
+/// The sink quarantines a line that is not a trade or whose price or amount
+/// is not an exact decimal, but a batch kept before it checked may still
+/// hold one: such a line would stop every later run, so it is skipped here
+/// and quarantined with its reason in
+/// `raw/_quarantine/markets/trades/sink-manifest-<seq>.jsonl` (named by the
+/// sink manifest, so a retried run writes the same object once). Returns
+/// the trades and the lines quarantined.
 async fn read_sink_trades(
     raw: &Lake,
     sink: &ManifestLog,
     seqs: std::ops::RangeInclusive<u64>,
-) -> Result<Vec<Trade>> {
-    let mut incoming = Vec::new();
+) -> Result<(Vec<Trade>, u64)> {
+    let (mut incoming, mut quarantined) = (Vec::new(), 0);
     for seq in seqs {
         let manifest: Option<Manifest<SinkState>> = sink.read(seq).await?;
+        let mut refused = Vec::new();
         for file in manifest.into_iter().flat_map(|m| m.files) {
             let text = crate::gz::read_text(raw, &file.key).await?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                incoming.push(serde_json::from_str(line)?);
+                let reason = match serde_json::from_str::<Trade>(line) {
+                    Ok(trade) => match refusal(&trade) {
+                        None => {
+                            incoming.push(trade);
+                            continue;
+                        }
+                        Some(reason) => reason,
+                    },
+                    Err(e) => format!("not a trade: {e}"),
+                };
+                let record = serde_json::json!({
+                    "sink_manifest": seq,
+                    "key": file.key,
+                    "reason": reason,
+                    "line": line,
+                });
+                refused.extend(record.to_string().into_bytes());
+                refused.push(b'\n');
+                quarantined += 1;
+            }
+        }
+        if !refused.is_empty() {
+            let key = keys::quarantine("markets", "trades", format!("sink-manifest-{seq}"));
+            raw.put_once(&key, bytes::Bytes::from(refused)).await?;
+            // ERROR: the error-log alarm counts quarantines as well as failures.
+            tracing::error!(
+                stage = "transform",
+                sink_manifest = seq,
+                quarantine = %key,
+                "trade lines a sink batch kept were quarantined, not transformed"
+            );
+        }
+    }
+    Ok((incoming, quarantined))
+}
+
+/// Of the trades dropped because their tid is not above the highest kept
+/// for their symbol (`behind`), those never kept: out of tid order. Mercado
+/// Bitcoin's tids increase per symbol and one symbol's trades reach the sink
+/// in order (see [`tributary_markets::dedupe`]), so this should not happen,
+/// and the dedupe state (one tid per symbol) cannot take such a trade in: it
+/// stays dropped, and each is counted and logged at WARN with its symbol and
+/// tids (reconcile shows it as missing from the processed lake). A repeat
+/// of a kept trade (a re-put batch) is the normal case; telling the two apart
+/// reads the current files of the days of `behind`, which is only ever
+/// non-empty after a re-put. Returns how many were never kept.
+async fn count_out_of_order(
+    processed: &Lake,
+    state: &MarketsState,
+    behind: &[Trade],
+) -> Result<u64> {
+    if behind.is_empty() {
+        return Ok(0);
+    }
+    let days: BTreeMap<NaiveDate, Vec<&Trade>> =
+        behind.iter().fold(BTreeMap::new(), |mut days, trade| {
+            let day = chrono::DateTime::from_timestamp_millis(trade.traded_at_ms)
+                .unwrap_or_default()
+                .date_naive();
+            days.entry(day).or_insert_with(Vec::new).push(trade);
+            days
+        });
+    let mut never_kept: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (day, trades) in days {
+        let mut kept = std::collections::HashSet::new();
+        let files = state
+            .compacted
+            .get(&day)
+            .into_iter()
+            .chain(state.uncompacted.get(&day))
+            .flatten();
+        for key in files {
+            let (_, batches) = tributary_lake::parquet::decode(processed.get(key).await?)?;
+            for batch in &batches {
+                kept.extend(
+                    trades_of_batch(batch)?
+                        .into_iter()
+                        .map(|t| (t.symbol, t.tid)),
+                );
+            }
+        }
+        for trade in trades {
+            if !kept.contains(&(trade.symbol.clone(), trade.tid)) {
+                never_kept.entry(&trade.symbol).or_default().push(trade.tid);
             }
         }
     }
-    Ok(incoming)
+    let mut count = 0;
+    for (symbol, tids) in never_kept {
+        count += tids.len() as u64;
+        tracing::warn!(
+            stage = "transform",
+            symbol,
+            tids = ?tids,
+            highest_kept = state.max_tid.get(symbol).copied().unwrap_or_default(),
+            "trades out of tid order dropped: their tid is below the highest kept for the \
+             symbol, yet they were never kept"
+        );
+    }
+    Ok(count)
+}
+
+/// A late trade for a closed day (before `horizon`; its bar is no longer in
+/// the state) must not start a bar of its own: the loader would replace the
+/// day's whole bar with it. So the bar of each such (symbol, day) is first
+/// rebuilt into `bars` from that symbol's trades in the day's current files
+/// (its compacted generation and any files not yet compacted, as the state
+/// lists them); the new trades are then added as to an open bar. Bounded (one
+/// day's files, read once per day) and exact: the same trades a reader of the
+/// day sees. Returns the bars rebuilt.
+async fn reopen_closed_bars(
+    processed: &Lake,
+    state: &MarketsState,
+    bars: &mut Bars,
+    fresh: &[Trade],
+    horizon: NaiveDate,
+) -> Result<u64> {
+    let mut reopened = 0;
+    for (day, symbols) in closed_bars_to_rebuild(bars, fresh, horizon) {
+        let files: Vec<&String> = state
+            .compacted
+            .get(&day)
+            .into_iter()
+            .chain(state.uncompacted.get(&day))
+            .flatten()
+            .collect();
+        let mut earlier = Vec::new();
+        for key in &files {
+            let (_, batches) = tributary_lake::parquet::decode(processed.get(key).await?)?;
+            for batch in &batches {
+                earlier.extend(
+                    trades_of_batch(batch)?
+                        .into_iter()
+                        .filter(|t| symbols.contains(&t.symbol)),
+                );
+            }
+        }
+        let rebuilt = roll_up(bars, &earlier)?;
+        reopened += rebuilt.len() as u64;
+        tracing::info!(
+            day = %day,
+            symbols = symbols.len(),
+            files = files.len(),
+            trades = earlier.len(),
+            bars = rebuilt.len(),
+            "late trades for a closed day: its bars rebuilt from the day's trades"
+        );
+    }
+    Ok(reopened)
 }
 
 /// One Parquet file of new trades per day; each is remembered as not yet
@@ -300,6 +475,11 @@ async fn write_assets(
 
 /// Bars from the daily candles of backfills `seqs`, one file per year;
 /// returns the candles written.
+///
+/// Backfills of overlapping days hold a (symbol, day) more than once; only
+/// the newest candle of each is written (a later manifest wins, as in the
+/// raw lake's reading), so no file holds a (symbol, day) twice: the loader's
+/// upsert cannot change one row twice in one statement.
 async fn write_history(
     raw: &Lake,
     processed: &Lake,
@@ -308,19 +488,23 @@ async fn write_history(
     seqs: std::ops::RangeInclusive<u64>,
     files: &mut Vec<FileEntry>,
 ) -> Result<u64> {
-    let mut history: BTreeMap<i32, Vec<tributary_markets::Candle>> = BTreeMap::new();
+    let mut newest: BTreeMap<(String, NaiveDate), tributary_markets::Candle> = BTreeMap::new();
     for seq in seqs {
         let manifest: Option<Manifest<serde_json::Value>> = candles_log.read(seq).await?;
         for file in manifest.into_iter().flat_map(|m| m.files) {
             let text = crate::gz::read_text(raw, &file.key).await?;
             let candles: Vec<tributary_markets::Candle> = serde_json::from_str(&text)?;
             for candle in candles {
-                history
-                    .entry(chrono::Datelike::year(&candle.day))
-                    .or_default()
-                    .push(candle);
+                newest.insert((candle.symbol.clone(), candle.day), candle);
             }
         }
+    }
+    let mut history: BTreeMap<i32, Vec<tributary_markets::Candle>> = BTreeMap::new();
+    for candle in newest.into_values() {
+        history
+            .entry(chrono::Datelike::year(&candle.day))
+            .or_default()
+            .push(candle);
     }
     let mut written = 0;
     for (year, candles) in history {
