@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build package deploy check-infra bench-lambdas
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
@@ -80,16 +80,21 @@ bench-pipeline:
 	scripts/bench-pipeline.sh
 
 ## The four Lambda zips for arm64: target/lambda/<function>/bootstrap.zip.
+## PG_CA_BUNDLE=/path/to/global-bundle.pem puts the RDS CA bundle into each.
 package:
 	scripts/package.sh
 
-## Package, then terraform init/plan/apply in infra/ (needs AWS credentials
-## and ALERT_EMAIL; see infra/README.md). Cannot run without AWS.
-deploy: package
-	@test -n "$${ALERT_EMAIL:-}" || { echo "deploy: set ALERT_EMAIL=you@example.com (where alarms are mailed)" >&2; exit 1; }
-	cd infra && terraform init && \
-	  terraform plan -out tributary.plan -var "alert_email=$$ALERT_EMAIL" && \
-	  terraform apply tributary.plan
+## Package, then terraform init/plan/apply in infra/ (needs AWS credentials,
+## ALERT_EMAIL and PG_CA_BUNDLE=/path/to/global-bundle.pem, or
+## PG_CA_BUNDLE=none when neither database is on RDS; see infra/README.md).
+## Refuses, in one line, before building anything when a setting is missing.
+deploy:
+	scripts/deploy.sh deploy
+
+## terraform destroy with the flags deploy uses. Removes everything only for
+## environment = "dev" (infra/README.md, "Tear down"); asks before it starts.
+destroy:
+	scripts/deploy.sh destroy
 
 ## Terraform formatting and checkov (with the skips justified in infra/.checkov.yaml).
 check-infra:

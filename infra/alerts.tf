@@ -1,7 +1,10 @@
 # Failures and staleness reach people by email: every alarm below notifies the
 # alerts topic when it fires and when it clears. The functions also publish
 # their own alerts (stage, run, table, error, what to do) to the same topic.
-# README.md lists each alarm and what to do about it.
+#
+# An alarm's description is the body of its email: each says what happened,
+# what happens next on its own (retry, replay queue) and what to do.
+# README.md lists them too.
 
 resource "aws_sns_topic" "alerts" {
   name              = "${var.name}-alerts"
@@ -52,12 +55,23 @@ resource "aws_sns_topic_subscription" "alert_email" {
 
 # ------------------------------------------------------- per-function alarms
 
+locals {
+  # What becomes of a failed invocation, per function (functions.tf, "Failed
+  # invocations"), for the Errors alarm's email.
+  after_failure = {
+    ingest        = "It is not retried and goes to no queue: the next scheduled run (${var.ingest_schedule}) is the retry, and runs are idempotent. If this alarm stays red, runs keep failing: fix the cause (source database reachable? secret ${aws_secretsmanager_secret.totesys.name} filled in?). A failed manual backfill is not retried either: invoke it again."
+    transform     = "Lambda retries the S3 event twice; if all three attempts fail the event waits in ${aws_sqs_queue.transform_dlq.name} (alarm ${var.name}-transform-dlq-not-empty) for a replay (infra/README.md, Replay)."
+    load          = "It is not retried and goes to no queue: the next scheduled load or processed manifest loads everything pending, and loads are idempotent. If this alarm stays red, loads keep failing: check the warehouse database and secret ${aws_secretsmanager_secret.warehouse.name}."
+    "stream-sink" = "The Kinesis mapping retries the batch, halving it to isolate a bad record, up to 5 times within an hour while that shard waits; what it gives up on is recorded in ${aws_sqs_queue.stream_sink_failures.name} (alarm ${var.name}-stream-sink-failures-not-empty) for a replay."
+  }
+}
+
 # A function invocation failed (crash, timeout, or an error returned to Lambda).
 resource "aws_cloudwatch_metric_alarm" "function_errors" {
   for_each = local.functions
 
   alarm_name        = "${var.name}-${each.key}-errors"
-  alarm_description = "The ${each.key} function failed at least once in a minute. Read its log group (${aws_cloudwatch_log_group.function[each.key].name}) for the error; runs are idempotent, so the next run retries."
+  alarm_description = "The ${each.key} function failed at least once in the last minute (crash, timeout or returned error). ${local.after_failure[each.key]} The error is in log group ${aws_cloudwatch_log_group.function[each.key].name}."
 
   namespace   = "AWS/Lambda"
   metric_name = "Errors"
@@ -96,7 +110,7 @@ resource "aws_cloudwatch_metric_alarm" "error_logs" {
   for_each = local.function_names
 
   alarm_name        = "${var.name}-${each.key}-error-logs"
-  alarm_description = "The ${each.key} function logged an ERROR line. Search ${aws_cloudwatch_log_group.function[each.key].name} for level ERROR; the line names the stage, run and table."
+  alarm_description = "The ${each.key} function logged an ERROR line, possibly about something the run survived (e.g. rows quarantined in the raw lake's _quarantine/). Search log group ${aws_cloudwatch_log_group.function[each.key].name} for level ERROR: the line names the stage, run, table and what to do."
 
   namespace           = aws_cloudwatch_log_metric_filter.error_logs[each.key].metric_transformation[0].namespace
   metric_name         = aws_cloudwatch_log_metric_filter.error_logs[each.key].metric_transformation[0].name
@@ -115,9 +129,14 @@ resource "aws_cloudwatch_metric_alarm" "error_logs" {
 
 # No load invocation succeeded for freshness_minutes. Silence counts: a load
 # that is not running at all (schedule disabled, throttled, deleted) alarms too.
+# While enable_schedules is false nothing runs the load, so the freshness
+# alarms could only be red: they keep their state but send nothing until the
+# schedules are enabled (then the first email is their OK).
 resource "aws_cloudwatch_metric_alarm" "load_stalled" {
   alarm_name        = "${var.name}-load-stalled"
-  alarm_description = "No successful load in ${var.freshness_minutes} minutes: the warehouse is not being updated. Check the load function's errors and logs, its schedule rule, and the warehouse database."
+  alarm_description = "No successful load in ${var.freshness_minutes} minutes: the warehouse is not being updated. Check the ${var.name}-load-errors alarm and the load's log group (${aws_cloudwatch_log_group.function["load"].name}), that rule ${aws_cloudwatch_event_rule.load.name} is ENABLED, and the warehouse database."
+  actions_enabled   = var.enable_schedules
+  #checkov:skip=CKV_AWS_319:actions are on whenever the schedules are; with enable_schedules false nothing runs the pipeline, so this alarm could only be red
 
   comparison_operator = "LessThanThreshold"
   threshold           = 1
@@ -163,7 +182,9 @@ resource "aws_cloudwatch_metric_alarm" "load_stalled" {
 # stayed above freshness_minutes for a whole window, or no lag was reported.
 resource "aws_cloudwatch_metric_alarm" "warehouse_stale" {
   alarm_name        = "${var.name}-warehouse-stale"
-  alarm_description = "The warehouse lagged the sources by more than ${var.freshness_minutes} minutes for ${var.freshness_minutes} minutes (or the load reported no lag). Look upstream: ingest and transform errors, the dead-letter queue, the source database."
+  alarm_description = "The warehouse lagged the sources by more than ${var.freshness_minutes} minutes for ${var.freshness_minutes} minutes (or the load reported no lag). Look upstream: the ingest and transform errors alarms, the ${aws_sqs_queue.transform_dlq.name} queue, rule ${aws_cloudwatch_event_rule.ingest.name} ENABLED, the source database."
+  actions_enabled   = var.enable_schedules
+  #checkov:skip=CKV_AWS_319:actions are on whenever the schedules are; with enable_schedules false nothing runs the pipeline, so this alarm could only be red
 
   namespace           = "Tributary"
   metric_name         = "FreshnessLagSeconds"
@@ -185,7 +206,7 @@ resource "aws_cloudwatch_metric_alarm" "warehouse_stale" {
 # minutes: it falls behind the stream (or keeps failing on one batch).
 resource "aws_cloudwatch_metric_alarm" "stream_sink_iterator_age" {
   alarm_name        = "${var.name}-stream-sink-iterator-age"
-  alarm_description = "stream-sink is more than a minute behind the market stream. Check its errors and duration; if it is healthy but slow, add shards (kinesis_shard_count) or memory."
+  alarm_description = "stream-sink has been more than a minute behind the market stream for 3 minutes. If ${var.name}-stream-sink-errors is red, a batch keeps failing and holds its shard (up to an hour, then it is skipped to ${aws_sqs_queue.stream_sink_failures.name}): read log group ${aws_cloudwatch_log_group.function["stream-sink"].name}. If it is healthy but slow, add shards (kinesis_shard_count) or memory."
 
   namespace = "AWS/Lambda"
   # The Lambda view of the stream's GetRecords.IteratorAgeMilliseconds, per
@@ -211,11 +232,18 @@ resource "aws_cloudwatch_metric_alarm" "stream_sink_iterator_age" {
 # Something waits in a dead-letter / on-failure queue. Missing data keeps the
 # state: SQS stops reporting a queue nobody touched for six hours, and that
 # must not clear an alarm while messages still wait.
+locals {
+  queue_advice = {
+    "transform-dlq"        = "The transform failed three times on an S3 event of a new raw manifest (or the event waited over an hour): those raw files may not be in the processed lake yet. The message's ErrorMessage attribute and log group ${aws_cloudwatch_log_group.function["transform"].name} say why. Fix the cause, then replay: invoke the transform with the message body (or {}: a run takes every pending manifest) and delete the message (infra/README.md, Replay). A later successful transform may already have done the work; the replay is harmless either way."
+    "stream-sink-failures" = "stream-sink gave up on a batch of market records. The message holds the shard and sequence-number range, not the records: re-read them from the stream and invoke stream-sink with them (infra/README.md, Replay) within the stream's ${var.kinesis_retention_hours} h retention, then delete the message."
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "queue_not_empty" {
   for_each = local.queues
 
   alarm_name        = "${var.name}-${each.key}-not-empty"
-  alarm_description = "Messages wait in ${each.value.name}: work was given up on. Read them (aws sqs receive-message), fix the cause, replay, then purge the queue."
+  alarm_description = "Messages wait in ${each.value.name}. ${local.queue_advice[each.key]} The alarm clears when the queue is empty."
 
   namespace   = "AWS/SQS"
   metric_name = "ApproximateNumberOfMessagesVisible"

@@ -1,8 +1,8 @@
 # The four functions, one per binary of crates/lambdas (`cargo lambda build
 # --release --arm64 --output-format zip` writes target/lambda/<bin>/bootstrap.zip).
 # Each has its own role (iam.tf), its own KMS-encrypted log group with JSON logs,
-# X-Ray tracing, a dead-letter queue for failed asynchronous invocations, and an
-# Errors alarm plus an ERROR-log alarm (alerts.tf).
+# X-Ray tracing, and an Errors alarm plus an ERROR-log alarm (alerts.tf). Only
+# the transform has a dead-letter queue: see "Failed invocations" below.
 #
 # filebase64sha256() fails the plan when a zip is missing: run `make package`
 # (or the cargo lambda command above) first.
@@ -27,7 +27,11 @@ locals {
     AWS_CHECKSUM_ALGORITHM    = "SHA256"
   }
 
-  # The RDS CA bundle packaged beside the binary (see var.pg_ca_in_zip).
+  # The RDS CA bundle packaged beside the binary (see var.pg_ca_in_zip):
+  # scripts/package.sh puts it into each zip as pg-ca.pem, which Lambda
+  # unpacks into /var/task, and leaves a copy at <lambda_zip_dir>/pg-ca.pem
+  # that the preconditions below look for.
+  pg_ca_packaged           = fileexists("${var.lambda_zip_dir}/pg-ca.pem")
   database_tls_environment = var.pg_ca_in_zip ? { TRIBUTARY_PG_CA_FILE = "/var/task/pg-ca.pem" } : {}
 }
 
@@ -86,9 +90,15 @@ resource "aws_lambda_function" "ingest" {
     mode = "Active"
   }
 
-  dead_letter_config {
-    target_arn = aws_sqs_queue.async_dlq.arn
+  lifecycle {
+    precondition {
+      condition     = !var.pg_ca_in_zip || local.pg_ca_packaged
+      error_message = "pg_ca_in_zip is true (TLS to RDS), but the zips in lambda_zip_dir carry no RDS CA bundle (no pg-ca.pem beside them): run PG_CA_BUNDLE=/path/to/global-bundle.pem make package (or make deploy), or set pg_ca_in_zip = false if neither database is on RDS."
+    }
   }
+
+  # No dead-letter queue: a failed scheduled run is retried by the next one.
+  #checkov:skip=CKV_AWS_116:scheduled runs are retried by the next schedule tick; a dead-lettered tick would be nothing to replay (functions.tf, "Failed invocations")
 
   depends_on = [aws_iam_role_policy.ingest]
 }
@@ -127,8 +137,9 @@ resource "aws_lambda_function" "transform" {
     mode = "Active"
   }
 
+  # The S3 event that failed three times waits here for a replay.
   dead_letter_config {
-    target_arn = aws_sqs_queue.async_dlq.arn
+    target_arn = aws_sqs_queue.transform_dlq.arn
   }
 
   depends_on = [aws_iam_role_policy.transform]
@@ -176,9 +187,16 @@ resource "aws_lambda_function" "load" {
     mode = "Active"
   }
 
-  dead_letter_config {
-    target_arn = aws_sqs_queue.async_dlq.arn
+  lifecycle {
+    precondition {
+      condition     = !var.pg_ca_in_zip || local.pg_ca_packaged
+      error_message = "pg_ca_in_zip is true (TLS to RDS), but the zips in lambda_zip_dir carry no RDS CA bundle (no pg-ca.pem beside them): run PG_CA_BUNDLE=/path/to/global-bundle.pem make package (or make deploy), or set pg_ca_in_zip = false if neither database is on RDS."
+    }
   }
+
+  # No dead-letter queue: every load loads everything pending, whatever event
+  # started it, and the schedule starts one every minute.
+  #checkov:skip=CKV_AWS_116:every load invocation loads all pending manifests and the schedule retries; a dead-lettered event would be nothing to replay (functions.tf, "Failed invocations")
 
   depends_on = [aws_iam_role_policy.load]
 }
@@ -215,19 +233,39 @@ resource "aws_lambda_function" "stream_sink" {
     mode = "Active"
   }
 
-  dead_letter_config {
-    target_arn = aws_sqs_queue.async_dlq.arn
-  }
+  # No dead-letter queue: the Kinesis mapping invokes synchronously, and a
+  # function DLQ only receives asynchronous events. What the mapping gives up
+  # on goes to its on-failure destination (stream.tf).
+  #checkov:skip=CKV_AWS_116:invoked synchronously by the Kinesis event source mapping, whose on_failure destination is the stream-sink-failures queue (stream.tf)
 
   depends_on = [aws_iam_role_policy.stream_sink]
 }
 
-# ------------------------------------------------- asynchronous invocations
-# Scheduled runs are not retried: the next tick (a minute later) is the retry,
-# and the Errors alarm has already told someone. An event still queued after
-# 15 minutes (the function cannot keep up) goes to the dead-letter queue, whose
-# alarm says so. The transform keeps two retries: an S3 event may be the last
-# one for a while when the sources are quiet.
+# ------------------------------------------------------- failed invocations
+# A dead-letter queue only helps where replaying the failed event does
+# something nothing else will:
+#
+#   ingest      EventBridge schedule (and manual backfills). Not retried, no
+#               DLQ: the next tick is the retry (runs are idempotent), and
+#               the Errors alarm has told someone. A dead-lettered tick would
+#               be a stale "run now" nobody should replay. A failed manual
+#               backfill is reported the same way; invoke it again.
+#   load        schedule + S3 events of processed manifests. Not retried, no
+#               DLQ: whatever started it, a load applies every pending
+#               manifest, so the next tick or manifest does the same work.
+#   transform   S3 events of raw manifests, no schedule behind them: when the
+#               sources go quiet, a failed event may be the last one for a
+#               while. Retried twice, then kept in the transform DLQ for a
+#               replay (README.md, "Replay").
+#   stream-sink Kinesis event source mapping, synchronous: retries and the
+#               on-failure queue are configured on the mapping (stream.tf).
+#
+# maximum_event_age_in_seconds bounds how long an event may wait in Lambda's
+# asynchronous queue, e.g. while reserved concurrency 1 keeps it from running
+# next to another invocation (throttled events are retried with backoff up to
+# that age). A scheduled event older than 15 minutes has been overtaken by 15
+# newer ones; without a DLQ it is then dropped. Manual backfills wait in the
+# same queue (README.md, "Backfill").
 resource "aws_lambda_function_event_invoke_config" "ingest" {
   function_name                = aws_lambda_function.ingest.function_name
   maximum_retry_attempts       = 0

@@ -16,7 +16,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 
 # What every function needs: its own log group (the AWSLambdaBasicExecutionRole
 # equivalent; the group exists, so no logs:CreateLogGroup), X-Ray, the alert
-# topic, the dead-letter queue, and the stack key that encrypts all of them.
+# topic, and the stack key that encrypts all of them.
 data "aws_iam_policy_document" "function_base" {
   for_each = local.function_names
 
@@ -36,12 +36,6 @@ data "aws_iam_policy_document" "function_base" {
     sid       = "PublishAlerts"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.alerts.arn]
-  }
-
-  statement {
-    sid       = "DeadLetterFailedAsyncEvents"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.async_dlq.arn]
   }
 
   statement {
@@ -139,6 +133,14 @@ resource "aws_iam_role" "transform" {
 
 data "aws_iam_policy_document" "transform" {
   source_policy_documents = [data.aws_iam_policy_document.function_base["transform"].json]
+
+  # Lambda sends a failed event to the dead-letter queue with the function's
+  # own role (functions.tf).
+  statement {
+    sid       = "DeadLetterFailedEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.transform_dlq.arn]
+  }
 
   statement {
     sid       = "ReadRawLake"

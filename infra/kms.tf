@@ -7,9 +7,11 @@
 # publish to the encrypted topic).
 
 resource "aws_kms_key" "main" {
-  description             = "${var.name}: buckets, stream, queues, topic, secrets, logs"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_deletion_window_days
+  description         = "${var.name}: buckets, stream, queues, topic, secrets, logs"
+  enable_key_rotation = true
+  # After a destroy the key waits this long before AWS deletes it (and with it
+  # anything still encrypted under it); dev takes the minimum, 7 days.
+  deletion_window_in_days = local.dev ? 7 : var.kms_deletion_window_days
 
   policy = jsonencode({
     Version = "2012-10-17"

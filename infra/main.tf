@@ -11,6 +11,9 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
+  # environment = "dev": everything can be destroyed at once (variables.tf).
+  dev = var.environment == "dev"
+
   # Bucket names are global: the account id and region make them unique.
   bucket_suffix = "${local.account_id}-${local.region}"
 

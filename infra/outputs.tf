@@ -59,11 +59,21 @@ output "athena_workgroup" {
 }
 
 output "dead_letter_queue_urls" {
-  description = "Queues where failed work waits: async-dlq (failed scheduled/S3 events), stream-sink-failures (skipped Kinesis batches)."
+  description = "Queues where failed work waits for a replay: transform-dlq (raw-manifest S3 events the transform failed on), stream-sink-failures (Kinesis batches stream-sink gave up on)."
   value       = { for key, queue in local.queues : key => queue.url }
 }
 
 output "kms_key_arn" {
   description = "Customer managed key encrypting the stack's data."
   value       = aws_kms_key.main.arn
+}
+
+output "environment" {
+  description = "dev or prod (variables.tf): what a destroy may remove. make destroy reads it."
+  value       = var.environment
+}
+
+output "schedules_enabled" {
+  description = "Whether the ingest and load schedules run (enable_schedules)."
+  value       = var.enable_schedules
 }

@@ -6,6 +6,12 @@
 #               at once instead of at the next tick)
 #   stream-sink Kinesis event source mapping (stream.tf)
 # Every invoke permission names its source ARN and account.
+#
+# The two schedules are created DISABLED and run only once enable_schedules is
+# true, the last step of a first deploy (README.md): before the secrets hold
+# values every run would fail and mail an alarm. The S3 manifest events and
+# the Kinesis mapping are not schedules and are always on; with the schedules
+# off they only fire for work started by hand (a backfill).
 
 # ---------------------------------------------------------------- schedules
 
@@ -13,6 +19,7 @@ resource "aws_cloudwatch_event_rule" "ingest" {
   name                = "${var.name}-ingest"
   description         = "Runs the Tributary ingest"
   schedule_expression = var.ingest_schedule
+  state               = var.enable_schedules ? "ENABLED" : "DISABLED"
 }
 
 resource "aws_cloudwatch_event_target" "ingest" {
@@ -33,6 +40,7 @@ resource "aws_cloudwatch_event_rule" "load" {
   name                = "${var.name}-load"
   description         = "Runs the Tributary load"
   schedule_expression = var.load_schedule
+  state               = var.enable_schedules ? "ENABLED" : "DISABLED"
 }
 
 resource "aws_cloudwatch_event_target" "load" {

@@ -17,11 +17,23 @@
 #
 # Server access logging is not configured: object-level auditing belongs in a
 # CloudTrail data-event trail (see .checkov.yaml, CKV_AWS_18).
+#
+# Teardown (environment = "dev" only): force_destroy lets `terraform destroy`
+# delete every object version before the bucket. A version under a GOVERNANCE
+# retention can only be deleted by a request that bypasses governance
+# retention (x-amz-bypass-governance-retention) from a principal allowed
+# s3:BypassGovernanceRetention, and a COMPLIANCE one by nobody; so dev does not
+# lock raw objects at all (no default retention below) and a destroy never
+# depends on bypass permissions. In prod nothing here is destroyable while it
+# holds data: the buckets refuse to go and locked versions stay locked.
 
 # ------------------------------------------------------------------ raw lake
 
 resource "aws_s3_bucket" "raw" {
-  bucket              = "${var.name}-raw-${local.bucket_suffix}"
+  bucket        = "${var.name}-raw-${local.bucket_suffix}"
+  force_destroy = local.dev
+  # On in dev too: Object Lock can only be chosen when a bucket is created,
+  # and dev should be the same kind of bucket (only without a default lock).
   object_lock_enabled = true
 }
 
@@ -35,8 +47,11 @@ resource "aws_s3_bucket_versioning" "raw" {
 
 # Every raw object version is retained for raw_object_lock_days. GOVERNANCE:
 # an operator holding s3:BypassGovernanceRetention can still remove a version
-# (e.g. data that must be erased), the pipeline's roles cannot.
+# (e.g. data that must be erased), the pipeline's roles cannot. Not in dev
+# (see the top of this file).
 resource "aws_s3_bucket_object_lock_configuration" "raw" {
+  count = local.dev ? 0 : 1
+
   bucket = aws_s3_bucket.raw.id
 
   rule {
@@ -159,7 +174,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "raw" {
 # ------------------------------------------------------------ processed lake
 
 resource "aws_s3_bucket" "processed" {
-  bucket = "${var.name}-processed-${local.bucket_suffix}"
+  bucket        = "${var.name}-processed-${local.bucket_suffix}"
+  force_destroy = local.dev
 }
 
 resource "aws_s3_bucket_versioning" "processed" {
@@ -263,7 +279,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "processed" {
 # ------------------------------------------------------------ athena results
 
 resource "aws_s3_bucket" "athena_results" {
-  bucket = "${var.name}-athena-${local.bucket_suffix}"
+  bucket        = "${var.name}-athena-${local.bucket_suffix}"
+  force_destroy = local.dev
 }
 
 resource "aws_s3_bucket_versioning" "athena_results" {

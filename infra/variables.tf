@@ -18,6 +18,17 @@ variable "region" {
   default     = "us-east-1"
 }
 
+variable "environment" {
+  description = "\"prod\" (default) keeps data protected: buckets refuse to be destroyed while they hold objects, every raw object version is Object-Locked for raw_object_lock_days, deleted secrets stay recoverable for 30 days and the KMS key for kms_deletion_window_days. \"dev\" makes `make destroy` remove everything in one go: buckets are emptied on destroy (force_destroy), raw objects get no default Object Lock retention, secrets are deleted without a recovery window and the key is scheduled for deletion after 7 days (the minimum). See README.md, \"Tear down\"."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = contains(["dev", "prod"], var.environment)
+    error_message = "environment must be \"dev\" or \"prod\"."
+  }
+}
+
 variable "tags" {
   description = "Extra tags for every resource (merged into the provider's default_tags)."
   type        = map(string)
@@ -43,9 +54,9 @@ variable "lambda_zip_dir" {
 }
 
 variable "pg_ca_in_zip" {
-  description = "True when the zips carry the RDS CA bundle (make package with TRIBUTARY_PG_CA_BUNDLE=/path/global-bundle.pem): ingest and load then trust it for TLS to the databases. RDS certificates are not signed by a public root, so TLS to RDS needs it."
+  description = "True (the default) when the zips carry the RDS CA bundle as pg-ca.pem (PG_CA_BUNDLE=/path/global-bundle.pem make package): ingest and load then get TRIBUTARY_PG_CA_FILE=/var/task/pg-ca.pem and verify the databases' certificates against it as well as the system roots. RDS certificates do not chain to a public root, so TLS to RDS needs it. Set false only when neither database is on RDS and their certificates chain to a public root. Verification is never off: the functions have no unverified TLS mode. make deploy sets this from the zips' contents."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "log_level" {
@@ -116,6 +127,12 @@ variable "security_group_ids" {
 
 # ---------------------------------------------------------------- schedules
 
+variable "enable_schedules" {
+  description = "Whether the EventBridge schedules of ingest and load run. False (the default) creates them DISABLED, so nothing runs before the secrets hold values and the alarm email is confirmed; set true as the last deploy step (README.md). The S3 manifest events and the Kinesis mapping are not schedules and are always on. While false, the freshness alarms (load-stalled, warehouse-stale) do not notify: with no schedule they could only be red."
+  type        = bool
+  default     = false
+}
+
 variable "ingest_schedule" {
   description = "EventBridge schedule expression of the ingest function."
   type        = string
@@ -142,7 +159,7 @@ variable "freshness_minutes" {
 # ---------------------------------------------------------------- storage
 
 variable "raw_object_lock_days" {
-  description = "Default Object Lock retention (GOVERNANCE mode) of every raw object version, in days."
+  description = "Default Object Lock retention (GOVERNANCE mode) of every raw object version, in days. environment = \"dev\" sets no default retention (so force_destroy can empty the bucket)."
   type        = number
   default     = 30
 }
@@ -235,7 +252,7 @@ variable "log_retention_days" {
 }
 
 variable "kms_deletion_window_days" {
-  description = "Waiting period before the stack's KMS key is deleted after a destroy (7-30 days)."
+  description = "Waiting period before the stack's KMS key is deleted after a destroy (7-30 days). environment = \"dev\" always uses 7, the minimum."
   type        = number
   default     = 30
 }

@@ -3,8 +3,9 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = "~> 5.0"
+      source = "hashicorp/aws"
+      # 5.27 added aws_cloudwatch_event_rule.state (schedule.tf).
+      version = "~> 5.27"
     }
   }
 }

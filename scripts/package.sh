@@ -6,12 +6,30 @@
 # Needs cargo-lambda (installed here with pip when missing; it brings zig as
 # the cross linker) and the aarch64-unknown-linux-gnu standard library.
 #
-# TLS to RDS needs Amazon's RDS CA bundle (not a public root): download
-# global-bundle.pem from the RDS documentation and run
-#   TRIBUTARY_PG_CA_BUNDLE=/path/global-bundle.pem make package
-# then deploy with -var pg_ca_in_zip=true (it becomes /var/task/pg-ca.pem).
+# TLS to RDS needs Amazon's RDS CA bundle (RDS certificates do not chain to a
+# public root). Download it once and name it here:
+#   curl -fsSLo global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+#   PG_CA_BUNDLE=$PWD/global-bundle.pem make package
+# Every zip then carries it as pg-ca.pem (/var/task/pg-ca.pem in Lambda, named
+# by TRIBUTARY_PG_CA_FILE, infra/functions.tf), and target/lambda/pg-ca.pem is
+# a copy that tells Terraform and make deploy the zips carry it.
+# PG_CA_BUNDLE=none (or unset) packages without a bundle and removes that copy.
+# (TRIBUTARY_PG_CA_BUNDLE, the older name, is read when PG_CA_BUNDLE is unset.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bundle="${PG_CA_BUNDLE:-${TRIBUTARY_PG_CA_BUNDLE:-}}"
+[[ "$bundle" != none ]] || bundle=""
+if [[ -n "$bundle" ]]; then
+  if [[ ! -f "$bundle" ]]; then
+    echo "package: PG_CA_BUNDLE=$bundle is not a file (download https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)" >&2
+    exit 1
+  fi
+  if ! grep -q -- '-----BEGIN CERTIFICATE-----' "$bundle"; then
+    echo "package: PG_CA_BUNDLE=$bundle holds no PEM certificate (expected the RDS global-bundle.pem)" >&2
+    exit 1
+  fi
+fi
 
 if ! cargo lambda --version >/dev/null 2>&1; then
   echo "package: installing cargo-lambda (python3 -m pip install cargo-lambda; it brings zig)"
@@ -20,10 +38,6 @@ if ! cargo lambda --version >/dev/null 2>&1; then
     exit 1
   }
 fi
-if [[ -n "${TRIBUTARY_PG_CA_BUNDLE:-}" && ! -f "$TRIBUTARY_PG_CA_BUNDLE" ]]; then
-  echo "package: TRIBUTARY_PG_CA_BUNDLE=$TRIBUTARY_PG_CA_BUNDLE is not a file" >&2
-  exit 1
-fi
 if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
   echo "package: the aarch64-unknown-linux-gnu standard library is missing." >&2
   echo "         add it with: rustup target add aarch64-unknown-linux-gnu" >&2
@@ -31,6 +45,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux
 fi
 
 lambda_dir="$PWD/target/lambda"
+# The marker goes first: a failed build must not leave a stale one behind.
+rm -f "$lambda_dir/pg-ca.pem"
 started=$(date +%s)
 cargo lambda build --release --arm64 --output-format zip \
   -p tributary-lambdas --bins --lambda-dir "$lambda_dir"
@@ -41,20 +57,23 @@ echo "package: built in $(( $(date +%s) - started ))s"
 # of the zip. llvm-strip reads aarch64 ELF on any host (Debian: llvm).
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 strip_tool=$(command -v llvm-strip || true)
-if [[ -z "$strip_tool" ]]; then
-  echo "package: llvm-strip not found (apt-get install llvm): zips keep their debug sections"
-  [[ -z "${TRIBUTARY_PG_CA_BUNDLE:-}" ]] || { echo "package: adding the CA bundle needs llvm-strip's repacking step; install llvm" >&2; exit 1; }
-fi
+[[ -n "$strip_tool" ]] || echo "package: llvm-strip not found (apt-get install llvm): zips keep their debug sections"
 printf '%-12s %14s %14s %12s\n' function "binary (built)" "binary (zip)" zip
 for fn in ingest transform load stream-sink; do
   zip="$lambda_dir/$fn/bootstrap.zip"
   [[ -f "$zip" ]] || { echo "package: $zip was not produced" >&2; exit 1; }
   bin="$target_dir/aarch64-unknown-linux-gnu/release/$fn"
   built=$(stat -c %s "$bin")
-  if [[ -n "$strip_tool" ]]; then
+  shipped=$built
+  if [[ -n "$strip_tool" || -n "$bundle" ]]; then
+    # Repack: the (stripped) binary as bootstrap, plus the CA bundle if any.
     work=$(mktemp -d)
-    "$strip_tool" --strip-debug -o "$work/bootstrap" "$bin"
-    python3 - "$work/bootstrap" "$zip" "${TRIBUTARY_PG_CA_BUNDLE:-}" <<'PY'
+    if [[ -n "$strip_tool" ]]; then
+      "$strip_tool" --strip-debug -o "$work/bootstrap" "$bin"
+    else
+      cp "$bin" "$work/bootstrap"
+    fi
+    python3 - "$work/bootstrap" "$zip" "$bundle" <<'PY'
 import sys, zipfile
 src, dst, ca = sys.argv[1], sys.argv[2], sys.argv[3]
 def entry(name, mode):
@@ -71,8 +90,12 @@ with zipfile.ZipFile(dst, "w") as z:
 PY
     shipped=$(stat -c %s "$work/bootstrap")
     rm -rf "$work"
-  else
-    shipped=$built
   fi
   printf '%-12s %14s %14s %12s\n' "$fn" "$built" "$shipped" "$(stat -c %s "$zip")"
 done
+if [[ -n "$bundle" ]]; then
+  cp "$bundle" "$lambda_dir/pg-ca.pem"
+  echo "package: every zip carries $bundle as pg-ca.pem (TLS to RDS verified against it)"
+else
+  echo "package: no CA bundle in the zips (PG_CA_BUNDLE unset or none): TLS is verified against the system roots only, which do not include the RDS CA"
+fi

@@ -5,9 +5,15 @@
 //! the Terraform with hcl-rs and checks what a wrong deploy would silently get
 //! wrong: a function without an alarm, a bucket notification Lambda may not
 //! accept, a zip that no binary builds, a raw bucket without Object Lock, a
-//! `*` grant. Each check returns the problems it found; the real infra must
-//! have none, and the negative tests feed each check a small broken snippet to
-//! show that it can fail.
+//! `*` grant, a schedule that runs before the secrets are filled in, a
+//! dead-letter queue nobody should replay, a dev stack `make destroy` cannot
+//! remove, TLS to RDS without the CA bundle. Variables and locals are
+//! evaluated with hcl-rs (`eval_context`) to check what a setting such as
+//! `environment = "dev"` actually yields. Each check returns the problems it
+//! found; the real infra must have none, and the negative tests feed each
+//! check a small broken snippet to show that it can fail. The last tests run
+//! `make deploy` and `scripts/deploy.sh` themselves, with stand-ins for the
+//! tools a deploy goes on to use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -429,7 +435,8 @@ fn check_notification_permissions(blocks: &[Block]) -> Vec<String> {
     problems
 }
 
-/// 4. The raw bucket: Object Lock on, a GOVERNANCE default retention, versioning.
+/// 4. The raw bucket: Object Lock on, a GOVERNANCE default retention (created
+///    in prod only, see `check_environment`), versioning.
 fn check_raw_bucket(blocks: &[Block]) -> Vec<String> {
     let mut problems = Vec::new();
     let buckets = resources(blocks, "aws_s3_bucket");
@@ -1087,4 +1094,821 @@ data "aws_iam_policy_document" "transform" {
             .any(|p| p.contains("ingest: the code calls kinesis:PutRecords")),
         "{problems:?}"
     );
+}
+
+// ------------------------------------------ evaluating variables and locals
+
+/// A context in which `var.*` holds every variable's default, overridden by
+/// `set`, and `local.*` every local that depends only on variables and other
+/// locals (those calling functions or naming resources are left out).
+fn eval_context(blocks: &[Block], set: &[(&str, hcl::Value)]) -> hcl::eval::Context<'static> {
+    use hcl::eval::{Context, Evaluate};
+    let mut vars = hcl::Map::new();
+    for block in blocks.iter().filter(|b| b.identifier() == "variable") {
+        let Some(name) = block.labels().first().map(|l| l.as_str().to_string()) else {
+            continue;
+        };
+        let default = attr(block.body(), "default")
+            .and_then(|e| e.evaluate(&Context::new()).ok())
+            .unwrap_or(hcl::Value::Null);
+        vars.insert(name, default);
+    }
+    for (name, value) in set {
+        vars.insert((*name).to_string(), value.clone());
+    }
+    let all = locals(blocks);
+    let mut known = hcl::Map::new();
+    loop {
+        let mut ctx = Context::new();
+        ctx.declare_var("var", hcl::Value::Object(vars.clone()));
+        ctx.declare_var("local", hcl::Value::Object(known.clone()));
+        let found: Vec<(String, hcl::Value)> = all
+            .iter()
+            .filter(|(name, _)| !known.contains_key(*name))
+            .filter_map(|(name, expr)| Some((name.clone(), expr.evaluate(&ctx).ok()?)))
+            .collect();
+        if found.is_empty() {
+            return ctx;
+        }
+        known.extend(found);
+    }
+}
+
+/// The value of an attribute of `body` in `ctx`; `None` when it is absent or
+/// cannot be evaluated there.
+fn eval_attr(body: &Body, key: &str, ctx: &hcl::eval::Context) -> Option<hcl::Value> {
+    use hcl::eval::Evaluate;
+    attr(body, key)?.evaluate(ctx).ok()
+}
+
+fn variable_default(blocks: &[Block], name: &str) -> Option<hcl::Value> {
+    use hcl::eval::Evaluate;
+    let block = blocks.iter().find(|b| {
+        b.identifier() == "variable" && b.labels().first().map(|l| l.as_str()) == Some(name)
+    })?;
+    attr(block.body(), "default")?
+        .evaluate(&hcl::eval::Context::new())
+        .ok()
+}
+
+// ---------------------------------------------------- schedules start off
+
+/// 8. Every schedule (EventBridge rule with a schedule expression, EventBridge
+///    Scheduler schedule) is DISABLED unless `var.enable_schedules`, which
+///    defaults to false; alarms that count silence as breaching (nothing runs
+///    while the schedules are off) send nothing until then.
+fn check_schedules(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if variable_default(blocks, "enable_schedules") != Some(hcl::Value::Bool(false)) {
+        problems.push("variable enable_schedules does not default to false".to_string());
+    }
+    let off = eval_context(blocks, &[]);
+    let on = eval_context(blocks, &[("enable_schedules", hcl::Value::Bool(true))]);
+    let mut schedules = Vec::new();
+    for (name, body) in resources(blocks, "aws_cloudwatch_event_rule") {
+        if attr(body, "schedule_expression").is_some() {
+            schedules.push((format!("aws_cloudwatch_event_rule.{name}"), body));
+        }
+    }
+    for (name, body) in resources(blocks, "aws_scheduler_schedule") {
+        schedules.push((format!("aws_scheduler_schedule.{name}"), body));
+    }
+    if schedules.is_empty() {
+        problems.push("no schedules at all: the check would be vacuous".to_string());
+    }
+    for (name, body) in schedules {
+        if attr(body, "is_enabled").is_some() {
+            problems.push(format!("{name}: uses is_enabled (deprecated), not state"));
+        }
+        let Some(state) = attr(body, "state") else {
+            problems.push(format!(
+                "{name}: no state, so it is ENABLED from the first apply"
+            ));
+            continue;
+        };
+        if !refs(&text(state), "var").contains("enable_schedules") {
+            problems.push(format!(
+                "{name}: state does not depend on var.enable_schedules"
+            ));
+        }
+        let value = |ctx| eval_attr(body, "state", ctx).and_then(|v| v.as_str().map(String::from));
+        if value(&off).as_deref() != Some("DISABLED") {
+            problems.push(format!(
+                "{name}: not DISABLED while enable_schedules is false"
+            ));
+        }
+        if value(&on).as_deref() != Some("ENABLED") {
+            problems.push(format!("{name}: not ENABLED when enable_schedules is true"));
+        }
+    }
+    for (name, body) in resources(blocks, "aws_cloudwatch_metric_alarm") {
+        if attr(body, "treat_missing_data").and_then(string).as_deref() != Some("breaching") {
+            continue;
+        }
+        let muted = eval_attr(body, "actions_enabled", &off) == Some(hcl::Value::Bool(false));
+        let armed = eval_attr(body, "actions_enabled", &on) == Some(hcl::Value::Bool(true));
+        if !(muted && armed) {
+            problems.push(format!(
+                "alarm {name}: treats silence as breaching but notifies while the schedules are off (actions_enabled should follow var.enable_schedules)"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn schedules_are_disabled_until_enable_schedules() {
+    assert_none("schedules", check_schedules(&infra()));
+}
+
+#[test]
+fn an_always_on_schedule_is_reported() {
+    let blocks = parse(
+        r#"
+variable "enable_schedules" {
+  type    = bool
+  default = true
+}
+resource "aws_cloudwatch_event_rule" "bare" {
+  schedule_expression = "rate(1 minute)"
+}
+resource "aws_cloudwatch_event_rule" "fixed" {
+  schedule_expression = "rate(1 minute)"
+  state               = "ENABLED"
+}
+resource "aws_cloudwatch_event_rule" "old" {
+  schedule_expression = "rate(1 minute)"
+  is_enabled          = var.enable_schedules
+  state               = var.enable_schedules ? "ENABLED" : "DISABLED"
+}
+resource "aws_cloudwatch_event_rule" "pattern_only" {
+  event_pattern = "{}"
+}
+resource "aws_cloudwatch_metric_alarm" "stalled" {
+  treat_missing_data = "breaching"
+}
+"#,
+    );
+    let problems = check_schedules(&blocks);
+    for expected in [
+        "enable_schedules does not default to false",
+        "aws_cloudwatch_event_rule.bare: no state",
+        "aws_cloudwatch_event_rule.fixed: state does not depend on var.enable_schedules",
+        "aws_cloudwatch_event_rule.fixed: not DISABLED",
+        "aws_cloudwatch_event_rule.old: uses is_enabled",
+        "alarm stalled: treats silence as breaching",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+    // The default is true here, so even the conditional rule starts ENABLED.
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("aws_cloudwatch_event_rule.old: not DISABLED")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("pattern_only")),
+        "{problems:?}"
+    );
+}
+
+// ------------------------------------------- dead-letter queues where useful
+
+/// How each function is started: by a schedule, by S3 events, by an event
+/// source mapping (synchronously).
+#[derive(Debug, Default)]
+struct Triggers {
+    schedule: bool,
+    s3: bool,
+    mapping: bool,
+}
+
+fn triggers(blocks: &[Block]) -> BTreeMap<String, Triggers> {
+    let mut found: BTreeMap<String, Triggers> = resources(blocks, "aws_lambda_function")
+        .into_iter()
+        .map(|(name, _)| (name.to_string(), Triggers::default()))
+        .collect();
+    let scheduled_rules: BTreeSet<&str> = resources(blocks, "aws_cloudwatch_event_rule")
+        .into_iter()
+        .filter(|(_, body)| attr(body, "schedule_expression").is_some())
+        .map(|(name, _)| name)
+        .collect();
+    let function_refs = |body: &Body, key: &str| {
+        refs(
+            &attr(body, key).map(text).unwrap_or_default(),
+            "aws_lambda_function",
+        )
+    };
+    for (_, body) in resources(blocks, "aws_cloudwatch_event_target") {
+        let rules = refs(
+            &attr(body, "rule").map(text).unwrap_or_default(),
+            "aws_cloudwatch_event_rule",
+        );
+        if rules.iter().any(|r| scheduled_rules.contains(r.as_str())) {
+            for function in function_refs(body, "arn") {
+                found.entry(function).or_default().schedule = true;
+            }
+        }
+    }
+    for (_, body) in resources(blocks, "aws_scheduler_schedule") {
+        for target in nested(body, "target") {
+            for function in function_refs(target, "arn") {
+                found.entry(function).or_default().schedule = true;
+            }
+        }
+    }
+    for (_, body) in resources(blocks, "aws_s3_bucket_notification") {
+        for target in nested(body, "lambda_function") {
+            for function in function_refs(target, "lambda_function_arn") {
+                found.entry(function).or_default().s3 = true;
+            }
+        }
+    }
+    for (_, body) in resources(blocks, "aws_lambda_event_source_mapping") {
+        for function in function_refs(body, "function_name") {
+            found.entry(function).or_default().mapping = true;
+        }
+    }
+    found
+}
+
+/// The queue a function's asynchronous failures go to: its
+/// `dead_letter_config`, or an `on_failure` destination of its event invoke
+/// config (resource names of `aws_sqs_queue`, empty for none).
+fn dead_letter_queues(blocks: &[Block], function: &str) -> BTreeSet<String> {
+    let mut queues = BTreeSet::new();
+    if let Some((_, body)) = resources(blocks, "aws_lambda_function")
+        .into_iter()
+        .find(|(name, _)| *name == function)
+    {
+        for dlq in nested(body, "dead_letter_config") {
+            queues.extend(refs(
+                &attr(dlq, "target_arn").map(text).unwrap_or_default(),
+                "aws_sqs_queue",
+            ));
+            if attr(dlq, "target_arn").is_some() && queues.is_empty() {
+                queues.insert("(not an aws_sqs_queue)".to_string());
+            }
+        }
+    }
+    for (_, body) in resources(blocks, "aws_lambda_function_event_invoke_config") {
+        let of_function = refs(
+            &attr(body, "function_name").map(text).unwrap_or_default(),
+            "aws_lambda_function",
+        )
+        .contains(function);
+        if !of_function {
+            continue;
+        }
+        for on_failure in nested(body, "destination_config")
+            .into_iter()
+            .flat_map(|d| nested(d, "on_failure"))
+        {
+            queues.extend(refs(
+                &attr(on_failure, "destination")
+                    .map(text)
+                    .unwrap_or_default(),
+                "aws_sqs_queue",
+            ));
+        }
+    }
+    queues
+}
+
+/// Whether the role of `function` may send to `queue`: some statement of the
+/// policy document attached to that role allows sqs:SendMessage on it.
+fn role_may_send(blocks: &[Block], function: &str, queue: &str) -> bool {
+    let Some((_, body)) = resources(blocks, "aws_lambda_function")
+        .into_iter()
+        .find(|(name, _)| *name == function)
+    else {
+        return false;
+    };
+    let roles = refs(
+        &attr(body, "role").map(text).unwrap_or_default(),
+        "aws_iam_role",
+    );
+    let documents: BTreeSet<String> = resources(blocks, "aws_iam_role_policy")
+        .into_iter()
+        .filter(|(_, p)| {
+            !refs(
+                &attr(p, "role").map(text).unwrap_or_default(),
+                "aws_iam_role",
+            )
+            .is_disjoint(&roles)
+        })
+        .flat_map(|(_, p)| {
+            refs(
+                &attr(p, "policy").map(text).unwrap_or_default(),
+                "data.aws_iam_policy_document",
+            )
+        })
+        .collect();
+    data_sources(blocks, "aws_iam_policy_document")
+        .into_iter()
+        .filter(|(name, _)| documents.contains(*name))
+        .flat_map(|(_, body)| nested(body, "statement"))
+        .any(|statement| {
+            attr(statement, "actions")
+                .map(strings)
+                .unwrap_or_default()
+                .iter()
+                .any(|a| a == "sqs:SendMessage")
+                && refs(
+                    &attr(statement, "resources").map(text).unwrap_or_default(),
+                    "aws_sqs_queue",
+                )
+                .contains(queue)
+        })
+}
+
+/// 9. A dead-letter queue only where a replay does what nothing else will:
+///    a scheduled function has none (the next tick retries), a function
+///    invoked only by an event source mapping has none (a function DLQ never
+///    receives synchronous events), a function started only by S3 events has
+///    one, and may send to it.
+fn check_dead_letters(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (function, how) in triggers(blocks) {
+        let queues = dead_letter_queues(blocks, &function);
+        if how.schedule && !queues.is_empty() {
+            problems.push(format!(
+                "aws_lambda_function.{function}: started by a schedule, whose next tick is the retry, yet failures go to {queues:?}"
+            ));
+        }
+        if how.mapping && !how.schedule && !how.s3 && !queues.is_empty() {
+            problems.push(format!(
+                "aws_lambda_function.{function}: invoked synchronously by an event source mapping, so a function dead-letter queue ({queues:?}) never receives anything; use the mapping's on_failure"
+            ));
+        }
+        if how.s3 && !how.schedule && queues.is_empty() {
+            problems.push(format!(
+                "aws_lambda_function.{function}: started only by S3 events and nothing keeps a failed one: no dead-letter queue"
+            ));
+        }
+        for queue in &queues {
+            if !role_may_send(blocks, &function, queue) {
+                problems.push(format!(
+                    "aws_lambda_function.{function}: its role may not sqs:SendMessage to its dead-letter queue aws_sqs_queue.{queue}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn dead_letter_queues_only_where_a_replay_helps() {
+    let blocks = infra();
+    let how = triggers(&blocks);
+    assert!(
+        how.get("ingest").is_some_and(|t| t.schedule)
+            && how.get("transform").is_some_and(|t| t.s3 && !t.schedule)
+            && how.get("stream_sink").is_some_and(|t| t.mapping),
+        "the triggers were not found as expected: {how:?}"
+    );
+    assert_none("dead letters", check_dead_letters(&blocks));
+}
+
+#[test]
+fn a_dead_letter_queue_in_the_wrong_place_is_reported() {
+    let blocks = parse(
+        r#"
+resource "aws_sqs_queue" "dlq" {}
+resource "aws_iam_role" "tick" {}
+resource "aws_lambda_function" "tick" {
+  role = aws_iam_role.tick.arn
+  dead_letter_config {
+    target_arn = aws_sqs_queue.dlq.arn
+  }
+}
+resource "aws_cloudwatch_event_rule" "tick" {
+  schedule_expression = "rate(1 minute)"
+}
+resource "aws_cloudwatch_event_target" "tick" {
+  rule = aws_cloudwatch_event_rule.tick.name
+  arn  = aws_lambda_function.tick.arn
+}
+resource "aws_lambda_function" "on_upload" {}
+resource "aws_s3_bucket_notification" "uploads" {
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.on_upload.arn
+  }
+}
+resource "aws_lambda_function" "sink" {}
+resource "aws_lambda_function_event_invoke_config" "sink" {
+  function_name = aws_lambda_function.sink.function_name
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.dlq.arn
+    }
+  }
+}
+resource "aws_lambda_event_source_mapping" "sink" {
+  function_name = aws_lambda_function.sink.arn
+}
+"#,
+    );
+    let problems = check_dead_letters(&blocks);
+    for expected in [
+        "aws_lambda_function.tick: started by a schedule",
+        "aws_lambda_function.tick: its role may not sqs:SendMessage",
+        "aws_lambda_function.on_upload: started only by S3 events",
+        "aws_lambda_function.sink: invoked synchronously",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+}
+
+// ------------------------------------------------ dev tears down, prod stays
+
+/// 10. `environment = "dev"` makes the stack destroyable in one go (buckets
+///     emptied, no default Object Lock, secrets without a recovery window,
+///     the shortest KMS window); the default, prod, keeps all of it.
+fn check_environment(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if variable_default(blocks, "environment").and_then(|v| v.as_str().map(String::from))
+        != Some("prod".to_string())
+    {
+        problems.push("variable environment does not default to \"prod\"".to_string());
+    }
+    let dev = eval_context(blocks, &[("environment", hcl::Value::from("dev"))]);
+    let prod = eval_context(blocks, &[]);
+    let number = |v: Option<hcl::Value>| v.and_then(|v| v.as_u64());
+    let buckets = resources(blocks, "aws_s3_bucket");
+    if buckets.is_empty() {
+        problems.push("no buckets: the check would be vacuous".to_string());
+    }
+    for (name, body) in buckets {
+        if eval_attr(body, "force_destroy", &dev) != Some(hcl::Value::Bool(true)) {
+            problems.push(format!(
+                "aws_s3_bucket.{name}: force_destroy is not true in dev"
+            ));
+        }
+        if eval_attr(body, "force_destroy", &prod) == Some(hcl::Value::Bool(true)) {
+            problems.push(format!("aws_s3_bucket.{name}: force_destroy in prod"));
+        }
+    }
+    for (name, body) in resources(blocks, "aws_s3_bucket_object_lock_configuration") {
+        // No default retention in dev: a locked version stops force_destroy
+        // unless the deployer may bypass governance retention.
+        if number(eval_attr(body, "count", &dev)) != Some(0) {
+            problems.push(format!(
+                "aws_s3_bucket_object_lock_configuration.{name}: still created in dev"
+            ));
+        }
+        if attr(body, "count").is_some() && number(eval_attr(body, "count", &prod)) != Some(1) {
+            problems.push(format!(
+                "aws_s3_bucket_object_lock_configuration.{name}: not created in prod"
+            ));
+        }
+    }
+    let secrets = resources(blocks, "aws_secretsmanager_secret");
+    if secrets.is_empty() {
+        problems.push("no secrets: the check would be vacuous".to_string());
+    }
+    for (name, body) in secrets {
+        if number(eval_attr(body, "recovery_window_in_days", &dev)) != Some(0) {
+            problems.push(format!(
+                "aws_secretsmanager_secret.{name}: recovery_window_in_days is not 0 in dev"
+            ));
+        }
+        // Absent means the AWS default, 30 days.
+        let kept = attr(body, "recovery_window_in_days")
+            .map(|_| number(eval_attr(body, "recovery_window_in_days", &prod)).unwrap_or(0))
+            .unwrap_or(30);
+        if kept < 7 {
+            problems.push(format!(
+                "aws_secretsmanager_secret.{name}: recovery window of {kept} days in prod"
+            ));
+        }
+    }
+    for (name, body) in resources(blocks, "aws_kms_key") {
+        if number(eval_attr(body, "deletion_window_in_days", &dev)) != Some(7) {
+            problems.push(format!(
+                "aws_kms_key.{name}: deletion_window_in_days is not 7 in dev"
+            ));
+        }
+        if number(eval_attr(body, "deletion_window_in_days", &prod)) != Some(30) {
+            problems.push(format!(
+                "aws_kms_key.{name}: deletion_window_in_days is not 30 in prod"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn dev_can_be_destroyed_and_prod_keeps_its_data() {
+    assert_none("environment", check_environment(&infra()));
+}
+
+#[test]
+fn a_dev_stack_that_cannot_be_destroyed_is_reported() {
+    let blocks = parse(
+        r#"
+variable "environment" {
+  default = "dev"
+}
+locals {
+  dev = var.environment == "dev"
+}
+resource "aws_s3_bucket" "kept" {}
+resource "aws_s3_bucket" "always" {
+  force_destroy = true
+}
+resource "aws_s3_bucket_object_lock_configuration" "raw" {}
+resource "aws_secretsmanager_secret" "s" {
+  recovery_window_in_days = local.dev ? 7 : 30
+}
+resource "aws_kms_key" "k" {
+  deletion_window_in_days = 30
+}
+"#,
+    );
+    let problems = check_environment(&blocks);
+    for expected in [
+        "environment does not default to \"prod\"",
+        "aws_s3_bucket.kept: force_destroy is not true in dev",
+        "aws_s3_bucket.always: force_destroy in prod",
+        "object_lock_configuration.raw: still created in dev",
+        "aws_secretsmanager_secret.s: recovery_window_in_days is not 0 in dev",
+        "aws_kms_key.k: deletion_window_in_days is not 7 in dev",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+}
+
+// ------------------------------------------------- TLS to RDS, by default
+
+/// 11. By default ingest and load trust the packaged RDS CA bundle
+///     (`TRIBUTARY_PG_CA_FILE`), and refuse to plan when it was not packaged.
+fn check_database_tls(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if variable_default(blocks, "pg_ca_in_zip") != Some(hcl::Value::Bool(true)) {
+        problems.push("variable pg_ca_in_zip does not default to true".to_string());
+    }
+    let ctx = eval_context(blocks, &[]);
+    let binaries = function_binaries(blocks);
+    for (name, body) in resources(blocks, "aws_lambda_function") {
+        if !matches!(
+            binaries.get(name).map(String::as_str),
+            Some("ingest" | "load")
+        ) {
+            continue;
+        }
+        // The environment is a merge() of locals and literals: look for a
+        // local that names the CA file by default.
+        let variables = nested(body, "environment")
+            .into_iter()
+            .filter_map(|e| attr(e, "variables"))
+            .map(text)
+            .collect::<String>();
+        let ca_file = refs(&variables, "local").into_iter().any(|local| {
+            use hcl::eval::Evaluate;
+            let Some(expr) = locals(blocks).get(&local).copied() else {
+                return false;
+            };
+            match expr.evaluate(&ctx) {
+                Ok(hcl::Value::Object(map)) => map
+                    .get("TRIBUTARY_PG_CA_FILE")
+                    .is_some_and(|v| v.as_str() == Some("/var/task/pg-ca.pem")),
+                _ => false,
+            }
+        });
+        if !ca_file {
+            problems.push(format!(
+                "aws_lambda_function.{name}: TRIBUTARY_PG_CA_FILE=/var/task/pg-ca.pem is not in its environment by default"
+            ));
+        }
+        let guarded = nested(body, "lifecycle")
+            .into_iter()
+            .flat_map(|l| nested(l, "precondition"))
+            .any(|p| {
+                refs(&attr(p, "condition").map(text).unwrap_or_default(), "var")
+                    .contains("pg_ca_in_zip")
+            });
+        if !guarded {
+            problems.push(format!(
+                "aws_lambda_function.{name}: no precondition that the CA bundle was packaged"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn tls_to_rds_is_verified_against_the_packaged_bundle_by_default() {
+    assert_none("database TLS", check_database_tls(&infra()));
+}
+
+#[test]
+fn an_unverified_default_is_reported() {
+    let blocks = parse(
+        r#"
+variable "pg_ca_in_zip" {
+  default = false
+}
+locals {
+  tls = var.pg_ca_in_zip ? { TRIBUTARY_PG_CA_FILE = "/var/task/pg-ca.pem" } : {}
+}
+resource "aws_lambda_function" "ingest" {
+  filename = "${var.dir}/ingest/bootstrap.zip"
+  environment {
+    variables = merge(local.tls, { A = "b" })
+  }
+}
+"#,
+    );
+    let problems = check_database_tls(&blocks);
+    for expected in [
+        "pg_ca_in_zip does not default to true",
+        "TRIBUTARY_PG_CA_FILE=/var/task/pg-ca.pem is not in its environment",
+        "no precondition",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+}
+
+// ------------------------------------------- make deploy / make destroy
+
+/// Runs `program args` in the repository with a clean environment: `env`
+/// only, PATH first through a directory of stand-ins for the tools a deploy
+/// goes on to use (terraform; cargo, rustup and python3 of the packaging),
+/// which record being called and fail: nothing may get that far when a check
+/// refuses.
+fn run_deploy(program: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, bool) {
+    let stubs = tempfile::tempdir().expect("temp dir");
+    let called = stubs.path().join("called");
+    for tool in ["terraform", "cargo", "rustup", "python3"] {
+        let path = stubs.path().join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho {tool} \"$@\" >> '{}'\nexit 1\n",
+                called.display()
+            ),
+        )
+        .expect("write stub");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        stubs.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        called.exists(),
+    )
+}
+
+/// An infra/terraform.tfvars on this machine may set alert_email, which
+/// rightly stands in for ALERT_EMAIL.
+fn tfvars_sets_alert_email() -> bool {
+    std::fs::read_to_string(repo_root().join("infra/terraform.tfvars"))
+        .is_ok_and(|s| s.lines().any(|l| l.trim_start().starts_with("alert_email")))
+}
+
+#[test]
+fn make_deploy_refuses_without_the_rds_ca_bundle() {
+    let (code, stdout, stderr, called) = run_deploy(
+        "make",
+        &["deploy"],
+        &[("ALERT_EMAIL", "oncall@example.com")],
+    );
+    assert_ne!(code, 0, "make deploy went ahead:\n{stdout}\n{stderr}");
+    assert!(!called, "the deploy went on before the refusal:\n{stderr}");
+    let refusal: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("deploy:"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "one line of refusal expected:\n{stderr}");
+    for needed in ["PG_CA_BUNDLE=", "global-bundle.pem", "PG_CA_BUNDLE=none"] {
+        assert!(refusal[0].contains(needed), "{needed}: {}", refusal[0]);
+    }
+
+    // The bundle must be a file of PEM certificates.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_pem = dir.path().join("bundle.txt");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    for bundle in [
+        dir.path().join("missing.pem").display().to_string(),
+        not_pem.display().to_string(),
+    ] {
+        let (code, _, stderr, called) = run_deploy(
+            "scripts/deploy.sh",
+            &["deploy"],
+            &[
+                ("ALERT_EMAIL", "oncall@example.com"),
+                ("PG_CA_BUNDLE", &bundle),
+            ],
+        );
+        assert!(code != 0 && !called, "{bundle} accepted:\n{stderr}");
+        assert!(
+            stderr.trim().lines().count() == 1 && stderr.contains(&bundle),
+            "one line naming {bundle}:\n{stderr}"
+        );
+    }
+
+    if tfvars_sets_alert_email() {
+        eprintln!(
+            "infra/terraform.tfvars sets alert_email: the ALERT_EMAIL refusal is not checked here"
+        );
+    } else {
+        let (code, _, stderr, called) = run_deploy(
+            "scripts/deploy.sh",
+            &["deploy"],
+            &[("PG_CA_BUNDLE", "none")],
+        );
+        assert!(
+            code != 0 && !called,
+            "deployed without ALERT_EMAIL:\n{stderr}"
+        );
+        assert!(stderr.contains("ALERT_EMAIL="), "{stderr}");
+    }
+}
+
+#[test]
+fn deploy_and_destroy_pass_the_same_flags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bundle = dir.path().join("global-bundle.pem");
+    std::fs::write(
+        &bundle,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let tfvars = dir.path().join("dev.tfvars");
+    std::fs::write(&tfvars, "environment = \"dev\"\n").expect("write");
+    let tfvars = tfvars.display().to_string();
+    let flags = |action: &str, bundle: &str| {
+        let (code, stdout, stderr, called) = run_deploy(
+            "scripts/deploy.sh",
+            &["flags", action],
+            &[
+                ("ALERT_EMAIL", "oncall@example.com"),
+                ("PG_CA_BUNDLE", bundle),
+                ("TFVARS", &tfvars),
+            ],
+        );
+        assert!(code == 0 && !called, "flags {action}:\n{stderr}");
+        stdout.lines().map(String::from).collect::<Vec<_>>()
+    };
+
+    let with_bundle = flags("deploy", &bundle.display().to_string());
+    assert!(
+        with_bundle.contains(&"-var=pg_ca_in_zip=true".to_string()),
+        "{with_bundle:?}"
+    );
+    let without = flags("deploy", "none");
+    assert!(
+        without.contains(&"-var=pg_ca_in_zip=false".to_string()),
+        "{without:?}"
+    );
+    // destroy takes pg_ca_in_zip from the last package; everything else is
+    // what deploy passes.
+    let destroy = flags("destroy", "");
+    let not_ca = |flags: &[String]| {
+        flags
+            .iter()
+            .filter(|f| !f.starts_with("-var=pg_ca_in_zip="))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(not_ca(&destroy), not_ca(&without));
+    assert!(
+        destroy.iter().any(|f| f.starts_with("-var=pg_ca_in_zip=")),
+        "{destroy:?}"
+    );
+    for expected in [
+        "-var=alert_email=oncall@example.com".to_string(),
+        format!("-var-file={tfvars}"),
+    ] {
+        assert!(destroy.contains(&expected), "{expected}: {destroy:?}");
+    }
 }
