@@ -483,6 +483,26 @@ ensure_databases() {
                 die "could not create database $db"
         fi
     done
+    ensure_password_role
+}
+
+# The cluster trusts loopback, so passwords are never checked. Members of
+# role tributary_password_login are the exception (scram-sha-256), so tests
+# can see a wrong or rotated password refused (SQLSTATE 28P01).
+ensure_password_role() {
+    local psql=("$PGB/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+    local line="host all +tributary_password_login 127.0.0.1/32 scram-sha-256" hba
+    "${psql[@]}" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tributary_password_login') THEN
+          CREATE ROLE tributary_password_login NOLOGIN;
+        END IF; END \$\$" </dev/null >/dev/null || die "could not create role tributary_password_login"
+    hba="$("${psql[@]}" -tA -c "SHOW hba_file" </dev/null)" || die "cannot read hba_file from postgres"
+    if ! grep -qxF "$line" "$hba"; then
+        log "requiring passwords for members of tributary_password_login ($hba)"
+        as_pg sh -c 'f="$1"; l="$2"; { printf "%s\n" "$l"; cat "$f"; } >"$f.new" && mv "$f.new" "$f"' _ "$hba" "$line" ||
+            die "could not update $hba"
+        "${psql[@]}" -c "SELECT pg_reload_conf()" </dev/null >/dev/null || die "could not reload postgres"
+    fi
 }
 
 stop_pg() {

@@ -670,3 +670,95 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
     let l = load_handler(&load, &json!({})).await.unwrap();
     assert_eq!(l["trades"], json!(3), "{l}");
 }
+
+/// An RDS-managed secret holds only the username and password; the host,
+/// port and database come from the function's settings. When the password
+/// is rotated, the next connection reads the secret again.
+#[tokio::test]
+async fn an_rds_managed_secret_works_and_a_rotated_password_is_read_again() {
+    let Some(stack) = Stack::new("lambda_rotate").await else {
+        return;
+    };
+    let aws = Aws::new(&stack).await;
+    let role = unique("rotating").replace('-', "_");
+    stack
+        .warehouse
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'first-pw' IN ROLE tributary_password_login"
+        ))
+        .await
+        .expect("the local stack has role tributary_password_login (scripts/local-stack.sh start)");
+    let parsed: tokio_postgres::Config = stack.warehouse_db.url.parse().unwrap();
+    let host = match &parsed.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("{other:?}"),
+    };
+    let port = parsed.get_ports()[0].to_string();
+    let dbname = parsed.get_dbname().unwrap().to_string();
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws.sdk);
+    let managed = secrets
+        .create_secret()
+        .name(unique("rds-managed"))
+        .secret_string(json!({"username": role, "password": "first-pw"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let endpoint = [
+        ("WAREHOUSE_SECRET_ARN", managed.as_str()),
+        ("WAREHOUSE_DB_HOST", host.as_str()),
+        ("WAREHOUSE_DB_PORT", port.as_str()),
+        ("WAREHOUSE_DB_NAME", dbname.as_str()),
+    ];
+    let load = aws.context(Function::Load, &endpoint).await;
+    load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .expect("the managed secret connects with host and port from settings");
+
+    // Rotation: a new password in the database and in the secret, and the
+    // kept connection gone (as after a freeze or a failover).
+    stack
+        .warehouse
+        .batch_execute(&format!(
+            "ALTER ROLE {role} PASSWORD 'second-pw';
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+        ))
+        .await
+        .unwrap();
+    secrets
+        .put_secret_value()
+        .secret_id(&managed)
+        .secret_string(json!({"username": role, "password": "second-pw"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .expect("the refused password makes the function read the secret again");
+
+    // A password that is wrong in the secret too: a clear, non-retryable
+    // failure that names where the credentials came from.
+    stack
+        .warehouse
+        .batch_execute(&format!(
+            "ALTER ROLE {role} PASSWORD 'third-pw';
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+        ))
+        .await
+        .unwrap();
+    let failure = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure.error_type(),
+        "NonRetryable.Authentication",
+        "{failure}"
+    );
+    assert!(
+        failure.message.contains("refused the credentials")
+            && failure.message.contains("WAREHOUSE_SECRET_ARN")
+            && !failure.message.contains("second-pw"),
+        "{failure}"
+    );
+}

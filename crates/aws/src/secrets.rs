@@ -1,14 +1,19 @@
-//! Database URLs from Secrets Manager secrets in the shape RDS writes:
-//! `{"host": …, "port": 5432, "username": …, "password": …, "dbname": …}`.
+//! Database URLs from Secrets Manager secrets in the shapes AWS hands out:
+//! the full RDS JSON `{"host": …, "port": 5432, "username": …, "password":
+//! …, "dbname": …}`, or the RDS-managed master secret, which holds only
+//! `username` and `password` (host, port and database then come from
+//! settings that Terraform fills in).
 
 use serde::Deserialize;
+use tributary_pipeline::config::DbEndpoint;
 
 use crate::{Error, Result, describe};
 
 /// The fields Tributary reads from an RDS-shaped secret.
 #[derive(Deserialize)]
 pub struct RdsSecret {
-    host: String,
+    #[serde(default)]
+    host: Option<String>,
     #[serde(default, deserialize_with = "port_from_number_or_string")]
     port: Option<u16>,
     username: String,
@@ -67,7 +72,7 @@ impl RdsSecret {
         serde_json::from_str(text).map_err(|e| Error::Secret {
             secret: secret.to_string(),
             reason: format!(
-                "is not an RDS-shaped JSON secret with host, port, username, password and dbname ({})",
+                "is not an RDS-shaped JSON secret with username and password (and optionally host, port, dbname) ({})",
                 // serde's message names the field, not the value.
                 e.to_string().split(" at line").next().unwrap_or_default()
             ),
@@ -75,22 +80,47 @@ impl RdsSecret {
         })
     }
 
-    /// A PostgreSQL URL; `default_db` when the secret has no `dbname`.
-    /// TLS is left to the connector, which requires it off loopback.
-    pub fn database_url(&self, default_db: &str) -> String {
-        let host = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]", self.host)
+    /// A PostgreSQL URL. What the secret lacks comes from `endpoint`, then
+    /// defaults (port 5432, database `default_db`); a host is required from
+    /// one or the other. TLS is left to the connector, which requires it off
+    /// loopback.
+    pub fn database_url(
+        &self,
+        secret: &str,
+        endpoint: &DbEndpoint,
+        default_db: &str,
+    ) -> Result<String> {
+        let host = self
+            .host
+            .clone()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| endpoint.host.clone())
+            .ok_or_else(|| Error::Secret {
+                secret: secret.to_string(),
+                reason: format!(
+                    "has no host (an RDS-managed secret holds only the username and password): set {} to the database's address (Terraform does this from its variables)",
+                    endpoint.host_variable
+                ),
+                retryable: false,
+            })?;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
         } else {
-            self.host.clone()
+            host
         };
-        format!(
+        let dbname = self
+            .dbname
+            .as_deref()
+            .or(endpoint.dbname.as_deref())
+            .unwrap_or(default_db);
+        Ok(format!(
             "postgres://{}:{}@{}:{}/{}",
             encode_userinfo(&self.username),
             encode_userinfo(&self.password),
             host,
-            self.port.unwrap_or(5432),
-            encode_userinfo(self.dbname.as_deref().unwrap_or(default_db)),
-        )
+            self.port.or(endpoint.port).unwrap_or(5432),
+            encode_userinfo(dbname),
+        ))
     }
 }
 
@@ -119,14 +149,15 @@ pub async fn secret_string(
         })
 }
 
-/// The database URL held by an RDS-shaped secret.
+/// The database URL held by an RDS-shaped secret, completed by `endpoint`.
 pub async fn database_url(
     client: &aws_sdk_secretsmanager::Client,
     secret: &str,
+    endpoint: &DbEndpoint,
     default_db: &str,
 ) -> Result<String> {
     let text = secret_string(client, secret).await?;
-    Ok(RdsSecret::parse(secret, &text)?.database_url(default_db))
+    RdsSecret::parse(secret, &text)?.database_url(secret, endpoint, default_db)
 }
 
 #[cfg(test)]
@@ -141,7 +172,9 @@ mod tests {
                 "username":"tributary","password":"p@ss:w/rd%?","dbname":"totesys"}"#,
         )
         .unwrap();
-        let url = secret.database_url("ignored");
+        let url = secret
+            .database_url("s", &DbEndpoint::default(), "ignored")
+            .unwrap();
         assert_eq!(
             url,
             "postgres://tributary:p%40ss%3Aw%2Frd%25%3F@db.example.internal:5432/totesys"
@@ -164,8 +197,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            secret.database_url("warehouse"),
+            secret
+                .database_url("s", &DbEndpoint::default(), "warehouse")
+                .unwrap(),
             "postgres://u:p@[::1]:6543/warehouse"
+        );
+    }
+
+    #[test]
+    fn an_rds_managed_secret_takes_host_port_and_database_from_settings() {
+        let managed =
+            RdsSecret::parse("arn:m", r#"{"username":"admin","password":"x/y"}"#).unwrap();
+        let endpoint = DbEndpoint {
+            host: Some("db.cluster.eu-west-2.rds.amazonaws.com".to_string()),
+            host_variable: "WAREHOUSE_DB_HOST",
+            port: Some(5433),
+            dbname: Some("dw".to_string()),
+        };
+        assert_eq!(
+            managed
+                .database_url("arn:m", &endpoint, "warehouse")
+                .unwrap(),
+            "postgres://admin:x%2Fy@db.cluster.eu-west-2.rds.amazonaws.com:5433/dw"
+        );
+        let err = managed
+            .database_url(
+                "arn:m",
+                &DbEndpoint {
+                    host_variable: "WAREHOUSE_DB_HOST",
+                    ..DbEndpoint::default()
+                },
+                "warehouse",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("arn:m") && err.contains("set WAREHOUSE_DB_HOST"),
+            "{err}"
+        );
+        assert!(!err.contains("x/y"), "{err}");
+        // The secret's own fields win over the settings.
+        let full = RdsSecret::parse(
+            "arn:f",
+            r#"{"host":"h","port":6000,"username":"u","password":"p","dbname":"d"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            full.database_url("arn:f", &endpoint, "warehouse").unwrap(),
+            "postgres://u:p@h:6000/d"
         );
     }
 

@@ -18,7 +18,7 @@ use tributary_pipeline::{
     alerts::{Alerts, LogAlerts},
     catalog::{Catalog, NoCatalog},
     config::{
-        COINCAP_API_KEY, COINCAP_SECRET_ARN, TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN,
+        COINCAP_API_KEY, COINCAP_SECRET_ARN, DbEndpoint, TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN,
         TRIBUTARY_ALERT_TOPIC_ARN, WAREHOUSE_DATABASE_URL, WAREHOUSE_SECRET_ARN,
     },
     markets::stream::TradeStream,
@@ -87,6 +87,27 @@ pub struct Context {
     pub schedule_period: std::time::Duration,
     totesys: Mutex<Option<Client>>,
     warehouse: Mutex<Option<Client>>,
+    secrets_client: aws_sdk_secretsmanager::Client,
+    /// The secret the database URL came from, read again when the database
+    /// refuses the credentials (a rotated password).
+    db_secret: Option<DbSecret>,
+    /// Settings with the URL from the secret as read again, once it was.
+    reread: Mutex<Option<Settings>>,
+}
+
+/// Where a function's database URL came from.
+struct DbSecret {
+    arn: String,
+    variable: &'static str,
+    endpoint: DbEndpoint,
+    default_db: &'static str,
+}
+
+/// Which database a connection goes to.
+#[derive(Debug, Clone, Copy)]
+enum Database {
+    Totesys,
+    Warehouse,
 }
 
 /// A guard on a live connection.
@@ -119,6 +140,7 @@ impl Context {
                 TOTESYS_SECRET_ARN,
                 aws.totesys_secret_arn.as_deref(),
                 "totesys",
+                &aws.totesys_endpoint,
             )),
             Function::Load => Some((
                 WAREHOUSE_DATABASE_URL,
@@ -126,10 +148,12 @@ impl Context {
                 WAREHOUSE_SECRET_ARN,
                 aws.warehouse_secret_arn.as_deref(),
                 "warehouse",
+                &aws.warehouse_endpoint,
             )),
             Function::Transform | Function::StreamSink => None,
         };
-        if let Some((url_var, false, secret_var, secret, db)) = needs {
+        let mut db_secret = None;
+        if let Some((url_var, false, secret_var, secret, db, endpoint)) = needs {
             let Some(secret) = secret else {
                 return Err(Failure {
                     retryable: false,
@@ -139,11 +163,17 @@ impl Context {
                     ),
                 });
             };
-            let url = secrets::database_url(&secrets_client, secret, db).await?;
+            let url = secrets::database_url(&secrets_client, secret, endpoint, db).await?;
             settings = match function {
                 Function::Ingest => settings.with_totesys_url(url, secret_var),
                 _ => settings.with_warehouse_url(url, secret_var),
             };
+            db_secret = Some(DbSecret {
+                arn: secret.to_string(),
+                variable: secret_var,
+                endpoint: endpoint.clone(),
+                default_db: db,
+            });
         }
         let raw = settings.raw_lake()?;
         let processed = settings.processed_lake()?;
@@ -230,6 +260,9 @@ impl Context {
             schedule_period,
             totesys: Mutex::new(None),
             warehouse: Mutex::new(None),
+            secrets_client,
+            db_secret,
+            reread: Mutex::new(None),
         })
     }
 
@@ -243,7 +276,7 @@ impl Context {
     pub async fn totesys(&self) -> tributary_pipeline::Result<Connection<'_>> {
         let mut slot = self.totesys.lock().await;
         if !alive(slot.as_ref()).await {
-            *slot = Some(self.settings.connect_totesys().await?);
+            *slot = Some(self.open(Database::Totesys).await?);
         }
         Ok(slot)
     }
@@ -252,9 +285,49 @@ impl Context {
     pub async fn warehouse(&self) -> tributary_pipeline::Result<Connection<'_>> {
         let mut slot = self.warehouse.lock().await;
         if !alive(slot.as_ref()).await {
-            *slot = Some(self.settings.connect_warehouse().await?);
+            *slot = Some(self.open(Database::Warehouse).await?);
         }
         Ok(slot)
+    }
+
+    /// Opens a connection; when the database refuses the credentials and
+    /// they came from a secret, reads the secret again (its password may
+    /// have been rotated) and tries once more.
+    async fn open(&self, database: Database) -> tributary_pipeline::Result<Client> {
+        let current = match self.reread.lock().await.clone() {
+            Some(settings) => settings,
+            None => self.settings.clone(),
+        };
+        let connect = |settings: Settings| async move {
+            match database {
+                Database::Totesys => settings.connect_totesys().await,
+                Database::Warehouse => settings.connect_warehouse().await,
+            }
+        };
+        let first = connect(current.clone()).await;
+        let (Err(tributary_pipeline::Error::Authentication { .. }), Some(secret)) =
+            (&first, &self.db_secret)
+        else {
+            return first;
+        };
+        tracing::warn!(
+            secret = %secret.arn,
+            "the database refused the credentials; reading the secret again (rotated password?)"
+        );
+        let url = secrets::database_url(
+            &self.secrets_client,
+            &secret.arn,
+            &secret.endpoint,
+            secret.default_db,
+        )
+        .await?;
+        let settings = match database {
+            Database::Totesys => current.with_totesys_url(url, secret.variable),
+            Database::Warehouse => current.with_warehouse_url(url, secret.variable),
+        };
+        let client = connect(settings.clone()).await?;
+        *self.reread.lock().await = Some(settings);
+        Ok(client)
     }
 }
 

@@ -48,6 +48,7 @@ fn kind_of(error: &tributary_pipeline::Error) -> &'static str {
     match error {
         E::Setting { .. } => "Setting",
         E::Unreachable { .. } => "Unreachable",
+        E::Authentication { .. } => "Authentication",
         E::UnknownTable(..) => "Request",
         E::Lake(_) => "Lake",
         E::Warehouse(_) => "Warehouse",

@@ -41,6 +41,19 @@ pub const COINCAP_API_KEY: &str = "COINCAP_API_KEY";
 pub const TOTESYS_SECRET_ARN: &str = "TOTESYS_SECRET_ARN";
 /// Secrets Manager secret of the warehouse database (RDS JSON shape).
 pub const WAREHOUSE_SECRET_ARN: &str = "WAREHOUSE_SECRET_ARN";
+/// Host of the source database, for a secret without one (RDS-managed
+/// secrets hold only the username and password).
+pub const TOTESYS_DB_HOST: &str = "TOTESYS_DB_HOST";
+/// Port of the source database, for a secret without one (default 5432).
+pub const TOTESYS_DB_PORT: &str = "TOTESYS_DB_PORT";
+/// Database name of the source, for a secret without one (default `totesys`).
+pub const TOTESYS_DB_NAME: &str = "TOTESYS_DB_NAME";
+/// Host of the warehouse database, for a secret without one.
+pub const WAREHOUSE_DB_HOST: &str = "WAREHOUSE_DB_HOST";
+/// Port of the warehouse database, for a secret without one (default 5432).
+pub const WAREHOUSE_DB_PORT: &str = "WAREHOUSE_DB_PORT";
+/// Database name of the warehouse, for a secret without one (default `warehouse`).
+pub const WAREHOUSE_DB_NAME: &str = "WAREHOUSE_DB_NAME";
 /// Secret holding the CoinCap key (the bare key, or JSON with `api_key`).
 pub const COINCAP_SECRET_ARN: &str = "COINCAP_SECRET_ARN";
 /// SNS topic for alerts; absent: alerts go to the log.
@@ -146,6 +159,10 @@ pub struct AwsSettings {
     pub warehouse_secret_arn: Option<String>,
     /// Secret holding the CoinCap key, used when the key is absent.
     pub coincap_secret_arn: Option<String>,
+    /// Where the source database is when its secret does not say.
+    pub totesys_endpoint: DbEndpoint,
+    /// Where the warehouse database is when its secret does not say.
+    pub warehouse_endpoint: DbEndpoint,
     /// SNS topic for alerts.
     pub alert_topic_arn: Option<String>,
     /// Kinesis stream of market data.
@@ -154,6 +171,19 @@ pub struct AwsSettings {
     pub glue_database: Option<String>,
     /// The period of the ingest schedule.
     pub schedule_period: Duration,
+}
+
+/// A database's address from settings, filling in what a secret lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbEndpoint {
+    /// Host name.
+    pub host: Option<String>,
+    /// The variable that names the host, for errors.
+    pub host_variable: &'static str,
+    /// Port.
+    pub port: Option<u16>,
+    /// Database name.
+    pub dbname: Option<String>,
 }
 
 /// Typed settings for every stage.
@@ -250,6 +280,18 @@ impl Settings {
                 totesys_secret_arn: get(TOTESYS_SECRET_ARN),
                 warehouse_secret_arn: get(WAREHOUSE_SECRET_ARN),
                 coincap_secret_arn: get(COINCAP_SECRET_ARN),
+                totesys_endpoint: DbEndpoint {
+                    host: get(TOTESYS_DB_HOST),
+                    host_variable: TOTESYS_DB_HOST,
+                    port: port(TOTESYS_DB_PORT, get(TOTESYS_DB_PORT))?,
+                    dbname: get(TOTESYS_DB_NAME),
+                },
+                warehouse_endpoint: DbEndpoint {
+                    host: get(WAREHOUSE_DB_HOST),
+                    host_variable: WAREHOUSE_DB_HOST,
+                    port: port(WAREHOUSE_DB_PORT, get(WAREHOUSE_DB_PORT))?,
+                    dbname: get(WAREHOUSE_DB_NAME),
+                },
                 alert_topic_arn: get(TRIBUTARY_ALERT_TOPIC_ARN),
                 stream_name: get(TRIBUTARY_STREAM_NAME),
                 glue_database: get(TRIBUTARY_GLUE_DATABASE),
@@ -353,6 +395,22 @@ fn positive(
             }),
         },
     }
+}
+
+fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>> {
+    value
+        .map(|text| {
+            text.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Error::Setting {
+                    variable,
+                    problem: format!("must be a TCP port, not {text:?}"),
+                    example: "5432",
+                })
+        })
+        .transpose()
 }
 
 #[cfg(test)]

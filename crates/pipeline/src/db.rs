@@ -125,11 +125,26 @@ pub async fn connect(
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     config.application_name("tributary");
-    let unreachable = |e: tokio_postgres::Error| Error::Unreachable {
-        database,
-        target: target.clone(),
-        variable,
-        reason: root_cause(&e),
+    let unreachable = |e: tokio_postgres::Error| {
+        let refused = e.code().is_some_and(|code| {
+            *code == tokio_postgres::error::SqlState::INVALID_PASSWORD
+                || *code == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        });
+        if refused {
+            Error::Authentication {
+                database,
+                target: target.clone(),
+                variable,
+                reason: root_cause(&e),
+            }
+        } else {
+            Error::Unreachable {
+                database,
+                target: target.clone(),
+                variable,
+                reason: root_cause(&e),
+            }
+        }
     };
     let client = match transport(&config, variable)? {
         Transport::Plain => {

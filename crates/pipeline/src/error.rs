@@ -28,6 +28,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// The database refused the credentials (SQLSTATE 28P01/28000).
+    #[error(
+        "the {database} database at {target} refused the credentials (from {variable}): {reason}; if the password was rotated, the secret is read again on the next connection"
+    )]
+    Authentication {
+        /// Which database (`totesys`, `warehouse`).
+        database: &'static str,
+        /// host:port/dbname, without credentials.
+        target: String,
+        /// The setting it came from.
+        variable: &'static str,
+        /// The server's message.
+        reason: String,
+    },
+
     /// A request named something that is not in the fixed table list.
     #[error("unknown table {0:?}; the totesys tables are: {1}")]
     UnknownTable(String, String),
@@ -124,6 +139,7 @@ impl Error {
         !matches!(
             self,
             Error::Setting { .. }
+                | Error::Authentication { .. }
                 | Error::UnknownTable(..)
                 | Error::Rollup(_)
                 | Error::Compress(_)
