@@ -31,7 +31,23 @@ locals {
   # scripts/package.sh puts it into each zip as pg-ca.pem, which Lambda
   # unpacks into /var/task, and leaves a copy at <lambda_zip_dir>/pg-ca.pem
   # that the preconditions below look for.
-  pg_ca_packaged           = fileexists("${var.lambda_zip_dir}/pg-ca.pem")
+  pg_ca_packaged = fileexists("${var.lambda_zip_dir}/pg-ca.pem")
+  # The secret each database's credentials come from: the stack's own, or
+  # one that exists already (e.g. the secret RDS manages for a master user).
+  totesys_secret_arn   = var.totesys_existing_secret_arn != "" ? var.totesys_existing_secret_arn : aws_secretsmanager_secret.totesys.arn
+  warehouse_secret_arn = var.warehouse_existing_secret_arn != "" ? var.warehouse_existing_secret_arn : aws_secretsmanager_secret.warehouse.arn
+  # Host, port and database for secrets that lack them (an RDS-managed master
+  # secret holds only username and password). A secret's own fields win.
+  totesys_endpoint_environment = { for k, v in {
+    TOTESYS_DB_HOST = var.totesys_db_host
+    TOTESYS_DB_PORT = var.totesys_db_port
+    TOTESYS_DB_NAME = var.totesys_db_name
+  } : k => v if v != "" }
+  warehouse_endpoint_environment = { for k, v in {
+    WAREHOUSE_DB_HOST = var.warehouse_db_host
+    WAREHOUSE_DB_PORT = var.warehouse_db_port
+    WAREHOUSE_DB_NAME = var.warehouse_db_name
+  } : k => v if v != "" }
   database_tls_environment = var.pg_ca_in_zip ? { TRIBUTARY_PG_CA_FILE = "/var/task/pg-ca.pem" } : {}
 }
 
@@ -65,10 +81,10 @@ resource "aws_lambda_function" "ingest" {
 
   environment {
     variables = merge(local.common_environment, local.database_tls_environment, {
-      TOTESYS_SECRET_ARN        = aws_secretsmanager_secret.totesys.arn
+      TOTESYS_SECRET_ARN        = local.totesys_secret_arn
       TRIBUTARY_STREAM_NAME     = aws_kinesis_stream.markets.name
       TRIBUTARY_SCHEDULE_PERIOD = local.ingest_period
-      }, var.coincap_secret_enabled ? {
+      }, local.totesys_endpoint_environment, var.coincap_secret_enabled ? {
       COINCAP_SECRET_ARN = aws_secretsmanager_secret.coincap[0].arn
     } : {})
   }
@@ -166,8 +182,8 @@ resource "aws_lambda_function" "load" {
 
   environment {
     variables = merge(local.common_environment, local.database_tls_environment, {
-      WAREHOUSE_SECRET_ARN = aws_secretsmanager_secret.warehouse.arn
-    })
+      WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
+    }, local.warehouse_endpoint_environment)
   }
 
   dynamic "vpc_config" {

@@ -43,6 +43,14 @@ data "aws_iam_policy_document" "function_base" {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.main.arn]
   }
+
+  # What the alert gate has already mailed (one small object per function),
+  # so a failure every minute is one email, an hourly summary and a recovery.
+  statement {
+    sid       = "KeepAlertState"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/_alerts/${each.key}.json"]
+  }
 }
 
 # Elastic network interfaces in the given subnets, only when ingest/load run in
@@ -103,7 +111,7 @@ data "aws_iam_policy_document" "ingest" {
   statement {
     sid       = "ReadSourceSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = concat([aws_secretsmanager_secret.totesys.arn], aws_secretsmanager_secret.coincap[*].arn)
+    resources = concat([local.totesys_secret_arn], aws_secretsmanager_secret.coincap[*].arn)
   }
 
   statement {
@@ -225,7 +233,7 @@ data "aws_iam_policy_document" "load" {
   statement {
     sid       = "ReadWarehouseSecret"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.warehouse.arn]
+    resources = [local.warehouse_secret_arn]
   }
 }
 

@@ -256,3 +256,71 @@ variable "kms_deletion_window_days" {
   type        = number
   default     = 30
 }
+
+variable "totesys_db_host" {
+  description = "Address of the totesys database, for a secret that holds only username and password (an RDS-managed master secret). Empty: the secret must hold host."
+  type        = string
+  default     = ""
+}
+
+variable "totesys_db_port" {
+  description = "Port of the totesys database when the secret has none. Empty: 5432."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.totesys_db_port == "" || can(regex("^[0-9]{1,5}$", var.totesys_db_port))
+    error_message = "totesys_db_port must be a port number such as 5432, or empty."
+  }
+}
+
+variable "totesys_db_name" {
+  description = "Database name of totesys when the secret has none. Empty: totesys."
+  type        = string
+  default     = ""
+}
+
+variable "warehouse_db_host" {
+  description = "Address of the warehouse database, for a secret that holds only username and password (an RDS-managed master secret). Empty: the secret must hold host."
+  type        = string
+  default     = ""
+}
+
+variable "warehouse_db_port" {
+  description = "Port of the warehouse database when the secret has none. Empty: 5432."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.warehouse_db_port == "" || can(regex("^[0-9]{1,5}$", var.warehouse_db_port))
+    error_message = "warehouse_db_port must be a port number such as 5432, or empty."
+  }
+}
+
+variable "warehouse_db_name" {
+  description = "Database name of warehouse when the secret has none. Empty: warehouse."
+  type        = string
+  default     = ""
+}
+
+variable "totesys_existing_secret_arn" {
+  description = "ARN of an existing secret with the totesys credentials, used instead of the stack's own: e.g. the secret RDS manages for the master user (username and password only; set totesys_db_host too). Its password may rotate: a refused login makes the function read the secret again. Empty: the stack's secret."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.totesys_existing_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.totesys_existing_secret_arn))
+    error_message = "totesys_existing_secret_arn must be a Secrets Manager secret ARN, or empty."
+  }
+}
+
+variable "warehouse_existing_secret_arn" {
+  description = "ARN of an existing secret with the warehouse credentials, used instead of the stack's own: e.g. the secret RDS manages for the master user (username and password only; set warehouse_db_host too). Its password may rotate: a refused login makes the function read the secret again. Empty: the stack's secret."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.warehouse_existing_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.warehouse_existing_secret_arn))
+    error_message = "warehouse_existing_secret_arn must be a Secrets Manager secret ARN, or empty."
+  }
+}

@@ -1912,3 +1912,106 @@ fn deploy_and_destroy_pass_the_same_flags() {
         assert!(destroy.contains(&expected), "{expected}: {destroy:?}");
     }
 }
+
+// ----------------------------------------------------- environment variables
+
+/// The variable names the settings read (`pub const X: &str = "X"` in
+/// `crates/pipeline/src/config.rs`).
+fn settings_variables() -> BTreeSet<String> {
+    let source =
+        std::fs::read_to_string(repo_root().join("crates/pipeline/src/config.rs")).unwrap();
+    source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter_map(|rest| rest.split_once(": &str = \""))
+        .filter_map(|(name, value)| {
+            let value = value.strip_suffix("\";")?;
+            (name == value).then(|| value.to_string())
+        })
+        .collect()
+}
+
+/// Upper-case object keys in Terraform text: the environment variables a
+/// function is given (in `variables = {…}` literals and the locals merged in).
+fn environment_keys(tf: &str) -> BTreeSet<String> {
+    tf.lines()
+        .flat_map(|line| line.split(['{', ',']))
+        .filter_map(|part| part.trim().split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| {
+            key.len() > 2
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && key.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Variables read by libraries rather than the settings: the log filter
+/// and the AWS SDK's checksum choice.
+const RUNTIME_VARIABLES: [&str; 2] = ["RUST_LOG", "AWS_CHECKSUM_ALGORITHM"];
+
+fn check_environment_names(tf: &str, known: &BTreeSet<String>) -> Vec<String> {
+    environment_keys(tf)
+        .into_iter()
+        .filter(|key| !known.contains(key) && !RUNTIME_VARIABLES.contains(&key.as_str()))
+        .map(|key| {
+            format!("a function is given {key}, which no setting reads (typo? see crates/pipeline/src/config.rs)")
+        })
+        .collect()
+}
+
+#[test]
+fn every_environment_variable_a_function_gets_is_one_the_settings_read() {
+    let tf = std::fs::read_to_string(repo_root().join("infra/functions.tf")).unwrap();
+    let known = settings_variables();
+    assert!(
+        known.contains("WAREHOUSE_DB_HOST") && known.len() > 20,
+        "{known:?}"
+    );
+    let given = environment_keys(&tf);
+    for expected in [
+        "TOTESYS_SECRET_ARN",
+        "WAREHOUSE_SECRET_ARN",
+        "TOTESYS_DB_HOST",
+        "WAREHOUSE_DB_HOST",
+        "WAREHOUSE_DB_PORT",
+        "TRIBUTARY_PG_CA_FILE",
+    ] {
+        assert!(
+            given.contains(expected),
+            "functions.tf sets {expected}: {given:?}"
+        );
+    }
+    assert_none("environment names", check_environment_names(&tf, &known));
+}
+
+#[test]
+fn a_misspelt_environment_variable_is_reported() {
+    let known = settings_variables();
+    let problems = check_environment_names(
+        "variables = {\n  WAREHOUSE_SECRET_ARN = x\n  WAREHOUSE_DB_HOTS = y\n}",
+        &known,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("WAREHOUSE_DB_HOTS"));
+}
+
+#[test]
+fn every_function_may_keep_its_alert_state_and_only_its_own() {
+    let tf = std::fs::read_to_string(repo_root().join("infra/iam.tf")).unwrap();
+    let statement = tf
+        .split("statement {")
+        .find(|s| s.contains("\"KeepAlertState\""))
+        .expect("a KeepAlertState statement in the policy every function gets");
+    assert!(
+        statement.contains("s3:GetObject") && statement.contains("s3:PutObject"),
+        "{statement}"
+    );
+    assert!(
+        statement.contains("aws_s3_bucket.processed.arn}/_alerts/${each.key}.json"),
+        "scoped to the function's own object: {statement}"
+    );
+}

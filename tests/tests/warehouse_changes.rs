@@ -421,7 +421,11 @@ async fn a_rebuild_recomputes_the_dimensions_and_repeats_no_fact_version() {
                 rebuilt_rows.get(table).is_none_or(BTreeSet::is_empty),
                 "{table} written again by the rebuild"
             );
-            facts += if table == "dim_date" { 0 } else { rows.len() as u64 };
+            facts += if table == "dim_date" {
+                0
+            } else {
+                rows.len() as u64
+            };
         } else {
             assert_eq!(rebuilt_rows.get(table), Some(rows), "{table}");
         }
