@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline build package deploy destroy check-infra bench-lambdas
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
@@ -78,6 +78,16 @@ bench-ingest:
 ## Transform and load at that scale, and a one-minute change set end to end.
 bench-pipeline:
 	scripts/bench-pipeline.sh
+
+## The market poller at real scale (409 symbols, a burst, the API's rate
+## limits) in simulated time: staleness per activity class, requests per endpoint.
+bench-markets:
+	scripts/bench-markets.sh
+
+## The first full load at 1M orders with each function's memory and CPU
+## share enforced by a cgroup: wall time vs timeout, peak RSS vs memory.
+bench-sizing:
+	scripts/bench-sizing.sh
 
 ## The four Lambda zips for arm64: target/lambda/<function>/bootstrap.zip.
 ## PG_CA_BUNDLE=/path/to/global-bundle.pem puts the RDS CA bundle into each.
