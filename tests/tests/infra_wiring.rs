@@ -986,87 +986,369 @@ name = "stream-sink"
 
 // ---------------------------------------------- roles allow the code's calls
 
-/// The AWS actions each function's code performs (crates/aws, the lakes).
-/// A call added to the code without its permission fails on AWS only —
-/// moto does not check IAM — so the list is kept here, beside the policies.
-const CALLS: [(&str, &[&str]); 4] = [
+// The policies rendered from the HCL (`data.aws_iam_policy_document`, with
+// `source_policy_documents`, `for_each` and the stack's ARNs bound), shared
+// with the enforced run in crates/lambdas/tests/least_privilege.rs.
+#[path = "../../crates/lambdas/tests/support/tf_iam.rs"]
+mod tf_iam;
+
+/// What each function's code calls (crates/aws, the lakes, the alert gate)
+/// and on what. Resources are written short: `raw/<key>` and
+/// `processed/<key>` are objects, `raw` and `processed` the buckets, the
+/// rest stand for the stack's topic, secrets, stream and Glue catalog
+/// (`resolve`). `s3:ListBucket` is the code's reads of missing keys (the
+/// next manifest, the alert state): S3 answers them 404 only to a caller
+/// allowed to list the bucket, 403 otherwise. A call added to the code
+/// without its permission fails on AWS only; the enforced run
+/// (least_privilege.rs) catches it too, but needs the local stack.
+const CALLS: [(&str, &[(&str, &str)]); 4] = [
     (
         "ingest",
         &[
-            "s3:PutObject",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "secretsmanager:GetSecretValue",
-            "kinesis:PutRecords",
-            "sns:Publish",
+            (
+                "s3:GetObject",
+                "raw/_manifests/totesys/00000000000000000001.json",
+            ),
+            (
+                "s3:PutObject",
+                "raw/totesys/address/date=2026-11-30/run.parquet",
+            ),
+            (
+                "s3:PutObject",
+                "raw/markets/mercado_bitcoin/tickers/date=2026-11-30/t.json.gz",
+            ),
+            ("s3:ListBucket", "raw"),
+            ("secretsmanager:GetSecretValue", "totesys-secret"),
+            ("secretsmanager:GetSecretValue", "coincap-secret"),
+            ("kinesis:PutRecords", "stream"),
+            ("sns:Publish", "topic"),
+            ("s3:GetObject", "processed/_alerts/ingest.json"),
+            ("s3:PutObject", "processed/_alerts/ingest.json"),
+            ("s3:ListBucket", "processed"),
         ],
     ),
     (
         "transform",
         &[
-            "s3:PutObject",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "sns:Publish",
-            "glue:GetDatabase",
-            "glue:CreateDatabase",
-            "glue:GetTable",
-            "glue:CreateTable",
-            "glue:UpdateTable",
-            "glue:BatchCreatePartition",
-            "glue:GetPartition",
-            "glue:UpdatePartition",
+            (
+                "s3:GetObject",
+                "raw/_manifests/totesys/00000000000000000001.json",
+            ),
+            (
+                "s3:GetObject",
+                "raw/totesys/address/date=2026-11-30/run.parquet",
+            ),
+            ("s3:PutObject", "raw/_quarantine/totesys/address/run.jsonl"),
+            ("s3:ListBucket", "raw"),
+            (
+                "s3:GetObject",
+                "processed/_manifests/transform/00000000000000000001.json",
+            ),
+            (
+                "s3:PutObject",
+                "processed/warehouse/fact_sales_order/date=2026-11-30/run.parquet",
+            ),
+            ("s3:ListBucket", "processed"),
+            ("sns:Publish", "topic"),
+            ("s3:GetObject", "processed/_alerts/transform.json"),
+            ("s3:PutObject", "processed/_alerts/transform.json"),
+            ("glue:GetDatabase", "glue-database"),
+            ("glue:CreateDatabase", "glue-database"),
+            ("glue:GetTable", "glue-table"),
+            ("glue:CreateTable", "glue-table"),
+            ("glue:UpdateTable", "glue-table"),
+            ("glue:BatchCreatePartition", "glue-table"),
+            ("glue:GetPartition", "glue-table"),
+            ("glue:UpdatePartition", "glue-table"),
         ],
     ),
     (
         "load",
         &[
-            "s3:GetObject",
-            "s3:ListBucket",
-            "secretsmanager:GetSecretValue",
-            "sns:Publish",
+            (
+                "s3:GetObject",
+                "processed/_manifests/transform/00000000000000000001.json",
+            ),
+            (
+                "s3:GetObject",
+                "processed/warehouse/fact_sales_order/date=2026-11-30/run.parquet",
+            ),
+            ("s3:ListBucket", "processed"),
+            ("secretsmanager:GetSecretValue", "warehouse-secret"),
+            ("sns:Publish", "topic"),
+            ("s3:GetObject", "processed/_alerts/load.json"),
+            ("s3:PutObject", "processed/_alerts/load.json"),
         ],
     ),
     (
         "stream_sink",
         &[
-            "s3:PutObject",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "sns:Publish",
+            (
+                "s3:GetObject",
+                "raw/markets/mercado_bitcoin/trades/date=2026-11-30/batch.jsonl.gz",
+            ),
+            (
+                "s3:PutObject",
+                "raw/markets/mercado_bitcoin/trades/date=2026-11-30/batch.jsonl.gz",
+            ),
+            (
+                "s3:PutObject",
+                "raw/_manifests/markets/00000000000000000001.json",
+            ),
+            ("s3:ListBucket", "raw"),
+            ("sns:Publish", "topic"),
+            ("s3:GetObject", "processed/_alerts/stream-sink.json"),
+            ("s3:PutObject", "processed/_alerts/stream-sink.json"),
+            ("s3:ListBucket", "processed"),
         ],
     ),
 ];
 
-/// Actions granted by a policy document (and the shared base document).
-fn granted(blocks: &[Block], document: &str) -> BTreeSet<String> {
-    data_sources(blocks, "aws_iam_policy_document")
-        .into_iter()
-        .filter(|(name, _)| *name == document || *name == "function_base")
-        .flat_map(|(_, body)| nested(body, "statement"))
-        .filter(|statement| attr(statement, "effect").and_then(string).as_deref() != Some("Deny"))
-        .flat_map(|statement| attr(statement, "actions").map(strings).unwrap_or_default())
+/// What AWS does with each role rather than the code: its logs, X-Ray,
+/// the stack key on behalf of S3/SNS/Kinesis/Secrets Manager/Logs, the
+/// transform's dead-letter queue, the Kinesis event source mapping.
+const ON_BEHALF: [(&str, &[(&str, &str)]); 4] = [
+    ("ingest", &[]),
+    ("transform", &[("sqs:SendMessage", "transform-dlq")]),
+    ("load", &[]),
+    (
+        "stream_sink",
+        &[
+            ("kinesis:GetRecords", "stream"),
+            ("kinesis:GetShardIterator", "stream"),
+            ("kinesis:DescribeStream", "stream"),
+            ("kinesis:DescribeStreamSummary", "stream"),
+            ("kinesis:ListShards", "stream"),
+            ("kinesis:ListStreams", "*"),
+            ("sqs:SendMessage", "stream-sink-failures"),
+        ],
+    ),
+];
+
+/// The same for every function (`function_base`).
+const ON_BEHALF_OF_EVERY_FUNCTION: [(&str, &str); 6] = [
+    ("logs:CreateLogStream", "log-stream"),
+    ("logs:PutLogEvents", "log-stream"),
+    ("xray:PutTraceSegments", "*"),
+    ("xray:PutTelemetryRecords", "*"),
+    ("kms:Decrypt", "key"),
+    ("kms:GenerateDataKey", "key"),
+];
+
+/// What each function must not be able to do (another function's data or
+/// secrets, the other lake's data, another function's alert state).
+const DENIED: [(&str, &[(&str, &str)]); 4] = [
+    (
+        "ingest",
+        &[
+            (
+                "s3:GetObject",
+                "processed/warehouse/fact_sales_order/x.parquet",
+            ),
+            (
+                "s3:PutObject",
+                "processed/warehouse/fact_sales_order/x.parquet",
+            ),
+            ("s3:PutObject", "processed/_alerts/load.json"),
+            ("s3:DeleteObject", "raw/totesys/address/x.parquet"),
+            ("secretsmanager:GetSecretValue", "warehouse-secret"),
+            ("glue:CreateTable", "glue-table"),
+        ],
+    ),
+    (
+        "transform",
+        &[
+            ("s3:PutObject", "raw/totesys/address/x.parquet"),
+            (
+                "s3:PutObject",
+                "raw/_manifests/totesys/00000000000000000009.json",
+            ),
+            ("secretsmanager:GetSecretValue", "totesys-secret"),
+            ("secretsmanager:GetSecretValue", "warehouse-secret"),
+            ("kinesis:PutRecords", "stream"),
+        ],
+    ),
+    (
+        "load",
+        &[
+            ("s3:GetObject", "raw/totesys/address/x.parquet"),
+            ("s3:ListBucket", "raw"),
+            (
+                "s3:PutObject",
+                "processed/warehouse/fact_sales_order/x.parquet",
+            ),
+            ("s3:PutObject", "processed/_alerts/ingest.json"),
+            ("secretsmanager:GetSecretValue", "totesys-secret"),
+            ("glue:UpdateTable", "glue-table"),
+        ],
+    ),
+    (
+        "stream_sink",
+        &[
+            ("s3:GetObject", "processed/warehouse/fact_trade/x.parquet"),
+            ("s3:PutObject", "processed/warehouse/fact_trade/x.parquet"),
+            ("secretsmanager:GetSecretValue", "totesys-secret"),
+            ("kinesis:PutRecords", "stream"),
+        ],
+    ),
+];
+
+/// The ARNs a short resource stands for (Glue authorizes a table call on
+/// the catalog, the database and the table; a database call on the first
+/// two).
+fn resolve(names: &tf_iam::Names, function: &str, at: &str) -> Vec<String> {
+    let raw = &names.raw_bucket;
+    let processed = &names.processed_bucket;
+    match at {
+        "*" => vec!["*".into()],
+        "topic" => vec![names.topic_arn()],
+        "stream" => vec![names.stream_arn()],
+        "totesys-secret" => vec![names.totesys_secret_arn.clone()],
+        "warehouse-secret" => vec![names.warehouse_secret_arn.clone()],
+        "coincap-secret" => names.coincap_secret_arn.iter().cloned().collect(),
+        "transform-dlq" => vec![names.queue_arn(&names.transform_dlq)],
+        "stream-sink-failures" => vec![names.queue_arn(&names.stream_sink_failures)],
+        "key" => vec![names.kms_key_arn()],
+        "log-stream" => vec![format!(
+            "{}:log-stream:2026/11/30/[$LATEST]0123",
+            names.log_group_arn(&format!("tributary-{}", function.replace('_', "-")))
+        )],
+        "glue-database" => vec![names.glue_catalog_arn(), names.glue_database_arn()],
+        "glue-table" => vec![
+            names.glue_catalog_arn(),
+            names.glue_database_arn(),
+            names.glue_table_arn("fact_sales_order"),
+        ],
+        "raw" => vec![names.s3(raw)],
+        "processed" => vec![names.s3(processed)],
+        other => match other.split_once('/') {
+            Some(("raw", key)) => vec![names.s3(&format!("{raw}/{key}"))],
+            Some(("processed", key)) => vec![names.s3(&format!("{processed}/{key}"))],
+            _ => panic!("unknown resource {other}"),
+        },
+    }
+}
+
+fn entries<'a>(
+    table: &[(&str, &'a [(&'a str, &'a str)])],
+    function: &str,
+) -> &'a [(&'a str, &'a str)] {
+    table
+        .iter()
+        .find(|(f, _)| *f == function)
+        .map(|(_, e)| *e)
+        .unwrap_or_default()
+}
+
+/// The rendered `data.aws_iam_policy_document.<function>` of each function,
+/// with the symbolic names of `tf_iam::Names::symbolic()`.
+fn role_documents(blocks: &[Block]) -> Vec<(&'static str, Result<serde_json::Value, String>)> {
+    let rendering = tf_iam::Rendering::new(blocks, tf_iam::Names::symbolic(), &[], &[]);
+    CALLS
+        .iter()
+        .map(|(function, _)| (*function, rendering.document(function, None)))
         .collect()
 }
 
+/// Every call of the code (and of AWS on the role's behalf) is allowed by
+/// the function's policy on the resources it touches.
 fn check_calls_are_allowed(blocks: &[Block]) -> Vec<String> {
+    let names = tf_iam::Names::symbolic();
     let mut problems = Vec::new();
-    for (function, actions) in CALLS {
-        let allowed = granted(blocks, function);
-        for action in actions {
-            if !allowed.contains(*action) {
-                problems.push(format!(
-                    "{function}: the code calls {action}, its policy does not allow it"
-                ));
+    for (function, document) in role_documents(blocks) {
+        let policy = match document {
+            Ok(policy) => policy,
+            Err(e) => {
+                problems.push(format!("{function}: {e}"));
+                continue;
+            }
+        };
+        let calls = entries(&CALLS, function)
+            .iter()
+            .chain(entries(&ON_BEHALF, function))
+            .chain(&ON_BEHALF_OF_EVERY_FUNCTION);
+        for (action, at) in calls {
+            for resource in resolve(&names, function, at) {
+                if !tf_iam::allows(&policy, action, &resource) {
+                    problems.push(format!(
+                        "{function}: the code calls {action} on {resource}, its policy does not allow it"
+                    ));
+                }
             }
         }
     }
     problems
 }
 
+/// Least privilege, statically: every (action, resource) a function's policy
+/// grants is used by one of its calls (or by AWS on its behalf), and what
+/// it must not reach (`DENIED`) is refused.
+fn check_grants_are_needed(blocks: &[Block]) -> Vec<String> {
+    let names = tf_iam::Names::symbolic();
+    let mut problems = Vec::new();
+    for (function, document) in role_documents(blocks) {
+        let Ok(policy) = document else {
+            continue;
+        };
+        let calls: Vec<(&str, String)> = entries(&CALLS, function)
+            .iter()
+            .chain(entries(&ON_BEHALF, function))
+            .chain(&ON_BEHALF_OF_EVERY_FUNCTION)
+            .flat_map(|(action, at)| {
+                resolve(&names, function, at)
+                    .into_iter()
+                    .map(move |resource| (*action, resource))
+            })
+            .collect();
+        for (sid, action, pattern) in tf_iam::grants(&policy) {
+            if inert(&action, &pattern) {
+                continue;
+            }
+            let used = calls.iter().any(|(a, resource)| {
+                tf_iam::wildcard(&action.to_ascii_lowercase(), &a.to_ascii_lowercase())
+                    && tf_iam::wildcard(&pattern, resource)
+            });
+            if !used {
+                problems.push(format!(
+                    "{function}: {sid} grants {action} on {pattern}, which no call of the code (or of AWS for the role) uses"
+                ));
+            }
+        }
+        for (action, at) in entries(&DENIED, function) {
+            for resource in resolve(&names, function, at) {
+                if tf_iam::allows(&policy, action, &resource) {
+                    problems.push(format!(
+                        "{function}: may {action} on {resource}, which it has no business with"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether a grant names a resource type its action never applies to (IAM
+/// ignores it): a Glue database call on a table ARN, an S3 bucket call on
+/// objects or an object call on a bucket. A statement that lists both
+/// kinds of resource for both kinds of action grants no more than it should.
+fn inert(action: &str, pattern: &str) -> bool {
+    let object = pattern.starts_with("arn:aws:s3:::") && pattern.contains('/');
+    match action {
+        "glue:GetDatabase" | "glue:CreateDatabase" => pattern.contains(":table/"),
+        "s3:ListBucket" => object,
+        a if a.starts_with("s3:") => pattern.starts_with("arn:aws:s3:::") && !object,
+        _ => false,
+    }
+}
+
 #[test]
 fn every_role_allows_the_calls_its_code_makes() {
     assert_none("calls allowed", check_calls_are_allowed(&infra()));
+}
+
+#[test]
+fn no_role_is_granted_more_than_its_code_calls() {
+    assert_none("grants needed", check_grants_are_needed(&infra()));
 }
 
 #[test]
@@ -1078,6 +1360,10 @@ data "aws_iam_policy_document" "transform" {
     actions   = ["glue:GetTable", "glue:CreateTable"]
     resources = ["*"]
   }
+  statement {
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/*"]
+  }
 }
 "#,
     );
@@ -1085,15 +1371,98 @@ data "aws_iam_policy_document" "transform" {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("transform: the code calls glue:UpdatePartition")),
+            .any(|p| p.contains("transform: the code calls glue:UpdatePartition on arn:aws:glue:eu-west-2:123456789012:catalog")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "transform: the code calls s3:GetObject on arn:aws:s3:::tributary-raw/_manifests/totesys/"
+        )),
+        "a grant on the wrong bucket is a missing one: {problems:?}"
+    );
+    assert!(
+        problems.iter().any(
+            |p| p.starts_with("ingest: data.aws_iam_policy_document.ingest cannot be rendered")
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_grant_beyond_the_code_is_reported() {
+    let blocks = parse(
+        r#"
+data "aws_iam_policy_document" "load" {
+  statement {
+    sid       = "ReadLakes"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/*", "${aws_s3_bucket.raw.arn}/*"]
+  }
+  statement {
+    sid       = "Catalog"
+    actions   = ["glue:GetTables"]
+    resources = ["*"]
+  }
+}
+"#,
+    );
+    let problems = check_grants_are_needed(&blocks);
+    assert!(
+        problems.iter().any(|p| p
+            == "load: ReadLakes grants s3:GetObject on arn:aws:s3:::tributary-raw/*, which no call of the code (or of AWS for the role) uses"),
         "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("ingest: the code calls kinesis:PutRecords")),
+            .any(|p| p.starts_with("load: may s3:GetObject on arn:aws:s3:::tributary-raw/")),
+        "the load reads the processed lake only: {problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("load: Catalog grants glue:GetTables on *")),
         "{problems:?}"
     );
+}
+
+#[test]
+fn the_base_document_is_rendered_into_every_role_with_its_own_key() {
+    let names = tf_iam::Names::symbolic();
+    for (function, document) in role_documents(&infra()) {
+        let policy = document.unwrap_or_else(|e| panic!("{function}: {e}"));
+        let own = function.replace('_', "-");
+        let sids: Vec<&str> = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["Sid"].as_str())
+            .collect();
+        for base in [
+            "WriteOwnLogs",
+            "PublishAlerts",
+            "KeepAlertState",
+            "FindAlertState",
+        ] {
+            assert!(sids.contains(&base), "{function}: {sids:?}");
+        }
+        let others = ["ingest", "transform", "load", "stream-sink"]
+            .into_iter()
+            .filter(|f| *f != own);
+        for other in others {
+            let state = names.s3(&format!("tributary-processed/_alerts/{other}.json"));
+            let log = format!("{}:*", names.log_group_arn(&format!("tributary-{other}")));
+            assert!(
+                !tf_iam::granting_sids(&policy, "s3:PutObject", &state)
+                    .contains(&"KeepAlertState".to_string()),
+                "{function} keeps {other}'s alert state"
+            );
+            assert!(
+                !tf_iam::allows(&policy, "logs:PutLogEvents", &log),
+                "{function} writes {other}'s logs"
+            );
+        }
+    }
 }
 
 // ------------------------------------------ evaluating variables and locals
