@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
+mod bench_markets;
 mod markets;
 mod source;
 mod stages;
@@ -61,6 +62,10 @@ enum Command {
     Markets(MarketsArgs),
     /// Serve a simulated Mercado Bitcoin API on loopback (for the demo and tests).
     Replay(ReplayArgs),
+    /// Benchmark the market poller at real scale (409 symbols, a burst, the
+    /// API's rate limits) in accelerated simulated time; prints staleness and
+    /// request figures.
+    BenchMarkets(bench_markets::BenchMarketsArgs),
 }
 
 #[derive(Args)]
@@ -84,7 +89,9 @@ struct ReplayArgs {
     /// Loopback port (0: any free one; the URL is printed first).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Crypto symbols to simulate.
+    /// Crypto symbols to simulate; above 8, the real-scale activity mix
+    /// (quiet and busy symbols, a burst after 5 min) with Mercado Bitcoin's
+    /// rate limits enforced (e.g. 409).
     #[arg(long, default_value_t = 5)]
     symbols: usize,
     /// Publish new trades this often.
@@ -282,5 +289,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Reconcile(args) => run_reconcile(args).await,
         Command::Markets(args) => run_markets(args).await,
         Command::Replay(args) => run_replay(args).await,
+        Command::BenchMarkets(args) => bench_markets::run_bench_markets(args).await,
     }
 }

@@ -70,7 +70,13 @@ pub(crate) async fn run_markets(args: MarketsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Above this many symbols, `replay` serves the real-scale activity mix.
+const DEMO_COINS: usize = 8;
+
 pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    if args.symbols > DEMO_COINS {
+        return run_replay_at_scale(args).await;
+    }
     use std::io::Write as _;
     // Trade ids continue from the clock, so a restarted simulator never
     // reuses a (symbol, tid) the warehouse already holds.
@@ -95,5 +101,49 @@ pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
         }
         market.tick(&server, Utc::now().timestamp());
     }
+    Ok(())
+}
+
+/// `replay --symbols N` with N > 8: the activity mix in real time, with
+/// Mercado Bitcoin's rate limits enforced; reports refused requests at exit.
+async fn run_replay_at_scale(args: ReplayArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use tributary_markets::{
+        clock::SimClock,
+        replay::{RateLimits, ReplayServer},
+        simulated::{ActivityMix, MixOptions},
+    };
+    let clock = SimClock::wall();
+    let (mut state, mut mix) = ActivityMix::new(
+        &MixOptions {
+            symbols: args.symbols,
+            ..MixOptions::default()
+        },
+        clock.epoch_ms(),
+        Utc::now().timestamp_millis(),
+    );
+    state.limits = Some(RateLimits::mercado(clock));
+    let server = ReplayServer::start_on(args.port, state).await?;
+    println!("{}", server.mercado_base());
+    println!("{}", server.coincap_base());
+    std::io::stdout().flush()?;
+    let started = std::time::Instant::now();
+    let mut ticker = tokio::time::interval(args.every.min(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {}
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        mix.publish_due(&server, clock.now_ms());
+    }
+    let log = server.rate_log();
+    eprintln!(
+        "replay: {} Mercado Bitcoin request(s), {} refused for breaking a rate limit",
+        log.len(),
+        log.iter().filter(|r| r.refused).count()
+    );
     Ok(())
 }

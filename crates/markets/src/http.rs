@@ -12,6 +12,13 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+/// The default gap between two requests to one endpoint: Mercado Bitcoin's
+/// 1 request/s, plus 5 % because the API times arrivals, not departures. A
+/// request that takes longer on the way than the next one arrives less than
+/// a second before it when both leave exactly a second apart, and the API
+/// answers 429 (`REQUEST_RATE_EXCEEDED`, without Retry-After).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1_050);
+
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -36,7 +43,7 @@ impl Default for RetryPolicy {
             first_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             timeout: Duration::from_secs(10),
-            min_interval: Duration::from_secs(1),
+            min_interval: MIN_INTERVAL,
             max_body: 16 << 20,
         }
     }
@@ -66,6 +73,13 @@ impl RateLimiter {
         };
         if slot > now {
             tokio::time::sleep_until(slot.into()).await;
+            // A late wake-up must not shorten the gap to the next request:
+            // book it a full interval after this one really goes out.
+            let sent = Instant::now();
+            if let Ok(mut next) = self.next.lock() {
+                let booked = next.entry(endpoint.to_string()).or_insert(sent);
+                *booked = (*booked).max(sent + interval);
+            }
         }
     }
 }

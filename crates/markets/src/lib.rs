@@ -8,8 +8,14 @@
 //! - [`dedupe`]: exactly-once trades by per-symbol tid, and their days.
 //! - [`rollup`]: trades as Arrow batches and daily OHLCV bars.
 //! - [`replay`]: a local server replaying these APIs, failures included, for
-//!   tests and the demo.
+//!   tests and the demo; it can enforce Mercado Bitcoin's rate limits.
+//! - [`simulated`]: exchanges for it: a few random-walking coins, or ~409
+//!   symbols with a realistic activity mix (quiet, busy, a burst).
+//! - [`clock`]: accelerated simulated time; [`bench`]: the figures of the
+//!   polling benchmark (staleness per activity class, requests per endpoint).
 
+pub mod bench;
+pub mod clock;
 pub mod coincap;
 pub mod decimal;
 pub mod dedupe;

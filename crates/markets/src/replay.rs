@@ -1,6 +1,16 @@
 //! A local server that replays the Mercado Bitcoin v4 and CoinCap v3 shapes,
 //! with their failure cases on demand. Tests and the demo point the clients
 //! at it; no network beyond loopback is used.
+//!
+//! With [`ReplayState::limits`] set it also enforces Mercado Bitcoin's rate
+//! limits in the time of a [`SimClock`]: 1 request/s per public endpoint and
+//! 500 requests/min overall, answering 429 `REQUEST_RATE_EXCEEDED` beyond
+//! them and logging every request for the figures. `/{symbol}/trades` counts
+//! as **one** endpoint for all symbols: the API documents the limit "per
+//! public endpoint" without saying whether the path's symbol makes another
+//! one, and the shared reading is the one that cannot be exceeded by
+//! mistake (a per-symbol reading would also allow 409 requests a second,
+//! which the overall 500/min limit rules out anyway).
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -15,6 +25,117 @@ use tokio::{
     net::{TcpListener, TcpStream},
     task::JoinHandle,
 };
+
+use crate::clock::SimClock;
+
+/// A Mercado Bitcoin endpoint, as its rate limit counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    /// `/symbols`.
+    Symbols,
+    /// `/tickers`.
+    Tickers,
+    /// `/{symbol}/trades`, every symbol together.
+    Trades,
+    /// `/candles`.
+    Candles,
+    /// Any other path under the API.
+    Other,
+}
+
+impl Endpoint {
+    /// The endpoint of a path after `/api/v4/`.
+    pub fn of(rest: &str) -> Self {
+        match rest {
+            "symbols" => Self::Symbols,
+            "tickers" => Self::Tickers,
+            "candles" => Self::Candles,
+            _ if rest.ends_with("/trades") => Self::Trades,
+            _ => Self::Other,
+        }
+    }
+
+    /// How the figures name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Symbols => "/symbols",
+            Self::Tickers => "/tickers",
+            Self::Trades => "/{symbol}/trades",
+            Self::Candles => "/candles",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One Mercado Bitcoin request as the rate limiter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitedRequest {
+    /// When it arrived, simulated unix ms.
+    pub at_ms: i64,
+    /// Which limit it counts against.
+    pub endpoint: Endpoint,
+    /// Whether it was answered 429 for breaking a limit.
+    pub refused: bool,
+}
+
+/// Mercado Bitcoin's rate limits, kept in the time of a [`SimClock`].
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// The clock requests are timed by.
+    pub clock: SimClock,
+    /// Least simulated time between two served requests to one endpoint.
+    pub per_endpoint: std::time::Duration,
+    /// Most served requests in any simulated minute, all endpoints together.
+    pub per_minute: usize,
+    /// Every request, in arrival order.
+    pub log: Vec<LimitedRequest>,
+    last: BTreeMap<Endpoint, i64>,
+    minute: VecDeque<i64>,
+}
+
+impl RateLimits {
+    /// The documented limits (1 request/s per endpoint, 500/min) on `clock`.
+    pub fn mercado(clock: SimClock) -> Self {
+        Self {
+            clock,
+            per_endpoint: std::time::Duration::from_secs(1),
+            per_minute: 500,
+            log: Vec::new(),
+            last: BTreeMap::new(),
+            minute: VecDeque::new(),
+        }
+    }
+
+    /// Books a request to `endpoint` arriving at `at_ms`; false when it
+    /// breaks a limit (it is then refused, and a refused request does not
+    /// count as served).
+    pub fn admit(&mut self, at_ms: i64, endpoint: Endpoint) -> bool {
+        let gap = i64::try_from(self.per_endpoint.as_millis()).unwrap_or(i64::MAX);
+        while self.minute.front().is_some_and(|t| *t <= at_ms - 60_000) {
+            self.minute.pop_front();
+        }
+        let too_soon = self
+            .last
+            .get(&endpoint)
+            .is_some_and(|last| at_ms - last < gap);
+        let refused = too_soon || self.minute.len() >= self.per_minute;
+        if !refused {
+            self.last.insert(endpoint, at_ms);
+            self.minute.push_back(at_ms);
+        }
+        self.log.push(LimitedRequest {
+            at_ms,
+            endpoint,
+            refused,
+        });
+        !refused
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> usize {
+        self.log.iter().filter(|r| r.refused).count()
+    }
+}
 
 /// A failure the next matching request gets.
 #[derive(Debug, Clone)]
@@ -70,6 +191,9 @@ pub struct ReplayState {
     /// The first tid of a symbol's trades (1 when 0). A simulator restarted
     /// later starts higher so that (symbol, tid) stays unique, as on the exchange.
     pub first_tid: i64,
+    /// Mercado Bitcoin's rate limits, enforced when set (off by default:
+    /// most tests ask faster than the real API allows).
+    pub limits: Option<RateLimits>,
 }
 
 /// A running replay server on 127.0.0.1.
@@ -99,9 +223,12 @@ impl ReplayServer {
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // Timed on arrival, before any reading, so that the rate
+                // limit sees the spacing the client chose.
+                let arrived = Instant::now();
                 let state = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    let _ = serve(stream, state).await;
+                    let _ = serve(stream, arrived, state).await;
                 });
             }
         });
@@ -161,6 +288,17 @@ impl ReplayServer {
         self.with_state(|state| state.failures.push_back((prefix.to_string(), failure)));
     }
 
+    /// Every Mercado Bitcoin request the rate limiter saw (empty without limits).
+    pub fn rate_log(&self) -> Vec<LimitedRequest> {
+        self.with_state(|state| {
+            state
+                .limits
+                .as_ref()
+                .map(|l| l.log.clone())
+                .unwrap_or_default()
+        })
+    }
+
     /// When each request whose path starts with `prefix` arrived.
     pub fn requests(&self, prefix: &str) -> Vec<Instant> {
         self.with_state(|state| {
@@ -192,7 +330,11 @@ impl Reply {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<ReplayState>>) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    arrived: Instant,
+    state: Arc<Mutex<ReplayState>>,
+) -> std::io::Result<()> {
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -211,8 +353,11 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<ReplayState>>) -> std::io
         let mut state = state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.requests.push((Instant::now(), target.clone()));
-        route(&mut state, &target, authorized)
+        state.requests.push((arrived, target.clone()));
+        match rate_limited(&mut state, &target, arrived) {
+            Some(refusal) => refusal,
+            None => route(&mut state, &target, authorized),
+        }
     };
     if let Some(stall) = reply.stall {
         tokio::time::sleep(stall).await;
@@ -226,6 +371,21 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<ReplayState>>) -> std::io
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(&reply.body).await?;
     stream.shutdown().await
+}
+
+/// The 429 a request gets when it breaks Mercado Bitcoin's limits.
+fn rate_limited(state: &mut ReplayState, target: &str, arrived: Instant) -> Option<Reply> {
+    let limits = state.limits.as_mut()?;
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let rest = path.strip_prefix("/api/v4/")?;
+    let at_ms = limits.clock.at_ms(arrived);
+    if limits.admit(at_ms, Endpoint::of(rest)) {
+        return None;
+    }
+    Some(Reply::json(
+        429,
+        &json!({"code": "API|REQUEST_RATE_EXCEEDED", "message": "rate limit exceeded: 1 request/s per endpoint, 500/min"}),
+    ))
 }
 
 fn route(state: &mut ReplayState, target: &str, authorized: bool) -> Reply {
@@ -426,5 +586,90 @@ fn failed(failure: Failure) -> Reply {
             Reply { status: 200, content_type: "application/json", body: body.into_bytes(), stall: None }
         }
         Failure::Garbage => Reply { status: 200, content_type: "text/plain", body: b"ok".to_vec(), stall: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_request_a_second_per_endpoint_and_500_a_minute_overall() {
+        let mut limits = RateLimits::mercado(SimClock::accelerated(0, 1.0));
+        assert!(limits.admit(0, Endpoint::Tickers));
+        assert!(limits.admit(10, Endpoint::Trades), "another endpoint");
+        assert!(!limits.admit(999, Endpoint::Tickers));
+        assert!(
+            limits.admit(1_000, Endpoint::Tickers),
+            "a refused request does not count"
+        );
+        assert!(!limits.admit(500, Endpoint::Trades));
+        assert_eq!(limits.refused(), 2);
+        assert_eq!(limits.log.len(), 5);
+
+        let mut limits = RateLimits {
+            per_endpoint: Duration::ZERO,
+            ..RateLimits::mercado(SimClock::accelerated(0, 1.0))
+        };
+        for i in 0..500 {
+            assert!(limits.admit(i * 10, Endpoint::Other));
+        }
+        assert!(!limits.admit(5_000, Endpoint::Other), "501st in a minute");
+        assert!(
+            limits.admit(60_000, Endpoint::Other),
+            "the first has left the minute"
+        );
+        assert_eq!(
+            Endpoint::of("BTC-BRL/trades"),
+            Endpoint::of("ETH-BRL/trades")
+        );
+        assert_eq!(Endpoint::of("tickers"), Endpoint::Tickers);
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_429_beyond_the_limit_and_all_trades_share_one() {
+        // 1 simulated second = 200 ms.
+        let state = ReplayState {
+            limits: Some(RateLimits::mercado(SimClock::accelerated(0, 5.0))),
+            ..ReplayState::default()
+        };
+        let server = ReplayServer::start(state).await.unwrap();
+        server.publish_trade("A-BRL", 1, "1", "1", "buy");
+        server.publish_trade("B-BRL", 1, "1", "1", "buy");
+        let http = reqwest::Client::new();
+        let get = |path: &str| http.get(format!("{}/{path}", server.mercado_base())).send();
+        assert_eq!(get("A-BRL/trades").await.unwrap().status(), 200);
+        let refused = get("B-BRL/trades").await.unwrap();
+        assert_eq!(refused.status(), 429);
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("API|REQUEST_RATE_EXCEEDED")
+        );
+        assert_eq!(
+            get("tickers?symbols=A-BRL").await.unwrap().status(),
+            200,
+            "another endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(get("B-BRL/trades").await.unwrap().status(), 200);
+        let log = server.rate_log();
+        assert_eq!(
+            log.iter()
+                .map(|r| (r.endpoint, r.refused))
+                .collect::<Vec<_>>(),
+            vec![
+                (Endpoint::Trades, false),
+                (Endpoint::Trades, true),
+                (Endpoint::Tickers, false),
+                (Endpoint::Trades, false),
+            ]
+        );
+        assert!(log[3].at_ms - log[0].at_ms >= 1_000);
+        // Without limits nothing is logged or refused.
+        let free = ReplayServer::start(ReplayState::default()).await.unwrap();
+        assert!(free.rate_log().is_empty());
     }
 }
