@@ -762,3 +762,46 @@ async fn an_rds_managed_secret_works_and_a_rotated_password_is_read_again() {
         "{failure}"
     );
 }
+
+/// A backfill queued in the raw bucket (`tributary backfill`) runs with the
+/// next scheduled ingest, before its incremental run, and is recorded done.
+#[tokio::test]
+async fn a_scheduled_ingest_runs_the_backfills_queued_in_the_raw_bucket() {
+    use tributary_pipeline::totesys::{
+        ingest::IngestRequest,
+        requests::{queue, statuses},
+    };
+    let Some(stack) = Stack::generated("lambda_queue", 3).await else {
+        return;
+    };
+    let aws = Aws::new(&stack).await;
+    let ingest = aws.context(Function::Ingest, &[]).await;
+    ingest_handler(&ingest, &fixture("ingest-schedule.json"), None)
+        .await
+        .unwrap();
+    let request = IngestRequest {
+        tables: Some(vec!["payment".to_string()]),
+        since: Some("2000-01-01T00:00:00Z".parse().unwrap()),
+    };
+    let id = queue(&ingest.raw, &request).await.unwrap();
+    let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), None)
+        .await
+        .unwrap();
+    let status = statuses(&ingest.raw).await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].id, id);
+    let outcome = status[0].outcome.as_ref().expect("done");
+    assert_eq!(outcome.status, "done");
+    let payments: i64 = stack
+        .source
+        .query_one("SELECT count(*) FROM payment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome.rows, payments as u64, "every payment re-read");
+    assert_eq!(
+        summary["manifest"].as_u64(),
+        outcome.manifest.map(|m| m + 1),
+        "the incremental run committed right after the backfill: {summary}"
+    );
+}

@@ -40,6 +40,9 @@ struct Cli {
 enum Command {
     /// Extract changed rows of the totesys tables into the raw lake.
     Ingest(IngestArgs),
+    /// Queue a backfill in the raw lake for the next scheduled ingest (on
+    /// AWS: never collides with the schedule), or show the queue.
+    Backfill(BackfillArgs),
     /// Create the totesys schema and fill it with realistic data.
     Generate(GenerateArgs),
     /// Keep inserting orders and paying payments like the live system.
@@ -191,6 +194,21 @@ struct IngestArgs {
 }
 
 #[derive(Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    locations: Locations,
+    /// Only these tables (comma separated); default all 11.
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,…")]
+    tables: Option<Vec<String>>,
+    /// Re-extract rows changed after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", required_unless_present = "status")]
+    since: Option<DateTime<Utc>>,
+    /// Show the queued backfills and how each ended, instead of queueing one.
+    #[arg(long, conflicts_with_all = ["tables", "since"])]
+    status: bool,
+}
+
+#[derive(Args)]
 struct GenerateArgs {
     #[command(flatten)]
     locations: Locations,
@@ -273,12 +291,13 @@ fn reset_sigpipe() {
 fn reset_sigpipe() {}
 
 use markets::{run_markets, run_replay};
-use source::{run_generate, run_ingest, run_simulate, run_status};
+use source::{run_backfill, run_generate, run_ingest, run_simulate, run_status};
 use stages::{run_cycles, run_load, run_reconcile, run_transform, run_warehouse_init};
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => run_ingest(args).await,
+        Command::Backfill(args) => run_backfill(args).await,
         Command::Generate(args) => run_generate(args).await,
         Command::Simulate(args) => run_simulate(args).await,
         Command::Status(args) => run_status(args).await,

@@ -24,6 +24,55 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    use tributary_pipeline::totesys::requests::{queue, statuses};
+    let settings = args.locations.settings(&[])?;
+    let raw = settings.raw_lake()?;
+    if args.status {
+        let all = statuses(&raw).await?;
+        if all.is_empty() {
+            println!("no backfill queued in {}", raw.url());
+        }
+        for s in all {
+            let what = format!(
+                "{} since {}",
+                s.queued
+                    .request
+                    .tables
+                    .as_ref()
+                    .map_or("all tables".to_string(), |t| t.join(",")),
+                s.queued
+                    .request
+                    .since
+                    .map_or("-".to_string(), |t| t.to_rfc3339())
+            );
+            let state = match &s.outcome {
+                Some(o) if o.status == "done" => format!(
+                    "done by run {} (manifest {}, {} rows) at {}",
+                    o.run_id,
+                    o.manifest.unwrap_or(0),
+                    o.rows,
+                    o.finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                Some(o) => format!("{} after {} attempt(s)", o.status, s.attempts),
+                None => format!("pending ({} attempt(s) so far)", s.attempts),
+            };
+            println!("{}  {what}  {state}", s.id);
+        }
+        return Ok(());
+    }
+    let request = IngestRequest {
+        tables: args.tables,
+        since: args.since,
+    };
+    let id = queue(&raw, &request).await?;
+    println!(
+        "queued backfill {id} in {}: the next scheduled ingest (or `tributary run`) runs it before its own run; `tributary backfill --status` shows how it ended",
+        raw.url()
+    );
+    Ok(())
+}
+
 fn print_ingest(report: &IngestReport) {
     println!(
         "run {} committed manifest {} in {:.2}s",

@@ -294,3 +294,118 @@ async fn a_difference_comes_with_advice_that_clears_it() {
     let text = String::from_utf8_lossy(&fixed.stdout);
     assert!(fixed.status.success(), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_backfill_runs_with_the_next_scheduled_run() {
+    let Some(source) = TestDb::create("ops_queue_src").await else {
+        return;
+    };
+    let Some(warehouse) = TestDb::create("ops_queue_wh").await else {
+        return;
+    };
+    let (_raw_dir, raw) = temp_lake();
+    let (_processed_dir, processed) = temp_lake();
+    let env = [
+        ("TOTESYS_DATABASE_URL", source.url.as_str()),
+        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
+        ("TRIBUTARY_RAW_URL", raw.as_str()),
+        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
+    ];
+    succeeds(&["generate", "--days", "5", "--seed", "6"], &env);
+    succeeds(&["warehouse", "init"], &env);
+    succeeds(&["run"], &env);
+    let typo = tributary(
+        &[
+            "backfill",
+            "--tables",
+            "payments",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+        &env,
+    );
+    assert!(!typo.status.success(), "a table typo fails when queueing");
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown table \"payments\""));
+    let queued = succeeds(
+        &[
+            "backfill",
+            "--tables",
+            "payment",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+        &env,
+    );
+    assert!(queued.contains("queued backfill"), "{queued}");
+    let pending = succeeds(&["backfill", "--status"], &env);
+    assert!(
+        pending.contains("payment since 2000-01-01") && pending.contains("pending (0 attempt(s)"),
+        "{pending}"
+    );
+    let run = succeeds(&["run"], &env);
+    assert!(
+        run.contains("already in the processed lake"),
+        "the queued backfill ran first: {run}"
+    );
+    let status = succeeds(&["backfill", "--status"], &env);
+    assert!(
+        status.contains("done by run") && !status.contains("pending"),
+        "{status}"
+    );
+    let again = succeeds(&["run"], &env);
+    assert!(
+        !again.contains("read again"),
+        "a done backfill does not run twice: {again}"
+    );
+    succeeds(&["reconcile"], &env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_backfill_that_keeps_failing_is_given_up_with_an_alert() {
+    use tributary_pipeline::totesys::requests::{MAX_ATTEMPTS, queue, run_pending, statuses};
+    let Some(mut stack) = Stack::generated("ops_queue_fail", 3).await else {
+        return;
+    };
+    stack.cycle().await;
+    let request = IngestRequest {
+        tables: Some(vec!["payment".to_string()]),
+        since: Some("2000-01-01T00:00:00Z".parse().unwrap()),
+    };
+    queue(&stack.raw, &request).await.unwrap();
+    stack
+        .source
+        .batch_execute("ALTER TABLE payment RENAME TO payment_away")
+        .await
+        .unwrap();
+    for _ in 0..MAX_ATTEMPTS {
+        assert!(
+            run_pending(&mut stack.source, &stack.raw, &stack.options, &stack.alerts)
+                .await
+                .is_err()
+        );
+    }
+    let done = run_pending(&mut stack.source, &stack.raw, &stack.options, &stack.alerts)
+        .await
+        .unwrap();
+    assert!(done.is_empty());
+    let status = statuses(&stack.raw).await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].attempts, MAX_ATTEMPTS);
+    assert_eq!(status[0].outcome.as_ref().unwrap().status, "given up");
+    assert!(
+        stack
+            .alerts
+            .sent()
+            .iter()
+            .any(|a| a.message.contains("given up after 3 failed runs")),
+        "{:?}",
+        stack.alerts.sent()
+    );
+    stack
+        .source
+        .batch_execute("ALTER TABLE payment_away RENAME TO payment")
+        .await
+        .unwrap();
+    stack.cycle().await;
+    stack.assert_reconciled().await;
+}

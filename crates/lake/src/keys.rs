@@ -184,6 +184,24 @@ pub fn quarantine_dir(source: &str, table: &str) -> String {
     format!("_quarantine/{source}/{table}")
 }
 
+/// `_requests/ingest`: backfills queued for the next scheduled ingest.
+pub const INGEST_REQUESTS: &str = "_requests/ingest";
+
+/// `_requests/ingest/<id>.json`: one queued backfill (the invoke payload).
+pub fn ingest_request(id: &str) -> String {
+    format!("{INGEST_REQUESTS}/{id}.json")
+}
+
+/// `_requests/ingest/attempts/<id>/<run_id>.json`: one run that took it up.
+pub fn ingest_request_attempt(id: &str, run_id: &RunId) -> String {
+    format!("{INGEST_REQUESTS}/attempts/{id}/{run_id}.json")
+}
+
+/// `_requests/ingest/outcomes/<id>.json`: how it ended (done or given up).
+pub fn ingest_request_outcome(id: &str) -> String {
+    format!("{INGEST_REQUESTS}/outcomes/{id}.json")
+}
+
 // ---- processed zone -------------------------------------------------------
 
 /// `warehouse/<table>/date=YYYY-MM-DD/<run_id>.parquet` (parts as for raw files).

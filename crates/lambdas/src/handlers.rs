@@ -15,6 +15,7 @@ use tributary_pipeline::{
     status::freshness_lag,
     totesys::ingest::{IngestOptions, IngestRequest, ingest},
     totesys::load::load,
+    totesys::requests::run_pending,
     totesys::transform::{TransformRequest, transform},
 };
 
@@ -69,7 +70,15 @@ pub async fn ingest_handler(
             }));
         }
     };
-    let totesys = ingest_totesys(ctx, &request).await;
+    let totesys = match &parsed {
+        // Backfills queued in the raw lake (`tributary backfill`) run before
+        // the incremental run: never alongside the schedule.
+        IngestEvent::Scheduled => match queued_backfills(ctx).await {
+            Ok(()) => ingest_totesys(ctx, &request).await,
+            Err(error) => Err(error),
+        },
+        _ => ingest_totesys(ctx, &request).await,
+    };
     let mut summary = match &totesys {
         Ok(report) => {
             record(ctx.metrics.as_ref(), report);
@@ -111,6 +120,33 @@ pub async fn ingest_handler(
     }
     totesys.map_err(Failure::from)?;
     Ok(summary)
+}
+
+/// Runs the backfills queued in the raw lake, on the kept connection.
+async fn queued_backfills(ctx: &Context) -> tributary_pipeline::Result<()> {
+    let options = IngestOptions::from(&ctx.settings);
+    let mut slot = match ctx.totesys().await {
+        Ok(slot) => slot,
+        Err(error) => {
+            tributary_pipeline::totesys::ingest::STAGE
+                .cannot_connect(ctx.alerts.as_ref(), &error)
+                .await;
+            return Err(error);
+        }
+    };
+    let client = slot.as_mut().expect("connected");
+    match run_pending(client, &ctx.raw, &options, ctx.alerts.as_ref()).await {
+        Ok(done) => {
+            for (_, report) in &done {
+                record(ctx.metrics.as_ref(), report);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            after_failure(&mut slot);
+            Err(error)
+        }
+    }
 }
 
 /// The totesys part of an ingest run on the kept connection (the stage

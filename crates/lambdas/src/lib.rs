@@ -12,7 +12,44 @@ pub mod handlers;
 pub use context::{Context, Function};
 pub use failure::Failure;
 
-/// One invocation. lambda_runtime does not log a returned error, so a
+/// Logging as lambda_runtime's default subscriber sets it up (JSON with
+/// the function's JSON log format; level from `AWS_LAMBDA_LOG_LEVEL`, else
+/// `RUST_LOG`, else info), less one line: the runtime logs every returned
+/// error again as its Debug text, which [`invoke`] or the stage already
+/// logged with its run id and advice. Its panic lines stay.
+fn init_logging() {
+    use std::str::FromStr;
+    use tracing_subscriber::{
+        EnvFilter, Layer,
+        filter::{LevelFilter, filter_fn},
+        layer::SubscriberExt,
+        util::SubscriberInitExt,
+    };
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
+    let level =
+        LevelFilter::from_str(level.as_deref().unwrap_or("info")).unwrap_or(LevelFilter::INFO);
+    let levels = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let not_a_repeat = filter_fn(|meta| {
+        !(meta.target().starts_with("lambda_runtime::layers::panic")
+            && *meta.level() == tracing::Level::ERROR
+            && meta.fields().field("error").is_none())
+    });
+    let lines = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .without_time();
+    let registry = tracing_subscriber::registry().with(levels);
+    if json {
+        registry.with(lines.json().with_filter(not_a_repeat)).init();
+    } else {
+        registry.with(lines.with_filter(not_a_repeat)).init();
+    }
+}
+
+/// One invocation. lambda_runtime logs a returned error only as its Debug
+/// text (filtered out by [`init_logging`]), so a
 /// failure gets one ERROR line here unless a stage inside already logged it
 /// (with its run id and advice): the error-log alarm counts one per failure.
 async fn invoke<Fut>(function: Function, work: Fut) -> Result<serde_json::Value, Failure>
@@ -45,7 +82,7 @@ where
     F: Fn(std::sync::Arc<Context>, lambda_runtime::LambdaEvent<serde_json::Value>) -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, Failure>>,
 {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let sdk = tributary_aws::sdk_config().await;
     let context = match Context::from_env(function, &sdk).await {
         Ok(context) => std::sync::Arc::new(context),

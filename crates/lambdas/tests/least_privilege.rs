@@ -148,7 +148,9 @@ struct Moto {
 /// * S3 paths arrive with sub-delimiters such as `=` decoded, so every key
 ///   of the lake's partitions (`date=2026-11-30/…`) failed with
 ///   SignatureDoesNotMatch, from boto3 as from object_store. The path is
-///   re-encoded as S3's canonical URI (RFC 3986 unreserved kept).
+///   re-encoded as S3's canonical URI (RFC 3986 unreserved kept), and the
+///   query string is taken as sent (a listing's `prefix=a%2Fb%2F` failed
+///   the same way).
 /// * Query-protocol bodies (SNS) are re-encoded from the parsed fields
 ///   (spaces as `+`), so the Rust SDK's `%20` never matched. The bytes
 ///   received are kept by a WSGI middleware and checked instead.
@@ -197,9 +199,11 @@ _create = access_control.IAMRequestBase._create_aws_request
 def _as_sent(self):
     request = _create(self)
     if isinstance(self, access_control.S3IAMRequest):
+        from flask import request as received
         parts = urlsplit(request.url)
         path = quote(unquote(parts.path), safe="/~")
-        request.url = urlunsplit(parts._replace(path=path))
+        query = received.environ.get("QUERY_STRING", parts.query)
+        request.url = urlunsplit(parts._replace(path=path, query=query))
     else:
         from flask import request as received
         raw = received.environ.get("tributary.raw_body")
@@ -778,8 +782,24 @@ impl Function {
 
     /// The error of a failed invocation.
     async fn fail(&mut self, event: &Value, budget: Duration) -> Value {
+        let before = self.log_text().len();
         match self.invoke(event, budget).await {
-            Outcome::Error(value) => value,
+            Outcome::Error(value) => {
+                let log = self.log_text();
+                let errors: Vec<&str> = log
+                    .get(before..)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("\"level\":\"ERROR\""))
+                    .collect();
+                assert_eq!(
+                    errors.len(),
+                    1,
+                    "{}: a failed invocation logs one ERROR line: {errors:#?}",
+                    self.label
+                );
+                value
+            }
             Outcome::Exited(how) => panic!("{} exited: {how}", self.label),
             other => panic!(
                 "{} did not fail: {other:?}\nlog:\n{}",

@@ -47,6 +47,9 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Runs ingest, transform and load once.
     pub async fn cycle(&mut self) -> Result<CycleReport> {
+        // Backfills queued with `tributary backfill` go first, as on AWS.
+        crate::totesys::requests::run_pending(self.source, self.raw, self.options, self.alerts)
+            .await?;
         let ingest = ingest(
             self.source,
             self.raw,

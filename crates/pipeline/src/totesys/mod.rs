@@ -7,5 +7,6 @@
 pub mod ingest;
 pub mod load;
 pub mod reconcile;
+pub mod requests;
 pub mod transform;
 pub mod versions;

@@ -1,0 +1,184 @@
+//! Backfills queued in the raw lake and run by the next scheduled ingest.
+//!
+//! On AWS the ingest function runs one at a time and is busy for most of
+//! every minute, so a backfill invoked by hand collides with the schedule.
+//! Instead `tributary backfill` writes the request (the same JSON an invoke
+//! would carry) to `_requests/ingest/<id>.json`; each scheduled ingest runs
+//! the pending ones, oldest first, before its own incremental run, and
+//! records how each ended under `outcomes/`. A request that fails is tried
+//! again by the next schedule, up to [`MAX_ATTEMPTS`] runs, then given up
+//! with an alert that says how to split it. Nothing is ever deleted: the raw
+//! bucket keeps what was asked and what happened.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+use tributary_lake::{Lake, RunId, keys};
+
+use crate::{
+    Result,
+    alerts::{Alert, Alerts},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, STAGE, ingest, selected_tables},
+};
+
+/// Runs that may take up one request before it is given up.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// One queued backfill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedBackfill {
+    /// What to re-extract.
+    pub request: IngestRequest,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// How a queued backfill ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillOutcome {
+    /// `done` or `given up`.
+    pub status: String,
+    /// The ingest run that did it (or the last that tried).
+    pub run_id: String,
+    /// The raw manifest it committed.
+    pub manifest: Option<u64>,
+    /// Rows re-extracted.
+    pub rows: u64,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// One request and what became of it, for `tributary backfill --status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestStatus {
+    /// Its id (sorts by time).
+    pub id: String,
+    /// The request.
+    pub queued: QueuedBackfill,
+    /// Runs that took it up so far.
+    pub attempts: usize,
+    /// How it ended, once it has.
+    pub outcome: Option<BackfillOutcome>,
+}
+
+/// Queues `request` for the next scheduled ingest; returns its id. The
+/// tables are checked now, so a typo fails here and not a minute later.
+pub async fn queue(raw: &Lake, request: &IngestRequest) -> Result<String> {
+    selected_tables(request)?;
+    let id = RunId::now().to_string();
+    let queued = QueuedBackfill {
+        request: request.clone(),
+        queued_at: Utc::now(),
+    };
+    raw.put_once(
+        &keys::ingest_request(&id),
+        Bytes::from(serde_json::to_vec_pretty(&queued)?),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Every queued request, oldest first, with its attempts and outcome.
+pub async fn statuses(raw: &Lake) -> Result<Vec<RequestStatus>> {
+    let mut out = Vec::new();
+    let prefix = format!("{}/", keys::INGEST_REQUESTS);
+    for key in raw.list(keys::INGEST_REQUESTS).await? {
+        let Some(id) = key
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .filter(|id| !id.contains('/'))
+        else {
+            continue;
+        };
+        let queued: QueuedBackfill = serde_json::from_slice(&raw.get(&key).await?)?;
+        let attempts = raw
+            .list(&format!("{}/attempts/{id}", keys::INGEST_REQUESTS))
+            .await?
+            .len();
+        let outcome = match raw.get_opt(&keys::ingest_request_outcome(id)).await? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            None => None,
+        };
+        out.push(RequestStatus {
+            id: id.to_string(),
+            queued,
+            attempts,
+            outcome,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Runs every pending request, oldest first. Stops at the first that fails
+/// (the stage has alerted it; the next schedule tries again) and returns
+/// that error; a request tried [`MAX_ATTEMPTS`] times is given up instead.
+pub async fn run_pending(
+    source: &mut Client,
+    raw: &Lake,
+    options: &IngestOptions,
+    alerts: &dyn Alerts,
+) -> Result<Vec<(String, IngestReport)>> {
+    let mut done = Vec::new();
+    for pending in statuses(raw)
+        .await?
+        .into_iter()
+        .filter(|s| s.outcome.is_none())
+    {
+        if pending.attempts >= MAX_ATTEMPTS {
+            give_up(raw, &pending, alerts).await?;
+            continue;
+        }
+        let attempt = RunId::now();
+        raw.put_once(
+            &keys::ingest_request_attempt(&pending.id, &attempt),
+            Bytes::from_static(b"{}"),
+        )
+        .await?;
+        tracing::info!(stage = STAGE.name, request = %pending.id, attempt = pending.attempts + 1, "running a queued backfill");
+        let report = ingest(source, raw, options, &pending.queued.request, alerts).await?;
+        let outcome = BackfillOutcome {
+            status: "done".to_string(),
+            run_id: report.run_id.to_string(),
+            manifest: Some(report.seq),
+            rows: report.rows(),
+            finished_at: Utc::now(),
+        };
+        raw.put_once(
+            &keys::ingest_request_outcome(&pending.id),
+            Bytes::from(serde_json::to_vec_pretty(&outcome)?),
+        )
+        .await?;
+        done.push((pending.id, report));
+    }
+    Ok(done)
+}
+
+async fn give_up(raw: &Lake, pending: &RequestStatus, alerts: &dyn Alerts) -> Result<()> {
+    let outcome = BackfillOutcome {
+        status: "given up".to_string(),
+        run_id: "-".to_string(),
+        manifest: None,
+        rows: 0,
+        finished_at: Utc::now(),
+    };
+    raw.put_once(
+        &keys::ingest_request_outcome(&pending.id),
+        Bytes::from(serde_json::to_vec_pretty(&outcome)?),
+    )
+    .await?;
+    alerts
+        .send(&Alert {
+            stage: STAGE.name,
+            run_id: "-".to_string(),
+            table: pending.queued.request.tables.as_ref().map(|t| t.join(",")),
+            message: format!(
+                "queued backfill {} given up after {} failed runs",
+                pending.id, pending.attempts
+            ),
+            action: "the earlier alerts name the cause; if it ran out of time, queue it again per table or with a later --since, or raise ingest_timeout_seconds".to_string(),
+        })
+        .await;
+    Ok(())
+}
