@@ -70,15 +70,15 @@ pub async fn ingest_handler(
             }));
         }
     };
-    let totesys = match &parsed {
-        // Backfills queued in the raw lake (`tributary backfill`) run before
-        // the incremental run: never alongside the schedule.
-        IngestEvent::Scheduled => match queued_backfills(ctx).await {
-            Ok(()) => ingest_totesys(ctx, &request).await,
-            Err(error) => Err(error),
-        },
-        _ => ingest_totesys(ctx, &request).await,
+    // Backfills queued in the raw lake (`tributary backfill`) run before the
+    // incremental run, never alongside the schedule. One that fails (its
+    // stage alerted) does not hold back the incremental run; the invocation
+    // still fails at the end, and the next schedule tries it again.
+    let queued = match &parsed {
+        IngestEvent::Scheduled => queued_backfills(ctx).await,
+        _ => Ok(()),
     };
+    let totesys = ingest_totesys(ctx, &request).await;
     let mut summary = match &totesys {
         Ok(report) => {
             record(ctx.metrics.as_ref(), report);
@@ -119,6 +119,7 @@ pub async fn ingest_handler(
         summary["trades"] = json!(trades);
     }
     totesys.map_err(Failure::from)?;
+    queued.map_err(Failure::from)?;
     Ok(summary)
 }
 

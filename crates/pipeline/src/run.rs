@@ -47,9 +47,12 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Runs ingest, transform and load once.
     pub async fn cycle(&mut self) -> Result<CycleReport> {
-        // Backfills queued with `tributary backfill` go first, as on AWS.
-        crate::totesys::requests::run_pending(self.source, self.raw, self.options, self.alerts)
-            .await?;
+        // Backfills queued with `tributary backfill` go first, as on AWS. One
+        // that fails has alerted and stays queued (`tributary backfill
+        // --status`); it does not hold back the incremental run.
+        let _ =
+            crate::totesys::requests::run_pending(self.source, self.raw, self.options, self.alerts)
+                .await;
         let ingest = ingest(
             self.source,
             self.raw,
