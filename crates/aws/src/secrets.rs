@@ -66,6 +66,21 @@ fn encode_userinfo(text: &str) -> String {
     out
 }
 
+/// What serde says about a secret, without any value from it: "missing
+/// field" and "unknown field" name fields only; a wrong type or value would
+/// quote the value (a numeric password), so it is said without it.
+fn safe_reason(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" at line").next().unwrap_or_default();
+    if text.starts_with("missing field") || text.starts_with("unknown field") {
+        text.to_string()
+    } else if error.is_syntax() || error.is_eof() {
+        "not valid JSON".to_string()
+    } else {
+        "a field has the wrong type, e.g. a number where text is expected".to_string()
+    }
+}
+
 impl RdsSecret {
     /// Parses the secret string; `secret` names it in errors (never the value).
     pub fn parse(secret: &str, text: &str) -> Result<Self> {
@@ -73,8 +88,7 @@ impl RdsSecret {
             secret: secret.to_string(),
             reason: format!(
                 "is not an RDS-shaped JSON secret with username and password (and optionally host, port, dbname) ({})",
-                // serde's message names the field, not the value.
-                e.to_string().split(" at line").next().unwrap_or_default()
+                safe_reason(&e)
             ),
             retryable: false,
         })
@@ -262,5 +276,18 @@ mod tests {
         );
         assert!(err.contains("RDS-shaped"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+        // A numeric password is never quoted back, whatever serde says.
+        let err = RdsSecret::parse("s", r#"{"username":"u","password":98765432}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("98765432"), "{err}");
+        assert!(err.contains("wrong type"), "{err}");
+        let err = RdsSecret::parse("s", "{not json 98765432")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("98765432") && err.contains("not valid JSON"),
+            "{err}"
+        );
     }
 }

@@ -406,6 +406,87 @@ async fn a_queued_backfill_that_keeps_failing_is_given_up_with_an_alert() {
         .batch_execute("ALTER TABLE payment_away RENAME TO payment")
         .await
         .unwrap();
+    // A request nobody can read (written by hand) is given up at once and
+    // does not hold the queue.
+    stack
+        .raw
+        .put_once(
+            "_requests/ingest/00000000T000000000Z-hand.json",
+            bytes::Bytes::from_static(b"{\"tables\": \"payment\"}"),
+        )
+        .await
+        .unwrap();
+    let done = run_pending(&mut stack.source, &stack.raw, &stack.options, &stack.alerts)
+        .await
+        .unwrap();
+    assert!(done.is_empty());
+    assert!(
+        stack.alerts.sent().iter().any(|a| a
+            .message
+            .contains("00000000T000000000Z-hand cannot be read")),
+        "{:?}",
+        stack.alerts.sent()
+    );
+    assert!(
+        run_pending(&mut stack.source, &stack.raw, &stack.options, &stack.alerts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     stack.cycle().await;
     stack.assert_reconciled().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_compactions_in_one_run_write_different_objects() {
+    use rand::SeedableRng;
+    use tributary_pipeline::totesys::versions::Segment;
+    let Some(mut stack) = Stack::generated("ops_compact", 3).await else {
+        return;
+    };
+    stack.cycle().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for _ in 0..3 {
+        tributary_totesys::simulate::insert_order(&mut stack.source, &mut rng)
+            .await
+            .unwrap();
+    }
+    stack.cycle().await;
+    let log = ManifestLog::new(stack.processed.clone(), Log::Transform);
+    let segments_of = |manifest: &Manifest<TransformState>| -> Vec<Segment> {
+        manifest
+            .files
+            .iter()
+            .filter(|f| f.table == "fact_sales_order")
+            .map(|f| Segment {
+                key: f.key.clone(),
+                min_ms: i64::MIN,
+                max_ms: i64::MAX,
+                rows: f.rows,
+            })
+            .collect()
+    };
+    let latest: Manifest<TransformState> = log.latest().await.unwrap().unwrap();
+    let earlier: Manifest<TransformState> = log.read(latest.seq - 1).await.unwrap().unwrap();
+    let (old, new) = (segments_of(&earlier), segments_of(&latest));
+    assert!(!old.is_empty() && !new.is_empty());
+    // As an upgrade run does: fold what was there, then what this run wrote,
+    // both under one run id; the second bucket differs from the first.
+    let mut index = tributary_pipeline::totesys::versions::FactVersions {
+        segments: old,
+        ..Default::default()
+    };
+    let run = RunId::now();
+    index
+        .compact(&stack.processed, "fact_sales_order", "sales_order_id", &run)
+        .await
+        .unwrap();
+    let first = index.buckets.clone();
+    index.segments = new;
+    index
+        .compact(&stack.processed, "fact_sales_order", "sales_order_id", &run)
+        .await
+        .expect("a second compaction in the same run does not collide with the first");
+    assert_ne!(first, index.buckets);
+    assert_eq!(index.compactions, 2);
 }

@@ -29,7 +29,7 @@ use crate::alerts::{Alert, Alerts};
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Characters of a message that make its cause (the rest is detail).
-const CAUSE_CHARS: usize = 160;
+const CAUSE_CHARS: usize = 240;
 
 /// One cause a person has been told about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,10 +228,13 @@ impl<A: Alerts> AlertGate<A> {
 
 /// Stage names are static everywhere but arrive here as `&str`.
 fn static_stage(stage: &str) -> &'static str {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 10] = [
         "ingest",
+        "backfill",
         "transform",
+        "markets-transform",
         "load",
+        "markets-load",
         "stream-sink",
         "markets",
         "catalog",
@@ -243,17 +246,30 @@ fn static_stage(stage: &str) -> &'static str {
         .unwrap_or("pipeline")
 }
 
-/// Stage, table and message with every run of digits blanked: run ids,
-/// counts and times differ between repeats of one cause.
+/// Stage, table and message with every word holding a digit blanked: run
+/// ids, counts, times and hashes differ between repeats of one cause.
 fn cause_of(alert: &Alert) -> String {
+    // Every word with a digit in it (a count, a time, a run id, a hash, a
+    // port) becomes `#`; the words around it make the cause.
     let mut message = String::new();
-    for c in alert.message.chars().take(CAUSE_CHARS) {
-        if !c.is_ascii_digit() {
-            message.push(c);
-        } else if !message.ends_with('#') {
+    let mut word = String::new();
+    let flush = |word: &mut String, message: &mut String| {
+        if word.chars().any(|c| c.is_ascii_digit()) {
             message.push('#');
+        } else {
+            message.push_str(word);
+        }
+        word.clear();
+    };
+    for c in alert.message.chars().take(CAUSE_CHARS) {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut message);
+            message.push(c);
         }
     }
+    flush(&mut word, &mut message);
     format!(
         "{}|{}|{}",
         alert.stage,
@@ -410,6 +426,55 @@ mod tests {
         *clock.lock().unwrap() = start + chrono::Duration::hours(3);
         gate.send(&symbol("BTC-BRL")).await;
         assert_eq!(recorded.sent().len(), 5);
+    }
+
+    #[test]
+    fn a_cause_ignores_run_ids_counts_and_hashes_but_not_the_words() {
+        let alert = |message: &str| Alert {
+            stage: "transform",
+            run_id: "r".to_string(),
+            table: None,
+            message: message.to_string(),
+            action: String::new(),
+        };
+        assert_eq!(
+            cause_of(&alert(
+                "transform failed: object 20261130T170724570Z-014c26.json differs (sha ab12cd)"
+            )),
+            cause_of(&alert(
+                "transform failed: object 20261201T000000000Z-99ff00.json differs (sha 77e9f1)"
+            ))
+        );
+        assert_ne!(
+            cause_of(&alert(
+                "transform failed: cannot connect to db-1: timed out"
+            )),
+            cause_of(&alert("transform failed: cannot connect to db-1: refused"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_success_of_one_stage_does_not_recover_another() {
+        let (_dir, lake) = lake();
+        let clock = Arc::new(StdMutex::new(Utc::now()));
+        let (gate, recorded) = gate(&lake, &clock);
+        let mut totesys = failure(1);
+        totesys.stage = "transform";
+        gate.failed(&totesys).await;
+        gate.recovered("markets-transform").await;
+        gate.failed(&totesys).await;
+        assert_eq!(
+            recorded.sent().len(),
+            1,
+            "held back, not recovered: {:#?}",
+            recorded.sent()
+        );
+        gate.recovered("transform").await;
+        assert!(
+            recorded.sent()[1]
+                .message
+                .starts_with("transform recovered")
+        );
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ pub struct MarketsLoadReport {
 
 /// The markets load (part of the load stage) and what to do when it fails.
 pub const STAGE: Stage = Stage {
-    name: "load",
+    name: "markets-load",
     retryable: "the markets manifest was rolled back; the next load retries it",
     needs_fix: "the markets manifest was rolled back and blocks later ones: fix the cause named above",
 };

@@ -89,7 +89,7 @@ pub struct MarketsReport {
 
 /// The markets transform (part of the transform stage) and what to do when it fails.
 pub const STAGE: Stage = Stage {
-    name: "transform",
+    name: "markets-transform",
     retryable: "nothing was committed; the next markets manifest retries",
     needs_fix: "fix the cause named above; the sink keeps writing raw batches meanwhile",
 };

@@ -37,6 +37,14 @@ pub const STAGE: Stage = Stage {
     needs_fix: "fix the cause named above; nothing was committed",
 };
 
+/// A backfill (a request with `since`): its own name, so its failures and
+/// recovery are told apart from the scheduled runs'.
+pub const BACKFILL_STAGE: Stage = Stage {
+    name: "backfill",
+    retryable: "nothing was committed; a queued backfill is tried again by the next schedule (3 runs at most); one invoked by hand must be invoked again",
+    needs_fix: "fix the cause named above; nothing was committed",
+};
+
 /// A manual request: which tables, and from when (a backfill). The empty
 /// request is the scheduled run: every table, incrementally.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +125,12 @@ pub async fn ingest(
     request: &IngestRequest,
     alerts: &dyn Alerts,
 ) -> Result<IngestReport> {
-    STAGE
+    let stage = if request.since.is_some() {
+        BACKFILL_STAGE
+    } else {
+        STAGE
+    };
+    stage
         .run(alerts, |run_id| async move {
             ingest_run(source, raw, options, request, alerts, &run_id).await
         })

@@ -184,6 +184,24 @@ pub async fn reconcile(
         comparison.advice = Some(progress.advice_dimension(&comparison));
         report.comparisons.push(comparison);
     }
+    // The layers were read one after another: if a stage committed
+    // meanwhile, a difference may only be in flight, and no advice to
+    // rebuild or delete should follow from it.
+    let after = Progress::of(raw, processed, warehouse).await?;
+    if after != progress {
+        let moved = format!(
+            "the pipeline committed while reconcile was reading (raw manifests {}→{}, processed {}→{}, loaded {}→{}): this difference may be in flight; run reconcile again, with the schedules paused for an exact answer",
+            progress.raw_latest,
+            after.raw_latest,
+            progress.processed_latest,
+            after.processed_latest,
+            progress.loaded,
+            after.loaded
+        );
+        for c in report.comparisons.iter_mut().filter(|c| !c.is_clean()) {
+            c.advice = Some(moved.clone());
+        }
+    }
     let differing: Vec<&Comparison> = report
         .comparisons
         .iter()
@@ -272,7 +290,7 @@ impl Progress {
                 |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             );
         format!(
-            "if ingest only has not run since these changes, run `tributary ingest` (or wait for the schedule); otherwise backfill them: `tributary ingest --tables {table} --since {since}` (versions the lake already has are not written twice downstream)"
+            "if ingest only has not run since these changes, run `tributary ingest` (or wait for the schedule); otherwise backfill them: `tributary backfill --tables {table} --since {since}` (queued for the next scheduled ingest; locally `tributary ingest --tables {table} --since {since}` runs it at once). Versions the lake already has are not written twice downstream"
         )
     }
 

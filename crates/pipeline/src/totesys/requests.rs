@@ -19,7 +19,9 @@ use tributary_lake::{Lake, RunId, keys};
 use crate::{
     Result,
     alerts::{Alert, Alerts},
-    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, STAGE, ingest, selected_tables},
+    totesys::ingest::{
+        BACKFILL_STAGE, IngestOptions, IngestReport, IngestRequest, STAGE, ingest, selected_tables,
+    },
 };
 
 /// Runs that may take up one request before it is given up.
@@ -79,35 +81,58 @@ pub async fn queue(raw: &Lake, request: &IngestRequest) -> Result<String> {
     Ok(id)
 }
 
+/// What one listing of the queue says: per request id, its attempts and
+/// whether it has an outcome. One LIST, no GET.
+#[derive(Debug, Default)]
+struct Listing {
+    ids: std::collections::BTreeMap<String, (usize, bool)>,
+}
+
+async fn listing(raw: &Lake) -> Result<Listing> {
+    let prefix = format!("{}/", keys::INGEST_REQUESTS);
+    let mut out = Listing::default();
+    for key in raw.list(keys::INGEST_REQUESTS).await? {
+        let Some(rest) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            [file] => {
+                if let Some(id) = file.strip_suffix(".json") {
+                    out.ids.entry(id.to_string()).or_default();
+                }
+            }
+            ["attempts", id, _] => out.ids.entry(id.to_string()).or_default().0 += 1,
+            ["outcomes", file] => {
+                if let Some(id) = file.strip_suffix(".json") {
+                    out.ids.entry(id.to_string()).or_default().1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Every queued request, oldest first, with its attempts and outcome.
 pub async fn statuses(raw: &Lake) -> Result<Vec<RequestStatus>> {
     let mut out = Vec::new();
-    let prefix = format!("{}/", keys::INGEST_REQUESTS);
-    for key in raw.list(keys::INGEST_REQUESTS).await? {
-        let Some(id) = key
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".json"))
-            .filter(|id| !id.contains('/'))
-        else {
+    for (id, (attempts, _)) in listing(raw).await?.ids {
+        let Some(bytes) = raw.get_opt(&keys::ingest_request(&id)).await? else {
             continue;
         };
-        let queued: QueuedBackfill = serde_json::from_slice(&raw.get(&key).await?)?;
-        let attempts = raw
-            .list(&format!("{}/attempts/{id}", keys::INGEST_REQUESTS))
-            .await?
-            .len();
-        let outcome = match raw.get_opt(&keys::ingest_request_outcome(id)).await? {
+        let queued: QueuedBackfill = serde_json::from_slice(&bytes)?;
+        let outcome = match raw.get_opt(&keys::ingest_request_outcome(&id)).await? {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
             None => None,
         };
         out.push(RequestStatus {
-            id: id.to_string(),
+            id,
             queued,
             attempts,
             outcome,
         });
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
@@ -121,13 +146,42 @@ pub async fn run_pending(
     alerts: &dyn Alerts,
 ) -> Result<Vec<(String, IngestReport)>> {
     let mut done = Vec::new();
-    for pending in statuses(raw)
+    // One LIST a minute; a GET only for the requests still open.
+    for (id, (attempts, _)) in listing(raw)
         .await?
+        .ids
         .into_iter()
-        .filter(|s| s.outcome.is_none())
+        .filter(|(_, (_, ended))| !ended)
     {
+        let Some(bytes) = raw.get_opt(&keys::ingest_request(&id)).await? else {
+            continue;
+        };
+        let queued = match serde_json::from_slice::<QueuedBackfill>(&bytes) {
+            Ok(queued) => queued,
+            Err(error) => {
+                // Written by hand or by another version: it can never run,
+                // and must not hold the queue.
+                let unreadable = format!("cannot be read as a backfill request: {error}");
+                give_up(raw, &id, None, &unreadable, alerts).await?;
+                continue;
+            }
+        };
+        let pending = RequestStatus {
+            id,
+            queued,
+            attempts,
+            outcome: None,
+        };
         if pending.attempts >= MAX_ATTEMPTS {
-            give_up(raw, &pending, alerts).await?;
+            let why = format!("given up after {} failed runs", pending.attempts);
+            give_up(
+                raw,
+                &pending.id,
+                Some(&pending.queued.request),
+                &why,
+                alerts,
+            )
+            .await?;
             continue;
         }
         let attempt = RunId::now();
@@ -155,7 +209,13 @@ pub async fn run_pending(
     Ok(done)
 }
 
-async fn give_up(raw: &Lake, pending: &RequestStatus, alerts: &dyn Alerts) -> Result<()> {
+async fn give_up(
+    raw: &Lake,
+    id: &str,
+    request: Option<&IngestRequest>,
+    why: &str,
+    alerts: &dyn Alerts,
+) -> Result<()> {
     let outcome = BackfillOutcome {
         status: "given up".to_string(),
         run_id: "-".to_string(),
@@ -164,19 +224,16 @@ async fn give_up(raw: &Lake, pending: &RequestStatus, alerts: &dyn Alerts) -> Re
         finished_at: Utc::now(),
     };
     raw.put_once(
-        &keys::ingest_request_outcome(&pending.id),
+        &keys::ingest_request_outcome(id),
         Bytes::from(serde_json::to_vec_pretty(&outcome)?),
     )
     .await?;
     alerts
         .send(&Alert {
-            stage: STAGE.name,
+            stage: BACKFILL_STAGE.name,
             run_id: "-".to_string(),
-            table: pending.queued.request.tables.as_ref().map(|t| t.join(",")),
-            message: format!(
-                "queued backfill {} given up after {} failed runs",
-                pending.id, pending.attempts
-            ),
+            table: request.and_then(|r| r.tables.as_ref()).map(|t| t.join(",")),
+            message: format!("queued backfill {id} {why}"),
             action: "the earlier alerts name the cause; if it ran out of time, queue it again per table or with a later --since, or raise ingest_timeout_seconds".to_string(),
         })
         .await;

@@ -51,6 +51,9 @@ pub struct FactVersions {
     pub segments: Vec<Segment>,
     /// Id bucket → its sorted version file.
     pub buckets: BTreeMap<u32, String>,
+    /// Compactions so far: part of each bucket file's name, so two in one
+    /// run (an upgrade, then a large first load) never write the same key.
+    pub compactions: u64,
 }
 
 impl FactVersions {
@@ -134,7 +137,7 @@ impl FactVersions {
                 versions.extend(decode_versions(old, processed.get(old).await?)?);
             }
             newest = versions.iter().map(|v| v.1).chain(newest).max();
-            let file = bucket_key(fact, bucket, run_id);
+            let file = bucket_key(fact, bucket, run_id, self.compactions);
             processed
                 .put_once(&file, encode_versions(&mut versions)?)
                 .await?;
@@ -142,17 +145,14 @@ impl FactVersions {
         }
         self.high_water_ms = newest;
         self.segments.clear();
+        self.compactions += 1;
         Ok(())
     }
 }
 
-/// `_state/versions/<fact>/bucket=<b>/<run_id>.parquet`.
-fn bucket_key(fact: &str, bucket: u32, run_id: &RunId) -> String {
-    tributary_lake::keys::state_file(
-        &format!("versions/{fact}/bucket={bucket:05}"),
-        run_id,
-        "parquet",
-    )
+/// `_state/versions/<fact>/bucket=<b>/<run_id>-<compaction>.parquet`.
+fn bucket_key(fact: &str, bucket: u32, run_id: &RunId, compaction: u64) -> String {
+    format!("_state/versions/{fact}/bucket={bucket:05}/{run_id}-{compaction}.parquet")
 }
 
 /// The versions of one fact file, reading only the columns that make them.
