@@ -153,7 +153,15 @@ async fn the_checkpoint_never_moves_past_trades_that_were_not_saved() {
         None,
         "no checkpoint past unsaved trades"
     );
-    assert!(alerts.sent().iter().any(|a| a.message.contains("ETH-BRL")));
+    let sent = alerts.sent();
+    assert_eq!(sent.len(), 1, "one alert for the tick: {sent:?}");
+    assert_eq!(sent[0].table.as_deref(), Some("trades"));
+    assert!(
+        sent[0].message.contains("for 1 symbol(s)")
+            && sent[0].message.contains("(symbols: ETH-BRL)"),
+        "{}",
+        sent[0].message
+    );
 
     // A 429 and Cloudflare's HTML page on the way are retried by the client.
     stream.broken.store(false, Ordering::SeqCst);

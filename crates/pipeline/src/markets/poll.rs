@@ -344,20 +344,30 @@ async fn poll_tick(
                 report.polled.push(symbol.clone());
             }
             Err(error) => {
-                alerts
-                    .send(&Alert {
-                        stage: STAGE,
-                        run_id: run_id.to_string(),
-                        table: Some(format!("trades {symbol}")),
-                        message: format!("{symbol}: trades not saved this tick: {error}"),
-                        action:
-                            "its checkpoint stayed put; the next tick reads the same trades again"
-                                .to_string(),
-                    })
-                    .await;
                 report.failed.push((symbol.clone(), error.to_string()));
             }
         }
+    }
+    // One alert per tick, not one per symbol: an outage of the API is one
+    // cause (the gate then mails it once), not 409. The symbol is taken out
+    // of the error so the cause does not change with which one failed first.
+    if let Some((first, error)) = report.failed.first() {
+        let names: Vec<&str> = report.failed.iter().map(|(s, _)| s.as_str()).collect();
+        alerts
+            .send(&Alert {
+                stage: STAGE,
+                run_id: run_id.to_string(),
+                table: Some("trades".to_string()),
+                message: format!(
+                    "trades not saved this tick for {} symbol(s): {} (symbols: {})",
+                    names.len(),
+                    error.replace(first.as_str(), "<symbol>"),
+                    names.join(", ")
+                ),
+                action: "their checkpoints stayed put; the next tick reads the same trades again"
+                    .to_string(),
+            })
+            .await;
     }
     report.waiting = state.due_since.len();
     report.unread = tickers
