@@ -122,15 +122,20 @@ impl FactVersions {
         key: &str,
         run_id: &RunId,
     ) -> Result<()> {
+        use futures_util::{StreamExt, TryStreamExt};
         let mut by_bucket: HashMap<u32, Vec<Version>> = HashMap::new();
-        for segment in &self.segments {
-            for version in segment_versions(processed, &segment.key, key).await? {
+        let mut read = futures_util::stream::iter(&self.segments)
+            .map(|segment| segment_versions(processed, &segment.key, key))
+            .buffered(8);
+        while let Some(versions) = read.try_next().await? {
+            for version in versions {
                 by_bucket
                     .entry(bucket_of(version.0))
                     .or_default()
                     .push(version);
             }
         }
+        drop(read);
         let mut newest = self.high_water_ms;
         for (bucket, mut versions) in by_bucket {
             if let Some(old) = self.buckets.get(&bucket) {
