@@ -327,9 +327,11 @@ fn late_rows_alert(
             show(plan.lower_bound_ms),
             stats.rows_changed_in_place,
         ),
-        action: "no data was lost; if this repeats, either a source transaction runs longer than the lookback \
-                 (raise TRIBUTARY_LOOKBACK or find the slow writer) or the source updates rows without \
-                 setting last_updated (fix the writer so that other consumers do not miss changes)"
+        action: "late rows are in the raw lake and flow on. A row changed without a new last_updated is in \
+                 the raw lake too, but a version is (id, last_updated): the processed lake and the warehouse \
+                 keep the first content of that version, not the change. If this repeats, either a source \
+                 transaction runs longer than the lookback (raise TRIBUTARY_LOOKBACK or find the slow writer) \
+                 or the source updates rows without setting last_updated (fix the writer)"
             .to_string(),
     }
 }
