@@ -30,6 +30,47 @@ pub fn put_trailer(buf: &mut BytesMut) {
 
 /// Appends every row of `batch`, whose columns follow `table`'s definition.
 pub fn put_batch(buf: &mut BytesMut, table: &WarehouseTable, batch: &RecordBatch) -> Result<()> {
+    let columns = columns_of(table, batch)?;
+    for row in 0..batch.num_rows() {
+        buf.put_i16(columns.len() as i16);
+        for column in &columns {
+            column.put(buf, row);
+        }
+    }
+    Ok(())
+}
+
+/// Appends every row of `batch` like [`put_batch`], each led by an `int4`
+/// record key: `first`, `first + 1`, …. Returns the key after the last row.
+pub fn put_numbered_batch(
+    buf: &mut BytesMut,
+    table: &WarehouseTable,
+    batch: &RecordBatch,
+    first: i64,
+) -> Result<i64> {
+    let columns = columns_of(table, batch)?;
+    let next = first + batch.num_rows() as i64;
+    if first < 1 || next - 1 > i64::from(i32::MAX) {
+        return Err(Error::Arrow(
+            arrow_schema::ArrowError::InvalidArgumentError(format!(
+                "{}: record keys {first}..{next} leave the int4 range of its serial",
+                table.name
+            )),
+        ));
+    }
+    let fields = columns.len() as i16 + 1;
+    for (row, key) in (first..next).enumerate() {
+        buf.put_i16(fields);
+        buf.put_i32(4);
+        buf.put_i32(key as i32);
+        for column in &columns {
+            column.put(buf, row);
+        }
+    }
+    Ok(next)
+}
+
+fn columns_of<'a>(table: &WarehouseTable, batch: &'a RecordBatch) -> Result<Vec<Column<'a>>> {
     let columns: Vec<Column<'_>> = table
         .columns
         .iter()
@@ -41,13 +82,7 @@ pub fn put_batch(buf: &mut BytesMut, table: &WarehouseTable, batch: &RecordBatch
     if columns.len() != table.columns.len() {
         return Err(mismatch(table, "(column count)"));
     }
-    for row in 0..batch.num_rows() {
-        buf.put_i16(columns.len() as i16);
-        for column in &columns {
-            column.put(buf, row);
-        }
-    }
-    Ok(())
+    Ok(columns)
 }
 
 fn mismatch(table: &WarehouseTable, column: &str) -> Error {
@@ -180,6 +215,37 @@ mod tests {
             .chunks(2)
             .map(|c| u16::from_be_bytes([c[0], c[1]]))
             .collect()
+    }
+
+    #[test]
+    fn numbered_rows_lead_with_their_record_key() {
+        let table = crate::WarehouseTable::by_name("dim_payment_type").unwrap();
+        let batch = RecordBatch::try_new(
+            table.arrow_schema(),
+            vec![
+                std::sync::Arc::new(Int32Array::from(vec![7, 8])),
+                std::sync::Arc::new(StringArray::from(vec!["card", "cash"])),
+            ],
+        )
+        .unwrap();
+        let mut plain = BytesMut::new();
+        put_batch(&mut plain, table, &batch).unwrap();
+        let mut numbered = BytesMut::new();
+        assert_eq!(
+            put_numbered_batch(&mut numbered, table, &batch, 41).unwrap(),
+            43
+        );
+        // Row 1: 3 fields, the key 41 (length 4), then the row as put_batch wrote it.
+        let row = 2 + 8 + 8 + 8;
+        assert_eq!(numbered[..2], 3i16.to_be_bytes());
+        assert_eq!(numbered[2..10], [0, 0, 0, 4, 0, 0, 0, 41]);
+        assert_eq!(numbered[10..row], plain[2..row - 8]);
+        assert_eq!(numbered[row + 6..row + 10], 42i32.to_be_bytes());
+        assert_eq!(numbered.len(), plain.len() + 2 * 8);
+        // Keys past the int4 range of a serial are refused.
+        let last = i64::from(i32::MAX);
+        assert!(put_numbered_batch(&mut BytesMut::new(), table, &batch, last).is_err());
+        assert!(put_numbered_batch(&mut BytesMut::new(), table, &batch, last - 1).is_ok());
     }
 
     #[test]

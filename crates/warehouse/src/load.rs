@@ -1,20 +1,41 @@
 //! The loader: processed Parquet → the PostgreSQL warehouse.
 //!
-//! One transaction per processed manifest: binary COPY into temporary
-//! staging tables, `dim_date` and dimensions first (upserted), then facts
-//! (only versions not already there, by id + last_updated: the set-based
-//! form of `ON CONFLICT DO NOTHING`, which the advisory lock makes safe),
-//! then the `load_log` row. Re-running is a no-op; a crash leaves nothing
-//! half done. The transform emits each fact version and dimension key once
-//! per manifest; if that ever failed, the unique constraints stop the load.
+//! One transaction per processed manifest: `dim_date` and dimensions first,
+//! then facts, then the `load_log` row. Re-running is a no-op; a crash
+//! leaves nothing half done (every step below, DDL included, is part of the
+//! one transaction). The transform emits each fact version and dimension key
+//! once per manifest; if that ever failed, the unique constraints stop the load.
 //!
-//! Foreign keys stay declared. Before facts move in, one anti-join per
-//! foreign key checks the whole batch and fails the load on any orphan;
-//! large batches then skip PostgreSQL's per-row FK triggers (where the role
-//! may), since the set-based check inside the same transaction has already
-//! proven every reference.
+//! Two ways in, chosen per table:
+//!
+//! - **Into an empty table** (a first load, a backfill into a new
+//!   warehouse): nothing can repeat or change, so rows are binary-COPYed
+//!   straight into the table. The table is locked (ACCESS EXCLUSIVE, until
+//!   commit: its readers wait, for a table that had nothing to show), its
+//!   primary key and unique indexes are dropped (with the foreign keys that
+//!   point at a dimension's key: their tables are empty too), the rows
+//!   copied, a fact's record keys numbered by the loader from one reserved
+//!   range of the serial's sequence, a fact's references checked, and the
+//!   indexes and foreign keys declared again, each index built in one
+//!   sorted pass: that rebuild is what enforces "one row per version" (one
+//!   row per key for a dimension) here, and a repeat fails the load.
+//! - **Into a table that has rows**: binary COPY into a temporary staging
+//!   table, then dimensions are upserted and facts inserted where the
+//!   version (id + last_updated) is not there yet: the set-based form of
+//!   `ON CONFLICT DO NOTHING`, which the advisory lock makes safe.
+//!
+//! Foreign keys stay declared. Before facts are committed, every reference
+//! of the batch is checked set-based: per foreign key, the batch's
+//! `min`/`max` and a count of the dimension's keys in that range prove it
+//! when the dimension holds every key in between; otherwise one anti-join
+//! per remaining key finds the orphans and fails the load. The referenced
+//! dimensions are locked against writes (SHARE) until commit, so what was
+//! checked stays true; facts copied into an empty table, and large staged
+//! batches, then skip PostgreSQL's per-row FK triggers (where the role
+//! may), since the check inside the same transaction has proven every
+//! reference.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Instant};
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, pin_mut};
@@ -23,11 +44,20 @@ use tributary_lake::{Lake, parquet::decode};
 
 use crate::{
     Error, Kind, Result, WAREHOUSE_DDL, WAREHOUSE_TABLES, WType, WarehouseTable,
-    copy_in::{CHUNK_BYTES, put_batch, put_header, put_trailer},
+    copy_in::{CHUNK_BYTES, put_batch, put_header, put_numbered_batch, put_trailer},
 };
 
-/// Fact batches at least this large skip per-row FK triggers.
+/// Staged fact batches at least this large skip per-row FK triggers (batches
+/// copied into an empty table always do, where the role may).
 pub const BULK_ROWS: u64 = 50_000;
+
+/// `maintenance_work_mem` (kB) at least, while the indexes of a fact table
+/// loaded empty are built again: the sorts stay in memory.
+const INDEX_BUILD_KB: i64 = 256 * 1024;
+
+/// `work_mem` (kB) at least, while staged facts move into their table: the
+/// anti-join against the table's versions hashes or sorts in memory.
+const MOVE_WORK_KB: i64 = 128 * 1024;
 
 /// Creates the schema (idempotent).
 pub async fn init(client: &Client) -> Result<()> {
@@ -93,19 +123,30 @@ pub async fn load_manifest(
         let Some(keys) = files.get(table.name).filter(|k| !k.is_empty()) else {
             continue;
         };
-        let started = std::time::Instant::now();
-        let staged = stage(&tx, lake, table, keys).await?;
-        let staged_ms = started.elapsed().as_millis() as u64;
-        let rows = match table.kind {
-            Kind::Date => insert_dates(&tx).await?,
-            Kind::Dimension => upsert_dimension(&tx, table).await?,
-            Kind::Fact { .. } => insert_facts(&tx, table, staged).await?,
+        let started = Instant::now();
+        let table_load = match table.kind {
+            Kind::Date => load_dates(&tx, lake, table, keys).await?,
+            Kind::Dimension => load_dimension(&tx, lake, table, keys).await?,
+            Kind::Fact { record_key } => load_facts(&tx, lake, table, record_key, keys).await?,
         };
-        tracing::info!(
-            table = table.name,
+        let TableLoad {
+            path,
             staged,
             rows,
             staged_ms,
+            read_ms,
+            check_ms,
+            index_ms,
+        } = table_load;
+        tracing::info!(
+            table = table.name,
+            path,
+            staged,
+            rows,
+            staged_ms,
+            read_ms,
+            check_ms,
+            index_ms,
             ms = started.elapsed().as_millis() as u64,
             "table loaded"
         );
@@ -142,12 +183,90 @@ fn column_list(table: &WarehouseTable) -> String {
         .join(", ")
 }
 
+/// What loading one table did, and where its time went.
+#[derive(Debug, Default)]
+struct TableLoad {
+    /// `direct` (COPY into the empty table) or `staged` (COPY into a
+    /// temporary table, then a set-based move).
+    path: &'static str,
+    /// Rows copied in.
+    staged: u64,
+    /// Rows inserted or changed.
+    rows: u64,
+    /// Milliseconds to COPY the rows in (the Parquet decoded on the way).
+    staged_ms: u64,
+    /// Of which reading and decoding the Parquet files.
+    read_ms: u64,
+    /// Milliseconds to check the references.
+    check_ms: u64,
+    /// Milliseconds to build the indexes set aside.
+    index_ms: u64,
+}
+
+fn ms_since(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+/// Whether `table` has no rows (visible to this transaction).
+async fn is_empty(tx: &Transaction<'_>, table: &str) -> Result<bool> {
+    let row = tx
+        .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// COPYs every file of `table` into `relation` (the table's columns, in its
+/// order); with a record key, each row leads with it, numbered from `first`.
+/// Returns rows copied; adds the milliseconds spent reading and decoding
+/// the files (the server waits meanwhile) to `read_ms`.
+async fn copy_files(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &WarehouseTable,
+    keys: &[String],
+    relation: &str,
+    record_key: Option<(&str, i64)>,
+    read_ms: &mut u64,
+) -> Result<u64> {
+    let columns = match record_key {
+        Some((key, _)) => format!("{key}, {}", column_list(table)),
+        None => column_list(table),
+    };
+    let sink = tx
+        .copy_in::<_, bytes::Bytes>(&format!(
+            "COPY {relation} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    pin_mut!(sink);
+    let mut next_key = record_key.map(|(_, first)| first);
+    let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
+    put_header(&mut buf);
+    for key in keys {
+        let reading = Instant::now();
+        let (_, batches) = decode(lake.get(key).await?)?;
+        *read_ms += ms_since(reading);
+        for batch in &batches {
+            match next_key.as_mut() {
+                Some(next) => *next = put_numbered_batch(&mut buf, table, batch, *next)?,
+                None => put_batch(&mut buf, table, batch)?,
+            }
+            if buf.len() >= CHUNK_BYTES {
+                sink.send(buf.split().freeze()).await?;
+            }
+        }
+    }
+    put_trailer(&mut buf);
+    sink.send(buf.split().freeze()).await?;
+    Ok(sink.finish().await?)
+}
+
 /// COPYs every file of `table` into `stage`, a temporary table; returns rows staged.
 async fn stage(
     tx: &Transaction<'_>,
     lake: &Lake,
     table: &WarehouseTable,
     keys: &[String],
+    read_ms: &mut u64,
 ) -> Result<u64> {
     let definition = table
         .columns
@@ -159,30 +278,19 @@ async fn stage(
         "CREATE TEMP TABLE stage ({definition}) ON COMMIT DROP"
     ))
     .await?;
-    let sink = tx
-        .copy_in::<_, bytes::Bytes>(&format!(
-            "COPY stage ({}) FROM STDIN (FORMAT binary)",
-            column_list(table)
-        ))
-        .await?;
-    pin_mut!(sink);
-    let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
-    put_header(&mut buf);
-    for key in keys {
-        let (_, batches) = decode(lake.get(key).await?)?;
-        for batch in &batches {
-            put_batch(&mut buf, table, batch)?;
-            if buf.len() >= CHUNK_BYTES {
-                sink.send(buf.split().freeze()).await?;
-            }
-        }
-    }
-    put_trailer(&mut buf);
-    sink.send(buf.split().freeze()).await?;
-    Ok(sink.finish().await?)
+    copy_files(tx, lake, table, keys, "stage", None, read_ms).await
 }
 
-async fn insert_dates(tx: &Transaction<'_>) -> Result<u64> {
+async fn load_dates(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &WarehouseTable,
+    keys: &[String],
+) -> Result<TableLoad> {
+    let started = Instant::now();
+    let mut read_ms = 0;
+    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let staged_ms = ms_since(started);
     let rows = tx
         .execute(
             "INSERT INTO dim_date SELECT * FROM stage ON CONFLICT (date_id) DO NOTHING",
@@ -190,7 +298,61 @@ async fn insert_dates(tx: &Transaction<'_>) -> Result<u64> {
         )
         .await?;
     tx.batch_execute("DROP TABLE stage").await?;
-    Ok(rows)
+    Ok(TableLoad {
+        path: "staged",
+        staged,
+        rows,
+        staged_ms,
+        read_ms,
+        ..TableLoad::default()
+    })
+}
+
+async fn load_dimension(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &WarehouseTable,
+    keys: &[String],
+) -> Result<TableLoad> {
+    let started = Instant::now();
+    let mut read_ms = 0;
+    if is_empty(tx, table.name).await? {
+        tx.batch_execute(&format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            table.name
+        ))
+        .await?;
+        if is_empty(tx, table.name).await? {
+            // Nothing to change or skip: every row is new. The primary key,
+            // set aside with the foreign keys pointing at it (their tables
+            // are empty too) and built again, stops a key given twice.
+            let rebuild = set_aside_indexes(tx, table.name).await?;
+            let rows = copy_files(tx, lake, table, keys, table.name, None, &mut read_ms).await?;
+            let staged_ms = ms_since(started);
+            let indexed = Instant::now();
+            build_indexes(tx, &rebuild).await?;
+            return Ok(TableLoad {
+                path: "direct",
+                staged: rows,
+                rows,
+                staged_ms,
+                read_ms,
+                check_ms: 0,
+                index_ms: ms_since(indexed),
+            });
+        }
+    }
+    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let staged_ms = ms_since(started);
+    let rows = upsert_dimension(tx, table).await?;
+    Ok(TableLoad {
+        path: "staged",
+        staged,
+        rows,
+        staged_ms,
+        read_ms,
+        ..TableLoad::default()
+    })
 }
 
 async fn upsert_dimension(tx: &Transaction<'_>, table: &WarehouseTable) -> Result<u64> {
@@ -238,14 +400,250 @@ async fn upsert_dimension(tx: &Transaction<'_>, table: &WarehouseTable) -> Resul
     Ok(rows)
 }
 
+async fn load_facts(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &'static WarehouseTable,
+    record_key: &'static str,
+    keys: &[String],
+) -> Result<TableLoad> {
+    if is_empty(tx, table.name).await? {
+        // Readers of this table wait for the commit from here on; the
+        // table had nothing to show them.
+        tx.batch_execute(&format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            table.name
+        ))
+        .await?;
+        if is_empty(tx, table.name).await? {
+            return load_facts_into_empty(tx, lake, table, record_key, keys).await;
+        }
+    }
+    let started = Instant::now();
+    let mut read_ms = 0;
+    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let staged_ms = ms_since(started);
+    let checked = Instant::now();
+    check_references(tx, table, "stage").await?;
+    let check_ms = ms_since(checked);
+    let rows = insert_facts(tx, table, staged).await?;
+    Ok(TableLoad {
+        path: "staged",
+        staged,
+        rows,
+        staged_ms,
+        read_ms,
+        check_ms,
+        index_ms: 0,
+    })
+}
+
+/// A first load of a fact table (empty, locked by the caller): COPY straight
+/// into it with its indexes set aside, record keys numbered here, then the
+/// references checked and the indexes built again.
+async fn load_facts_into_empty(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &'static WarehouseTable,
+    record_key: &'static str,
+    keys: &[String],
+) -> Result<TableLoad> {
+    let started = Instant::now();
+    let rebuild = set_aside_indexes(tx, table.name).await?;
+    // One range of the serial's sequence instead of a nextval() per row:
+    // the first value now, the sequence moved past the last one after the
+    // COPY. Nothing else can insert into the locked table meanwhile; a
+    // nextval() called on the sequence by hand in between would collide,
+    // and the primary key, built again below, would fail the load.
+    let sequence: Option<String> = tx
+        .query_one(
+            "SELECT pg_get_serial_sequence($1, $2)",
+            &[&table.name, &record_key],
+        )
+        .await?
+        .get(0);
+    let first: Option<i64> = match &sequence {
+        Some(sequence) => Some(
+            tx.query_one("SELECT nextval($1::text::regclass)", &[sequence])
+                .await?
+                .get(0),
+        ),
+        None => None,
+    };
+    let bulk = skip_fk_triggers(tx).await;
+    let mut read_ms = 0;
+    let rows = copy_files(
+        tx,
+        lake,
+        table,
+        keys,
+        table.name,
+        first.map(|first| (record_key, first)),
+        &mut read_ms,
+    )
+    .await?;
+    if bulk {
+        tx.batch_execute("SET LOCAL session_replication_role = origin")
+            .await?;
+    }
+    if let (Some(sequence), Some(first)) = (&sequence, first)
+        && rows > 0
+    {
+        tx.execute(
+            "SELECT setval($1::text::regclass, \
+             greatest($2, coalesce(pg_sequence_last_value($1::text::regclass), 0)))",
+            &[sequence, &(first + rows as i64 - 1)],
+        )
+        .await?;
+    }
+    let staged_ms = ms_since(started);
+    // The table was empty: every row in it is this batch.
+    let checked = Instant::now();
+    check_references(tx, table, table.name).await?;
+    let check_ms = ms_since(checked);
+    let indexed = Instant::now();
+    build_indexes(tx, &rebuild).await?;
+    Ok(TableLoad {
+        path: "direct",
+        staged: rows,
+        rows,
+        staged_ms,
+        read_ms,
+        check_ms,
+        index_ms: ms_since(indexed),
+    })
+}
+
+/// Drops the indexes of `table` (its primary key and unique constraints
+/// included) and returns the statements that build them again. The foreign
+/// keys of other tables that point at them go too, and come back after them
+/// (checked again by PostgreSQL then: the callers only set aside the indexes
+/// of an empty table, so what points at it is empty too). Keeps everything
+/// (and returns nothing) when something cannot go: another object depends on
+/// it (a view grouping by the primary key, say) or it is the replica identity.
+async fn set_aside_indexes(tx: &Transaction<'_>, table: &str) -> Result<Vec<String>> {
+    let indexes = tx
+        .query(
+            "SELECT quote_ident(c.conname), pg_get_constraintdef(c.oid), \
+                    i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), \
+                    i.indisreplident \
+             FROM pg_index i \
+             LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid \
+                 AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x') \
+             WHERE i.indrelid = $1::text::regclass \
+             ORDER BY c.contype = 'p' DESC, 3",
+            &[&table],
+        )
+        .await?;
+    let referencing = tx
+        .query(
+            "SELECT conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid), \
+                    conrelid = confrelid \
+             FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::text::regclass \
+             ORDER BY 1, 2",
+            &[&table],
+        )
+        .await?;
+    if indexes.is_empty()
+        || indexes.iter().any(|i| i.get::<_, bool>(4))
+        || referencing.iter().any(|f| f.get::<_, bool>(3))
+    {
+        return Ok(Vec::new());
+    }
+    let mut drop = Vec::new();
+    let mut rebuild = Vec::new();
+    for fk in &referencing {
+        let (other, name): (String, String) = (fk.get(0), fk.get(1));
+        drop.push(format!("ALTER TABLE {other} DROP CONSTRAINT {name}"));
+    }
+    let mut drop_constraints = Vec::new();
+    let mut add_constraints = Vec::new();
+    let mut drop_indexes = Vec::new();
+    let mut create_indexes = Vec::new();
+    for index in &indexes {
+        match index.get::<_, Option<String>>(0) {
+            Some(constraint) => {
+                let definition: String = index.get(1);
+                drop_constraints.push(format!("DROP CONSTRAINT {constraint}"));
+                add_constraints.push(format!("ADD CONSTRAINT {constraint} {definition}"));
+            }
+            None => {
+                drop_indexes.push(index.get::<_, String>(2));
+                create_indexes.push(index.get::<_, String>(3));
+            }
+        }
+    }
+    if !drop_constraints.is_empty() {
+        drop.push(format!(
+            "ALTER TABLE {table} {}",
+            drop_constraints.join(", ")
+        ));
+        rebuild.push(format!(
+            "ALTER TABLE {table} {}",
+            add_constraints.join(", ")
+        ));
+    }
+    if !drop_indexes.is_empty() {
+        drop.push(format!("DROP INDEX {}", drop_indexes.join(", ")));
+    }
+    rebuild.extend(create_indexes);
+    for fk in &referencing {
+        let (other, name, definition): (String, String, String) = (fk.get(0), fk.get(1), fk.get(2));
+        rebuild.push(format!("ALTER TABLE {other} ADD CONSTRAINT {name} {definition}"));
+    }
+    tx.batch_execute("SAVEPOINT set_aside").await?;
+    match tx.batch_execute(&drop.join("; ")).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT set_aside").await?;
+            Ok(rebuild)
+        }
+        Err(e) => {
+            tracing::info!(table, error = %e, "indexes kept during the load");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT set_aside; RELEASE SAVEPOINT set_aside")
+                .await?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Runs the statements [`set_aside_indexes`] returned, each a sorted build.
+async fn build_indexes(tx: &Transaction<'_>, rebuild: &[String]) -> Result<()> {
+    if rebuild.is_empty() {
+        return Ok(());
+    }
+    let previous = raise_memory(tx, "maintenance_work_mem", INDEX_BUILD_KB).await?;
+    tx.batch_execute(&rebuild.join("; ")).await?;
+    restore_setting(tx, "maintenance_work_mem", &previous).await
+}
+
+/// Raises a memory setting (kB) to at least `kb` for this transaction;
+/// returns what it was.
+async fn raise_memory(tx: &Transaction<'_>, setting: &str, kb: i64) -> Result<String> {
+    let row = tx
+        .query_one(
+            "SELECT current_setting($1), \
+                    set_config($1, greatest(setting::bigint, $2)::text || 'kB', true) \
+             FROM pg_settings WHERE name = $1",
+            &[&setting, &kb],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn restore_setting(tx: &Transaction<'_>, setting: &str, value: &str) -> Result<()> {
+    tx.execute("SELECT set_config($1, $2, true)", &[&setting, &value])
+        .await?;
+    Ok(())
+}
+
 async fn insert_facts(
     tx: &Transaction<'_>,
     table: &'static WarehouseTable,
     staged: u64,
 ) -> Result<u64> {
-    check_references(tx, table).await?;
     let bulk = staged >= BULK_ROWS && skip_fk_triggers(tx).await;
     let columns = column_list(table);
+    let previous = raise_memory(tx, "work_mem", MOVE_WORK_KB).await?;
     let rows = tx
         .execute(
             &format!(
@@ -259,6 +657,7 @@ async fn insert_facts(
             &[],
         )
         .await?;
+    restore_setting(tx, "work_mem", &previous).await?;
     if bulk {
         tx.batch_execute("SET LOCAL session_replication_role = origin")
             .await?;
@@ -267,21 +666,112 @@ async fn insert_facts(
     Ok(rows)
 }
 
-/// One pass over the staged facts with an anti-join per foreign key: fails
-/// with the first column that has rows without their dimension row.
-async fn check_references(tx: &Transaction<'_>, table: &'static WarehouseTable) -> Result<()> {
-    let references: Vec<(&'static str, &'static str, &'static str)> = table
+/// A foreign key of a fact table: its column and type, the dimension and
+/// the dimension's key.
+type Reference = (&'static str, WType, &'static str, &'static str);
+
+/// Checks every reference of the facts in `source` (the staging table, or
+/// the fact table itself when it was empty), set-based; fails with the
+/// first column that has rows without their dimension row. Locks the
+/// referenced dimensions against writes until commit, so the proof holds.
+async fn check_references(
+    tx: &Transaction<'_>,
+    table: &'static WarehouseTable,
+    source: &str,
+) -> Result<()> {
+    let references: Vec<Reference> = table
         .columns
         .iter()
         .filter_map(|c| {
             let dimension = c.references?;
             let target = WarehouseTable::by_name(dimension)?.primary_key();
-            Some((c.name, dimension, target))
+            Some((c.name, c.ty, dimension, target))
         })
         .collect();
+    if references.is_empty() {
+        return Ok(());
+    }
+    let mut dimensions: Vec<&str> = references.iter().map(|r| r.2).collect();
+    dimensions.sort_unstable();
+    dimensions.dedup();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN SHARE MODE",
+        dimensions.join(", ")
+    ))
+    .await?;
+    let unproven = unproven_references(tx, source, &references).await?;
+    if unproven.is_empty() {
+        return Ok(());
+    }
+    find_orphans(tx, table, source, &unproven).await
+}
+
+/// One pass over `source` for each integer or date key's `min` and `max`;
+/// a key is proven when its dimension holds every value in between (the
+/// dimension's key is its primary key: unique, not null), since then every
+/// value of the batch has its row. Returns the references not proven so.
+async fn unproven_references(
+    tx: &Transaction<'_>,
+    source: &str,
+    references: &[Reference],
+) -> Result<Vec<Reference>> {
+    let ranged: Vec<&Reference> = references
+        .iter()
+        .filter(|(_, ty, _, _)| matches!(ty, WType::Int | WType::Date))
+        .collect();
+    let mut unproven: Vec<Reference> = references
+        .iter()
+        .filter(|(_, ty, _, _)| !matches!(ty, WType::Int | WType::Date))
+        .copied()
+        .collect();
+    if ranged.is_empty() {
+        return Ok(unproven);
+    }
+    let mut bounds = Vec::new();
+    let mut proofs = Vec::new();
+    for (i, (column, ty, dimension, target)) in ranged.iter().enumerate() {
+        bounds.push(format!("min({column}) AS lo{i}, max({column}) AS hi{i}"));
+        let width = match ty {
+            WType::Date => format!("b.hi{i} - b.lo{i} + 1"),
+            _ => format!("b.hi{i}::int8 - b.lo{i} + 1"),
+        };
+        // No rows (NULL bounds): nothing to prove.
+        proofs.push(format!(
+            "COALESCE((SELECT count(*) FROM {dimension} d \
+               WHERE d.{target} BETWEEN b.lo{i} AND b.hi{i}) = {width}, true)"
+        ));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH b AS (SELECT {} FROM {source}) SELECT {} FROM b",
+                bounds.join(", "),
+                proofs.join(", ")
+            ),
+            &[],
+        )
+        .await?;
+    for (i, reference) in ranged.into_iter().enumerate() {
+        if !row.get::<_, bool>(i) {
+            unproven.push(*reference);
+        }
+    }
+    // In table order, so the first failing column is reported first.
+    unproven.sort_by_key(|r| references.iter().position(|x| x.0 == r.0));
+    Ok(unproven)
+}
+
+/// One pass over `source` with an anti-join per foreign key: fails with the
+/// first column that has rows without their dimension row.
+async fn find_orphans(
+    tx: &Transaction<'_>,
+    table: &'static WarehouseTable,
+    source: &str,
+    references: &[Reference],
+) -> Result<()> {
     let mut selects = Vec::new();
     let mut joins = Vec::new();
-    for (i, (column, dimension, target)) in references.iter().enumerate() {
+    for (i, (column, _, dimension, target)) in references.iter().enumerate() {
         selects.push(format!(
             "count(*) FILTER (WHERE d{i}.{target} IS NULL), \
              min(s.{column}::text) FILTER (WHERE d{i}.{target} IS NULL)"
@@ -293,14 +783,14 @@ async fn check_references(tx: &Transaction<'_>, table: &'static WarehouseTable) 
     let row = tx
         .query_one(
             &format!(
-                "SELECT {} FROM stage s {}",
+                "SELECT {} FROM {source} s {}",
                 selects.join(", "),
                 joins.join(" ")
             ),
             &[],
         )
         .await?;
-    for (i, (column, dimension, _)) in references.iter().enumerate() {
+    for (i, (column, _, dimension, _)) in references.iter().enumerate() {
         let orphans: i64 = row.get(2 * i);
         if orphans > 0 {
             return Err(Error::Orphans {
