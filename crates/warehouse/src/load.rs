@@ -589,7 +589,9 @@ async fn set_aside_indexes(tx: &Transaction<'_>, table: &str) -> Result<Vec<Stri
     rebuild.extend(create_indexes);
     for fk in &referencing {
         let (other, name, definition): (String, String, String) = (fk.get(0), fk.get(1), fk.get(2));
-        rebuild.push(format!("ALTER TABLE {other} ADD CONSTRAINT {name} {definition}"));
+        rebuild.push(format!(
+            "ALTER TABLE {other} ADD CONSTRAINT {name} {definition}"
+        ));
     }
     tx.batch_execute("SAVEPOINT set_aside").await?;
     match tx.batch_execute(&drop.join("; ")).await {
