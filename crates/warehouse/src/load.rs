@@ -27,7 +27,9 @@
 //! Foreign keys stay declared. Before facts are committed, every reference
 //! of the batch is checked set-based: per foreign key, the batch's
 //! `min`/`max` and a count of the dimension's keys in that range prove it
-//! when the dimension holds every key in between; otherwise one anti-join
+//! when the dimension holds every key in between (for a dimension this
+//! transaction filled from empty, its least and greatest key against the
+//! rows its COPY reported do, without reading it); otherwise one anti-join
 //! per remaining key finds the orphans and fails the load. The referenced
 //! dimensions are locked against writes (SHARE) until commit, so what was
 //! checked stays true; facts copied into an empty table, and large staged
@@ -35,12 +37,18 @@
 //! may), since the check inside the same transaction has proven every
 //! reference.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
+use arrow_array::RecordBatch;
 use bytes::BytesMut;
 use futures_util::{SinkExt, pin_mut};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio::sync::mpsc;
 use tokio_postgres::{Client, Transaction};
-use tributary_lake::{Lake, parquet::decode};
+use tributary_lake::Lake;
 
 use crate::{
     Error, Kind, Result, WAREHOUSE_DDL, WAREHOUSE_TABLES, WType, WarehouseTable,
@@ -50,6 +58,10 @@ use crate::{
 /// Staged fact batches at least this large skip per-row FK triggers (batches
 /// copied into an empty table always do, where the role may).
 pub const BULK_ROWS: u64 = 50_000;
+
+/// Rows per decoded batch, and batches decoded ahead of the COPY.
+const DECODE_BATCH_ROWS: usize = 8192;
+const DECODED_BATCHES: usize = 4;
 
 /// `maintenance_work_mem` (kB) at least, while the indexes of a fact table
 /// loaded empty are built again: the sorts stay in memory.
@@ -119,6 +131,7 @@ pub async fn load_manifest(
         seq,
         ..LoadedManifest::default()
     };
+    let mut filled = Filled::new();
     for table in &WAREHOUSE_TABLES {
         let Some(keys) = files.get(table.name).filter(|k| !k.is_empty()) else {
             continue;
@@ -127,7 +140,9 @@ pub async fn load_manifest(
         let table_load = match table.kind {
             Kind::Date => load_dates(&tx, lake, table, keys).await?,
             Kind::Dimension => load_dimension(&tx, lake, table, keys).await?,
-            Kind::Fact { record_key } => load_facts(&tx, lake, table, record_key, keys).await?,
+            Kind::Fact { record_key } => {
+                load_facts(&tx, lake, table, record_key, keys, &filled).await?
+            }
         };
         let TableLoad {
             path,
@@ -150,6 +165,9 @@ pub async fn load_manifest(
             ms = started.elapsed().as_millis() as u64,
             "table loaded"
         );
+        if table.kind == Kind::Dimension && path == "direct" {
+            filled.insert(table.name, rows);
+        }
         loaded.rows.insert(table.name, rows);
     }
     let total: u64 = loaded.rows.values().sum();
@@ -195,7 +213,8 @@ struct TableLoad {
     rows: u64,
     /// Milliseconds to COPY the rows in (the Parquet decoded on the way).
     staged_ms: u64,
-    /// Of which reading and decoding the Parquet files.
+    /// Of which waiting for the Parquet files: fetching them, and decoding
+    /// where it does not overlap the COPY.
     read_ms: u64,
     /// Milliseconds to check the references.
     check_ms: u64,
@@ -217,8 +236,8 @@ async fn is_empty(tx: &Transaction<'_>, table: &str) -> Result<bool> {
 
 /// COPYs every file of `table` into `relation` (the table's columns, in its
 /// order); with a record key, each row leads with it, numbered from `first`.
-/// Returns rows copied; adds the milliseconds spent reading and decoding
-/// the files (the server waits meanwhile) to `read_ms`.
+/// Returns rows copied; adds the time spent waiting for the files (fetched,
+/// then decoded while earlier batches go out) to `read`.
 async fn copy_files(
     tx: &Transaction<'_>,
     lake: &Lake,
@@ -226,7 +245,7 @@ async fn copy_files(
     keys: &[String],
     relation: &str,
     record_key: Option<(&str, i64)>,
-    read_ms: &mut u64,
+    read: &mut Duration,
 ) -> Result<u64> {
     let columns = match record_key {
         Some((key, _)) => format!("{key}, {}", column_list(table)),
@@ -243,21 +262,62 @@ async fn copy_files(
     put_header(&mut buf);
     for key in keys {
         let reading = Instant::now();
-        let (_, batches) = decode(lake.get(key).await?)?;
-        *read_ms += ms_since(reading);
-        for batch in &batches {
+        let (mut batches, decoder) = decode_in_background(lake.get(key).await?);
+        *read += reading.elapsed();
+        loop {
+            let waiting = Instant::now();
+            let Some(batch) = batches.recv().await else {
+                break;
+            };
+            *read += waiting.elapsed();
+            let batch = batch?;
             match next_key.as_mut() {
-                Some(next) => *next = put_numbered_batch(&mut buf, table, batch, *next)?,
-                None => put_batch(&mut buf, table, batch)?,
+                Some(next) => *next = put_numbered_batch(&mut buf, table, &batch, *next)?,
+                None => put_batch(&mut buf, table, &batch)?,
             }
             if buf.len() >= CHUNK_BYTES {
                 sink.send(buf.split().freeze()).await?;
             }
         }
+        if let Err(e) = decoder.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
     put_trailer(&mut buf);
     sink.send(buf.split().freeze()).await?;
     Ok(sink.finish().await?)
+}
+
+/// Decodes a Parquet file on a blocking thread, a batch at a time, while
+/// the caller encodes and sends the batches before: the server never waits
+/// for a whole file to decode, and a file is never held decoded whole.
+fn decode_in_background(
+    bytes: bytes::Bytes,
+) -> (
+    mpsc::Receiver<Result<RecordBatch>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (batches, receiver) = mpsc::channel(DECODED_BATCHES);
+    let decoder = tokio::task::spawn_blocking(move || {
+        let reader = match ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|builder| builder.with_batch_size(DECODE_BATCH_ROWS).build())
+        {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = batches.blocking_send(Err(tributary_lake::Error::from(e).into()));
+                return;
+            }
+        };
+        for batch in reader {
+            // A closed channel: the COPY failed; stop decoding.
+            if batches.blocking_send(batch.map_err(Error::from)).is_err() {
+                return;
+            }
+        }
+    });
+    (receiver, decoder)
 }
 
 /// COPYs every file of `table` into `stage`, a temporary table; returns rows staged.
@@ -266,7 +326,7 @@ async fn stage(
     lake: &Lake,
     table: &WarehouseTable,
     keys: &[String],
-    read_ms: &mut u64,
+    read: &mut Duration,
 ) -> Result<u64> {
     let definition = table
         .columns
@@ -278,7 +338,7 @@ async fn stage(
         "CREATE TEMP TABLE stage ({definition}) ON COMMIT DROP"
     ))
     .await?;
-    copy_files(tx, lake, table, keys, "stage", None, read_ms).await
+    copy_files(tx, lake, table, keys, "stage", None, read).await
 }
 
 async fn load_dates(
@@ -288,8 +348,8 @@ async fn load_dates(
     keys: &[String],
 ) -> Result<TableLoad> {
     let started = Instant::now();
-    let mut read_ms = 0;
-    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let mut read = Duration::ZERO;
+    let staged = stage(tx, lake, table, keys, &mut read).await?;
     let staged_ms = ms_since(started);
     let rows = tx
         .execute(
@@ -303,7 +363,7 @@ async fn load_dates(
         staged,
         rows,
         staged_ms,
-        read_ms,
+        read_ms: read.as_millis() as u64,
         ..TableLoad::default()
     })
 }
@@ -315,7 +375,7 @@ async fn load_dimension(
     keys: &[String],
 ) -> Result<TableLoad> {
     let started = Instant::now();
-    let mut read_ms = 0;
+    let mut read = Duration::ZERO;
     if is_empty(tx, table.name).await? {
         tx.batch_execute(&format!(
             "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
@@ -327,7 +387,7 @@ async fn load_dimension(
             // set aside with the foreign keys pointing at it (their tables
             // are empty too) and built again, stops a key given twice.
             let rebuild = set_aside_indexes(tx, table.name).await?;
-            let rows = copy_files(tx, lake, table, keys, table.name, None, &mut read_ms).await?;
+            let rows = copy_files(tx, lake, table, keys, table.name, None, &mut read).await?;
             let staged_ms = ms_since(started);
             let indexed = Instant::now();
             build_indexes(tx, &rebuild).await?;
@@ -336,13 +396,13 @@ async fn load_dimension(
                 staged: rows,
                 rows,
                 staged_ms,
-                read_ms,
+                read_ms: read.as_millis() as u64,
                 check_ms: 0,
                 index_ms: ms_since(indexed),
             });
         }
     }
-    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let staged = stage(tx, lake, table, keys, &mut read).await?;
     let staged_ms = ms_since(started);
     let rows = upsert_dimension(tx, table).await?;
     Ok(TableLoad {
@@ -350,7 +410,7 @@ async fn load_dimension(
         staged,
         rows,
         staged_ms,
-        read_ms,
+        read_ms: read.as_millis() as u64,
         ..TableLoad::default()
     })
 }
@@ -406,6 +466,7 @@ async fn load_facts(
     table: &'static WarehouseTable,
     record_key: &'static str,
     keys: &[String],
+    filled: &Filled,
 ) -> Result<TableLoad> {
     if is_empty(tx, table.name).await? {
         // Readers of this table wait for the commit from here on; the
@@ -416,15 +477,15 @@ async fn load_facts(
         ))
         .await?;
         if is_empty(tx, table.name).await? {
-            return load_facts_into_empty(tx, lake, table, record_key, keys).await;
+            return load_facts_into_empty(tx, lake, table, record_key, keys, filled).await;
         }
     }
     let started = Instant::now();
-    let mut read_ms = 0;
-    let staged = stage(tx, lake, table, keys, &mut read_ms).await?;
+    let mut read = Duration::ZERO;
+    let staged = stage(tx, lake, table, keys, &mut read).await?;
     let staged_ms = ms_since(started);
     let checked = Instant::now();
-    check_references(tx, table, "stage").await?;
+    check_references(tx, table, "stage", filled).await?;
     let check_ms = ms_since(checked);
     let rows = insert_facts(tx, table, staged).await?;
     Ok(TableLoad {
@@ -432,7 +493,7 @@ async fn load_facts(
         staged,
         rows,
         staged_ms,
-        read_ms,
+        read_ms: read.as_millis() as u64,
         check_ms,
         index_ms: 0,
     })
@@ -447,6 +508,7 @@ async fn load_facts_into_empty(
     table: &'static WarehouseTable,
     record_key: &'static str,
     keys: &[String],
+    filled: &Filled,
 ) -> Result<TableLoad> {
     let started = Instant::now();
     let rebuild = set_aside_indexes(tx, table.name).await?;
@@ -471,7 +533,7 @@ async fn load_facts_into_empty(
         None => None,
     };
     let bulk = skip_fk_triggers(tx).await;
-    let mut read_ms = 0;
+    let mut read = Duration::ZERO;
     let rows = copy_files(
         tx,
         lake,
@@ -479,7 +541,7 @@ async fn load_facts_into_empty(
         keys,
         table.name,
         first.map(|first| (record_key, first)),
-        &mut read_ms,
+        &mut read,
     )
     .await?;
     if bulk {
@@ -499,7 +561,7 @@ async fn load_facts_into_empty(
     let staged_ms = ms_since(started);
     // The table was empty: every row in it is this batch.
     let checked = Instant::now();
-    check_references(tx, table, table.name).await?;
+    check_references(tx, table, table.name, filled).await?;
     let check_ms = ms_since(checked);
     let indexed = Instant::now();
     build_indexes(tx, &rebuild).await?;
@@ -508,7 +570,7 @@ async fn load_facts_into_empty(
         staged: rows,
         rows,
         staged_ms,
-        read_ms,
+        read_ms: read.as_millis() as u64,
         check_ms,
         index_ms: ms_since(indexed),
     })
@@ -668,6 +730,10 @@ async fn insert_facts(
     Ok(rows)
 }
 
+/// Dimensions this transaction filled from empty (COPY straight in), with
+/// the rows the COPY reported: all they hold.
+type Filled = BTreeMap<&'static str, u64>;
+
 /// A foreign key of a fact table: its column and type, the dimension and
 /// the dimension's key.
 type Reference = (&'static str, WType, &'static str, &'static str);
@@ -680,6 +746,7 @@ async fn check_references(
     tx: &Transaction<'_>,
     table: &'static WarehouseTable,
     source: &str,
+    filled: &Filled,
 ) -> Result<()> {
     let references: Vec<Reference> = table
         .columns
@@ -701,7 +768,7 @@ async fn check_references(
         dimensions.join(", ")
     ))
     .await?;
-    let unproven = unproven_references(tx, source, &references).await?;
+    let unproven = unproven_references(tx, source, &references, filled).await?;
     if unproven.is_empty() {
         return Ok(());
     }
@@ -716,6 +783,7 @@ async fn unproven_references(
     tx: &Transaction<'_>,
     source: &str,
     references: &[Reference],
+    filled: &Filled,
 ) -> Result<Vec<Reference>> {
     let ranged: Vec<&Reference> = references
         .iter()
@@ -737,10 +805,32 @@ async fn unproven_references(
             WType::Date => format!("b.hi{i} - b.lo{i} + 1"),
             _ => format!("b.hi{i}::int8 - b.lo{i} + 1"),
         };
+        let counted = format!(
+            "(SELECT count(*) FROM {dimension} d \
+               WHERE d.{target} BETWEEN b.lo{i} AND b.hi{i}) = {width}"
+        );
+        // A dimension filled from empty in this transaction holds exactly
+        // the rows its COPY reported, its (rebuilt) key unique: when they
+        // run from its least key to its greatest without a gap, two index
+        // probes prove the range, where counting would read the whole
+        // dimension.
+        let proof = match filled.get(dimension) {
+            Some(rows) => {
+                let extent = match ty {
+                    WType::Date => "max(d.{target}) - min(d.{target}) + 1",
+                    _ => "max(d.{target})::int8 - min(d.{target}) + 1",
+                }
+                .replace("{target}", target);
+                format!(
+                    "COALESCE((SELECT min(d.{target}) <= b.lo{i} AND max(d.{target}) >= b.hi{i} \
+                       AND {extent} = {rows} FROM {dimension} d), false) OR {counted}"
+                )
+            }
+            None => counted,
+        };
         // No rows (NULL bounds): nothing to prove.
         proofs.push(format!(
-            "COALESCE((SELECT count(*) FROM {dimension} d \
-               WHERE d.{target} BETWEEN b.lo{i} AND b.hi{i}) = {width}, true)"
+            "CASE WHEN b.lo{i} IS NULL THEN true ELSE COALESCE({proof}, false) END"
         ));
     }
     let row = tx

@@ -720,3 +720,46 @@ async fn a_first_load_keeps_indexes_something_depends_on_and_numbers_after_used_
         57
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processed_file_that_is_not_parquet_fails_the_load_and_leaves_nothing() {
+    let Some((_db, mut client)) = warehouse("load_corrupt").await else {
+        return;
+    };
+    let (_dir, url) = temp_lake();
+    let lake = Lake::from_url(&url).unwrap();
+    let declared = schema(&client).await;
+    let mut tables = dimensions(3, &[1]);
+    tables.insert(
+        "fact_sales_order",
+        (1..=20_000).map(|id| order(id, 1, 1, 1)).collect(),
+    );
+    let mut files = write(&lake, 1, &tables).await;
+    // A second file of facts, cut short: the first has gone out by then.
+    let good = files["fact_sales_order"][0].clone();
+    let bytes = lake.get(&good).await.unwrap();
+    let cut = "warehouse/fact_sales_order/cut.parquet";
+    lake.put_once(cut, bytes.slice(..bytes.len() / 2))
+        .await
+        .unwrap();
+    files
+        .get_mut("fact_sales_order")
+        .unwrap()
+        .push(cut.to_string());
+    let error = load_manifest(&mut client, &lake, 1, "run-1", &files)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Lake(_)), "{error:?}");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM fact_sales_order").await,
+        0
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM dim_staff").await, 0);
+    assert_eq!(schema(&client).await, declared);
+    // Without it, the manifest loads.
+    files.get_mut("fact_sales_order").unwrap().pop();
+    let loaded = load_manifest(&mut client, &lake, 1, "run-1", &files)
+        .await
+        .unwrap();
+    assert_eq!(loaded.rows["fact_sales_order"], 20_000);
+}
