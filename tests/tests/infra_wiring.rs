@@ -100,39 +100,7 @@ fn data_sources<'a>(blocks: &'a [Block], kind: &str) -> Vec<(&'a str, &'a Body)>
     labelled(blocks, "data", kind)
 }
 
-fn labelled<'a>(blocks: &'a [Block], ident: &str, kind: &str) -> Vec<(&'a str, &'a Body)> {
-    blocks
-        .iter()
-        .filter(|b| b.identifier() == ident)
-        .filter(|b| b.labels().first().map(|l| l.as_str()) == Some(kind))
-        .filter_map(|b| Some((b.labels().get(1)?.as_str(), b.body())))
-        .collect()
-}
-
-fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
-    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
-}
-
-/// Nested blocks named `ident`, including the `content` of `dynamic "<ident>"`.
-fn nested<'a>(body: &'a Body, ident: &str) -> Vec<&'a Body> {
-    let mut found = Vec::new();
-    for block in body.blocks() {
-        if block.identifier() == ident {
-            found.push(block.body());
-        } else if block.identifier() == "dynamic"
-            && block.labels().first().map(|l| l.as_str()) == Some(ident)
-        {
-            found.extend(
-                block
-                    .body()
-                    .blocks()
-                    .filter(|b| b.identifier() == "content")
-                    .map(|b| b.body()),
-            );
-        }
-    }
-    found
-}
+use tf_iam::{attr, labelled, nested};
 
 /// An expression as Terraform source text.
 fn text(expr: &Expression) -> String {

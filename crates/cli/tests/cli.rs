@@ -1,20 +1,11 @@
 //! The `tributary` binary as a user meets it: errors, help, and a local run.
 
+mod support;
+
 use std::process::{Command, Output};
 
+use support::{Installation, tributary};
 use tributary_testkit::{TestDb, temp_lake};
-
-fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    command.args(args).env_clear().env("RUST_LOG", "warn");
-    if let Ok(path) = std::env::var("PATH") {
-        command.env("PATH", path);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("run tributary")
-}
 
 /// The one `error:` line of a failed run.
 fn error_line(output: &Output) -> String {
@@ -221,20 +212,11 @@ fn the_scheduler_survives_failed_cycles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_takes_a_change_from_source_to_warehouse() {
-    let Some(source) = TestDb::create("cli_run_src").await else {
+    let Some(installation) = Installation::new("cli_run").await else {
         return;
     };
-    let Some(warehouse) = TestDb::create("cli_run_wh").await else {
-        return;
-    };
-    let (_raw_dir, raw) = temp_lake();
-    let (_processed_dir, processed) = temp_lake();
-    let env = [
-        ("TOTESYS_DATABASE_URL", source.url.as_str()),
-        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
-        ("TRIBUTARY_RAW_URL", raw.as_str()),
-        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
-    ];
+    let env = installation.env();
+    let warehouse = &installation.warehouse;
     assert!(
         tributary(&["generate", "--days", "3"], &env)
             .status

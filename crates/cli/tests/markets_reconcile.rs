@@ -3,11 +3,11 @@
 //! re-put sink batch, a candle backfill, a crash and its heal), and a real
 //! difference is reported with what clears it.
 
-use std::{
-    process::{Command, Output},
-    sync::Arc,
-    time::Duration,
-};
+mod support;
+
+use std::{process::Output, sync::Arc, time::Duration};
+
+use support::tributary;
 
 use chrono::{Days, NaiveDate, Utc};
 use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId, keys};
@@ -941,18 +941,6 @@ async fn a_trade_two_current_files_hold_is_reported_with_both_files() {
         differing, 1,
         "the bars and the warehouse count the trade once"
     );
-}
-
-fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    command.args(args).env_clear().env("RUST_LOG", "warn");
-    if let Ok(path) = std::env::var("PATH") {
-        command.env("PATH", path);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("run tributary")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,52 +2,23 @@
 //! that arrives late, an upgrade from a lake without a version index) leaves
 //! each fact version in the processed lake once, and `reconcile` clean.
 
-use std::process::{Command, Output};
+mod support;
 
+use support::{Installation, succeeds, tributary};
 use tributary_lake::{Log, Manifest, ManifestLog, RunId};
 use tributary_pipeline::totesys::{
     ingest::{IngestRequest, ingest},
     transform::{TransformRequest, TransformState, transform},
 };
-use tributary_testkit::{TestDb, pipeline::Stack, temp_lake};
-
-fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    command.args(args).env_clear().env("RUST_LOG", "warn");
-    if let Ok(path) = std::env::var("PATH") {
-        command.env("PATH", path);
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("run tributary")
-}
-
-fn succeeds(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = tributary(args, env);
-    assert!(
-        output.status.success(),
-        "tributary {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use tributary_testkit::pipeline::Stack;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_operations_leave_every_layer_equal() {
-    let Some(source) = TestDb::create("ops_src").await else {
+    let Some(installation) = Installation::new("ops").await else {
         return;
     };
-    let Some(warehouse) = TestDb::create("ops_wh").await else {
-        return;
-    };
-    let (_raw_dir, raw) = temp_lake();
-    let (_processed_dir, processed) = temp_lake();
-    let env = [
-        ("TOTESYS_DATABASE_URL", source.url.as_str()),
-        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
-        ("TRIBUTARY_RAW_URL", raw.as_str()),
-        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
-    ];
+    let env = installation.env();
+    let source = &installation.source;
     succeeds(&["generate", "--days", "20", "--seed", "3"], &env);
     succeeds(&["warehouse", "init"], &env);
     succeeds(&["run"], &env);
@@ -220,20 +191,11 @@ async fn a_lake_from_before_the_version_index_gets_one_and_no_repeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_difference_comes_with_advice_that_clears_it() {
-    let Some(source) = TestDb::create("ops_advice_src").await else {
+    let Some(installation) = Installation::new("ops_advice").await else {
         return;
     };
-    let Some(warehouse) = TestDb::create("ops_advice_wh").await else {
-        return;
-    };
-    let (_raw_dir, raw) = temp_lake();
-    let (_processed_dir, processed) = temp_lake();
-    let env = [
-        ("TOTESYS_DATABASE_URL", source.url.as_str()),
-        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
-        ("TRIBUTARY_RAW_URL", raw.as_str()),
-        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
-    ];
+    let env = installation.env();
+    let warehouse = &installation.warehouse;
     succeeds(&["generate", "--days", "5", "--seed", "4"], &env);
     succeeds(&["warehouse", "init"], &env);
     succeeds(&["run"], &env);
@@ -297,20 +259,10 @@ async fn a_difference_comes_with_advice_that_clears_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_backfill_runs_with_the_next_scheduled_run() {
-    let Some(source) = TestDb::create("ops_queue_src").await else {
+    let Some(installation) = Installation::new("ops_queue").await else {
         return;
     };
-    let Some(warehouse) = TestDb::create("ops_queue_wh").await else {
-        return;
-    };
-    let (_raw_dir, raw) = temp_lake();
-    let (_processed_dir, processed) = temp_lake();
-    let env = [
-        ("TOTESYS_DATABASE_URL", source.url.as_str()),
-        ("WAREHOUSE_DATABASE_URL", warehouse.url.as_str()),
-        ("TRIBUTARY_RAW_URL", raw.as_str()),
-        ("TRIBUTARY_PROCESSED_URL", processed.as_str()),
-    ];
+    let env = installation.env();
     succeeds(&["generate", "--days", "5", "--seed", "6"], &env);
     succeeds(&["warehouse", "init"], &env);
     succeeds(&["run"], &env);

@@ -120,6 +120,24 @@ impl ManifestLog {
         Ok(Some(manifest))
     }
 
+    /// The files of manifests 1..=`upto`, in manifest order: the files a
+    /// reader of this log sees. Manifests are read 32 at a time, and only
+    /// their file lists are decoded (states can be large).
+    pub async fn committed_files(&self, upto: u64) -> Result<Vec<FileEntry>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let manifests: Vec<Option<Manifest<serde::de::IgnoredAny>>> =
+            futures_util::stream::iter(1..=upto)
+                .map(|seq| self.read::<serde::de::IgnoredAny>(seq))
+                .buffered(32)
+                .try_collect()
+                .await?;
+        Ok(manifests
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.files)
+            .collect())
+    }
+
     /// The latest manifest, or `None` when nothing was committed yet.
     pub async fn latest<S: DeserializeOwned>(&self) -> Result<Option<Manifest<S>>> {
         match self.latest_seq().await? {
@@ -188,6 +206,35 @@ mod tests {
         let latest = log.latest::<Watermark>().await.unwrap().unwrap();
         assert_eq!(latest.state, Watermark { value: 36 });
         assert_eq!(latest.seq, 37);
+    }
+
+    #[tokio::test]
+    async fn committed_files_come_in_manifest_order_up_to_a_number() {
+        let log = ManifestLog::new(Lake::from_url("memory://").unwrap(), Log::Totesys);
+        let entry = |key: &str| FileEntry {
+            key: key.to_string(),
+            table: "t".to_string(),
+            rows: 1,
+            bytes: 1,
+            sha256: String::new(),
+        };
+        for n in 0..40u64 {
+            let files = vec![entry(&format!("a{n}")), entry(&format!("b{n}"))];
+            log.commit(n, &RunId::now(), Utc::now(), files, Watermark { value: n })
+                .await
+                .unwrap();
+        }
+        let keys: Vec<String> = log
+            .committed_files(35)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.key)
+            .collect();
+        let expected: Vec<String> = (0..35u64)
+            .flat_map(|n| [format!("a{n}"), format!("b{n}")])
+            .collect();
+        assert_eq!(keys, expected);
     }
 
     #[tokio::test]

@@ -70,15 +70,8 @@ pub async fn ingest_handler(
             }));
         }
     };
-    // Backfills queued in the raw lake (`tributary backfill`) run before the
-    // incremental run, never alongside the schedule. One that fails (its
-    // stage alerted) does not hold back the incremental run; the invocation
-    // still fails at the end, and the next schedule tries it again.
-    let queued = match &parsed {
-        IngestEvent::Scheduled => queued_backfills(ctx).await,
-        _ => Ok(()),
-    };
-    let totesys = ingest_totesys(ctx, &request).await;
+    let scheduled = matches!(parsed, IngestEvent::Scheduled);
+    let (queued, totesys) = ingest_totesys(ctx, &request, scheduled).await;
     let mut summary = match &totesys {
         Ok(report) => {
             record(ctx.metrics.as_ref(), report);
@@ -123,55 +116,61 @@ pub async fn ingest_handler(
     Ok(summary)
 }
 
-/// Runs the backfills queued in the raw lake, on the kept connection.
-async fn queued_backfills(ctx: &Context) -> tributary_pipeline::Result<()> {
-    let options = IngestOptions::from(&ctx.settings);
-    let mut slot = match ctx.totesys().await {
-        Ok(slot) => slot,
-        Err(error) => {
-            tributary_pipeline::totesys::ingest::STAGE
-                .cannot_connect(ctx.alerts.as_ref(), &error)
-                .await;
-            return Err(error);
-        }
-    };
-    let client = slot.as_mut().expect("connected");
-    match run_pending(client, &ctx.raw, &options, ctx.alerts.as_ref()).await {
-        Ok(done) => {
-            for (_, report) in &done {
-                record(ctx.metrics.as_ref(), report);
-            }
-            Ok(())
-        }
-        Err(error) => {
-            after_failure(&mut slot);
-            Err(error)
-        }
-    }
-}
-
-/// The totesys part of an ingest run on the kept connection (the stage
-/// alerts its own failures; this alerts when it cannot start).
+/// The totesys part of an ingest run on the kept connection, opened once
+/// (the stages alert their own failures; this alerts when it cannot open).
+/// A scheduled run first runs the backfills queued in the raw lake
+/// (`tributary backfill`): never alongside the schedule. One that fails
+/// does not hold back the incremental run; its error comes back first so
+/// the invocation still fails, and the next schedule tries it again.
 async fn ingest_totesys(
     ctx: &Context,
     request: &IngestRequest,
-) -> tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport> {
+    scheduled: bool,
+) -> (
+    tributary_pipeline::Result<()>,
+    tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport>,
+) {
     let options = IngestOptions::from(&ctx.settings);
-    let mut slot = match ctx.totesys().await {
-        Ok(slot) => slot,
-        Err(error) => {
-            tributary_pipeline::totesys::ingest::STAGE
-                .cannot_connect(ctx.alerts.as_ref(), &error)
-                .await;
-            return Err(error);
+    let mut queued = Ok(());
+    if scheduled {
+        let mut slot = match open_totesys(ctx).await {
+            Ok(slot) => slot,
+            Err(error) => return (queued, Err(error)),
+        };
+        let client = slot.as_mut().expect("connected");
+        match run_pending(client, &ctx.raw, &options, ctx.alerts.as_ref()).await {
+            Ok(done) => done
+                .iter()
+                .for_each(|(_, report)| record(ctx.metrics.as_ref(), report)),
+            Err(error) => {
+                after_failure(&mut slot);
+                queued = Err(error);
+            }
         }
+    }
+    let mut slot = match open_totesys(ctx).await {
+        Ok(slot) => slot,
+        Err(error) => return (queued, Err(error)),
     };
     let client = slot.as_mut().expect("connected");
     let result = ingest(client, &ctx.raw, &options, request, ctx.alerts.as_ref()).await;
     if result.is_err() {
         after_failure(&mut slot);
     }
-    result
+    (queued, result)
+}
+
+/// The kept source connection, or the reason it cannot be opened, alerted.
+async fn open_totesys(ctx: &Context) -> tributary_pipeline::Result<Connection<'_>> {
+    match ctx.totesys().await {
+        Ok(slot) => Ok(slot),
+        Err(error) => {
+            tributary_pipeline::totesys::ingest::STAGE
+                .cannot_connect(ctx.alerts.as_ref(), &error)
+                .await;
+            Err(error)
+        }
+    }
 }
 
 /// `transform`: the raw manifests named by S3 events (any order, repeats

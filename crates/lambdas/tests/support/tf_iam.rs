@@ -157,12 +157,12 @@ fn s(text: impl Into<String>) -> Value {
     Value::String(text.into())
 }
 
-fn attr<'b>(body: &'b Body, key: &str) -> Option<&'b Expression> {
+pub(crate) fn attr<'b>(body: &'b Body, key: &str) -> Option<&'b Expression> {
     body.attributes().find(|a| a.key() == key).map(|a| a.expr())
 }
 
 /// Nested blocks named `ident`, including the `content` of `dynamic "<ident>"`.
-fn nested<'b>(body: &'b Body, ident: &str) -> Vec<&'b Body> {
+pub(crate) fn nested<'b>(body: &'b Body, ident: &str) -> Vec<&'b Body> {
     let mut found = Vec::new();
     for block in body.blocks() {
         if block.identifier() == ident {
@@ -182,7 +182,11 @@ fn nested<'b>(body: &'b Body, ident: &str) -> Vec<&'b Body> {
     found
 }
 
-fn labelled<'b>(blocks: &'b [Block], ident: &str, kind: &str) -> Vec<(&'b str, &'b Body)> {
+pub(crate) fn labelled<'b>(
+    blocks: &'b [Block],
+    ident: &str,
+    kind: &str,
+) -> Vec<(&'b str, &'b Body)> {
     blocks
         .iter()
         .filter(|b| b.identifier() == ident)

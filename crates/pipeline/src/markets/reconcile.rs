@@ -38,9 +38,8 @@ use arrow_array::{
 };
 use chrono::NaiveDate;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde::de::IgnoredAny;
 use tokio_postgres::Client;
-use tributary_lake::{Lake, Log, Manifest, ManifestLog, parquet::decode};
+use tributary_lake::{Lake, Log, ManifestLog, parquet::decode};
 use tributary_markets::{
     Candle, Decimal18, Side, Trade,
     rollup::{RollupError, refusal},
@@ -893,24 +892,13 @@ async fn committed_files(
     latest: u64,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, String)>> {
-    let mut files = Vec::new();
-    let read_manifest = |seq: u64| async move {
-        // Only the file list: the states are not needed (and can be large).
-        let manifest: Option<Manifest<IgnoredAny>> = log.read(seq).await?;
-        Ok::<_, crate::Error>(manifest)
-    };
-    read_each((1..=latest).collect(), read_manifest, |_, manifest| {
-        files.extend(
-            manifest
-                .into_iter()
-                .flat_map(|m| m.files)
-                .filter(|f| keep(&f.table))
-                .map(|f| (f.table, f.key)),
-        );
-        Ok(())
-    })
-    .await?;
-    Ok(files)
+    Ok(log
+        .committed_files(latest)
+        .await?
+        .into_iter()
+        .filter(|f| keep(&f.table))
+        .map(|f| (f.table, f.key))
+        .collect())
 }
 
 /// `read` over every item, [`CONCURRENT_READS`] at a time, handing each

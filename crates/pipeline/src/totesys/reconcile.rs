@@ -9,26 +9,20 @@
 
 use std::collections::HashSet;
 
-use arrow_array::{
-    Array, Date32Array, Int32Array, Time64MicrosecondArray, TimestampMillisecondArray,
-};
 use tokio_postgres::Client;
-use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode_columns};
+use tributary_warehouse::transform::{
+    Version, fact_version_columns, fact_versions, raw_versions as raw_row_versions,
+};
 
 use crate::{
     Result,
     alerts::{Alert, Alerts},
     reconcile::{RowVersion, compare, finalize},
-    totesys::ingest::IngestState,
     totesys::transform::TransformState,
 };
 
 pub use crate::reconcile::{Comparison, ReconcileReport};
-
-/// A row version: (id, last_updated in ms since the epoch).
-type Version = (i32, i64);
-
-const DAY_MS: i64 = 86_400_000;
 
 const FACTS: [(&str, &str, &str); 3] = [
     ("sales_order", "sales_order_id", "fact_sales_order"),
@@ -71,8 +65,8 @@ pub async fn reconcile(
     alerts: &dyn Alerts,
 ) -> Result<ReconcileReport> {
     let mut report = ReconcileReport::default();
-    let raw_files = committed_files::<IngestState>(raw, Log::Totesys).await?;
-    let processed_files = committed_files::<TransformState>(processed, Log::Transform).await?;
+    let raw_files = committed_files(raw, Log::Totesys).await?;
+    let processed_files = committed_files(processed, Log::Transform).await?;
     let progress = Progress::of(raw, processed, warehouse).await?;
     for (table, key, fact) in FACTS {
         let source_versions: HashSet<Version> = source
@@ -88,12 +82,12 @@ pub async fn reconcile(
             .collect();
         let mut raw_versions = HashSet::new();
         for file in raw_files.iter().filter(|(t, _)| t == table) {
-            raw_versions.extend(raw_file_versions(raw, &file.1).await?);
+            raw_versions.extend(raw_file_versions(raw, &file.1, key).await?);
         }
         let quarantined = quarantined_versions(raw, table).await?;
         let mut processed_versions = Vec::new();
         for file in processed_files.iter().filter(|(t, _)| t == fact) {
-            processed_versions.extend(fact_file_versions(processed, &file.1).await?);
+            processed_versions.extend(fact_file_versions(processed, &file.1, key).await?);
         }
         let processed_set: HashSet<Version> = processed_versions.iter().copied().collect();
         // A quarantined version is not expected in the processed lake, but
@@ -337,58 +331,28 @@ impl Progress {
 }
 
 /// (table, key) of every file named by a committed manifest of `log`.
-async fn committed_files<S: serde::de::DeserializeOwned>(
-    lake: &Lake,
-    log: Log,
-) -> Result<Vec<(String, String)>> {
+async fn committed_files(lake: &Lake, log: Log) -> Result<Vec<(String, String)>> {
     let log = ManifestLog::new(lake.clone(), log);
-    let mut files = Vec::new();
-    for seq in 1..=log.latest_seq().await? {
-        let manifest: Option<Manifest<S>> = log.read(seq).await?;
-        files.extend(
-            manifest
-                .into_iter()
-                .flat_map(|m| m.files)
-                .map(|f| (f.table, f.key)),
-        );
-    }
-    Ok(files)
+    let files = log.committed_files(log.latest_seq().await?).await?;
+    Ok(files.into_iter().map(|f| (f.table, f.key)).collect())
 }
 
-async fn raw_file_versions(lake: &Lake, key: &str) -> Result<Vec<Version>> {
-    let (_, batches) = decode(lake.get(key).await?)?;
+/// The (id, `last_updated`) of every row of a raw file of `table` (key `key`).
+async fn raw_file_versions(lake: &Lake, file: &str, key: &str) -> Result<Vec<Version>> {
+    let (_, batches) = decode_columns(lake.get(file).await?, &[key, "last_updated"])?;
     let mut out = Vec::new();
-    for batch in batches {
-        let ids = batch.column(0).as_any().downcast_ref::<Int32Array>();
-        let lus = batch
-            .column_by_name("last_updated")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>());
-        if let (Some(ids), Some(lus)) = (ids, lus) {
-            out.extend((0..batch.num_rows()).map(|row| (ids.value(row), lus.value(row))));
-        }
+    for batch in &batches {
+        out.extend(raw_row_versions(batch, key)?);
     }
     Ok(out)
 }
 
-async fn fact_file_versions(lake: &Lake, key: &str) -> Result<Vec<Version>> {
-    let (_, batches) = decode(lake.get(key).await?)?;
+/// The (id, `last_updated`) of every row of a fact file (key `key`).
+async fn fact_file_versions(lake: &Lake, file: &str, key: &str) -> Result<Vec<Version>> {
+    let (_, batches) = decode_columns(lake.get(file).await?, &fact_version_columns(key))?;
     let mut out = Vec::new();
-    for batch in batches {
-        let ids = batch.column(0).as_any().downcast_ref::<Int32Array>();
-        let dates = batch
-            .column_by_name("last_updated_date")
-            .and_then(|c| c.as_any().downcast_ref::<Date32Array>());
-        let times = batch
-            .column_by_name("last_updated_time")
-            .and_then(|c| c.as_any().downcast_ref::<Time64MicrosecondArray>());
-        if let (Some(ids), Some(dates), Some(times)) = (ids, dates, times) {
-            out.extend((0..batch.num_rows()).map(|row| {
-                (
-                    ids.value(row),
-                    dates.value(row) as i64 * DAY_MS + times.value(row) / 1_000,
-                )
-            }));
-        }
+    for batch in &batches {
+        out.extend(fact_versions(batch, key)?);
     }
     Ok(out)
 }

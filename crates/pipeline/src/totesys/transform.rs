@@ -416,30 +416,21 @@ async fn index_committed_facts(
     last_seq: u64,
     run_id: &RunId,
 ) -> Result<BTreeMap<String, FactVersions>> {
-    use futures_util::{StreamExt, TryStreamExt};
     let mut versions: BTreeMap<String, FactVersions> = BTreeMap::new();
-    // A month of minutely runs is ~40,000 manifests: read them 32 at a time.
-    let manifests: Vec<Option<Manifest<TransformState>>> = futures_util::stream::iter(1..=last_seq)
-        .map(|seq| async move { log.read::<TransformState>(seq).await })
-        .buffered(32)
-        .try_collect()
-        .await?;
-    for manifest in manifests.into_iter().flatten() {
-        for file in manifest.files {
-            let is_fact = WarehouseTable::by_name(&file.table)
-                .is_some_and(|t| matches!(t.kind, tributary_warehouse::Kind::Fact { .. }));
-            if is_fact {
-                versions
-                    .entry(file.table.clone())
-                    .or_default()
-                    .segments
-                    .push(Segment {
-                        key: file.key,
-                        min_ms: i64::MIN,
-                        max_ms: i64::MAX,
-                        rows: file.rows,
-                    });
-            }
+    for file in log.committed_files(last_seq).await? {
+        let is_fact = WarehouseTable::by_name(&file.table)
+            .is_some_and(|t| matches!(t.kind, tributary_warehouse::Kind::Fact { .. }));
+        if is_fact {
+            versions
+                .entry(file.table.clone())
+                .or_default()
+                .segments
+                .push(Segment {
+                    key: file.key,
+                    min_ms: i64::MIN,
+                    max_ms: i64::MAX,
+                    rows: file.rows,
+                });
         }
     }
     for (fact, index) in &mut versions {
