@@ -69,6 +69,10 @@ enum Command {
     /// API's rate limits) in accelerated simulated time; prints staleness and
     /// request figures.
     BenchMarkets(bench_markets::BenchMarketsArgs),
+    /// Benchmark floor of the transform: decode every raw file and encode it
+    /// again into the processed lake given (use a scratch one), no work between.
+    #[command(hide = true)]
+    BenchTransformFloor(TransformArgs),
 }
 
 #[derive(Args)]
@@ -309,5 +313,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Markets(args) => run_markets(args).await,
         Command::Replay(args) => run_replay(args).await,
         Command::BenchMarkets(args) => bench_markets::run_bench_markets(args).await,
+        Command::BenchTransformFloor(args) => stages::run_transform_floor(args).await,
     }
 }

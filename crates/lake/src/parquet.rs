@@ -1,13 +1,14 @@
 //! Parquet encode (zstd) and decode for lake files.
 
-use std::sync::Arc;
-
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use object_store::{PutPayload, PutPayloadMut};
 use parquet::{
-    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
+    arrow::{
+        ArrowWriter,
+        arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
+    },
     basic::{Compression, ZstdLevel},
     file::properties::WriterProperties,
 };
@@ -92,12 +93,29 @@ pub fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
     Ok(Bytes::from(encoder.finish()?))
 }
 
+/// Rows per decoded batch: large enough that per-batch work is amortised,
+/// small enough that a decoded batch of a wide table stays a few MB.
+pub const DECODE_BATCH_ROWS: usize = 64 * 1024;
+
 /// Decodes a whole Parquet file into its schema and batches.
 pub fn decode(bytes: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let schema = Arc::clone(builder.schema());
-    let batches = builder.build()?.collect::<Result<Vec<_>, _>>()?;
+    let reader = reader(bytes)?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
+}
+
+/// Decodes a Parquet file batch by batch ([`DECODE_BATCH_ROWS`] rows each):
+/// only the file's compressed bytes and the batch in hand are held, so a
+/// large file streams in bounded memory.
+pub fn decode_batches(bytes: Bytes) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    Ok(reader(bytes)?.map(|batch| batch.map_err(crate::Error::from)))
+}
+
+fn reader(bytes: Bytes) -> Result<ParquetRecordBatchReader> {
+    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(DECODE_BATCH_ROWS)
+        .build()?)
 }
 
 /// Decodes only the named top-level columns of a Parquet file (in file
@@ -113,7 +131,10 @@ pub fn decode_columns(bytes: Bytes, names: &[&str]) -> Result<(SchemaRef, Vec<Re
         .map(|(i, _)| i)
         .collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).build()?;
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(DECODE_BATCH_ROWS)
+        .build()?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
@@ -124,6 +145,7 @@ mod tests {
     use super::*;
     use arrow_array::{Int32Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
 
     #[test]
     fn batches_survive_a_round_trip() {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
     FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys,
-    parquet::{decode, decode_columns},
+    parquet::{decode, decode_batches, decode_columns},
     write_dataset,
 };
 use tributary_warehouse::{
@@ -26,7 +26,7 @@ use tributary_warehouse::{
     transform::{
         FACT_SOURCES, FactTransformer, Quarantined, REFERENCE_TABLES, ReferenceState, Version,
         apply_reference_changes, decode_state, dim_date_batch, encode_state, known_keys,
-        raw_versions, to_json_lines,
+        raw_versions, to_json_lines, transactions_to_emit,
     },
 };
 
@@ -96,9 +96,19 @@ pub struct TransformReport {
     pub repeats: BTreeMap<&'static str, u64>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Where the wall time went, in order: each phase and its time. Phases
+    /// of one fact table overlap with its Parquet encoding, which runs on
+    /// another thread ("waiting for the encoder" is the part that did not).
+    pub phases: Vec<(String, Duration)>,
 }
 
 impl TransformReport {
+    fn phase(&mut self, name: impl Into<String>, since: &mut Instant) {
+        let now = Instant::now();
+        self.phases.push((name.into(), now - *since));
+        *since = now;
+    }
+
     /// Fact rows written.
     pub fn fact_rows(&self) -> u64 {
         self.rows
@@ -149,7 +159,9 @@ async fn transform_run(
         quarantined: BTreeMap::new(),
         repeats: BTreeMap::new(),
         elapsed: Duration::ZERO,
+        phases: Vec::new(),
     };
+    let mut lap = started;
     if report.inputs.is_empty() {
         tracing::info!(stage = STAGE.name, run_id = %run_id, raw_latest, "nothing new to transform");
         report.elapsed = started.elapsed();
@@ -166,6 +178,7 @@ async fn transform_run(
         None => BTreeMap::new(),
     };
     let (raw_files, raw_committed_at) = raw_files_by_table(&raw_log, first..=raw_latest).await?;
+    report.phase("read manifests, state and version index", &mut lap);
     let mut out = Output {
         processed,
         run_id,
@@ -175,6 +188,9 @@ async fn transform_run(
         report: &mut report,
     };
     transform_dimensions(raw, &raw_files, &mut state, &mut out).await?;
+    out.report.phase("dimensions", &mut lap);
+    transform_transactions(raw, &raw_files, &mut state, &mut out).await?;
+    out.report.phase("dim_transaction", &mut lap);
     let keys_known = known_keys(&state)?;
     let mut dates: BTreeSet<i32> = BTreeSet::new();
     for source in FACT_SOURCES {
@@ -184,6 +200,7 @@ async fn transform_run(
             versions: &mut versions,
         };
         transform_facts(raw, &raw_files, facts, &mut dates, &mut out).await?;
+        lap = Instant::now();
     }
     if !dates.is_empty() {
         let dim_date = WarehouseTable::by_name("dim_date").expect("listed warehouse table");
@@ -212,6 +229,7 @@ async fn transform_run(
             },
         )
         .await?;
+    report.phase("dim_date, quarantine, state and commit", &mut lap);
     report.seq = Some(manifest.seq);
     report.elapsed = started.elapsed();
     tracing::info!(
@@ -275,9 +293,8 @@ async fn raw_files_by_table(
 /// Raw files per source table.
 type RawFiles = HashMap<&'static str, Vec<FileEntry>>;
 
-/// The reference tables and transactions (small, or id-only) are read whole
-/// and applied to the reference state; every dimension row they reach is
-/// written again.
+/// The reference tables (small) are read whole and applied to the reference
+/// state; every dimension row they reach is written again.
 async fn transform_dimensions(
     raw: &Lake,
     raw_files: &RawFiles,
@@ -285,7 +302,7 @@ async fn transform_dimensions(
     out: &mut Output<'_>,
 ) -> Result<()> {
     let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
-    for name in REFERENCE_TABLES.iter().copied().chain(["transaction"]) {
+    for name in REFERENCE_TABLES {
         for file in raw_files.get(name).into_iter().flatten() {
             let (_, batches) = decode(raw.get(&file.key).await?)?;
             reference_rows.entry(name).or_default().extend(batches);
@@ -297,6 +314,43 @@ async fn transform_dimensions(
     for (table, batch) in dims.batches {
         out.write(table, batch).await?;
     }
+    Ok(())
+}
+
+/// Transactions are many: their raw files stream, newest first, batch by
+/// batch into `dim_transaction` (the newest version of each id), and only
+/// their ids join the reference state.
+async fn transform_transactions(
+    raw: &Lake,
+    raw_files: &RawFiles,
+    state: &mut ReferenceState,
+    out: &mut Output<'_>,
+) -> Result<()> {
+    let files = raw_files.get("transaction").map_or(&[][..], Vec::as_slice);
+    if files.is_empty() {
+        return Ok(());
+    }
+    let table = WarehouseTable::by_name("dim_transaction").expect("listed warehouse table");
+    let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+    let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
+    let mut emitted = roaring::RoaringBitmap::new();
+    let produced: Result<()> = async {
+        for file in files.iter().rev() {
+            for batch in decode_batches(raw.get(&file.key).await?)? {
+                let rows = transactions_to_emit(state, &batch?, &mut emitted)?;
+                if rows.num_rows() > 0 && sender.send(rows).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(sender);
+    let written = writer.await.map_err(tributary_lake::Error::Task)??;
+    produced?;
+    *out.report.rows.entry(table.name).or_default() += written.iter().map(|f| f.rows).sum::<u64>();
+    out.files.extend(written);
     Ok(())
 }
 
@@ -326,6 +380,7 @@ async fn transform_facts(
         return Ok(());
     };
     let table = transformer.table();
+    let started = Instant::now();
     let index = versions.entry(table.name.to_string()).or_default();
     let files = raw_files.get(source).map_or(&[][..], Vec::as_slice);
     let already = versions_already_emitted(raw, out.processed, files, table.key, index).await?;
@@ -336,39 +391,60 @@ async fn transform_facts(
     } else {
         transformer
     };
+    let looked_up = Instant::now();
     let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
     let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
-    let mut produced: Result<()> = Ok(());
-    for file in files {
-        let (_, batches) = match raw
-            .get(&file.key)
-            .await
-            .map_err(Error::from)
-            .and_then(|b| Ok(decode(b)?))
-        {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                produced = Err(e);
-                break;
-            }
-        };
-        for batch in &batches {
-            let facts = transformer.transform(batch)?;
-            out.quarantine.extend(facts.quarantine);
-            if facts.facts.num_rows() > 0 && sender.send(facts.facts).await.is_err() {
-                break;
+    let (mut decoding, mut transforming, mut waiting) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut quarantine = Vec::new();
+    let produced: Result<()> = async {
+        for file in files {
+            let clock = Instant::now();
+            let mut batches = decode_batches(raw.get(&file.key).await?)?;
+            decoding += clock.elapsed();
+            loop {
+                let clock = Instant::now();
+                let Some(batch) = batches.next() else { break };
+                let batch = batch?;
+                let transformed = Instant::now();
+                decoding += transformed - clock;
+                let facts = transformer.transform(&batch)?;
+                quarantine.extend(facts.quarantine);
+                let sending = Instant::now();
+                transforming += sending - transformed;
+                if facts.facts.num_rows() > 0 && sender.send(facts.facts).await.is_err() {
+                    return Ok(());
+                }
+                waiting += sending.elapsed();
             }
         }
+        Ok(())
     }
+    .await;
     drop(sender);
+    let clock = Instant::now();
     let written = writer.await.map_err(tributary_lake::Error::Task)??;
+    waiting += clock.elapsed();
     produced?;
+    out.quarantine.extend(quarantine);
+    let phases = &mut out.report.phases;
+    phases.push((
+        format!("{}: version lookups", table.name),
+        looked_up - started,
+    ));
+    phases.push((format!("{}: decode raw", table.name), decoding));
+    phases.push((format!("{}: transform", table.name), transforming));
+    phases.push((format!("{}: waiting for the encoder", table.name), waiting));
+    let indexed = Instant::now();
     index.record(&written, transformer.emitted_range());
     if index.needs_compaction() {
         index
             .compact(out.processed, table.name, table.key, out.run_id)
             .await?;
     }
+    out.report
+        .phases
+        .push((format!("{}: version index", table.name), indexed.elapsed()));
     let repeats = transformer.repeats();
     if repeats > 0 {
         out.report.repeats.insert(table.name, repeats);
@@ -552,4 +628,68 @@ async fn read_state(processed: &Lake, state: &TransformState) -> Result<Referenc
         parts.push((part.clone(), key.clone(), processed.get(key).await?));
     }
     Ok(decode_state(parts)?)
+}
+
+/// What [`transform_floor`] measured.
+#[derive(Debug, Clone)]
+pub struct FloorReport {
+    /// Raw rows of the fact source tables read and written again.
+    pub fact_rows: u64,
+    /// Raw rows of every table read and written again.
+    pub rows: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The transform's floor, for benchmarks: every raw file a first transform
+/// of `raw` would read is decoded and encoded again into `out` with the same
+/// Parquet settings, the same batch size and the same decode/encode threads,
+/// with no work in between. No transform can be faster on this machine.
+pub async fn transform_floor(raw: &Lake, out: &Lake) -> Result<FloorReport> {
+    let started = Instant::now();
+    let raw_log = ManifestLog::new(raw.clone(), Log::Totesys);
+    let latest = raw_log.latest_seq().await?;
+    let (raw_files, _) = raw_files_by_table(&raw_log, 1..=latest).await?;
+    let run_id = RunId::new(Utc::now());
+    let (mut rows, mut fact_rows) = (0, 0);
+    for (table, files) in &raw_files {
+        let Some(def) = tributary_totesys::TableDef::by_name(table) else {
+            continue;
+        };
+        let schema = def.arrow_schema();
+        let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+        let run = run_id.clone();
+        let name = table.to_string();
+        let writer = tokio::spawn(write_dataset(
+            out.clone(),
+            name.clone(),
+            schema,
+            1_048_576,
+            move |part| format!("floor/{name}/{run}-{part:04}.parquet"),
+            receiver,
+        ));
+        let produced: Result<()> = async {
+            for file in files {
+                for batch in decode_batches(raw.get(&file.key).await?)? {
+                    if sender.send(batch?).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(sender);
+        let written = writer.await.map_err(tributary_lake::Error::Task)??;
+        produced?;
+        rows += written.rows;
+        if FACT_SOURCES.contains(table) {
+            fact_rows += written.rows;
+        }
+    }
+    Ok(FloorReport {
+        fact_rows,
+        rows,
+        elapsed: started.elapsed(),
+    })
 }

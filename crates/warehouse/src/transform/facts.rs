@@ -116,7 +116,7 @@ pub struct FactTransformer<'a> {
     spec: &'static FactSpec,
     table: &'static WarehouseTable,
     keys: &'a KnownKeys,
-    dates: BTreeSet<i32>,
+    dates: DaySet,
     /// `(id, last_updated ms)` not to emit again: the versions the processed
     /// lake already has, and those emitted so far, when the input may repeat
     /// a version (several raw manifests, a backfill, a rebuild).
@@ -144,7 +144,7 @@ impl<'a> FactTransformer<'a> {
             spec,
             table: WarehouseTable::by_name(spec.fact)?,
             keys,
-            dates: BTreeSet::new(),
+            dates: DaySet::default(),
             seen: None,
             emitted: None,
             repeats: 0,
@@ -175,7 +175,7 @@ impl<'a> FactTransformer<'a> {
 
     /// Every date the accepted facts refer to, for `dim_date`.
     pub fn into_dates(self) -> BTreeSet<i32> {
-        self.dates
+        self.dates.days()
     }
 
     /// Transforms one raw batch.
@@ -195,11 +195,9 @@ impl<'a> FactTransformer<'a> {
             if let Some(dimension) = target.references.filter(|d| *d != "dim_date")
                 && let Some(ids) = array.as_any().downcast_ref::<Int32Array>()
             {
+                let known = self.keys.lookup(dimension);
                 for (row, reason) in reasons.iter_mut().enumerate() {
-                    if reason.is_none()
-                        && !ids.is_null(row)
-                        && !self.keys.contains(dimension, ids.value(row))
-                    {
+                    if reason.is_none() && !ids.is_null(row) && !known(ids.value(row)) {
                         *reason = Some(format!(
                             "{} {} is not in {dimension}",
                             target.name,
@@ -248,7 +246,7 @@ impl<'a> FactTransformer<'a> {
             if target.references == Some("dim_date")
                 && let Some(days) = column.as_any().downcast_ref::<Date32Array>()
             {
-                self.dates.extend(days.values().iter().copied());
+                self.dates.extend(days);
             }
         }
         Ok(FactBatch { facts, quarantine })
@@ -275,9 +273,9 @@ fn build(source: Source, raw: &RecordBatch, reasons: &mut [Option<String>]) -> R
                         return None;
                     }
                     let text = texts.value(row);
-                    match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-                        Ok(date) => Some(to_date32(date)),
-                        Err(_) => {
+                    match parse_date(text) {
+                        Some(days) => Some(days),
+                        None => {
                             if reasons[row].is_none() {
                                 reasons[row] =
                                     Some(format!("{name} {text:?} is not a date (YYYY-MM-DD)"));
@@ -290,6 +288,51 @@ fn build(source: Source, raw: &RecordBatch, reasons: &mut [Option<String>]) -> R
             Arc::new(days)
         }
     })
+}
+
+/// A `YYYY-MM-DD` text (surrounding blanks allowed) as Date32 days; `None`
+/// when it is not a date. The canonical ten-byte form is read directly;
+/// anything else goes through chrono's parser, which decides the same way.
+fn parse_date(text: &str) -> Option<i32> {
+    let text = text.trim();
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d).map(to_date32);
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(to_date32)
+}
+
+/// The distinct days a run's facts use: a bitmap (order-preserving over
+/// `i32`), cheap to add a million values to.
+#[derive(Debug, Default)]
+struct DaySet(roaring::RoaringBitmap);
+
+impl DaySet {
+    fn extend(&mut self, days: &Date32Array) {
+        let mut last = None;
+        for day in days.iter().flatten() {
+            if last != Some(day) {
+                self.0.insert(super::reference::key_bits(day));
+                last = Some(day);
+            }
+        }
+    }
+
+    fn days(&self) -> BTreeSet<i32> {
+        self.0
+            .iter()
+            .map(|bits| (bits ^ 0x8000_0000) as i32)
+            .collect()
+    }
 }
 
 /// `dim_date` rows for `days` (Date32 values).
@@ -322,4 +365,52 @@ pub fn dim_date_batch(days: &BTreeSet<i32>) -> Result<RecordBatch> {
             ints(&|d| d.quarter),
         ],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_as_chrono_decides_fast_path_or_not() {
+        let texts = [
+            "2024-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-12-31",
+            " 2024-01-05 ",
+            "0000-01-01",
+            "2024-1-5",
+            "2024-01-5",
+            "+2024-01-05",
+            "20240105",
+            "2024/01/05",
+            "2024-01-0x",
+            "",
+            "１２３４-01-01",
+            "9999-12-31",
+        ];
+        for text in texts {
+            let chrono = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()
+                .map(to_date32);
+            assert_eq!(parse_date(text), chrono, "{text:?}");
+        }
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+    }
+
+    #[test]
+    fn the_day_set_keeps_each_day_once_in_order_negative_days_included() {
+        let mut days = DaySet::default();
+        days.extend(&Date32Array::from(vec![
+            Some(5),
+            Some(5),
+            None,
+            Some(-3),
+            Some(5),
+        ]));
+        days.extend(&Date32Array::from(vec![Some(0), Some(-3)]));
+        assert_eq!(days.days().into_iter().collect::<Vec<_>>(), vec![-3, 0, 5]);
+    }
 }

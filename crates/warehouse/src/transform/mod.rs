@@ -17,7 +17,7 @@ pub use facts::{FACT_SOURCES, FactBatch, FactTransformer, dim_date_batch};
 pub use quarantine::{Quarantined, render_row, to_json_lines};
 pub use reference::{
     DimensionChanges, KnownKeys, REFERENCE_TABLES, ReferenceState, apply_reference_changes,
-    known_keys,
+    key_bits, known_keys, transactions_to_emit,
 };
 pub use state_files::{decode_state, encode_state};
 pub use versions::{

@@ -122,19 +122,37 @@ impl ReferenceState {
 /// dimensions (a counterparty whose address is unknown is not one).
 #[derive(Debug, Default)]
 pub struct KnownKeys {
-    /// Per dimension table name, the ids it holds.
-    pub ids: HashMap<&'static str, HashSet<i32>>,
+    /// Per dimension table name, the ids it holds (as [`key_bits`]).
+    pub ids: HashMap<&'static str, RoaringBitmap>,
     /// Ids in dim_transaction.
     pub transactions: RoaringBitmap,
+}
+
+/// An `i32` id as a bitmap member: the sign bit flipped, so every id,
+/// negative ones included, has its own bit.
+pub fn key_bits(id: i32) -> u32 {
+    (id as u32) ^ 0x8000_0000
 }
 
 impl KnownKeys {
     /// Whether `dimension` holds `id`.
     pub fn contains(&self, dimension: &str, id: i32) -> bool {
-        if dimension == "dim_transaction" {
-            return u32::try_from(id).is_ok_and(|id| self.transactions.contains(id));
+        self.lookup(dimension)(id)
+    }
+
+    /// The membership test of one dimension, resolved once for a column's
+    /// worth of lookups (an unknown dimension holds nothing).
+    pub fn lookup(&self, dimension: &str) -> impl Fn(i32) -> bool + '_ {
+        let (bitmap, signed) = if dimension == "dim_transaction" {
+            (Some(&self.transactions), false)
+        } else {
+            (self.ids.get(dimension), true)
+        };
+        move |id| match (bitmap, signed) {
+            (Some(ids), true) => ids.contains(key_bits(id)),
+            (Some(ids), false) => u32::try_from(id).is_ok_and(|id| ids.contains(id)),
+            (None, _) => false,
         }
-        self.ids.get(dimension).is_some_and(|ids| ids.contains(&id))
     }
 }
 
@@ -352,31 +370,49 @@ fn dim_transaction(
     batches: &[RecordBatch],
     out: &mut DimensionChanges,
 ) -> Result<()> {
-    let def = TableDef::by_name("transaction").expect("listed source table");
-    let all = concat_batches(&def.arrow_schema(), batches)?;
-    let latest = latest_per_id(&all, "transaction_id")?;
+    let mut emitted = RoaringBitmap::new();
+    for batch in batches.iter().rev() {
+        out.push(
+            table("dim_transaction"),
+            transactions_to_emit(state, batch, &mut emitted)?,
+        );
+    }
+    Ok(())
+}
+
+/// The `dim_transaction` rows of one batch of raw transactions, streamed
+/// newest first: the newest version of each id in the batch, unless an id
+/// in `emitted` (the ids of newer batches of the same run) already covers
+/// it. Ids join `emitted` and the state's known transactions.
+///
+/// Raw batches of one run are given newest file first: one extract holds
+/// one row per id, so the first batch that has an id has its newest version.
+pub fn transactions_to_emit(
+    state: &mut ReferenceState,
+    batch: &RecordBatch,
+    emitted: &mut RoaringBitmap,
+) -> Result<RecordBatch> {
+    let latest = latest_per_id(batch, "transaction_id")?;
     let ids = ints(&latest, "transaction_id")?;
+    let rows = UInt32Array::from_iter_values(
+        (0..latest.num_rows())
+            .filter(|&row| id_at(ids, row).is_some_and(|id| emitted.insert(key_bits(id))))
+            .map(|row| row as u32),
+    );
     state
         .transactions
         .extend(ids.iter().flatten().filter_map(|id| u32::try_from(id).ok()));
-    let all_ids: BTreeSet<i32> = ids.iter().flatten().collect();
     let dim = table("dim_transaction");
-    out.push(
-        dim,
-        select(
-            dim,
-            &latest,
-            "transaction_id",
-            &all_ids,
-            &[
-                "transaction_id",
-                "transaction_type",
-                "sales_order_id",
-                "purchase_order_id",
-            ],
-        )?,
-    );
-    Ok(())
+    let arrays = [
+        "transaction_id",
+        "transaction_type",
+        "sales_order_id",
+        "purchase_order_id",
+    ]
+    .iter()
+    .map(|name| take_col(&latest, name, &rows))
+    .collect::<Result<Vec<_>>>()?;
+    self::batch(dim, arrays)
 }
 
 /// The ids facts may reference after this state.
@@ -410,15 +446,17 @@ pub fn known_keys(state: &ReferenceState) -> Result<KnownKeys> {
         .filter(|&row| !codes.is_null(row) && currency_name(codes.value(row)).is_some())
         .filter_map(|row| id_at(currency_ids, row))
         .collect();
-    keys.ids.insert("dim_location", addresses);
-    keys.ids.insert("dim_counterparty", valid_counterparties);
-    keys.ids.insert("dim_staff", valid_staff);
-    keys.ids.insert("dim_currency", valid_currencies);
+    let bits = |ids: HashSet<i32>| ids.into_iter().map(key_bits).collect::<RoaringBitmap>();
+    keys.ids.insert("dim_location", bits(addresses));
     keys.ids
-        .insert("dim_design", ids_of("design", "design_id")?);
+        .insert("dim_counterparty", bits(valid_counterparties));
+    keys.ids.insert("dim_staff", bits(valid_staff));
+    keys.ids.insert("dim_currency", bits(valid_currencies));
+    keys.ids
+        .insert("dim_design", bits(ids_of("design", "design_id")?));
     keys.ids.insert(
         "dim_payment_type",
-        ids_of("payment_type", "payment_type_id")?,
+        bits(ids_of("payment_type", "payment_type_id")?),
     );
     Ok(keys)
 }
@@ -578,6 +616,10 @@ fn currency_rows(
 /// The newest version of each id among `batch`'s rows.
 fn latest_per_id(batch: &RecordBatch, key: &str) -> Result<RecordBatch> {
     let ids = ints(batch, key)?;
+    if ids.null_count() == 0 && ids.values().windows(2).all(|w| w[0] < w[1]) {
+        // Ids strictly rising (an extract in key order): one row per id.
+        return Ok(batch.clone());
+    }
     let lus = timestamps(batch, "last_updated")?;
     let mut winner: BTreeMap<i32, usize> = BTreeMap::new();
     for row in 0..batch.num_rows() {
