@@ -121,6 +121,21 @@ fn reader(bytes: Bytes) -> Result<ParquetRecordBatchReader> {
 /// Decodes only the named top-level columns of a Parquet file (in file
 /// order); names the file does not have are left out.
 pub fn decode_columns(bytes: Bytes, names: &[&str]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let reader = projected_reader(bytes, names)?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
+/// [`decode_batches`] of only the named top-level columns.
+pub fn decode_column_batches(
+    bytes: Bytes,
+    names: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    Ok(projected_reader(bytes, names)?.map(|batch| batch.map_err(crate::Error::from)))
+}
+
+fn projected_reader(bytes: Bytes, names: &[&str]) -> Result<ParquetRecordBatchReader> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let roots: Vec<usize> = builder
         .schema()
@@ -131,13 +146,10 @@ pub fn decode_columns(bytes: Bytes, names: &[&str]) -> Result<(SchemaRef, Vec<Re
         .map(|(i, _)| i)
         .collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
+    Ok(builder
         .with_projection(mask)
         .with_batch_size(DECODE_BATCH_ROWS)
-        .build()?;
-    let schema = arrow_array::RecordBatchReader::schema(&reader);
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok((schema, batches))
+        .build()?)
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub async fn ingest_handler(
         }
     };
     let scheduled = matches!(parsed, IngestEvent::Scheduled);
-    let (queued, totesys) = ingest_totesys(ctx, &request, scheduled).await;
+    let (queued, totesys) = Box::pin(ingest_totesys(ctx, &request, scheduled)).await;
     let mut summary = match &totesys {
         Ok(report) => {
             record(ctx.metrics.as_ref(), report);
@@ -95,7 +95,7 @@ pub async fn ingest_handler(
             .min(ctx.schedule_period.saturating_sub(started.elapsed()))
             .saturating_sub(MARGIN);
         let options = PollOptions::for_ticks_every(POLL_EVERY);
-        let polls = poll_during(
+        let polls = Box::pin(poll_during(
             &markets.mercado,
             markets.coincap.as_ref(),
             markets.stream.as_ref(),
@@ -104,7 +104,7 @@ pub async fn ingest_handler(
             ctx.alerts.as_ref(),
             budget,
             POLL_EVERY,
-        )
+        ))
         .await?;
         let trades: u64 = polls.iter().map(|p| p.trades).sum();
         record(ctx.metrics.as_ref(), &polls);
@@ -138,7 +138,9 @@ async fn ingest_totesys(
             Err(error) => return (queued, Err(error)),
         };
         let client = slot.as_mut().expect("connected");
-        match run_pending(client, &ctx.raw, &options, ctx.alerts.as_ref()).await {
+        // Boxed, as is the ingest below: the nested stage futures are deep
+        // enough to overflow the compiler's layout query depth otherwise.
+        match Box::pin(run_pending(client, &ctx.raw, &options, ctx.alerts.as_ref())).await {
             Ok(done) => done
                 .iter()
                 .for_each(|(_, report)| record(ctx.metrics.as_ref(), report)),
@@ -153,7 +155,14 @@ async fn ingest_totesys(
         Err(error) => return (queued, Err(error)),
     };
     let client = slot.as_mut().expect("connected");
-    let result = ingest(client, &ctx.raw, &options, request, ctx.alerts.as_ref()).await;
+    let result = Box::pin(ingest(
+        client,
+        &ctx.raw,
+        &options,
+        request,
+        ctx.alerts.as_ref(),
+    ))
+    .await;
     if result.is_err() {
         after_failure(&mut slot);
     }

@@ -1,4 +1,7 @@
 //! The `ingest` function: EventBridge schedule or a manual backfill payload.
+// Headroom for the compiler's layout queries over the nested stage futures
+// (they are boxed at the stage boundaries; this keeps a deeper one building).
+#![recursion_limit = "256"]
 use tributary_lambdas::{Function, handlers::ingest_handler, serve};
 
 #[tokio::main]

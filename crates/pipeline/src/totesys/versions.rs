@@ -28,6 +28,10 @@ const SEGMENTS_BEFORE_COMPACTION: usize = 32;
 /// Fact rows in segments before they are folded into the buckets.
 const SEGMENT_ROWS_BEFORE_COMPACTION: u64 = 2_000_000;
 
+/// Versions held in memory by a compaction before they are folded into
+/// their buckets (16 bytes each: about 16 MB).
+const VERSIONS_HELD_IN_COMPACTION: usize = 1_000_000;
+
 /// One fact file not yet folded into the buckets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
@@ -122,42 +126,92 @@ impl FactVersions {
         key: &str,
         run_id: &RunId,
     ) -> Result<()> {
+        self.compact_holding(processed, (fact, key, run_id), VERSIONS_HELD_IN_COMPACTION)
+            .await
+    }
+
+    /// [`Self::compact`], folding whenever more than `limit` versions are held.
+    async fn compact_holding(
+        &mut self,
+        processed: &Lake,
+        (fact, key, run_id): (&str, &str, &RunId),
+        limit: usize,
+    ) -> Result<()> {
         use futures_util::{StreamExt, TryStreamExt};
         let mut by_bucket: HashMap<u32, Vec<Version>> = HashMap::new();
-        let mut read = futures_util::stream::iter(&self.segments)
+        let (mut held, mut folds) = (0usize, 0u64);
+        let mut newest = self.high_water_ms;
+        let segments = std::mem::take(&mut self.segments);
+        let mut read = futures_util::stream::iter(&segments)
             .map(|segment| segment_versions(processed, &segment.key, key))
-            .buffered(8);
+            .buffered(2);
         while let Some(versions) = read.try_next().await? {
+            held += versions.len();
             for version in versions {
                 by_bucket
                     .entry(bucket_of(version.0))
                     .or_default()
                     .push(version);
             }
+            if held > limit {
+                // Memory stays bounded at any table size: fold what is held
+                // into its buckets now (ids mostly rise from file to file,
+                // so a bucket is seldom written twice in one compaction).
+                newest = self
+                    .fold(
+                        processed,
+                        (fact, run_id, &mut folds),
+                        &mut by_bucket,
+                        newest,
+                    )
+                    .await?;
+                held = 0;
+            }
         }
         drop(read);
-        let mut newest = self.high_water_ms;
-        for (bucket, mut versions) in by_bucket {
+        newest = self
+            .fold(
+                processed,
+                (fact, run_id, &mut folds),
+                &mut by_bucket,
+                newest,
+            )
+            .await?;
+        self.high_water_ms = newest;
+        self.compactions += 1;
+        Ok(())
+    }
+
+    /// Merges the versions held per bucket into the bucket files (each read,
+    /// merged and written again under a new key); returns the newest
+    /// `last_updated` seen so far. `folds` numbers the files written in
+    /// this compaction, so each has its own key.
+    async fn fold(
+        &mut self,
+        processed: &Lake,
+        (fact, run_id, folds): (&str, &RunId, &mut u64),
+        by_bucket: &mut HashMap<u32, Vec<Version>>,
+        mut newest: Option<i64>,
+    ) -> Result<Option<i64>> {
+        for (bucket, mut versions) in by_bucket.drain() {
             if let Some(old) = self.buckets.get(&bucket) {
                 versions.extend(decode_versions(old, processed.get(old).await?)?);
             }
             newest = versions.iter().map(|v| v.1).chain(newest).max();
-            let file = bucket_key(fact, bucket, run_id, self.compactions);
+            *folds += 1;
+            let file = bucket_key(fact, bucket, run_id, self.compactions, *folds);
             processed
                 .put_once(&file, encode_versions(&mut versions)?)
                 .await?;
             self.buckets.insert(bucket, file);
         }
-        self.high_water_ms = newest;
-        self.segments.clear();
-        self.compactions += 1;
-        Ok(())
+        Ok(newest)
     }
 }
 
 /// `_state/versions/<fact>/bucket=<b>/<run_id>-<compaction>.parquet`.
-fn bucket_key(fact: &str, bucket: u32, run_id: &RunId, compaction: u64) -> String {
-    format!("_state/versions/{fact}/bucket={bucket:05}/{run_id}-{compaction}.parquet")
+fn bucket_key(fact: &str, bucket: u32, run_id: &RunId, compaction: u64, fold: u64) -> String {
+    format!("_state/versions/{fact}/bucket={bucket:05}/{run_id}-{compaction}-{fold}.parquet")
 }
 
 /// The versions of one fact file, reading only the columns that make them.
@@ -200,6 +254,89 @@ mod tests {
             2,
             "a run that emitted nothing adds no segment"
         );
+    }
+
+    /// A fact file with only the columns the index reads.
+    async fn segment(lake: &Lake, key: &str, versions: &[(i32, i64)]) -> FileEntry {
+        use arrow_array::{Date32Array, Int32Array, RecordBatch, Time64MicrosecondArray};
+        use arrow_schema::{DataType, Field, Schema, TimeUnit};
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("payment_id", DataType::Int32, false),
+            Field::new("last_updated_date", DataType::Date32, false),
+            Field::new(
+                "last_updated_time",
+                DataType::Time64(TimeUnit::Microsecond),
+                false,
+            ),
+        ]));
+        let day = 86_400_000;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                std::sync::Arc::new(Int32Array::from_iter_values(versions.iter().map(|v| v.0))),
+                std::sync::Arc::new(Date32Array::from_iter_values(
+                    versions.iter().map(|v| (v.1 / day) as i32),
+                )),
+                std::sync::Arc::new(Time64MicrosecondArray::from_iter_values(
+                    versions.iter().map(|v| v.1 % day * 1000),
+                )),
+            ],
+        )
+        .unwrap();
+        let written = lake.put_batch(key, "fact_payment", &batch).await.unwrap();
+        FileEntry {
+            rows: versions.len() as u64,
+            ..written
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compaction_holding_little_folds_often_and_loses_nothing() {
+        let lake = Lake::from_url("memory://").unwrap();
+        let run = RunId::new(chrono::Utc::now());
+        // Ids in three buckets, spread over four files, one version repeated.
+        let b = 65_536;
+        let files = [
+            vec![(1, 10), (2, 20), (b + 1, 30)],
+            vec![(b + 2, 40), (2 * b, 50), (1, 60)],
+            vec![(2, 20), (3, 70)],
+            vec![(2 * b + 5, 80), (b + 1, 90)],
+        ];
+        let mut index = FactVersions::default();
+        for (n, versions) in files.iter().enumerate() {
+            let file = segment(&lake, &format!("f{n}.parquet"), versions).await;
+            let (lo, hi) = (
+                versions.iter().map(|v| v.1).min(),
+                versions.iter().map(|v| v.1).max(),
+            );
+            index.record(&[file], lo.zip(hi));
+        }
+        index
+            .compact_holding(&lake, ("fact_payment", "payment_id", &run), 2)
+            .await
+            .unwrap();
+        assert!(index.segments.is_empty());
+        assert_eq!(
+            index.buckets.len(),
+            3,
+            "ids 1-3, 65537-65538, 131072-131077"
+        );
+        assert_eq!(index.high_water_ms, Some(90));
+        let mut all: Vec<Version> = Vec::new();
+        for file in index.buckets.values() {
+            all.extend(decode_versions(file, lake.get(file).await.unwrap()).unwrap());
+        }
+        all.sort_unstable();
+        let mut expected: Vec<Version> = files.iter().flatten().copied().collect();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(all, expected, "every version once, across repeated folds");
+        let candidates: HashSet<Version> = [(1, 60), (b + 1, 30), (4, 1)].into();
+        let present = index
+            .present(&lake, "payment_id", &candidates)
+            .await
+            .unwrap();
+        assert_eq!(present, [(1, 60), (b + 1, 30)].into());
     }
 
     #[test]

@@ -151,6 +151,19 @@ impl<'a> FactTransformer<'a> {
         })
     }
 
+    /// The raw columns a fact of `source` is made from (`None`: no fact is).
+    pub fn source_columns(source: &str) -> Option<Vec<&'static str>> {
+        let spec = FACT_SPECS.iter().find(|s| s.source == source)?;
+        let mut names: Vec<&'static str> = Vec::new();
+        for column in spec.columns {
+            let (Column(name) | DateOf(name) | TimeOf(name) | ParseDate(name)) = *column;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Some(names)
+    }
+
     /// Emit each (id, last_updated) version once across every batch given,
     /// and none of `already` (versions emitted by earlier runs).
     pub fn once_per_version(mut self, already: HashSet<Version>) -> Self {
