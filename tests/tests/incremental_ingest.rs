@@ -23,6 +23,7 @@ fn options() -> IngestOptions {
         batch_rows: 1_000,
         file_rows: 100_000,
         late_check_every: Duration::ZERO,
+        max_rows: 5_000_000,
     }
 }
 
@@ -351,6 +352,7 @@ async fn a_late_check_after_lookback_only_runs_does_not_ingest_their_rows_again(
     let mut opts = IngestOptions {
         lookback: Duration::from_secs(2),
         late_check_every: Duration::from_secs(3600),
+        max_rows: 5_000_000,
         ..options()
     };
     let request = IngestRequest::default();

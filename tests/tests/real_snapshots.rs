@@ -21,6 +21,7 @@ fn options() -> IngestOptions {
         batch_rows: 4_000,
         file_rows: 6_000,
         late_check_every: Duration::ZERO,
+        max_rows: 5_000_000,
     }
 }
 

@@ -79,6 +79,7 @@ async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
         batch_rows: 100,
         file_rows: 200,
         late_check_every: Duration::ZERO,
+        max_rows: 5_000_000,
     };
     let alerts = RecordedAlerts::default();
     let on_s3 = ingest(

@@ -347,12 +347,17 @@ async fn processed_rows(lake: &Lake, seqs: &[u64]) -> BTreeMap<String, BTreeSet<
                     if file.table.starts_with("fact_") || file.table == "dim_date" {
                         facts.entry(file.table.clone()).or_default().insert(print);
                     } else {
+                        // The dimension's own key (not the first field of
+                        // the rendered object, whose fields are sorted).
+                        let key_column = tributary_warehouse::WarehouseTable::by_name(&file.table)
+                            .expect("a warehouse table")
+                            .key;
                         let key =
                             tributary_warehouse::transform::render_row(&batch.slice(row, 1), 0)
-                                .as_object()
-                                .and_then(|o| o.values().next().cloned())
+                                .get(key_column)
                                 .map(|v| v.to_string())
                                 .unwrap_or_default();
+                        assert_ne!(key, "", "{} row without its key", file.table);
                         dims.entry(file.table.clone())
                             .or_default()
                             .insert(key, print);

@@ -12,16 +12,28 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         tables: args.tables,
         since: args.since,
     };
-    let report = ingest(
-        &mut source,
-        &raw,
-        &IngestOptions::from(&settings),
-        &request,
-        &LogAlerts,
-    )
-    .await?;
-    print_ingest(&report);
-    Ok(())
+    // A first extract larger than TRIBUTARY_INGEST_MAX_ROWS is read in
+    // parts, one manifest each; here the parts follow one another (on AWS,
+    // each scheduled invocation reads the next).
+    loop {
+        let report = ingest(
+            &mut source,
+            &raw,
+            &IngestOptions::from(&settings),
+            &request,
+            &LogAlerts,
+        )
+        .await?;
+        print_ingest(&report);
+        if report.first_loads_pending.is_empty() {
+            return Ok(());
+        }
+        println!(
+            "first extract of {} goes on in parts (TRIBUTARY_INGEST_MAX_ROWS={}): next part…",
+            report.first_loads_pending.join(", "),
+            settings.ingest_max_rows
+        );
+    }
 }
 
 pub(crate) async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {

@@ -31,6 +31,9 @@ pub const TRIBUTARY_LATE_CHECK_EVERY: &str = "TRIBUTARY_LATE_CHECK_EVERY";
 pub const TRIBUTARY_BATCH_ROWS: &str = "TRIBUTARY_BATCH_ROWS";
 /// Rows per raw Parquet file before it rolls.
 pub const TRIBUTARY_FILE_ROWS: &str = "TRIBUTARY_FILE_ROWS";
+/// Rows one ingest run reads at most for first extracts (larger tables are
+/// read in parts, one per run).
+pub const TRIBUTARY_INGEST_MAX_ROWS: &str = "TRIBUTARY_INGEST_MAX_ROWS";
 /// Mercado Bitcoin API v4 base URL.
 pub const TRIBUTARY_MERCADO_URL: &str = "TRIBUTARY_MERCADO_URL";
 /// CoinCap v3 API base URL.
@@ -206,6 +209,8 @@ pub struct Settings {
     pub batch_rows: usize,
     /// Rows per raw Parquet file.
     pub file_rows: u64,
+    /// Rows one ingest run reads at most for first extracts.
+    pub ingest_max_rows: u64,
     /// Extra CA certificates for TLS to PostgreSQL.
     pub pg_ca_file: Option<std::path::PathBuf>,
     /// The market APIs.
@@ -268,6 +273,12 @@ impl Settings {
                 get(TRIBUTARY_FILE_ROWS),
                 524_288,
                 "524288",
+            )? as u64,
+            ingest_max_rows: positive(
+                TRIBUTARY_INGEST_MAX_ROWS,
+                get(TRIBUTARY_INGEST_MAX_ROWS),
+                5_000_000,
+                "5000000",
             )? as u64,
             markets: MarketSettings {
                 mercado_url: get(TRIBUTARY_MERCADO_URL)

@@ -56,6 +56,7 @@ impl Stack {
                 batch_rows: 4_096,
                 file_rows: 100_000,
                 late_check_every: Duration::ZERO,
+                max_rows: 5_000_000,
             },
             dirs: (raw_dir, processed_dir),
         })

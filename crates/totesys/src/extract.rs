@@ -76,6 +76,18 @@ pub struct ExtractPlan {
     pub record_versions: bool,
     /// The source's clock (ms): rows stamped after it are counted as future.
     pub source_now_ms: i64,
+    /// A bounded part of a first extract too large for one run: rows in
+    /// primary-key order after a key, at most so many. `None`: no bound.
+    pub part: Option<KeyRange>,
+}
+
+/// One part of a first extract read in primary-key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Read keys after this one (`None`: from the first).
+    pub after_key: Option<i32>,
+    /// Read at most this many rows.
+    pub limit: u64,
 }
 
 /// What an extract saw.
@@ -105,6 +117,8 @@ pub struct ExtractStats {
     pub future_rows: u64,
     /// Newest last_updated among rows not in the future (ms).
     pub max_present_ms: Option<i64>,
+    /// Largest primary key sent.
+    pub max_key: Option<i32>,
 }
 
 /// One row version as the dedup of re-read rows sees it: primary key,
@@ -179,7 +193,22 @@ fn copy_statement(plan: &ExtractPlan) -> String {
                         (b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev))"
         ),
     };
-    format!("COPY (SELECT {columns} FROM {name} t {filter}) TO STDOUT (FORMAT binary)")
+    let (filter, order) = match plan.part {
+        None => (filter, String::new()),
+        Some(part) => {
+            let key = format!("t.\"{}\"", table.primary_key);
+            let after = part.after_key.map_or(String::new(), |_| {
+                format!("{key} > current_setting('tributary.after_key')::int")
+            });
+            let filter = match (filter.is_empty(), after.is_empty()) {
+                (_, true) => filter,
+                (true, false) => format!("WHERE {after}"),
+                (false, false) => format!("{filter} AND {after}"),
+            };
+            (filter, format!(" ORDER BY {key} LIMIT {}", part.limit))
+        }
+    };
+    format!("COPY (SELECT {columns} FROM {name} t {filter}{order}) TO STDOUT (FORMAT binary)")
 }
 
 /// Streams one table's changed rows as Arrow batches into `batches`.
@@ -191,13 +220,19 @@ pub async fn extract_table(
     let table = plan.table;
     tx.execute(
         "SELECT set_config('tributary.lower_bound', $1, true), \
-                set_config('tributary.previous_snapshot', $2, true)",
+                set_config('tributary.previous_snapshot', $2, true), \
+                set_config('tributary.after_key', $3, true)",
         &[
             &plan
                 .lower_bound_ms
                 .map(pg_timestamp_text)
                 .unwrap_or_default(),
             &plan.previous_snapshot.clone().unwrap_or_default(),
+            &plan
+                .part
+                .and_then(|p| p.after_key)
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
         ],
     )
     .await?;
@@ -310,6 +345,9 @@ impl<'a> ExtractTracker<'a> {
     fn observe(&mut self, batch: &RecordBatch) {
         let (keys, lus) = self.columns(batch);
         let batch_max = lus.values().iter().copied().max().unwrap_or(i64::MIN);
+        if let Some(key) = keys.values().iter().copied().max() {
+            self.stats.max_key = Some(self.stats.max_key.map_or(key, |k| k.max(key)));
+        }
         let max = self
             .stats
             .max_last_updated_ms
@@ -388,7 +426,47 @@ mod tests {
             batch_rows: 1024,
             record_versions: false,
             source_now_ms: i64::MAX,
+            part: None,
         }
+    }
+
+    #[test]
+    fn a_part_of_a_first_extract_reads_in_key_order_after_a_bound_key() {
+        let first = copy_statement(&ExtractPlan {
+            part: Some(KeyRange {
+                after_key: None,
+                limit: 500,
+            }),
+            ..plan(None, None)
+        });
+        assert!(
+            first.contains("ORDER BY t.\"payment_id\" LIMIT 500"),
+            "{first}"
+        );
+        assert!(!first.contains("WHERE"), "{first}");
+        let next = copy_statement(&ExtractPlan {
+            part: Some(KeyRange {
+                after_key: Some(41),
+                limit: 500,
+            }),
+            ..plan(None, None)
+        });
+        assert!(
+            next.contains("WHERE t.\"payment_id\" > current_setting('tributary.after_key')::int"),
+            "{next}"
+        );
+        assert!(!next.contains("41"), "values must not be spliced into SQL");
+        let since = copy_statement(&ExtractPlan {
+            part: Some(KeyRange {
+                after_key: Some(41),
+                limit: 500,
+            }),
+            ..plan(Some(0), None)
+        });
+        assert!(
+            since.contains("lower_bound')::timestamp) AND t.\"payment_id\" >"),
+            "{since}"
+        );
     }
 
     #[test]

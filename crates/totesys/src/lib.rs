@@ -16,7 +16,7 @@ pub mod watermark;
 
 pub use error::{Error, Result};
 pub use extract::{
-    ExtractPlan, ExtractStats, RowVersion, SnapshotInfo, extract_table, open_snapshot,
+    ExtractPlan, ExtractStats, KeyRange, RowVersion, SnapshotInfo, extract_table, open_snapshot,
     row_fingerprint,
 };
 pub use tables::{Column, LAST_UPDATED, PgType, TABLES, TableDef};

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tributary_lake::RunId;
 
-use crate::{ExtractPlan, ExtractStats, RowVersion, TableDef};
+use crate::{ExtractPlan, ExtractStats, KeyRange, RowVersion, TableDef};
 
 /// Tuning of the stage.
 #[derive(Debug, Clone)]
@@ -30,6 +30,28 @@ pub struct IngestOptions {
     /// visibility test per source row, so the runs in between use only the
     /// lookback.
     pub late_check_every: Duration,
+    /// Rows a run reads at most for first extracts (0: no bound). A table
+    /// larger than what is left of it is read in parts, in primary-key
+    /// order, one part per run, so every run fits its time and memory.
+    pub max_rows: u64,
+}
+
+/// A first extract read in parts over several runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstLoad {
+    /// The last primary key read so far.
+    pub after_key: i32,
+    /// The source's clock when the first part was read (ms). When the last
+    /// part is in, this becomes the watermark, so the next run reads every
+    /// change made while the parts were read (rows it already has are
+    /// dropped downstream as versions seen).
+    pub started_ms: i64,
+    /// The snapshot of the first part: the late-commit check's reference.
+    pub snapshot: String,
+    /// When the first part was read.
+    pub started_at: DateTime<Utc>,
+    /// Parts read so far.
+    pub parts: u32,
 }
 
 /// What the lake knows about one source table. Fields added later read as
@@ -57,6 +79,8 @@ pub struct TableState {
     pub last_run_rows: u64,
     /// Rows written for this table since the first run.
     pub total_rows: u64,
+    /// A first extract in progress, read in parts (`None` when none is).
+    pub first_load: Option<FirstLoad>,
 }
 
 /// What kind of extract a table gets in this run.
@@ -94,6 +118,7 @@ pub fn plan_extract(
         batch_rows: options.batch_rows,
         record_versions: false,
         source_now_ms,
+        part: None,
     };
     if let Some(since) = since {
         // A backfill re-reads on purpose: rows already in the lake are written
@@ -148,6 +173,35 @@ pub fn plan_extract(
     }
 }
 
+/// Bounds a first extract to `rows_left` rows when the table may hold more
+/// (by the planner's estimate; `None`: unknown) or a first load in parts is
+/// under way. Returns `false` when the table must wait for the next run
+/// (nothing left of this run's bound).
+pub fn bound_first_extract(
+    plan: &mut ExtractPlan,
+    mode: Mode,
+    state: &TableState,
+    rows_left: u64,
+    estimated_rows: Option<u64>,
+    options: &IngestOptions,
+) -> bool {
+    if mode != Mode::Full || options.max_rows == 0 {
+        return true;
+    }
+    let too_big = estimated_rows.is_none_or(|rows| rows > rows_left);
+    if state.first_load.is_none() && !too_big {
+        return true;
+    }
+    if rows_left == 0 {
+        return false;
+    }
+    plan.part = Some(KeyRange {
+        after_key: state.first_load.as_ref().map(|load| load.after_key),
+        limit: rows_left,
+    });
+    true
+}
+
 /// Whether `current`'s xmax is at or after `previous`'s: the visibility
 /// test against an old snapshot only means something on the same history.
 pub fn xid_moved_forward(previous: &str, current: &str) -> bool {
@@ -171,6 +225,37 @@ pub fn update_state(
     run_id: &RunId,
     started_at: DateTime<Utc>,
 ) {
+    if let Some(part) = plan.part {
+        let first = state.first_load.take().unwrap_or(FirstLoad {
+            after_key: i32::MIN,
+            started_ms: plan.source_now_ms,
+            snapshot: snapshot.to_string(),
+            started_at,
+            parts: 0,
+        });
+        state.last_run_id = Some(run_id.clone());
+        state.last_run_at = Some(started_at);
+        state.last_run_rows = stats.rows_sent;
+        state.total_rows += stats.rows_sent;
+        if stats.rows_read >= part.limit {
+            // More to read: the next run goes on after the last key.
+            state.first_load = Some(FirstLoad {
+                after_key: stats.max_key.unwrap_or(first.after_key),
+                parts: first.parts + 1,
+                ..first
+            });
+            return;
+        }
+        // The last part: everything up to the first part's snapshot is in,
+        // and what changed since comes with the next run's lookback and
+        // late-commit check.
+        state.watermark = DateTime::from_timestamp_millis(first.started_ms);
+        state.recent_keys.clear();
+        state.checked_snapshot = Some(first.snapshot);
+        state.checked_at = Some(first.started_at);
+        state.ingested_since_check.clear();
+        return;
+    }
     let lookback_ms = plan.lookback_ms;
     // A row stamped in the future must not drag the watermark past the
     // source's clock, or every ordinary change after it would fall outside
@@ -237,6 +322,7 @@ mod tests {
             batch_rows: 10,
             record_versions: false,
             source_now_ms: i64::MAX,
+            part: None,
         };
         let stats = ExtractStats {
             rows_sent: 2,

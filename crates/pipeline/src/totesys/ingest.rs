@@ -21,7 +21,7 @@ use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, w
 pub use tributary_totesys::watermark::{IngestOptions, TableState};
 use tributary_totesys::{
     ExtractPlan, ExtractStats, TABLES, TableDef, extract_table, open_snapshot,
-    watermark::{plan_extract, update_state},
+    watermark::{Mode, bound_first_extract, plan_extract, update_state},
 };
 
 use crate::{
@@ -65,6 +65,7 @@ impl From<&Settings> for IngestOptions {
             batch_rows: settings.batch_rows,
             file_rows: settings.file_rows,
             late_check_every: settings.late_check_every,
+            max_rows: settings.ingest_max_rows,
         }
     }
 }
@@ -95,6 +96,9 @@ pub struct TableReport {
     pub changed_in_place: u64,
     /// Watermark after the run.
     pub watermark: Option<DateTime<Utc>>,
+    /// Parts of a first extract read in parts so far, while one is under
+    /// way (the next run reads the next part); `None` otherwise.
+    pub first_load_parts: Option<u32>,
 }
 
 /// What a run did.
@@ -108,6 +112,9 @@ pub struct IngestReport {
     pub tables: Vec<TableReport>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Tables whose first extract goes on in the next run (read in parts:
+    /// `TRIBUTARY_INGEST_MAX_ROWS`), or that wait for it.
+    pub first_loads_pending: Vec<&'static str>,
 }
 
 impl IngestReport {
@@ -175,9 +182,11 @@ async fn ingest_run(
     let (tx, snapshot) = open_snapshot(source).await?;
     let mut files = Vec::new();
     let mut reports = Vec::new();
+    let mut rows_left = options.max_rows;
+    let mut pending = Vec::new();
     for table in tables {
         let table_state = state.tables.entry(table.name.to_string()).or_default();
-        let (plan, mode) = plan_extract(
+        let (mut plan, mode) = plan_extract(
             table,
             table_state,
             request.since,
@@ -185,9 +194,19 @@ async fn ingest_run(
             started_at,
             options,
         );
+        let estimate = match mode {
+            Mode::Full => estimated_rows(&tx, table, rows_left).await?,
+            _ => None,
+        };
+        if !bound_first_extract(&mut plan, mode, table_state, rows_left, estimate, options) {
+            tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, max_rows = options.max_rows, "first extract waits for the next run: this run read its bound");
+            pending.push(table.name);
+            continue;
+        }
         let table_started = Instant::now();
         let (stats, written) =
             extract_to_lake(&tx, &plan, raw, run_id, started_at, options.file_rows).await?;
+        rows_left = rows_left.saturating_sub(stats.rows_read);
         update_state(
             table_state,
             (&plan, mode),
@@ -205,7 +224,12 @@ async fn ingest_run(
             late_rows: stats.late_rows,
             changed_in_place: stats.rows_changed_in_place,
             watermark: table_state.watermark,
+            first_load_parts: table_state.first_load.as_ref().map(|load| load.parts),
         };
+        if let Some(parts) = report.first_load_parts {
+            tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, parts, "first extract read in parts: the next run reads the next one");
+            pending.push(table.name);
+        }
         tracing::info!(
             stage = STAGE.name,
             run_id = %run_id,
@@ -257,6 +281,7 @@ async fn ingest_run(
         seq: manifest.seq,
         tables: reports,
         elapsed: started.elapsed(),
+        first_loads_pending: pending,
     };
     tracing::info!(
         stage = STAGE.name,
@@ -267,6 +292,34 @@ async fn ingest_run(
         "run committed"
     );
     Ok(report)
+}
+
+/// How many rows a table holds, as far as the bound `limit` cares: the
+/// planner's estimate, or, for a table never analysed, a count that stops
+/// after `limit + 1` rows.
+async fn estimated_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableDef,
+    limit: u64,
+) -> Result<Option<u64>> {
+    let name = table.quoted_name();
+    let row = tx
+        .query_one(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::text::regclass",
+            &[&name],
+        )
+        .await?;
+    if let Ok(estimate) = u64::try_from(row.get::<_, i64>(0)) {
+        return Ok(Some(estimate));
+    }
+    let limit = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let row = tx
+        .query_one(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT $1) s"),
+            &[&limit],
+        )
+        .await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).ok())
 }
 
 /// Streams one table through the extractor into Parquet files in the lake.
