@@ -69,8 +69,8 @@ enum Command {
     /// API's rate limits) in accelerated simulated time; prints staleness and
     /// request figures.
     BenchMarkets(bench_markets::BenchMarketsArgs),
-    /// Benchmark floor of the transform: decode every raw file and encode it
-    /// again into the processed lake given (use a scratch one), no work between.
+    /// Benchmark floor of the transform, after a first transform: decode the
+    /// raw files it read and encode its output again, side by side, no work.
     #[command(hide = true)]
     BenchTransformFloor(TransformArgs),
 }

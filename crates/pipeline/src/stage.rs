@@ -12,6 +12,13 @@ use crate::{
     alerts::{Alert, Alerts},
 };
 
+/// Rows one run of a stage takes on at most (raw rows for the transform,
+/// processed rows for the load) when more are pending; the rest is left for
+/// the next run, so every run fits its function's time and memory however
+/// large a first load or backfill is. A single manifest is always taken
+/// whole (the ingest bounds its own with `TRIBUTARY_INGEST_MAX_ROWS`).
+pub const ROWS_PER_RUN: u64 = 5_000_000;
+
 /// A stage: its name in logs, alerts and metrics, and what a person should
 /// do when a run fails, by whether the next run can succeed on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub struct LoadReport {
     pub manifests: Vec<LoadedManifest>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Processed manifests left for the next run (this one took on
+    /// [`crate::stage::ROWS_PER_RUN`] rows).
+    pub pending: u64,
 }
 
 impl LoadReport {
@@ -57,7 +60,14 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
     let latest = log.latest_seq().await?;
     let through = loaded_through(warehouse).await?;
     let mut manifests = Vec::new();
+    let mut taken = 0u64;
+    let mut pending = 0;
     for seq in through + 1..=latest {
+        if taken >= crate::stage::ROWS_PER_RUN {
+            pending = latest - seq + 1;
+            tracing::info!(stage = STAGE.name, run_id = %run_id, pending, "enough for one run: the next run loads the rest");
+            break;
+        }
         let manifest: Manifest<TransformState> = log.read(seq).await?.ok_or_else(|| {
             Error::Lake(tributary_lake::Error::CorruptManifest {
                 key: Log::Transform.manifest(seq),
@@ -71,6 +81,7 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
                 .or_default()
                 .push(file.key.clone());
         }
+        taken += manifest.files.iter().map(|f| f.rows).sum::<u64>();
         let table_started = Instant::now();
         let loaded =
             load_manifest(warehouse, processed, seq, manifest.run_id.as_str(), &files).await?;
@@ -89,6 +100,7 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
         run_id: run_id.clone(),
         manifests,
         elapsed: started.elapsed(),
+        pending,
     })
 }
 

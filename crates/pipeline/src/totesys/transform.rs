@@ -96,6 +96,9 @@ pub struct TransformReport {
     pub repeats: BTreeMap<&'static str, u64>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Raw manifests left for the next run (this one took on
+    /// [`crate::stage::ROWS_PER_RUN`] raw rows).
+    pub pending: u64,
     /// Where the wall time went, in order: each phase and its time. Phases
     /// of one fact table overlap with its Parquet encoding, which runs on
     /// another thread ("waiting for the encoder" is the part that did not).
@@ -151,10 +154,13 @@ async fn transform_run(
         (Some(p), false) => (p.state.raw_seq + 1, read_state(processed, &p.state).await?),
         _ => (1, ReferenceState::default()),
     };
+    let (raw_last, raw_files, raw_committed_at) =
+        raw_files_by_table(&raw_log, first..=raw_latest, crate::stage::ROWS_PER_RUN).await?;
     let mut report = TransformReport {
         run_id: run_id.clone(),
         seq: None,
-        inputs: (first..=raw_latest).collect(),
+        pending: raw_latest.saturating_sub(raw_last.max(first - 1)),
+        inputs: (first..=raw_last).collect(),
         rows: BTreeMap::new(),
         quarantined: BTreeMap::new(),
         repeats: BTreeMap::new(),
@@ -167,7 +173,7 @@ async fn transform_run(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    tracing::info!(stage = STAGE.name, run_id = %run_id, first, last = raw_latest, rebuild = request.rebuild, "run started");
+    tracing::info!(stage = STAGE.name, run_id = %run_id, first, last = raw_last, pending = report.pending, rebuild = request.rebuild, "run started");
 
     // The version index survives a rebuild: versions the lake has stay out.
     let mut versions = match &previous {
@@ -177,7 +183,6 @@ async fn transform_run(
         },
         None => BTreeMap::new(),
     };
-    let (raw_files, raw_committed_at) = raw_files_by_table(&raw_log, first..=raw_latest).await?;
     report.phase("read manifests, state and version index", &mut lap);
     let mut out = Output {
         processed,
@@ -219,7 +224,7 @@ async fn transform_run(
             started_at,
             files,
             TransformState {
-                raw_seq: raw_latest,
+                raw_seq: raw_last,
                 inputs: report.inputs.clone(),
                 rebuild: request.rebuild,
                 state_files,
@@ -266,14 +271,21 @@ impl Output<'_> {
 }
 
 /// The raw files named by manifests `seqs`, per source table, in commit
-/// order, and when the last of those manifests was committed.
+/// order, and when the last of those manifests was committed: the manifests
+/// from the first on, until their rows reach `max_rows` (at least one).
+/// Returns the last manifest taken (0 when `seqs` is empty).
 async fn raw_files_by_table(
     raw_log: &ManifestLog,
     seqs: std::ops::RangeInclusive<u64>,
-) -> Result<(RawFiles, Option<DateTime<Utc>>)> {
+    max_rows: u64,
+) -> Result<(u64, RawFiles, Option<DateTime<Utc>>)> {
     let mut raw_files = RawFiles::new();
     let mut committed_at = None;
+    let (mut last, mut rows) = (0, 0u64);
     for seq in seqs {
+        if rows >= max_rows {
+            break;
+        }
         let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
             Error::Lake(tributary_lake::Error::CorruptManifest {
                 key: Log::Totesys.manifest(seq),
@@ -281,13 +293,15 @@ async fn raw_files_by_table(
             })
         })?;
         committed_at = Some(manifest.committed_at);
+        last = seq;
         for file in manifest.files {
             if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
+                rows += file.rows;
                 raw_files.entry(table.name).or_default().push(file);
             }
         }
     }
-    Ok((raw_files, committed_at))
+    Ok((last, raw_files, committed_at))
 }
 
 /// Raw files per source table.
@@ -642,77 +656,95 @@ const TRANSACTION_COLUMNS: [&str; 5] = [
 /// What [`transform_floor`] measured.
 #[derive(Debug, Clone)]
 pub struct FloorReport {
-    /// Raw rows of the fact source tables read and written again.
+    /// Fact rows encoded again.
     pub fact_rows: u64,
-    /// Raw rows of every table read and written again.
+    /// Rows encoded again, every table.
     pub rows: u64,
-    /// Wall time.
+    /// Raw rows decoded.
+    pub raw_rows: u64,
+    /// Wall time of decode and encode together.
     pub elapsed: Duration,
+    /// Of which: decoding the raw files alone (on one thread).
+    pub decode: Duration,
+    /// And encoding the output alone (on the other).
+    pub encode: Duration,
 }
 
-/// The transform's floor, for benchmarks: every raw file a first transform
-/// of `raw` would read is decoded (only the columns the transform reads) and
-/// encoded again into `out` with the same Parquet settings, the same batch
-/// size and the same decode/encode threads, with no work in between. No
-/// transform of the same files can be much faster on this machine.
-pub async fn transform_floor(raw: &Lake, out: &Lake) -> Result<FloorReport> {
-    let started = Instant::now();
+/// The transform's floor, for benchmarks: what is left when the transform
+/// does no work. After a first transform of `raw` into `processed`, its
+/// output is read into memory (not timed); then, timed and side by side on
+/// two threads as the transform runs them, every raw file it read is decoded
+/// (only the columns it reads, in the same batches) and every output batch
+/// is encoded again with the same Parquet settings and file size (into
+/// memory). No transform of these files into that output can be faster.
+pub async fn transform_floor(raw: &Lake, processed: &Lake) -> Result<FloorReport> {
     let raw_log = ManifestLog::new(raw.clone(), Log::Totesys);
-    let latest = raw_log.latest_seq().await?;
-    let (raw_files, _) = raw_files_by_table(&raw_log, 1..=latest).await?;
-    let run_id = RunId::new(Utc::now());
-    let (mut rows, mut fact_rows) = (0, 0);
-    for (table, files) in &raw_files {
-        let Some(def) = tributary_totesys::TableDef::by_name(table) else {
-            continue;
-        };
-        let columns: Vec<&str> = match FactTransformer::source_columns(table) {
-            Some(columns) => columns,
-            None if *table == "transaction" => TRANSACTION_COLUMNS.to_vec(),
-            None => def.columns.iter().map(|c| c.name).collect(),
-        };
-        let schema = std::sync::Arc::new(
-            def.arrow_schema()
-                .project(
-                    &(0..def.columns.len())
-                        .filter(|&i| columns.contains(&def.columns[i].name))
-                        .collect::<Vec<_>>(),
-                )
-                .map_err(tributary_lake::Error::from)?,
-        );
-        let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
-        let run = run_id.clone();
-        let name = table.to_string();
-        let writer = tokio::spawn(write_dataset(
-            out.clone(),
-            name.clone(),
-            schema,
-            1_048_576,
-            move |part| format!("floor/{name}/{run}-{part:04}.parquet"),
-            receiver,
-        ));
-        let produced: Result<()> = async {
+    let (_, raw_files, _) =
+        raw_files_by_table(&raw_log, 1..=raw_log.latest_seq().await?, u64::MAX).await?;
+    let log = ManifestLog::new(processed.clone(), Log::Transform);
+    let mut outputs: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    for file in log.committed_files(log.latest_seq().await?).await? {
+        let (_, batches) = decode(processed.get(&file.key).await?)?;
+        outputs.entry(file.table).or_default().extend(batches);
+    }
+    let rows = |tables: &BTreeMap<String, Vec<RecordBatch>>, facts_only: bool| {
+        tables
+            .iter()
+            .filter(|(t, _)| !facts_only || t.starts_with("fact_"))
+            .flat_map(|(_, b)| b.iter().map(|b| b.num_rows() as u64))
+            .sum::<u64>()
+    };
+    let (fact_rows, all_rows) = (rows(&outputs, true), rows(&outputs, false));
+
+    let started = Instant::now();
+    let raw = raw.clone();
+    let decoding = tokio::spawn(async move {
+        let clock = Instant::now();
+        let mut decoded = 0u64;
+        for (table, files) in &raw_files {
+            let columns: Vec<&str> = match FactTransformer::source_columns(table) {
+                Some(columns) => columns,
+                None if *table == "transaction" => TRANSACTION_COLUMNS.to_vec(),
+                None => tributary_totesys::TableDef::by_name(table)
+                    .map_or(Vec::new(), |d| d.columns.iter().map(|c| c.name).collect()),
+            };
             for file in files {
                 for batch in decode_column_batches(raw.get(&file.key).await?, &columns)? {
-                    if sender.send(batch?).await.is_err() {
-                        return Ok(());
-                    }
+                    decoded += batch?.num_rows() as u64;
                 }
             }
-            Ok(())
         }
-        .await;
-        drop(sender);
-        let written = writer.await.map_err(tributary_lake::Error::Task)??;
-        produced?;
-        rows += written.rows;
-        if FACT_SOURCES.contains(table) {
-            fact_rows += written.rows;
+        Ok::<_, Error>((decoded, clock.elapsed()))
+    });
+    let encoding = async {
+        let clock = Instant::now();
+        let scratch = Lake::from_url("memory://")?;
+        let run_id = RunId::new(Utc::now());
+        for (table, batches) in outputs {
+            let Some(table) = WarehouseTable::by_name(&table) else {
+                continue;
+            };
+            let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+            let writer = spawn_writer(&scratch, table, Utc::now().date_naive(), &run_id, receiver);
+            for batch in batches {
+                if sender.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            drop(sender);
+            writer.await.map_err(tributary_lake::Error::Task)??;
         }
-    }
+        Ok::<_, Error>(clock.elapsed())
+    };
+    let (decoded, encoded) = tokio::join!(decoding, encoding);
+    let decoded = decoded.map_err(tributary_lake::Error::Task)?;
+    let ((raw_rows, decode), encode) = (decoded?, encoded?);
     Ok(FloorReport {
         fact_rows,
-        rows,
+        rows: all_rows,
+        raw_rows,
         elapsed: started.elapsed(),
+        decode,
+        encode,
     })
 }
