@@ -12,11 +12,12 @@ use crate::{
     alerts::{Alert, Alerts},
 };
 
-/// Rows one run of a stage takes on at most (raw rows for the transform,
-/// processed rows for the load) when more are pending; the rest is left for
-/// the next run, so every run fits its function's time and memory however
-/// large a first load or backfill is. A single manifest is always taken
-/// whole (the ingest bounds its own with `TRIBUTARY_INGEST_MAX_ROWS`).
+/// Processed rows one load run takes on when more are pending: it stops
+/// after the manifest that reaches this, and the rest is left for the next
+/// run, so every run fits its function's time however large a first load or
+/// backfill is (the ingest bounds its manifests with
+/// `TRIBUTARY_INGEST_MAX_ROWS`, the transform its runs with
+/// `SEVERAL_MANIFESTS_ROWS`).
 pub const ROWS_PER_RUN: u64 = 5_000_000;
 
 /// A stage: its name in logs, alerts and metrics, and what a person should

@@ -29,7 +29,7 @@ pub struct LoadReport {
     /// Wall time.
     pub elapsed: Duration,
     /// Processed manifests left for the next run (this one took on
-    /// [`crate::stage::ROWS_PER_RUN`] rows).
+    /// [`crate::stage::ROWS_PER_RUN`] rows or more).
     pub pending: u64,
 }
 

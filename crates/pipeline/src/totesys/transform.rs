@@ -45,6 +45,14 @@ pub const STAGE: Stage = Stage {
     needs_fix: "fix the cause named above, then run the transform again (or with rebuild)",
 };
 
+/// Raw rows one run takes on across several raw manifests; a single
+/// manifest is taken whole, whatever its size (the ingest bounds those).
+/// Versions of several manifests may repeat one another, so a run that takes
+/// several keeps every version it emits in memory to drop repeats: this
+/// bounds that set (about 32 MB), and a first load read in parts goes
+/// through one part per run.
+pub const SEVERAL_MANIFESTS_ROWS: u64 = 1_000_000;
+
 /// A manual request: `{"rebuild": true}` recomputes everything from raw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,8 +104,7 @@ pub struct TransformReport {
     pub repeats: BTreeMap<&'static str, u64>,
     /// Wall time.
     pub elapsed: Duration,
-    /// Raw manifests left for the next run (this one took on
-    /// [`crate::stage::ROWS_PER_RUN`] raw rows).
+    /// Raw manifests left for the next run (see [`SEVERAL_MANIFESTS_ROWS`]).
     pub pending: u64,
     /// Where the wall time went, in order: each phase and its time. Phases
     /// of one fact table overlap with its Parquet encoding, which runs on
@@ -155,7 +162,7 @@ async fn transform_run(
         _ => (1, ReferenceState::default()),
     };
     let (raw_last, raw_files, raw_committed_at) =
-        raw_files_by_table(&raw_log, first..=raw_latest, crate::stage::ROWS_PER_RUN).await?;
+        raw_files_by_table(&raw_log, first..=raw_latest, SEVERAL_MANIFESTS_ROWS).await?;
     let mut report = TransformReport {
         run_id: run_id.clone(),
         seq: None,
@@ -271,8 +278,9 @@ impl Output<'_> {
 }
 
 /// The raw files named by manifests `seqs`, per source table, in commit
-/// order, and when the last of those manifests was committed: the manifests
-/// from the first on, until their rows reach `max_rows` (at least one).
+/// order, and when the last of those manifests was committed: the first
+/// manifest whole, and those after it while all together stay within
+/// `max_rows` raw rows.
 /// Returns the last manifest taken (0 when `seqs` is empty).
 async fn raw_files_by_table(
     raw_log: &ManifestLog,
@@ -283,22 +291,26 @@ async fn raw_files_by_table(
     let mut committed_at = None;
     let (mut last, mut rows) = (0, 0u64);
     for seq in seqs {
-        if rows >= max_rows {
-            break;
-        }
         let manifest: Manifest<IngestState> = raw_log.read(seq).await?.ok_or_else(|| {
             Error::Lake(tributary_lake::Error::CorruptManifest {
                 key: Log::Totesys.manifest(seq),
                 reason: "missing although a later manifest exists".to_string(),
             })
         })?;
+        let files: Vec<(&'static str, FileEntry)> = manifest
+            .files
+            .into_iter()
+            .filter_map(|f| Some((tributary_totesys::TableDef::by_name(&f.table)?.name, f)))
+            .collect();
+        let manifest_rows = files.iter().map(|(_, f)| f.rows).sum::<u64>();
+        if last != 0 && rows.saturating_add(manifest_rows) > max_rows {
+            break;
+        }
         committed_at = Some(manifest.committed_at);
         last = seq;
-        for file in manifest.files {
-            if let Some(table) = tributary_totesys::TableDef::by_name(&file.table) {
-                rows += file.rows;
-                raw_files.entry(table.name).or_default().push(file);
-            }
+        rows += manifest_rows;
+        for (table, file) in files {
+            raw_files.entry(table).or_default().push(file);
         }
     }
     Ok((last, raw_files, committed_at))
