@@ -462,7 +462,11 @@ async fn transform_facts(
     phases.push((format!("{}: transform", table.name), transforming));
     phases.push((format!("{}: waiting for the encoder", table.name), waiting));
     let indexed = Instant::now();
-    index.record(&written, transformer.emitted_range());
+    index.record(
+        &written,
+        transformer.emitted_range(),
+        transformer.emitted_max_id(),
+    );
     if index.needs_compaction() {
         index
             .compact(out.processed, table.name, table.key, out.run_id)
@@ -503,7 +507,7 @@ async fn versions_already_emitted(
             candidates.extend(
                 raw_versions(batch, key)?
                     .into_iter()
-                    .filter(|(_, ms)| index.may_hold(*ms)),
+                    .filter(|(id, ms)| index.may_hold(*id, *ms)),
             );
         }
     }

@@ -58,12 +58,18 @@ pub struct FactVersions {
     /// Compactions so far: part of each bucket file's name, so two in one
     /// run (an upgrade, then a large first load) never write the same key.
     pub compactions: u64,
+    /// The largest id the lake holds (an upper bound); `None` in manifests
+    /// from before it was kept, until the next compaction sets it.
+    pub max_id: Option<i32>,
 }
 
 impl FactVersions {
-    /// Whether the lake may already hold a version last updated at `ms`.
-    pub fn may_hold(&self, ms: i64) -> bool {
-        self.high_water_ms.is_some_and(|hw| ms <= hw)
+    /// Whether the lake may already hold version (`id`, `ms`): not when it
+    /// is newer than every version written, nor when its id is above every
+    /// id written (a new row, or the next part of a first load read in key
+    /// order). Only the rest are looked up.
+    pub fn may_hold(&self, id: i32, ms: i64) -> bool {
+        self.high_water_ms.is_some_and(|hw| ms <= hw) && self.max_id.is_none_or(|max| id <= max)
     }
 
     /// Of `candidates`, the versions the processed lake already has.
@@ -97,10 +103,15 @@ impl FactVersions {
     }
 
     /// Records the fact files a run wrote, whose versions span `range`.
-    pub fn record(&mut self, files: &[FileEntry], range: Option<(i64, i64)>) {
+    pub fn record(&mut self, files: &[FileEntry], range: Option<(i64, i64)>, max_id: Option<i32>) {
         let Some((min_ms, max_ms)) = range else {
             return;
         };
+        // An index from before ids were kept has an unknown largest id until
+        // a compaction sees every bucket; a fresh one starts from this run.
+        if self.max_id.is_some() || self.high_water_ms.is_none() {
+            self.max_id = self.max_id.max(max_id);
+        }
         self.high_water_ms = Some(self.high_water_ms.map_or(max_ms, |hw| hw.max(max_ms)));
         self.segments
             .extend(files.iter().filter(|f| f.rows > 0).map(|f| Segment {
@@ -178,6 +189,15 @@ impl FactVersions {
             )
             .await?;
         self.high_water_ms = newest;
+        if self.max_id.is_none() {
+            // Every id is in a bucket now: the top of the highest bucket
+            // bounds them (ids map to buckets as unsigned numbers).
+            self.max_id = self
+                .buckets
+                .keys()
+                .map(|b| ((((u64::from(*b) + 1) << 16) - 1) as u32) as i32)
+                .max();
+        }
         self.compactions += 1;
         Ok(())
     }
@@ -241,14 +261,31 @@ mod tests {
     #[test]
     fn the_high_water_mark_follows_what_was_emitted() {
         let mut index = FactVersions::default();
-        assert!(!index.may_hold(0), "an empty lake holds nothing");
-        index.record(&[entry("a", 2)], Some((100, 200)));
-        assert!(index.may_hold(200));
-        assert!(index.may_hold(150));
-        assert!(!index.may_hold(201));
-        index.record(&[entry("b", 1)], Some((50, 120)));
-        assert!(!index.may_hold(201), "an older run does not lower the mark");
-        index.record(&[entry("empty", 0)], None);
+        assert!(!index.may_hold(1, 0), "an empty lake holds nothing");
+        index.record(&[entry("a", 2)], Some((100, 200)), Some(10));
+        assert!(index.may_hold(10, 200));
+        assert!(index.may_hold(3, 150));
+        assert!(!index.may_hold(3, 201));
+        assert!(
+            !index.may_hold(11, 150),
+            "an id above every id written is new"
+        );
+        index.record(&[entry("b", 1)], Some((50, 120)), Some(7));
+        assert!(
+            !index.may_hold(3, 201),
+            "an older run does not lower the mark"
+        );
+        assert!(index.may_hold(10, 100), "nor the largest id");
+        let mut old = FactVersions {
+            high_water_ms: Some(500),
+            ..FactVersions::default()
+        };
+        old.record(&[entry("c", 1)], Some((600, 600)), Some(3));
+        assert!(
+            old.may_hold(1_000, 550),
+            "an index from before ids were kept cannot rule an id out"
+        );
+        index.record(&[entry("empty", 0)], None, None);
         assert_eq!(
             index.segments.len(),
             2,
@@ -309,7 +346,7 @@ mod tests {
                 versions.iter().map(|v| v.1).min(),
                 versions.iter().map(|v| v.1).max(),
             );
-            index.record(&[file], lo.zip(hi));
+            index.record(&[file], lo.zip(hi), versions.iter().map(|v| v.0).max());
         }
         index
             .compact_holding(&lake, ("fact_payment", "payment_id", &run), 2)
@@ -322,6 +359,7 @@ mod tests {
             "ids 1-3, 65537-65538, 131072-131077"
         );
         assert_eq!(index.high_water_ms, Some(90));
+        assert_eq!(index.max_id, Some(2 * b + 5));
         let mut all: Vec<Version> = Vec::new();
         for file in index.buckets.values() {
             all.extend(decode_versions(file, lake.get(file).await.unwrap()).unwrap());
@@ -344,13 +382,14 @@ mod tests {
         let mut index = FactVersions::default();
         for n in 0..=SEGMENTS_BEFORE_COMPACTION {
             assert!(!index.needs_compaction());
-            index.record(&[entry(&format!("f{n}"), 1)], Some((1, 1)));
+            index.record(&[entry(&format!("f{n}"), 1)], Some((1, 1)), Some(1));
         }
         assert!(index.needs_compaction());
         let mut big = FactVersions::default();
         big.record(
             &[entry("huge", SEGMENT_ROWS_BEFORE_COMPACTION + 1)],
             Some((1, 1)),
+            Some(1),
         );
         assert!(big.needs_compaction());
     }

@@ -123,6 +123,8 @@ pub struct FactTransformer<'a> {
     seen: Option<HashSet<Version>>,
     /// The smallest and largest `last_updated` emitted.
     emitted: Option<(i64, i64)>,
+    /// The largest id emitted.
+    emitted_max_id: Option<i32>,
     /// Rows dropped as versions already emitted.
     repeats: u64,
 }
@@ -147,6 +149,7 @@ impl<'a> FactTransformer<'a> {
             dates: DaySet::default(),
             seen: None,
             emitted: None,
+            emitted_max_id: None,
             repeats: 0,
         })
     }
@@ -179,6 +182,11 @@ impl<'a> FactTransformer<'a> {
     /// The smallest and largest `last_updated` (ms) of the facts emitted so far.
     pub fn emitted_range(&self) -> Option<(i64, i64)> {
         self.emitted
+    }
+
+    /// The largest id of the facts emitted so far.
+    pub fn emitted_max_id(&self) -> Option<i32> {
+        self.emitted_max_id
     }
 
     /// The fact table this writes.
@@ -232,7 +240,12 @@ impl<'a> FactTransformer<'a> {
                 }
             }
         }
+        let ids = ints(raw, self.table.key)?;
         for (row, kept) in keep.iter().enumerate() {
+            if *kept && !ids.is_null(row) {
+                let id = ids.value(row);
+                self.emitted_max_id = Some(self.emitted_max_id.map_or(id, |m| m.max(id)));
+            }
             if *kept && !lus.is_null(row) {
                 let ms = lus.value(row);
                 self.emitted = Some(
