@@ -255,6 +255,7 @@ fn main() -> ExitCode {
     // Like other command-line tools, stop quietly when the reader of our
     // output goes away (`tributary status | head`) instead of panicking.
     reset_sigpipe();
+    tributary_pipeline::limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -82,6 +82,9 @@ where
     F: Fn(std::sync::Arc<Context>, lambda_runtime::LambdaEvent<serde_json::Value>) -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, Failure>>,
 {
+    // Tokio's threads are already running here, but none has allocated
+    // much yet: arenas made from now on are capped.
+    tributary_pipeline::limit_malloc_arenas();
     init_logging();
     let sdk = tributary_aws::sdk_config().await;
     let context = match Context::from_env(function, &sdk).await {

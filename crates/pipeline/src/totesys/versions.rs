@@ -26,7 +26,7 @@ use crate::Result;
 const SEGMENTS_BEFORE_COMPACTION: usize = 32;
 
 /// Fact rows in segments before they are folded into the buckets.
-const SEGMENT_ROWS_BEFORE_COMPACTION: u64 = 2_000_000;
+const SEGMENT_ROWS_BEFORE_COMPACTION: u64 = 16_000_000;
 
 /// Versions held in memory by a compaction before they are folded into
 /// their buckets (16 bytes each: about 16 MB).
