@@ -122,12 +122,20 @@ struct TransformArgs {
     /// Recompute the processed lake from all raw data into a new manifest.
     #[arg(long)]
     rebuild: bool,
+    /// One bounded run, as one function invocation does, then exit (by
+    /// default runs follow one another until nothing is left).
+    #[arg(long)]
+    one_run: bool,
 }
 
 #[derive(Args)]
 struct LoadArgs {
     #[command(flatten)]
     locations: Locations,
+    /// One bounded run, as one function invocation does, then exit (by
+    /// default runs follow one another until nothing is left).
+    #[arg(long)]
+    one_run: bool,
 }
 
 #[derive(Args)]
@@ -195,6 +203,10 @@ struct IngestArgs {
     /// Re-read window before the watermark, e.g. 10m [env: TRIBUTARY_LOOKBACK]
     #[arg(long, value_name = "DURATION")]
     lookback: Option<String>,
+    /// One bounded run, as one function invocation does, then exit (by
+    /// default runs follow one another until nothing is left).
+    #[arg(long)]
+    one_run: bool,
 }
 
 #[derive(Args)]

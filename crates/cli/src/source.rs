@@ -28,6 +28,13 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         if report.first_loads_pending.is_empty() {
             return Ok(());
         }
+        if args.one_run {
+            println!(
+                "first extract of {} goes on in parts: the next run reads the next one",
+                report.first_loads_pending.join(", ")
+            );
+            return Ok(());
+        }
         println!(
             "first extract of {} goes on in parts (TRIBUTARY_INGEST_MAX_ROWS={}): next part…",
             report.first_loads_pending.join(", "),
