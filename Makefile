@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
@@ -78,6 +78,11 @@ bench-ingest:
 ## Transform and load at that scale, and a one-minute change set end to end.
 bench-pipeline:
 	scripts/bench-pipeline.sh
+
+## Per-stage time and peak RSS at a scale: BENCH_DB=bench_totesys_10m
+## BENCH_SCALE=1827 for 10M orders (generated once, about 5 minutes).
+bench-scale: stack
+	scripts/bench-scale.sh
 
 ## The market poller at real scale (409 symbols, a burst, the API's rate
 ## limits) in simulated time: staleness per activity class, requests per endpoint.

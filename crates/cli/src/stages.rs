@@ -76,10 +76,10 @@ pub(crate) async fn run_transform(args: TransformArgs) -> anyhow::Result<()> {
         if report.pending == 0 || report.seq.is_none() {
             return Ok(());
         }
-        println!(
-            "transform: {} raw manifest(s) left, next run…",
-            report.pending
-        );
+        println!("transform: {} raw manifest(s) left", report.pending);
+        if args.one_run {
+            return Ok(());
+        }
         request.rebuild = false;
     }
 }
@@ -145,10 +145,10 @@ pub(crate) async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         if report.pending == 0 {
             return Ok(());
         }
-        println!(
-            "load: {} processed manifest(s) left, next run…",
-            report.pending
-        );
+        println!("load: {} processed manifest(s) left", report.pending);
+        if args.one_run {
+            return Ok(());
+        }
     }
 }
 

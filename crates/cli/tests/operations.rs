@@ -442,3 +442,44 @@ async fn two_compactions_in_one_run_write_different_objects() {
     assert_ne!(first, index.buckets);
     assert_eq!(index.compactions, 2);
 }
+
+/// With a small `TRIBUTARY_INGEST_MAX_ROWS`, `--one-run` does one bounded
+/// run as one function invocation does and says what is left; without it
+/// the commands go on until nothing is, and every layer agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_per_command_reads_a_first_load_in_parts_and_says_what_is_left() {
+    let Some(installation) = Installation::new("ops_parts").await else {
+        return;
+    };
+    let base = installation.env();
+    let mut env = base.to_vec();
+    env.push(("TRIBUTARY_INGEST_MAX_ROWS", "150"));
+    succeeds(&["generate", "--days", "10", "--seed", "4"], &env);
+    succeeds(&["warehouse", "init"], &env);
+    let first = succeeds(&["ingest", "--one-run"], &env);
+    assert!(first.contains("goes on in parts"), "{first}");
+    assert_eq!(first.matches("committed manifest").count(), 1, "{first}");
+    let second = succeeds(&["ingest", "--one-run"], &env);
+    assert_eq!(second.matches("committed manifest").count(), 1, "{second}");
+    // Small manifests go together (within 1M rows); one run commits one.
+    let transformed = succeeds(&["transform", "--one-run"], &env);
+    assert_eq!(
+        transformed.matches("committed manifest").count(),
+        1,
+        "{transformed}"
+    );
+    let rest = succeeds(&["ingest"], &env);
+    assert!(rest.matches("committed manifest").count() > 1, "{rest}");
+    assert!(!rest.contains("goes on in parts: the next run"), "{rest}");
+    let all = succeeds(&["transform"], &env);
+    assert!(
+        all.contains("nothing new") || !all.contains("left"),
+        "{all}"
+    );
+    succeeds(&["load"], &env);
+    let clean = succeeds(&["reconcile"], &env);
+    assert!(
+        clean.contains("every row version is in every layer, once"),
+        "{clean}"
+    );
+}
