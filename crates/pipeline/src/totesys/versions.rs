@@ -151,7 +151,6 @@ impl FactVersions {
         use futures_util::{StreamExt, TryStreamExt};
         let mut by_bucket: HashMap<u32, Vec<Version>> = HashMap::new();
         let (mut held, mut folds) = (0usize, 0u64);
-        let mut newest = self.high_water_ms;
         let segments = std::mem::take(&mut self.segments);
         let mut read = futures_util::stream::iter(&segments)
             .map(|segment| segment_versions(processed, &segment.key, key))
@@ -168,27 +167,14 @@ impl FactVersions {
                 // Memory stays bounded at any table size: fold what is held
                 // into its buckets now (ids mostly rise from file to file,
                 // so a bucket is seldom written twice in one compaction).
-                newest = self
-                    .fold(
-                        processed,
-                        (fact, run_id, &mut folds),
-                        &mut by_bucket,
-                        newest,
-                    )
+                self.fold(processed, (fact, run_id, &mut folds), &mut by_bucket)
                     .await?;
                 held = 0;
             }
         }
         drop(read);
-        newest = self
-            .fold(
-                processed,
-                (fact, run_id, &mut folds),
-                &mut by_bucket,
-                newest,
-            )
+        self.fold(processed, (fact, run_id, &mut folds), &mut by_bucket)
             .await?;
-        self.high_water_ms = newest;
         if self.max_id.is_none() {
             // Every id is in a bucket now: the top of the highest bucket
             // bounds them (ids map to buckets as unsigned numbers).
@@ -203,21 +189,20 @@ impl FactVersions {
     }
 
     /// Merges the versions held per bucket into the bucket files (each read,
-    /// merged and written again under a new key); returns the newest
-    /// `last_updated` seen so far. `folds` numbers the files written in
-    /// this compaction, so each has its own key.
+    /// merged and written again under a new key), raising the high-water
+    /// mark to the newest `last_updated` in them. `folds` numbers the files
+    /// written in this compaction, so each has its own key.
     async fn fold(
         &mut self,
         processed: &Lake,
         (fact, run_id, folds): (&str, &RunId, &mut u64),
         by_bucket: &mut HashMap<u32, Vec<Version>>,
-        mut newest: Option<i64>,
-    ) -> Result<Option<i64>> {
+    ) -> Result<()> {
         for (bucket, mut versions) in by_bucket.drain() {
             if let Some(old) = self.buckets.get(&bucket) {
                 versions.extend(decode_versions(old, processed.get(old).await?)?);
             }
-            newest = versions.iter().map(|v| v.1).chain(newest).max();
+            self.high_water_ms = versions.iter().map(|v| v.1).chain(self.high_water_ms).max();
             *folds += 1;
             let file = bucket_key(fact, bucket, run_id, self.compactions, *folds);
             processed
@@ -225,7 +210,7 @@ impl FactVersions {
                 .await?;
             self.buckets.insert(bucket, file);
         }
-        Ok(newest)
+        Ok(())
     }
 }
 
