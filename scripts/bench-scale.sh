@@ -11,6 +11,7 @@
 # larger than TRIBUTARY_INGEST_MAX_ROWS (default 5M rows) is read in parts,
 # and transform and load take on at most 5M rows per run, one run after
 # another in the same process, so peak RSS covers every part.
+# BENCH_KEEP=1 keeps the lake and the warehouse for a look afterwards.
 # Goals at 10M orders (42M rows), printed: peak RSS of ingest <= 128 MB,
 # transform <= 256 MB, load <= 256 MB; transform >= 1M fact rows/s.
 set -euo pipefail
@@ -35,7 +36,11 @@ orders=$(psql "$base/$db" -Atc "select count(*) from sales_order")
 warehouse_db="${db}_scale_wh"
 psql "$TRIBUTARY_PG_ADMIN_URL" -qc "drop database if exists $warehouse_db with (force)" -c "create database $warehouse_db"
 lake=$(mktemp -d)
-trap 'rm -rf "$lake"; psql "$TRIBUTARY_PG_ADMIN_URL" -qc "drop database if exists $warehouse_db with (force)" >/dev/null 2>&1 || true' EXIT
+if [[ -n "${BENCH_KEEP:-}" ]]; then
+  echo "BENCH_KEEP: lake kept in $lake, warehouse in database $warehouse_db" >&2
+else
+  trap 'rm -rf "$lake"; psql "$TRIBUTARY_PG_ADMIN_URL" -qc "drop database if exists $warehouse_db with (force)" >/dev/null 2>&1 || true' EXIT
+fi
 flags=(--totesys-url "$base/$db" --warehouse-url "$base/$warehouse_db"
        --raw-url "file://$lake/raw" --processed-url "file://$lake/processed")
 

@@ -113,3 +113,113 @@ async fn a_first_load_larger_than_a_run_comes_in_bounded_parts_and_misses_nothin
         "both versions of the payment changed mid-load are facts"
     );
 }
+
+/// A queued backfill larger than one run is read in parts, one per
+/// scheduled run, each row once; the requests behind it wait their turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_larger_than_a_run_comes_in_parts_one_per_schedule() {
+    use tributary_pipeline::totesys::{
+        ingest::IngestRequest,
+        requests::{queue, run_pending, statuses},
+    };
+    let Some(mut stack) = Stack::generated("backfill_parts", 6).await else {
+        return;
+    };
+    // A first load without bound, then the backfill with one.
+    stack.ingest().await.expect("first load");
+    let since: chrono::DateTime<chrono::Utc> = "2000-01-01T00:00:00Z".parse().unwrap();
+    let every_row: i64 = stack
+        .source
+        .query_one(
+            "SELECT (SELECT count(*) FROM sales_order) + (SELECT count(*) FROM payment) \
+                  + (SELECT count(*) FROM address)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // About five parts.
+    let bound = (every_row as u64).div_ceil(5);
+    assert!(bound > 10, "too few rows for parts: {every_row}");
+    stack.options.max_rows = bound;
+    let tables = ["sales_order", "payment", "address"]
+        .map(String::from)
+        .to_vec();
+    let first = queue(
+        &stack.raw,
+        &IngestRequest {
+            tables: Some(tables.clone()),
+            since: Some(since),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = queue(
+        &stack.raw,
+        &IngestRequest {
+            tables: Some(vec!["currency".to_string()]),
+            since: Some(since),
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut runs = 0;
+    let mut backfilled = 0u64;
+    loop {
+        let done = run_pending(&mut stack.source, &stack.raw, &stack.options, &stack.alerts)
+            .await
+            .expect("a part of the backfill");
+        runs += 1;
+        let all = statuses(&stack.raw).await.unwrap();
+        let (a, b) = (&all[0], &all[1]);
+        assert_eq!(
+            (a.id.as_str(), b.id.as_str()),
+            (first.as_str(), second.as_str())
+        );
+        if let Some(outcome) = &a.outcome {
+            assert_eq!(done.len(), 2, "the last part, then the request behind it");
+            backfilled += done[0].1.rows();
+            assert!(done[0].1.backfill_pending.is_empty());
+            assert_eq!(outcome.status, "done");
+            assert_eq!(b.outcome.as_ref().map(|o| o.status.as_str()), Some("done"));
+            break;
+        } else {
+            assert_eq!(
+                done.len(),
+                1,
+                "one part per schedule, the next request waits"
+            );
+            assert_eq!(a.parts, runs, "each run's part is recorded");
+            assert!(
+                b.outcome.is_none() && b.attempts == 0,
+                "the second request waits"
+            );
+            let report = &done[0].1;
+            assert!(report.rows() <= bound, "a part read {} rows", report.rows());
+            assert!(!report.backfill_pending.is_empty());
+            backfilled += report.rows();
+        }
+        // The scheduled run goes on between parts.
+        stack.ingest().await.expect("scheduled ingest");
+        stack.transform().await.expect("transform");
+        stack.load().await.expect("load");
+        assert!(runs < 100, "the parts never end");
+    }
+    assert!(runs >= 4, "only {runs} run(s): the bound did not split it");
+    assert_eq!(
+        backfilled, every_row as u64,
+        "every row after `since` read once across the parts"
+    );
+    let log = ManifestLog::new(stack.raw.clone(), Log::Totesys);
+    let last: Manifest<IngestState> = log.latest().await.unwrap().unwrap();
+    assert!(
+        last.state.backfills.is_empty(),
+        "a finished backfill leaves no progress behind: {:?}",
+        last.state.backfills
+    );
+    // Versions the lake already had are not loaded twice.
+    stack.cycle().await;
+    stack.assert_reconciled().await;
+}

@@ -25,6 +25,21 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         )
         .await?;
         print_ingest(&report);
+        if !report.backfill_pending.is_empty() {
+            if args.one_run {
+                println!(
+                    "backfill of {} goes on in parts: run the same request again for the next one",
+                    report.backfill_pending.join(", ")
+                );
+                return Ok(());
+            }
+            println!(
+                "backfill of {} goes on in parts (TRIBUTARY_INGEST_MAX_ROWS={}): next part…",
+                report.backfill_pending.join(", "),
+                settings.ingest_max_rows
+            );
+            continue;
+        }
         if report.first_loads_pending.is_empty() {
             return Ok(());
         }
@@ -67,13 +82,23 @@ pub(crate) async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
             );
             let state = match &s.outcome {
                 Some(o) if o.status == "done" => format!(
-                    "done by run {} (manifest {}, {} rows) at {}",
+                    "done by run {}{} (manifest {}, {} rows) at {}",
                     o.run_id,
+                    if s.parts > 0 {
+                        format!(" after {} part(s)", s.parts)
+                    } else {
+                        String::new()
+                    },
                     o.manifest.unwrap_or(0),
                     o.rows,
                     o.finished_at.format("%Y-%m-%d %H:%M:%S UTC")
                 ),
                 Some(o) => format!("{} after {} attempt(s)", o.status, s.attempts),
+                None if s.parts > 0 => format!(
+                    "under way: {} part(s) read, one per schedule ({} failed attempt(s))",
+                    s.parts,
+                    s.attempts.saturating_sub(s.parts)
+                ),
                 None => format!("pending ({} attempt(s) so far)", s.attempts),
             };
             println!("{}  {what}  {state}", s.id);

@@ -477,6 +477,47 @@ async fn one_run_per_command_reads_a_first_load_in_parts_and_says_what_is_left()
         "{all}"
     );
     succeeds(&["load"], &env);
+    // A backfill over the bound, by hand: one part per invocation with
+    // --one-run, the same request going on where the last stopped; then
+    // the rest at once.
+    let since = [
+        "ingest",
+        "--tables",
+        "sales_order",
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ];
+    let mut smaller = base.to_vec();
+    smaller.push(("TRIBUTARY_INGEST_MAX_ROWS", "60"));
+    let part = succeeds(&[&since[..], &["--one-run"]].concat(), &smaller);
+    assert!(
+        part.contains("backfill of sales_order goes on in parts"),
+        "{part}"
+    );
+    let rows = |out: &str| -> u64 {
+        out.lines()
+            .filter(|l| l.starts_with("sales_order "))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(rows(&part), 60, "{part}");
+    let rest = succeeds(&since, &smaller);
+    assert!(rest.matches("committed manifest").count() > 1, "{rest}");
+    let orders: i64 = installation
+        .source
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM sales_order", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows(&part) + rows(&rest),
+        orders as u64,
+        "every order once across the parts"
+    );
+    succeeds(&["transform"], &env);
+    succeeds(&["load"], &env);
     let clean = succeeds(&["reconcile"], &env);
     assert!(
         clean.contains("every row version is in every layer, once"),

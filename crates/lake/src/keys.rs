@@ -197,6 +197,12 @@ pub fn ingest_request_attempt(id: &str, run_id: &RunId) -> String {
     format!("{INGEST_REQUESTS}/attempts/{id}/{run_id}.json")
 }
 
+/// `_requests/ingest/parts/<id>/<run_id>.json`: one run that read a part of
+/// a backfill too large for one run (and committed it).
+pub fn ingest_request_part(id: &str, run_id: &RunId) -> String {
+    format!("{INGEST_REQUESTS}/parts/{id}/{run_id}.json")
+}
+
 /// `_requests/ingest/outcomes/<id>.json`: how it ended (done or given up).
 pub fn ingest_request_outcome(id: &str) -> String {
     format!("{INGEST_REQUESTS}/outcomes/{id}.json")

@@ -10,7 +10,12 @@ use parquet::{
         arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
     },
     basic::{Compression, ZstdLevel},
-    file::properties::WriterProperties,
+    errors::ParquetError,
+    file::{
+        metadata::{ParquetMetaData, ParquetMetaDataReader},
+        properties::WriterProperties,
+        statistics::Statistics,
+    },
 };
 
 use crate::Result;
@@ -152,12 +157,107 @@ fn projected_reader(bytes: Bytes, names: &[&str]) -> Result<ParquetRecordBatchRe
         .build()?)
 }
 
+/// Bytes read from the end of a file for its footer in one request; a
+/// larger footer takes a second.
+const FOOTER_GUESS: u64 = 64 * 1024;
+
+/// Reads only the footer (metadata) of the Parquet file at `key`: one or two
+/// ranged reads, no data pages.
+pub async fn read_footer(lake: &crate::Lake, key: &str) -> Result<ParquetMetaData> {
+    let mut tail = lake.get_tail(key, FOOTER_GUESS).await?;
+    let footer_len = footer_length(&tail)?;
+    if footer_len + 8 > tail.len() as u64 {
+        tail = lake.get_tail(key, footer_len + 8).await?;
+    }
+    let end = tail.len() - 8;
+    let start = end
+        .checked_sub(footer_len as usize)
+        .ok_or_else(|| ParquetError::General(format!("{key}: footer longer than the file")))?;
+    Ok(ParquetMetaDataReader::decode_metadata(&tail[start..end])?)
+}
+
+/// The metadata length a file's last 8 bytes declare.
+fn footer_length(tail: &[u8]) -> Result<u64> {
+    let Some(last) = tail.len().checked_sub(8).map(|at| &tail[at..]) else {
+        return Err(ParquetError::General("shorter than a Parquet footer".to_string()).into());
+    };
+    if &last[4..] != b"PAR1" {
+        return Err(
+            ParquetError::General("not a Parquet file (no PAR1 at its end)".to_string()).into(),
+        );
+    }
+    Ok(u32::from_le_bytes([last[0], last[1], last[2], last[3]]) as u64)
+}
+
+/// The least value of the integer column `column` over every row group, by
+/// the footer's statistics; `None` when a row group holds no statistics
+/// for it (or the column is missing or not an integer), so callers fall
+/// back to reading the data.
+pub fn int_column_min(metadata: &ParquetMetaData, column: &str) -> Option<i64> {
+    let index = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == column)?;
+    let mut least: Option<i64> = None;
+    for group in metadata.row_groups() {
+        if group.num_rows() == 0 {
+            continue;
+        }
+        let min = match group.column(index).statistics()? {
+            Statistics::Int32(s) => i64::from(*s.min_opt()?),
+            Statistics::Int64(s) => *s.min_opt()?,
+            _ => return None,
+        };
+        least = Some(least.map_or(min, |l| l.min(min)));
+    }
+    least
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow_array::{Int32Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_footer_alone_gives_the_least_key_of_every_row_group() {
+        let lake = crate::Lake::from_url("memory://").unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        // Three row groups; the least key sits in the last one.
+        let rows = 2 * ROW_GROUP_ROWS + 10;
+        let ids: Vec<i32> = (0..rows as i32).map(|i| 1_000_000 - i).collect();
+        let names: Vec<Option<&str>> = (0..rows).map(|_| None).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap();
+        lake.put_batch("f.parquet", "t", &batch).await.unwrap();
+        let footer = read_footer(&lake, "f.parquet").await.unwrap();
+        assert_eq!(footer.num_row_groups(), 3);
+        assert_eq!(
+            int_column_min(&footer, "id"),
+            Some(1_000_000 - rows as i64 + 1)
+        );
+        // Not an integer, or not there: nothing to say.
+        assert_eq!(int_column_min(&footer, "name"), None);
+        assert_eq!(int_column_min(&footer, "missing"), None);
+        // Not Parquet: a clear error, not a panic.
+        lake.put_once("x.parquet", bytes::Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let error = read_footer(&lake, "x.parquet").await.unwrap_err();
+        assert!(error.to_string().contains("Parquet"), "{error}");
+    }
 
     #[test]
     fn batches_survive_a_round_trip() {

@@ -198,6 +198,20 @@ impl Lake {
         Ok(self.store.get(&self.path(key)).await?.bytes().await?)
     }
 
+    /// Reads the last `n` bytes of an object (all of it when it is smaller).
+    pub async fn get_tail(&self, key: &str, n: u64) -> Result<Bytes> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Suffix(n)),
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .get_opts(&self.path(key), options)
+            .await?
+            .bytes()
+            .await?)
+    }
+
     /// Reads a whole object, or `None` when it does not exist.
     pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>> {
         match self.store.get(&self.path(key)).await {

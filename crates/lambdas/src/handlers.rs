@@ -81,6 +81,10 @@ pub async fn ingest_handler(
                 "rows": report.rows(),
                 "tables": report.tables.iter().filter(|t| t.rows > 0)
                     .map(|t| json!({"table": t.table, "rows": t.rows})).collect::<Vec<_>>(),
+                // A backfill larger than one invocation: invoke the same
+                // request again to read the next part.
+                "backfill_pending": report.backfill_pending,
+                "first_loads_pending": report.first_loads_pending,
             })
         }
         Err(_) => json!({}),

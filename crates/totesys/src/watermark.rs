@@ -225,7 +225,7 @@ pub fn update_state(
     run_id: &RunId,
     started_at: DateTime<Utc>,
 ) {
-    if let Some(part) = plan.part {
+    if let (Some(part), Mode::Full) = (plan.part, mode) {
         let first = state.first_load.take().unwrap_or(FirstLoad {
             after_key: i32::MIN,
             started_ms: plan.source_now_ms,

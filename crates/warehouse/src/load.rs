@@ -95,6 +95,9 @@ pub struct LoadedManifest {
     pub seq: u64,
     /// Rows inserted or changed per table.
     pub rows: BTreeMap<&'static str, u64>,
+    /// How each table's rows went in: `direct` (into the empty table),
+    /// `append` (facts whose ids all follow the table's) or `staged`.
+    pub paths: BTreeMap<&'static str, &'static str>,
     /// True when the load_log already had it (nothing done).
     pub already_loaded: bool,
 }
@@ -169,6 +172,7 @@ pub async fn load_manifest(
             filled.insert(table.name, rows);
         }
         loaded.rows.insert(table.name, rows);
+        loaded.paths.insert(table.name, path);
     }
     let total: u64 = loaded.rows.values().sum();
     let tables = serde_json::to_string(&loaded.rows).unwrap_or_else(|_| "{}".to_string());
@@ -402,6 +406,22 @@ async fn load_dimension(
             });
         }
     }
+    if keys_after_table(tx, lake, table, table.primary_key(), keys)
+        .await?
+        .is_some()
+    {
+        // Only new keys, many: nothing to change, so straight in, the
+        // primary key kept (it refuses a key given twice).
+        let rows = copy_files(tx, lake, table, keys, table.name, None, &mut read).await?;
+        return Ok(TableLoad {
+            path: "append",
+            staged: rows,
+            rows,
+            staged_ms: ms_since(started),
+            read_ms: read.as_millis() as u64,
+            ..TableLoad::default()
+        });
+    }
     let staged = stage(tx, lake, table, keys, &mut read).await?;
     let staged_ms = ms_since(started);
     let rows = upsert_dimension(tx, table).await?;
@@ -480,6 +500,9 @@ async fn load_facts(
             return load_facts_into_empty(tx, lake, table, record_key, keys, filled).await;
         }
     }
+    if let Some(after) = keys_after_table(tx, lake, table, table.key, keys).await? {
+        return append_facts(tx, lake, table, keys, filled, after).await;
+    }
     let started = Instant::now();
     let mut read = Duration::ZERO;
     let staged = stage(tx, lake, table, keys, &mut read).await?;
@@ -495,6 +518,110 @@ async fn load_facts(
         staged_ms,
         read_ms: read.as_millis() as u64,
         check_ms,
+        index_ms: 0,
+    })
+}
+
+/// A large batch whose keys all follow the table's.
+struct After {
+    /// The table's greatest key before the batch.
+    key: i64,
+}
+
+/// Whether the batch is large ([`BULK_ROWS`] or more) and every row's
+/// `column` (a fact's id, a dimension's key) is greater than any in the
+/// table, by the files' footer statistics (two small ranged reads a file),
+/// so that no row of the batch can be there already: the next part of a
+/// first load read in parts, or a backfill of new rows. `None` when not,
+/// or when a file says nothing of its keys; small batches are staged (a
+/// minute of changes: the lock and the footers would cost more than they
+/// save).
+async fn keys_after_table(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &WarehouseTable,
+    column: &str,
+    keys: &[String],
+) -> Result<Option<After>> {
+    // Writers wait from here until commit (the advisory lock already keeps
+    // other loads out), so the greatest key stays the greatest.
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        table.name
+    ))
+    .await?;
+    let greatest: Option<i64> = tx
+        .query_one(
+            &format!("SELECT max({column})::int8 FROM {}", table.name),
+            &[],
+        )
+        .await?
+        .get(0);
+    let Some(greatest) = greatest else {
+        return Ok(None);
+    };
+    let mut rows = 0;
+    for key in keys {
+        let footer = match tributary_lake::parquet::read_footer(lake, key).await {
+            Ok(footer) => footer,
+            Err(error) => {
+                // The staged path reads the whole file and reports what is
+                // wrong with it, if anything is.
+                tracing::debug!(key, %error, "footer unreadable: the batch is staged");
+                return Ok(None);
+            }
+        };
+        let file_rows = u64::try_from(footer.file_metadata().num_rows()).unwrap_or(0);
+        if file_rows == 0 {
+            continue;
+        }
+        match tributary_lake::parquet::int_column_min(&footer, column) {
+            Some(least) if least > greatest => rows += file_rows,
+            _ => return Ok(None),
+        }
+    }
+    if rows < BULK_ROWS {
+        return Ok(None);
+    }
+    Ok(Some(After { key: greatest }))
+}
+
+/// Facts whose keys all follow the table's (see [`keys_after_table`]):
+/// COPY straight into the table, its indexes kept (the unique index still
+/// refuses a version twice within the batch), then the new rows' references
+/// checked as a staged batch's are. Writers wait until commit (locked by
+/// [`keys_after_table`]); readers do not.
+async fn append_facts(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    table: &'static WarehouseTable,
+    keys: &[String],
+    filled: &Filled,
+    after: After,
+) -> Result<TableLoad> {
+    let started = Instant::now();
+    // Large: the per-row FK triggers give way to the set-based check below.
+    let bulk = skip_fk_triggers(tx).await;
+    let mut read = Duration::ZERO;
+    let rows = copy_files(tx, lake, table, keys, table.name, None, &mut read).await?;
+    if bulk {
+        tx.batch_execute("SET LOCAL session_replication_role = origin")
+            .await?;
+    }
+    let staged_ms = ms_since(started);
+    let checked = Instant::now();
+    let new_rows = format!(
+        "(SELECT * FROM {} WHERE {} > {})",
+        table.name, table.key, after.key
+    );
+    check_references(tx, table, &new_rows, filled).await?;
+    Ok(TableLoad {
+        path: "append",
+        staged: rows,
+        rows,
+        staged_ms,
+        read_ms: read.as_millis() as u64,
+        check_ms: ms_since(checked),
         index_ms: 0,
     })
 }
@@ -738,8 +865,8 @@ type Filled = BTreeMap<&'static str, u64>;
 /// the dimension's key.
 type Reference = (&'static str, WType, &'static str, &'static str);
 
-/// Checks every reference of the facts in `source` (the staging table, or
-/// the fact table itself when it was empty), set-based; fails with the
+/// Checks every reference of the facts in `source` (the staging table, the
+/// fact table itself when it was empty, or a subquery of its new rows), set-based; fails with the
 /// first column that has rows without their dimension row. Locks the
 /// referenced dimensions against writes until commit, so the proof holds.
 async fn check_references(
@@ -836,7 +963,7 @@ async fn unproven_references(
     let row = tx
         .query_one(
             &format!(
-                "WITH b AS (SELECT {} FROM {source}) SELECT {} FROM b",
+                "WITH b AS (SELECT {} FROM {source} src) SELECT {} FROM b",
                 bounds.join(", "),
                 proofs.join(", ")
             ),

@@ -416,6 +416,14 @@ async fn a_first_load_goes_straight_in_then_increments_skip_repeats_and_reruns_d
     payments.push(payment(7, 2, 7));
     second.insert("fact_payment", payments);
     let loaded = load(&mut client, &lake, 2, &second).await.unwrap();
+    assert_eq!(
+        loaded.paths["fact_sales_order"], "staged",
+        "repeats go through staging"
+    );
+    assert_eq!(
+        loaded.paths["fact_payment"], "staged",
+        "payment 7 is not new"
+    );
     assert_eq!(loaded.rows["fact_sales_order"], 50);
     assert_eq!(loaded.rows["dim_transaction"], 10);
     assert_eq!(loaded.rows["fact_payment"], 11);
@@ -641,6 +649,101 @@ async fn facts_referencing_missing_dimension_rows_fail_with_the_column_named() {
         count(&client, "SELECT count(*) FROM fact_sales_order").await,
         3
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_whose_ids_follow_the_tables_are_appended_and_a_repeat_among_them_still_fails() {
+    let Some((_db, mut client)) = warehouse("load_append").await else {
+        return;
+    };
+    let (_dir, url) = temp_lake();
+    let lake = Lake::from_url(&url).unwrap();
+    let mut tables = dimensions(5, &[1, 2, 3]);
+    tables.insert(
+        "fact_sales_order",
+        (1..=100).map(|id| order(id, 1, 1 + id % 5, 1)).collect(),
+    );
+    tables.extend(payment_dimensions(10));
+    let loaded = load(&mut client, &lake, 1, &tables).await.unwrap();
+    assert_eq!(loaded.paths["fact_sales_order"], "direct");
+    tables.remove("dim_payment_type");
+
+    // The next part, large: ids 101..=50_100, two versions of 200 among
+    // them, and one order of a design the dimension lacks.
+    let part = |last: i32| {
+        let mut rows: Vec<Vec<V>> = (101..=last).map(|id| order(id, 1, 1 + id % 5, 2)).collect();
+        rows.push(order(200, 2, 3, 3));
+        rows
+    };
+    let mut orphaned = part(50_100);
+    orphaned.push(order(50_101, 1, 1, 7));
+    tables.insert("fact_sales_order", orphaned);
+    match load(&mut client, &lake, 2, &tables).await {
+        Err(Error::Orphans {
+            column,
+            rows,
+            example,
+            ..
+        }) => assert_eq!((column, rows, example.as_str()), ("design_id", 1, "7")),
+        other => panic!("expected orphans, got {other:?}"),
+    }
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM fact_sales_order").await,
+        100,
+        "nothing of the failed batch stays"
+    );
+    tables.insert("fact_sales_order", part(50_100));
+    // Many new transactions, none known: a dimension is appended too.
+    tables.insert(
+        "dim_transaction",
+        (11..=50_010)
+            .map(|i| vec![V::I(i), t("SALE"), V::I(i), V::Null])
+            .collect(),
+    );
+    let loaded = load(&mut client, &lake, 2, &tables).await.unwrap();
+    assert_eq!(loaded.paths["dim_transaction"], "append");
+    assert_eq!(loaded.rows["dim_transaction"], 50_000);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM dim_transaction").await,
+        50_010
+    );
+    tables.remove("dim_transaction");
+    assert_eq!(loaded.paths["fact_sales_order"], "append");
+    assert_eq!(loaded.rows["fact_sales_order"], 50_001);
+    let rows = sales_rows(&client).await;
+    assert_eq!(rows.len(), 50_101);
+    assert!(
+        rows.windows(2).all(|w| w[0].0 < w[1].0) && rows[100].0 > 100,
+        "the serial numbers appended rows after the others"
+    );
+
+    // A version twice in an appended batch is refused by the unique index,
+    // and nothing of the batch stays.
+    let mut repeated: Vec<Vec<V>> = (60_001..=110_000).map(|id| order(id, 1, 1, 1)).collect();
+    repeated.push(order(60_001, 1, 1, 1));
+    tables.insert("fact_sales_order", repeated);
+    let error = load(&mut client, &lake, 3, &tables).await.unwrap_err();
+    assert!(chain(&error).contains("duplicate key"), "{}", chain(&error));
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM fact_sales_order").await,
+        50_101
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM tributary.load_log").await,
+        2
+    );
+    // New ids after changed ones: staged, and only the new versions go in.
+    tables.insert(
+        "fact_sales_order",
+        vec![
+            order(250, 1, 1, 2),
+            order(250, 5, 2, 2),
+            order(60_000, 1, 1, 1),
+        ],
+    );
+    let loaded = load(&mut client, &lake, 3, &tables).await.unwrap();
+    assert_eq!(loaded.paths["fact_sales_order"], "staged");
+    assert_eq!(loaded.rows["fact_sales_order"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

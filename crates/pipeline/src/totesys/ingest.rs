@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, write_dataset};
 pub use tributary_totesys::watermark::{IngestOptions, TableState};
 use tributary_totesys::{
-    ExtractPlan, ExtractStats, TABLES, TableDef, extract_table, open_snapshot,
+    ExtractPlan, ExtractStats, KeyRange, TABLES, TableDef, extract_table, open_snapshot,
     watermark::{Mode, bound_first_extract, plan_extract, update_state},
 };
 
@@ -75,6 +75,35 @@ impl From<&Settings> for IngestOptions {
 pub struct IngestState {
     /// Per table, by name.
     pub tables: BTreeMap<String, TableState>,
+    /// Backfills too large for one run, under way: per request (its
+    /// [`backfill_key`]), how far each table has got. Committed with the
+    /// manifest that holds the rows, so a part is taken exactly once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backfills: BTreeMap<String, BackfillProgress>,
+}
+
+/// How far a backfill read in parts has got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackfillProgress {
+    /// Tables read to the end.
+    pub done: Vec<String>,
+    /// Per table under way, the last primary key read.
+    pub after_key: BTreeMap<String, i32>,
+    /// Runs that read a part so far.
+    pub parts: u32,
+}
+
+/// The name a backfill's progress goes by: the same request (tables and
+/// `since`) invoked again goes on where the previous run stopped; once it
+/// has finished, the same request starts over.
+pub fn backfill_key(request: &IngestRequest) -> Option<String> {
+    let since = request.since?;
+    let tables = request
+        .tables
+        .as_ref()
+        .map_or_else(|| "*".to_string(), |t| t.join(","));
+    Some(format!("{}|{tables}", since.to_rfc3339()))
 }
 
 /// One table's part of a run.
@@ -115,6 +144,9 @@ pub struct IngestReport {
     /// Tables whose first extract goes on in the next run (read in parts:
     /// `TRIBUTARY_INGEST_MAX_ROWS`), or that wait for it.
     pub first_loads_pending: Vec<&'static str>,
+    /// For a backfill larger than `TRIBUTARY_INGEST_MAX_ROWS`: the tables
+    /// still to read, in the next run of the same request.
+    pub backfill_pending: Vec<&'static str>,
 }
 
 impl IngestReport {
@@ -184,7 +216,18 @@ async fn ingest_run(
     let mut reports = Vec::new();
     let mut rows_left = options.max_rows;
     let mut pending = Vec::new();
+    let backfill = backfill_key(request);
+    let mut progress = backfill
+        .as_ref()
+        .map(|key| state.backfills.remove(key).unwrap_or_default());
+    let mut backfill_pending = Vec::new();
     for table in tables {
+        if progress
+            .as_ref()
+            .is_some_and(|p| p.done.iter().any(|t| t == table.name))
+        {
+            continue;
+        }
         let table_state = state.tables.entry(table.name.to_string()).or_default();
         let (mut plan, mode) = plan_extract(
             table,
@@ -203,10 +246,36 @@ async fn ingest_run(
             pending.push(table.name);
             continue;
         }
+        if let Some(progress) = progress.as_ref().filter(|_| options.max_rows > 0) {
+            // A backfill is read in primary-key order, in parts that each
+            // fit one run, like a first load.
+            if rows_left == 0 {
+                backfill_pending.push(table.name);
+                continue;
+            }
+            plan.part = Some(KeyRange {
+                after_key: progress.after_key.get(table.name).copied(),
+                limit: rows_left,
+            });
+        }
         let table_started = Instant::now();
         let (stats, written) =
             extract_to_lake(&tx, &plan, raw, run_id, started_at, options.file_rows).await?;
         rows_left = rows_left.saturating_sub(stats.rows_read);
+        if let (Some(progress), Mode::Backfill) = (progress.as_mut(), mode) {
+            match plan.part {
+                Some(part) if stats.rows_read >= part.limit => {
+                    if let Some(key) = stats.max_key {
+                        progress.after_key.insert(table.name.to_string(), key);
+                    }
+                    backfill_pending.push(table.name);
+                }
+                _ => {
+                    progress.after_key.remove(table.name);
+                    progress.done.push(table.name.to_string());
+                }
+            }
+        }
         update_state(
             table_state,
             (&plan, mode),
@@ -272,6 +341,13 @@ async fn ingest_run(
     }
     // Read-only: ending the snapshot changes nothing in the source.
     tx.rollback().await?;
+    if let (Some(key), Some(mut progress)) = (backfill, progress)
+        && !backfill_pending.is_empty()
+    {
+        progress.parts += 1;
+        tracing::info!(stage = BACKFILL_STAGE.name, run_id = %run_id, parts = progress.parts, tables = ?backfill_pending, "backfill read in parts: the same request goes on in the next run");
+        state.backfills.insert(key, progress);
+    }
 
     let manifest = log
         .commit(previous_seq, run_id, started_at, files, state)
@@ -282,6 +358,7 @@ async fn ingest_run(
         tables: reports,
         elapsed: started.elapsed(),
         first_loads_pending: pending,
+        backfill_pending,
     };
     tracing::info!(
         stage = STAGE.name,

@@ -5,9 +5,11 @@
 //! Instead `tributary backfill` writes the request (the same JSON an invoke
 //! would carry) to `_requests/ingest/<id>.json`; each scheduled ingest runs
 //! the pending ones, oldest first, before its own incremental run, and
-//! records how each ended under `outcomes/`. A request that fails is tried
-//! again by the next schedule, up to [`MAX_ATTEMPTS`] runs, then given up
-//! with an alert that says how to split it. Nothing is ever deleted: the raw
+//! records how each ended under `outcomes/`. A request larger than one run
+//! (`TRIBUTARY_INGEST_MAX_ROWS`) is read in parts, one per schedule, each
+//! recorded under `parts/`; the requests behind it wait. A request that
+//! fails is tried again by the next schedule, up to [`MAX_ATTEMPTS`] failed
+//! runs, then given up with an alert that says how to split it. Nothing is ever deleted: the raw
 //! bucket keeps what was asked and what happened.
 
 use bytes::Bytes;
@@ -60,6 +62,8 @@ pub struct RequestStatus {
     pub queued: QueuedBackfill,
     /// Runs that took it up so far.
     pub attempts: usize,
+    /// Runs that read a part of it (and committed), when it is read in parts.
+    pub parts: usize,
     /// How it ended, once it has.
     pub outcome: Option<BackfillOutcome>,
 }
@@ -81,11 +85,25 @@ pub async fn queue(raw: &Lake, request: &IngestRequest) -> Result<String> {
     Ok(id)
 }
 
-/// What one listing of the queue says: per request id, its attempts and
-/// whether it has an outcome. One LIST, no GET.
+/// What one listing of the queue says about one request.
+#[derive(Debug, Default, Clone, Copy)]
+struct Listed {
+    attempts: usize,
+    parts: usize,
+    ended: bool,
+}
+
+impl Listed {
+    /// Runs that took it up and neither finished it nor committed a part.
+    fn failed(&self) -> usize {
+        self.attempts.saturating_sub(self.parts)
+    }
+}
+
+/// What one listing of the queue says, per request id. One LIST, no GET.
 #[derive(Debug, Default)]
 struct Listing {
-    ids: std::collections::BTreeMap<String, (usize, bool)>,
+    ids: std::collections::BTreeMap<String, Listed>,
 }
 
 async fn listing(raw: &Lake) -> Result<Listing> {
@@ -102,10 +120,11 @@ async fn listing(raw: &Lake) -> Result<Listing> {
                     out.ids.entry(id.to_string()).or_default();
                 }
             }
-            ["attempts", id, _] => out.ids.entry(id.to_string()).or_default().0 += 1,
+            ["attempts", id, _] => out.ids.entry(id.to_string()).or_default().attempts += 1,
+            ["parts", id, _] => out.ids.entry(id.to_string()).or_default().parts += 1,
             ["outcomes", file] => {
                 if let Some(id) = file.strip_suffix(".json") {
-                    out.ids.entry(id.to_string()).or_default().1 = true;
+                    out.ids.entry(id.to_string()).or_default().ended = true;
                 }
             }
             _ => {}
@@ -117,7 +136,7 @@ async fn listing(raw: &Lake) -> Result<Listing> {
 /// Every queued request, oldest first, with its attempts and outcome.
 pub async fn statuses(raw: &Lake) -> Result<Vec<RequestStatus>> {
     let mut out = Vec::new();
-    for (id, (attempts, _)) in listing(raw).await?.ids {
+    for (id, listed) in listing(raw).await?.ids {
         let Some(bytes) = raw.get_opt(&keys::ingest_request(&id)).await? else {
             continue;
         };
@@ -129,7 +148,8 @@ pub async fn statuses(raw: &Lake) -> Result<Vec<RequestStatus>> {
         out.push(RequestStatus {
             id,
             queued,
-            attempts,
+            attempts: listed.attempts,
+            parts: listed.parts,
             outcome,
         });
     }
@@ -138,7 +158,9 @@ pub async fn statuses(raw: &Lake) -> Result<Vec<RequestStatus>> {
 
 /// Runs every pending request, oldest first. Stops at the first that fails
 /// (the stage has alerted it; the next schedule tries again) and returns
-/// that error; a request tried [`MAX_ATTEMPTS`] times is given up instead.
+/// that error; a request that failed [`MAX_ATTEMPTS`] runs is given up
+/// instead. Stops too after a part of a request read in parts: the next
+/// schedule reads the next part.
 pub async fn run_pending(
     source: &mut Client,
     raw: &Lake,
@@ -147,11 +169,11 @@ pub async fn run_pending(
 ) -> Result<Vec<(String, IngestReport)>> {
     let mut done = Vec::new();
     // One LIST a minute; a GET only for the requests still open.
-    for (id, (attempts, _)) in listing(raw)
+    for (id, listed) in listing(raw)
         .await?
         .ids
         .into_iter()
-        .filter(|(_, (_, ended))| !ended)
+        .filter(|(_, listed)| !listed.ended)
     {
         let Some(bytes) = raw.get_opt(&keys::ingest_request(&id)).await? else {
             continue;
@@ -169,11 +191,12 @@ pub async fn run_pending(
         let pending = RequestStatus {
             id,
             queued,
-            attempts,
+            attempts: listed.attempts,
+            parts: listed.parts,
             outcome: None,
         };
-        if pending.attempts >= MAX_ATTEMPTS {
-            let why = format!("given up after {} failed runs", pending.attempts);
+        if listed.failed() >= MAX_ATTEMPTS {
+            let why = format!("given up after {} failed runs", listed.failed());
             give_up(
                 raw,
                 &pending.id,
@@ -192,6 +215,23 @@ pub async fn run_pending(
         .await?;
         tracing::info!(stage = STAGE.name, request = %pending.id, attempt = pending.attempts + 1, "running a queued backfill");
         let report = ingest(source, raw, options, &pending.queued.request, alerts).await?;
+        if !report.backfill_pending.is_empty() {
+            let part = BackfillOutcome {
+                status: format!("part read; {} to go on", report.backfill_pending.join(",")),
+                run_id: report.run_id.to_string(),
+                manifest: Some(report.seq),
+                rows: report.rows(),
+                finished_at: Utc::now(),
+            };
+            raw.put_once(
+                &keys::ingest_request_part(&pending.id, &attempt),
+                Bytes::from(serde_json::to_vec_pretty(&part)?),
+            )
+            .await?;
+            tracing::info!(stage = STAGE.name, request = %pending.id, parts = pending.parts + 1, "queued backfill read in parts: the next schedule reads the next one");
+            done.push((pending.id, report));
+            break;
+        }
         let outcome = BackfillOutcome {
             status: "done".to_string(),
             run_id: report.run_id.to_string(),
