@@ -5,6 +5,7 @@ use std::{collections::HashMap, process::ExitCode, time::Duration};
 mod bench_markets;
 mod markets;
 mod source;
+mod sources;
 mod stages;
 
 use anyhow::Context as _;
@@ -69,6 +70,10 @@ enum Command {
     /// API's rate limits) in accelerated simulated time; prints staleness and
     /// request figures.
     BenchMarkets(bench_markets::BenchMarketsArgs),
+    /// Every source declared in sources/<name>.toml (any PostgreSQL
+    /// database): changes into the raw lake, then into the warehouse
+    /// schema src_<name>.
+    Sources(sources::SourcesArgs),
     /// Benchmark floor of the transform, after a first transform: decode the
     /// raw files it read and encode its output again, side by side, no work.
     #[command(hide = true)]
@@ -320,6 +325,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => run_status(args).await,
         Command::Transform(args) => run_transform(args).await,
         Command::Load(args) => run_load(args).await,
+        Command::Sources(args) => sources::run_sources(args).await,
         Command::Run(args) => run_cycles(args).await,
         Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
         Command::Reconcile(args) => run_reconcile(args).await,

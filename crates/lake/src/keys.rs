@@ -17,6 +17,9 @@ pub enum Flow {
     Markets,
     /// The catalog's own bookkeeping (triggers nothing).
     Catalog,
+    /// A source declared by configuration (`sources/<name>.toml`), in its
+    /// own folder of the raw lake; loaded by `tributary sources`.
+    Sources,
 }
 
 /// A numbered manifest log: the commit point of one source or stage.
@@ -41,6 +44,11 @@ pub enum Log {
     MarketsTransform,
     /// Processed: how far each processed log is registered in the catalog.
     Catalog,
+    /// Raw: one manifest per run of a source declared by configuration. It
+    /// lives in that source's folder (`sources/<name>/_manifests/source/`,
+    /// a [`crate::Lake::child`]), never at a lake's root, so it is not in
+    /// [`Log::ALL`].
+    Source,
 }
 
 impl Log {
@@ -66,6 +74,7 @@ impl Log {
             Log::Transform => "transform",
             Log::MarketsTransform => "markets_transform",
             Log::Catalog => "catalog",
+            Log::Source => "source",
         }
     }
 
@@ -82,6 +91,7 @@ impl Log {
                 Flow::Markets
             }
             Log::Catalog => Flow::Catalog,
+            Log::Source => Flow::Sources,
         }
     }
 
@@ -114,7 +124,7 @@ const MANIFESTS: &str = "_manifests";
 
 /// File name of the `part`-th file of a run: `<run_id>.<ext>`, then
 /// `<run_id>-0001.<ext>` and so on for the later files of a large run.
-fn run_file(run_id: &RunId, part: u32, extension: &str) -> String {
+pub fn run_file(run_id: &RunId, part: u32, extension: &str) -> String {
     if part == 0 {
         format!("{run_id}.{extension}")
     } else {

@@ -107,6 +107,20 @@ impl Lake {
         })
     }
 
+    /// The lake under `prefix` of this one: same store, keys relative to
+    /// `<root>/<prefix>` (a configured source's own folder, say).
+    pub fn child(&self, prefix: &str) -> Lake {
+        Lake {
+            store: self.store.clone(),
+            root: self.path(prefix),
+            url: format!(
+                "{}/{}",
+                self.url.trim_end_matches('/'),
+                prefix.trim_matches('/')
+            ),
+        }
+    }
+
     /// The URL the lake was opened from.
     pub fn url(&self) -> &str {
         &self.url

@@ -1,0 +1,322 @@
+//! Source files: one TOML file per source, `sources/<name>.toml`.
+//!
+//! ```toml
+//! [source]
+//! kind = "postgres"                 # the only kind built so far
+//! url_env = "OLIST_DATABASE_URL"    # the variable holding the connection URL
+//! schema = "public"                 # default "public"
+//! include = ["*"]                   # table name patterns (* and ?), default all
+//! exclude = ["tmp_*"]               # default none
+//! deletes_every = "1h"              # key-set comparison for deletes; "off" never
+//!
+//! [tables.order_payments]
+//! primary_key = ["order_id", "payment_sequential"]   # default: the catalog's
+//! cursor = "updated_at"             # a timestamp column; default: transaction ids
+//! partition = "paid_at"             # business date for the lake's date= folders
+//!
+//! [tables.products.types]
+//! product_weight_g = "bigint"       # read the column cast to this type
+//! ```
+//!
+//! Unknown keys are errors (a typo must not silently change what is read).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// How often deletes are looked for when the file does not say.
+pub const DEFAULT_DELETES_EVERY: Duration = Duration::from_secs(3600);
+
+/// One declared source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFile {
+    /// Its name (the file's stem): the raw lake folder `sources/<name>/`
+    /// and the warehouse schema `src_<name>`.
+    pub name: String,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The environment variable that holds the connection URL.
+    pub url_env: String,
+    /// The PostgreSQL schema whose tables are read.
+    pub schema: String,
+    /// Table name patterns to read.
+    pub include: Vec<String>,
+    /// Table name patterns to leave out.
+    pub exclude: Vec<String>,
+    /// How often deletes are looked for (`None`: never).
+    pub deletes_every: Option<Duration>,
+    /// Per table overrides, by table name.
+    pub tables: BTreeMap<String, TableOverride>,
+}
+
+/// What a source file may say about one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOverride {
+    /// The key columns, when the catalog has no primary key or another is meant.
+    #[serde(default)]
+    pub primary_key: Option<Vec<String>>,
+    /// A timestamp column that every change moves forward; without one,
+    /// changes are found by transaction id.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// A date or timestamp column: the lake's `date=` folders follow it.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Columns read cast to another PostgreSQL type (column → type).
+    #[serde(default)]
+    pub types: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    source: RawSource,
+    #[serde(default)]
+    tables: BTreeMap<String, TableOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: String,
+    url_env: String,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    deletes_every: Option<String>,
+}
+
+impl SourceFile {
+    /// Reads and checks one source file.
+    pub fn read(path: &Path) -> Result<SourceFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            reason: format!("cannot be read: {e}"),
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        Self::parse(&name, path, &text)
+    }
+
+    /// Parses the text of a source file named `name`.
+    pub fn parse(name: &str, path: &Path, text: &str) -> Result<SourceFile> {
+        let fail = |reason: String| Error::Config {
+            file: path.display().to_string(),
+            reason,
+        };
+        if name.is_empty()
+            || name.len() > 40
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(fail(format!(
+                "the file's name {name:?} names the source: use lower-case letters, digits and _ (at most 40), e.g. sources/olist.toml"
+            )));
+        }
+        let raw: RawFile = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        match raw.source.kind.as_str() {
+            "postgres" => {}
+            "files" => {
+                return Err(fail(
+                    "kind = \"files\" (file drops) is not built yet; only \"postgres\" is"
+                        .to_string(),
+                ));
+            }
+            other => {
+                return Err(fail(format!(
+                    "kind = {other:?} is not a source kind; use \"postgres\""
+                )));
+            }
+        }
+        if raw.source.url_env.is_empty() {
+            return Err(fail(
+                "url_env names the environment variable holding the connection URL".to_string(),
+            ));
+        }
+        let deletes_every = match raw.source.deletes_every.as_deref() {
+            None => Some(DEFAULT_DELETES_EVERY),
+            Some("off") => None,
+            Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+                fail(format!(
+                    "deletes_every = {text:?}: {e} (e.g. \"10m\", \"1h\" or \"off\")"
+                ))
+            })?),
+        };
+        for (table, o) in &raw.tables {
+            if o.primary_key.as_ref().is_some_and(|k| k.is_empty()) {
+                return Err(fail(format!(
+                    "[tables.{table}] primary_key is empty: name at least one column"
+                )));
+            }
+        }
+        Ok(SourceFile {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            url_env: raw.source.url_env,
+            schema: raw.source.schema.unwrap_or_else(|| "public".to_string()),
+            include: raw.source.include.unwrap_or_else(|| vec!["*".to_string()]),
+            exclude: raw.source.exclude,
+            deletes_every,
+            tables: raw.tables,
+        })
+    }
+
+    /// Every `*.toml` file of `dir`, by name.
+    pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
+            file: dir.display().to_string(),
+            reason: format!("cannot be listed: {e}"),
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Self::read(p)).collect()
+    }
+
+    /// Whether table `name` is read: some include pattern matches and no
+    /// exclude pattern does.
+    pub fn selects(&self, name: &str) -> bool {
+        self.include.iter().any(|p| glob(p, name)) && !self.exclude.iter().any(|p| glob(p, name))
+    }
+
+    /// The connection URL, from the environment.
+    pub fn url(&self) -> Result<String> {
+        std::env::var(&self.url_env).map_err(|_| Error::Config {
+            file: self.path.display().to_string(),
+            reason: format!(
+                "{} is not set: export it with the source's connection URL",
+                self.url_env
+            ),
+        })
+    }
+
+    /// The overrides of `table` (none: the defaults).
+    pub fn table(&self, table: &str) -> TableOverride {
+        self.tables.get(table).cloned().unwrap_or_default()
+    }
+}
+
+/// `*` (any run) and `?` (any one character) against the whole of `name`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|skip| matches(rest, &n[skip..])),
+            Some(('?', rest)) => !n.is_empty() && matches(rest, &n[1..]),
+            Some((c, rest)) => n.first() == Some(c) && matches(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    matches(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SourceFile> {
+        SourceFile::parse("olist", Path::new("sources/olist.toml"), text)
+    }
+
+    #[test]
+    fn a_full_file_reads_back_with_its_overrides() {
+        let file = parse(
+            r#"
+[source]
+kind = "postgres"
+url_env = "OLIST_DATABASE_URL"
+include = ["order_*", "products", "sellers"]
+exclude = ["order_reviews"]
+deletes_every = "10m"
+
+[tables.order_payments]
+primary_key = ["order_id", "payment_sequential"]
+
+[tables.products.types]
+product_weight_g = "bigint"
+"#,
+        )
+        .unwrap();
+        assert_eq!(file.schema, "public");
+        assert_eq!(file.deletes_every, Some(Duration::from_secs(600)));
+        assert!(file.selects("order_payments") && file.selects("products"));
+        assert!(!file.selects("order_reviews") && !file.selects("geolocation"));
+        assert_eq!(
+            file.table("order_payments").primary_key.unwrap(),
+            ["order_id", "payment_sequential"]
+        );
+        assert_eq!(file.table("products").types["product_weight_g"], "bigint");
+        assert_eq!(file.table("sellers"), TableOverride::default());
+    }
+
+    #[test]
+    fn mistakes_are_named_with_the_fix() {
+        let cases = [
+            (
+                "[source]\nkind = \"mysql\"\nurl_env = \"X\"",
+                "not a source kind",
+            ),
+            (
+                "[source]\nkind = \"files\"\nurl_env = \"X\"",
+                "not built yet",
+            ),
+            (
+                "[source]\nkind = \"postgres\"\nurl_env = \"X\"\nschmea = \"a\"",
+                "schmea",
+            ),
+            (
+                "[source]\nkind = \"postgres\"\nurl_env = \"X\"\ndeletes_every = \"soon\"",
+                "deletes_every",
+            ),
+            (
+                "[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\nprimary_key = []",
+                "primary_key is empty",
+            ),
+            (
+                "[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\ncursr = \"a\"",
+                "cursr",
+            ),
+            ("[source]\nkind = \"postgres\"", "url_env"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(error.contains("sources/olist.toml"), "{error}");
+        }
+        let bad_name = SourceFile::parse("Olist DB", Path::new("x"), "").unwrap_err();
+        assert!(bad_name.to_string().contains("lower-case"), "{bad_name}");
+        let off = parse("[source]\nkind = \"postgres\"\nurl_env = \"X\"\ndeletes_every = \"off\"")
+            .unwrap();
+        assert_eq!(off.deletes_every, None);
+    }
+
+    #[test]
+    fn patterns_match_whole_names() {
+        assert!(glob("*", "anything"));
+        assert!(glob("order_*", "order_items"));
+        assert!(!glob("order_*", "orders"));
+        assert!(glob("rental_2022_0?", "rental_2022_01"));
+        assert!(!glob("rental_2022_0?", "rental_2022_010"));
+        assert!(glob("*_payments", "order_payments"));
+        assert!(!glob("products", "products_2"));
+    }
+}

@@ -1,0 +1,608 @@
+//! One run of a configured PostgreSQL source into the raw lake.
+//!
+//! Every selected table is read inside one `REPEATABLE READ` snapshot:
+//!
+//! - **The first run** reads each table whole.
+//! - **Later runs** read the rows whose creating transaction (`xmin`) the
+//!   previous run's snapshot could not see: every insert and update
+//!   committed since, exactly once, with no change-tracking column at all.
+//!   A table with a declared `cursor` (a timestamp every change moves
+//!   forward) narrows that scan to the rows stamped after the cursor's
+//!   previous high-water mark minus [`CURSOR_LOOKBACK`], so an index can
+//!   serve it; the delete check's full pass rescues anything older.
+//! - **Deletes** are found every `deletes_every` by comparing keys: the key
+//!   set of the previous check, plus the keys written since, minus the keys
+//!   in the table now. Each missing key becomes a tombstone row in
+//!   `<table>/_deletes/`, which the warehouse applies.
+//! - **The schema** is read from the catalog each run and recorded in the
+//!   manifest. A new column flows through (nullable); a dropped, renamed or
+//!   retyped column stops that table only, with the command that accepts it.
+//!
+//! The run commits one manifest in the source's own folder of the raw lake
+//! (`sources/<name>/_manifests/source/`), naming every file and the state
+//! the next run starts from.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, pin_mut};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, write_dataset};
+
+use crate::{
+    Error, Result,
+    config::SourceFile,
+    decode::RowDecoder,
+    keyset::KeySet,
+    types::{SourceColumn, arrow_schema, quote_ident, table_columns},
+};
+
+/// How far back a cursor scan starts before the previous high-water mark.
+pub const CURSOR_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Rows per Arrow batch read from the source.
+const BATCH_ROWS: usize = 8192;
+/// Rows per lake file at most.
+const FILE_ROWS: u64 = 1_000_000;
+
+/// What the lake knows about one table of a source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableState {
+    /// The columns as last read (the schema contract).
+    pub columns: Vec<SourceColumn>,
+    /// The key columns.
+    pub key: Vec<String>,
+    /// The snapshot of the last run that read this table.
+    pub snapshot: Option<String>,
+    /// The cursor's high-water mark (µs since the epoch), for a table with one.
+    pub cursor_high_us: Option<i64>,
+    /// The key-set file of the last delete check.
+    pub keys_file: Option<String>,
+    /// The manifest that check committed in.
+    pub keys_seq: u64,
+    /// When it ran.
+    pub keys_checked_at: Option<DateTime<Utc>>,
+    /// Rows written since the first run.
+    pub total_rows: u64,
+    /// Tombstones written since the first run.
+    pub total_deletes: u64,
+}
+
+/// The state of a source, carried from manifest to manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SourceState {
+    /// Per table, by name.
+    pub tables: BTreeMap<String, TableState>,
+}
+
+/// What a run did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRun {
+    /// The table.
+    pub table: String,
+    /// Rows written (inserts and updates).
+    pub rows: u64,
+    /// Tombstones written.
+    pub deletes: u64,
+    /// Whether this run compared keys for deletes.
+    pub checked_deletes: bool,
+    /// Columns added at the source and taken on in this run.
+    pub added_columns: Vec<String>,
+}
+
+/// A table this run could not read, and why (the others went on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStop {
+    /// The table.
+    pub table: String,
+    /// What is wrong and the command that fixes it.
+    pub reason: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct SourceRun {
+    /// The source.
+    pub source: String,
+    /// The run.
+    pub run_id: RunId,
+    /// The manifest it committed.
+    pub seq: u64,
+    /// Per table read.
+    pub tables: Vec<TableRun>,
+    /// Tables stopped.
+    pub stopped: Vec<TableStop>,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Tables whose changed schema is accepted in this run.
+    pub accept_schema: Vec<String>,
+    /// Look for deletes now, whatever `deletes_every` says.
+    pub check_deletes: bool,
+}
+
+/// The source's own folder of the raw lake.
+pub fn source_lake(raw: &Lake, source: &str) -> Lake {
+    raw.child(&format!("sources/{source}"))
+}
+
+/// Runs one source once: reads what changed, commits one manifest.
+pub async fn run_source(
+    client: &mut Client,
+    raw: &Lake,
+    source: &SourceFile,
+    options: &RunOptions,
+) -> Result<SourceRun> {
+    let lake = source_lake(raw, &source.name);
+    let log = ManifestLog::new(lake.clone(), Log::Source);
+    let previous: Option<Manifest<SourceState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let run_id = RunId::now();
+    let started_at = run_id.started_at().unwrap_or_else(Utc::now);
+
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let snapshot: String = tx
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await?
+        .get(0);
+    let tables = selected_tables(&tx, source).await?;
+    let mut files = Vec::new();
+    let mut runs = Vec::new();
+    let mut stopped = Vec::new();
+    for table in &tables {
+        let previous = state.tables.get(table).cloned();
+        let prepared = prepare(&tx, source, table, previous.as_ref(), options).await;
+        let (columns, key, added) = match prepared {
+            Ok(prepared) => prepared,
+            Err(stop) => {
+                tracing::warn!(source = %source.name, table, reason = %stop, "table stopped");
+                stopped.push(TableStop {
+                    table: table.clone(),
+                    reason: stop,
+                });
+                continue;
+            }
+        };
+        let mut table_state = previous.unwrap_or_default();
+        let overrides = source.table(table);
+        let due = source.deletes_every.is_some_and(|every| {
+            table_state
+                .keys_checked_at
+                .is_none_or(|at| (started_at - at).to_std().unwrap_or_default() >= every)
+        }) || options.check_deletes
+            || table_state.keys_file.is_none();
+        // What to read: everything the first time (or when the source's
+        // history changed under the snapshot), else what changed.
+        let since = table_state
+            .snapshot
+            .clone()
+            .filter(|previous| xid_moved_forward(previous, &snapshot));
+        if table_state.snapshot.is_some() && since.is_none() {
+            tracing::warn!(source = %source.name, table, "the source's transaction ids went back (restored or replaced database?): the table is read whole again");
+        }
+        let cursor_from = match (&overrides.cursor, table_state.cursor_high_us) {
+            (Some(_), Some(high)) if !due => Some(high - CURSOR_LOOKBACK.as_micros() as i64),
+            _ => None,
+        };
+        let select = extract_sql(
+            &source.schema,
+            table,
+            &columns,
+            since.as_deref(),
+            overrides.cursor.as_deref().zip(cursor_from),
+        );
+        let date = started_at.date_naive();
+        let run = run_id.clone();
+        let prefix = table.clone();
+        let written = extract(&tx, table, &columns, &select, &lake, move |part| {
+            format!(
+                "{prefix}/date={}/{}",
+                date.format("%Y-%m-%d"),
+                tributary_lake::keys::run_file(&run, part, "parquet")
+            )
+        })
+        .await?;
+        let rows: u64 = written.iter().map(|f| f.rows).sum();
+        if let Some(cursor) = &overrides.cursor {
+            let high: Option<i64> = tx
+                .query_one(
+                    &format!(
+                        "SELECT (extract(epoch FROM max({}::timestamp)) * 1000000)::int8 FROM {}.{}",
+                        quote_ident(cursor),
+                        quote_ident(&source.schema),
+                        quote_ident(table)
+                    ),
+                    &[],
+                )
+                .await?
+                .get(0);
+            table_state.cursor_high_us = high.or(table_state.cursor_high_us);
+        }
+        files.extend(written);
+        let mut deletes = 0;
+        if due {
+            let checked = check_deletes(
+                &tx,
+                &lake,
+                &log,
+                source,
+                table,
+                (&columns, &key),
+                &table_state,
+                (&run_id, started_at, previous_seq),
+            )
+            .await?;
+            deletes = checked.tombstones.as_ref().map_or(0, |f| f.rows);
+            files.extend(checked.tombstones);
+            files.push(checked.keys_file.clone());
+            table_state.keys_file = Some(checked.keys_file.key);
+            table_state.keys_seq = previous_seq + 1;
+            table_state.keys_checked_at = Some(started_at);
+        }
+        table_state.columns = columns;
+        table_state.key = key;
+        table_state.snapshot = Some(snapshot.clone());
+        table_state.total_rows += rows;
+        table_state.total_deletes += deletes;
+        state.tables.insert(table.clone(), table_state);
+        runs.push(TableRun {
+            table: table.clone(),
+            rows,
+            deletes,
+            checked_deletes: due,
+            added_columns: added,
+        });
+    }
+    tx.rollback().await?;
+    let manifest = log
+        .commit(previous_seq, &run_id, started_at, files, state)
+        .await?;
+    Ok(SourceRun {
+        source: source.name.clone(),
+        run_id,
+        seq: manifest.seq,
+        tables: runs,
+        stopped,
+    })
+}
+
+/// The tables of the source's schema that the file selects (partitions are
+/// read through their parent), by name.
+async fn selected_tables(tx: &Transaction<'_>, source: &SourceFile) -> Result<Vec<String>> {
+    let rows = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+             ORDER BY 1",
+            &[&source.schema],
+        )
+        .await?;
+    let tables: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|name| source.selects(name))
+        .collect();
+    if tables.is_empty() {
+        return Err(Error::Config {
+            file: source.path.display().to_string(),
+            reason: format!(
+                "no table of schema {} matches include {:?} / exclude {:?}",
+                source.schema, source.include, source.exclude
+            ),
+        });
+    }
+    Ok(tables)
+}
+
+/// The table's columns and key, checked against what the lake has: `Err`
+/// with the reason (and the fix) when this table must stop.
+async fn prepare(
+    tx: &Transaction<'_>,
+    source: &SourceFile,
+    table: &str,
+    previous: Option<&TableState>,
+    options: &RunOptions,
+) -> std::result::Result<(Vec<SourceColumn>, Vec<String>, Vec<String>), String> {
+    let overrides = source.table(table);
+    let columns = table_columns(tx.client(), &source.schema, table, &overrides.types)
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = match overrides.primary_key.clone() {
+        Some(key) => key,
+        None => primary_key(tx, &source.schema, table)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    if key.is_empty() {
+        return Err(format!(
+            "{table} has no primary key: declare one in {} ([tables.{table}] primary_key = [\"…\"])",
+            source.path.display()
+        ));
+    }
+    for column in key.iter().chain(overrides.cursor.iter()) {
+        if !columns.iter().any(|c| &c.name == column) {
+            return Err(format!(
+                "{table}: column {column} named in {} is not in the table",
+                source.path.display()
+            ));
+        }
+    }
+    let Some(previous) = previous.filter(|p| !p.columns.is_empty()) else {
+        return Ok((columns, key, Vec::new()));
+    };
+    let change = schema_change(&previous.columns, &columns);
+    if !change.breaking.is_empty() && !options.accept_schema.iter().any(|t| t == table) {
+        return Err(format!(
+            "{table}: {}; the lake and the warehouse keep the old shape until it is accepted: \
+             `tributary sources --source {} --accept-schema {table}`",
+            change.breaking.join("; "),
+            source.name
+        ));
+    }
+    // Added columns may be NULL for the rows written before them.
+    let columns = columns
+        .into_iter()
+        .map(|mut c| {
+            if change.added.contains(&c.name) {
+                c.nullable = true;
+            }
+            c
+        })
+        .collect();
+    Ok((columns, key, change.added))
+}
+
+/// How a table's columns changed between two runs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SchemaChange {
+    /// Columns that are new.
+    pub added: Vec<String>,
+    /// Changes the lake cannot take on by itself, described.
+    pub breaking: Vec<String>,
+}
+
+/// Compares the columns the lake has with the ones the source has now.
+pub fn schema_change(before: &[SourceColumn], now: &[SourceColumn]) -> SchemaChange {
+    let mut change = SchemaChange::default();
+    for old in before {
+        match now.iter().find(|c| c.name == old.name) {
+            None => change.breaking.push(format!(
+                "column {} ({}) was dropped or renamed",
+                old.name, old.pg_type
+            )),
+            Some(new) if new.ty != old.ty => change.breaking.push(format!(
+                "column {} changed type from {} to {}",
+                old.name, old.pg_type, new.pg_type
+            )),
+            Some(_) => {}
+        }
+    }
+    for new in now {
+        if !before.iter().any(|c| c.name == new.name) {
+            change.added.push(new.name.clone());
+        }
+    }
+    change
+}
+
+/// The catalog's primary key of `schema.table`, in key order.
+async fn primary_key(tx: &Transaction<'_>, schema: &str, table: &str) -> Result<Vec<String>> {
+    let rows = tx
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos) \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
+             ORDER BY k.pos",
+            &[&schema, &table],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The extract's query: every column (cast where overridden), and, after
+/// the first run, only rows the previous snapshot could not see.
+pub fn extract_sql(
+    schema: &str,
+    table: &str,
+    columns: &[SourceColumn],
+    since_snapshot: Option<&str>,
+    cursor_from_us: Option<(&str, i64)>,
+) -> String {
+    let list = columns
+        .iter()
+        .map(|c| format!("t.{}", c.select_expr()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let Some(snapshot) = since_snapshot else {
+        return format!("COPY (SELECT {list} FROM {name} t) TO STDOUT (FORMAT binary)");
+    };
+    // The row's xmin widened to 64 bits from its age, for the exact
+    // visibility test; rows older than the snapshot's xmin were visible.
+    let snapshot = snapshot.replace('\'', "");
+    let cursor = cursor_from_us.map_or(String::new(), |(column, from)| {
+        format!(
+            "t.{} >= to_timestamp({from}::float8 / 1000000) AT TIME ZONE 'UTC' AND ",
+            quote_ident(column)
+        )
+    });
+    format!(
+        "COPY (SELECT {list} FROM {name} t, \
+           (SELECT prev, pg_snapshot_xmin(prev)::text::bigint AS prev_xmin, \
+                   age((pg_snapshot_xmin(prev)::text::bigint % 4294967296)::text::xid) AS prev_age \
+            FROM (SELECT '{snapshot}'::pg_snapshot AS prev) s) b \
+         WHERE {cursor}age(t.xmin) <= b.prev_age \
+           AND NOT pg_visible_in_snapshot((b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev)) \
+         TO STDOUT (FORMAT binary)"
+    )
+}
+
+/// Whether `current`'s xmax is at or after `previous`'s.
+fn xid_moved_forward(previous: &str, current: &str) -> bool {
+    let xmax = |s: &str| s.split(':').nth(1).and_then(|x| x.parse::<u64>().ok());
+    matches!((xmax(previous), xmax(current)), (Some(p), Some(c)) if c >= p)
+}
+
+/// Streams one query's binary COPY through the decoder into lake files.
+async fn extract(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &[SourceColumn],
+    select: &str,
+    lake: &Lake,
+    key_for_part: impl Fn(u32) -> String + Send + 'static,
+) -> Result<Vec<FileEntry>> {
+    let (sender, receiver) = mpsc::channel(2);
+    let writer = tokio::spawn(write_dataset(
+        lake.clone(),
+        table.to_string(),
+        arrow_schema(columns),
+        FILE_ROWS,
+        key_for_part,
+        receiver,
+    ));
+    let read = async {
+        let stream = tx.copy_out(select).await?;
+        pin_mut!(stream);
+        let mut decoder = RowDecoder::new(table, columns, BATCH_ROWS);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            decoder.feed(&chunk?, &mut out)?;
+            for batch in out.drain(..) {
+                if sender.send(batch).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(batch) = decoder.finish()? {
+            let _ = sender.send(batch).await;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    drop(sender);
+    let written = writer
+        .await
+        .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))?;
+    let written = written?;
+    read?;
+    Ok(written.files)
+}
+
+/// What a delete check wrote.
+struct Checked {
+    tombstones: Option<FileEntry>,
+    keys_file: FileEntry,
+}
+
+/// Compares keys: (the previous check's key set + keys written since) −
+/// the keys in the table now = the deleted keys, written as tombstones;
+/// the keys now become the next check's key set.
+#[allow(clippy::too_many_arguments)]
+async fn check_deletes(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    log: &ManifestLog,
+    source: &SourceFile,
+    table: &str,
+    (columns, key): (&[SourceColumn], &[String]),
+    state: &TableState,
+    (run_id, started_at, previous_seq): (&RunId, DateTime<Utc>, u64),
+) -> Result<Checked> {
+    let key_columns: Vec<SourceColumn> = key
+        .iter()
+        .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
+        .map(|mut c| {
+            c.nullable = false;
+            c
+        })
+        .collect();
+    let select = format!(
+        "COPY (SELECT {} FROM {}.{} t) TO STDOUT (FORMAT binary)",
+        key_columns
+            .iter()
+            .map(|c| format!("t.{}", c.select_expr()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote_ident(&source.schema),
+        quote_ident(table)
+    );
+    let stream = tx.copy_out(select.as_str()).await?;
+    pin_mut!(stream);
+    let mut decoder = RowDecoder::new(table, &key_columns, BATCH_ROWS);
+    let mut now_batches = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        decoder.feed(&chunk?, &mut now_batches)?;
+    }
+    now_batches.extend(decoder.finish()?);
+    let now = KeySet::from_batches(&now_batches, &key_columns)?;
+
+    // What the lake says exists: the last key set, and every key written
+    // since (an insert the table has deleted again must be deleted too).
+    let mut known = KeySet::default();
+    let names: Vec<&str> = key.iter().map(String::as_str).collect();
+    if let Some(file) = &state.keys_file {
+        let (_, batches) = tributary_lake::parquet::decode_columns(lake.get(file).await?, &names)?;
+        known.extend_from_batches(&batches, &key_columns)?;
+    }
+    for seq in state.keys_seq + 1..=previous_seq {
+        let Some(manifest) = log.read::<serde_json::Value>(seq).await? else {
+            continue;
+        };
+        for entry in manifest.files.iter().filter(|f| f.table == table) {
+            let (_, batches) =
+                tributary_lake::parquet::decode_columns(lake.get(&entry.key).await?, &names)?;
+            known.extend_from_batches(&batches, &key_columns)?;
+        }
+    }
+    let deleted = known.minus(&now);
+    let day = started_at.date_naive().format("%Y-%m-%d");
+    let tombstones = match deleted.to_batch(&key_columns, Some(started_at))? {
+        Some(batch) => Some(
+            lake.put_batch(
+                &format!(
+                    "{table}/_deletes/date={day}/{}",
+                    tributary_lake::keys::run_file(run_id, 0, "parquet")
+                ),
+                &format!("{table}/_deletes"),
+                &batch,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let keys_batch = now
+        .to_batch(&key_columns, None)?
+        .unwrap_or_else(|| RecordBatch::new_empty(arrow_schema(&key_columns)));
+    let keys_file = lake
+        .put_batch(
+            &format!(
+                "{table}/_keys/{}",
+                tributary_lake::keys::run_file(run_id, 0, "parquet")
+            ),
+            &format!("{table}/_keys"),
+            &keys_batch,
+        )
+        .await?;
+    Ok(Checked {
+        tombstones,
+        keys_file,
+    })
+}

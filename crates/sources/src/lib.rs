@@ -1,0 +1,27 @@
+//! Sources by configuration: any PostgreSQL database, declared in a file.
+//!
+//! - [`config`]: the source files (`sources/<name>.toml`) and what they may say.
+//! - [`types`]: PostgreSQL column types as the catalog reports them, and the
+//!   Arrow type each becomes in the lake.
+//! - [`decode`]: PostgreSQL's binary COPY into Arrow batches, any column types.
+//! - [`ingest`]: one run of a source into the raw lake: changes by
+//!   transaction id (or a cursor), deletes by key comparison, the schema
+//!   contract.
+//! - [`keyset`]: key sets and their differences, for deletes.
+//! - [`load`]: a source's manifests applied to its warehouse schema.
+//! - [`olist`]: Olist-shaped tables and monthly changes that fit the real
+//!   Olist data, for tests and demos.
+//! - [`text`]: Arrow values back into PostgreSQL's COPY text format, for the
+//!   warehouse.
+
+pub mod config;
+pub mod decode;
+mod error;
+pub mod ingest;
+pub mod keyset;
+pub mod load;
+pub mod olist;
+pub mod text;
+pub mod types;
+
+pub use error::{Error, Result};
