@@ -164,3 +164,39 @@ async fn s3_objects_are_written_once() {
     );
     assert_eq!(log.latest_seq().await.unwrap(), 1);
 }
+
+/// The loader decides to append from Parquet footers alone: on S3 they are
+/// read with suffix-range GETs, which must return exactly the file's tail;
+/// a source's folder (`Lake::child`) keeps its keys under its prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footers_are_read_by_ranged_gets_on_s3_and_child_lakes_stay_in_their_folder() {
+    use std::sync::Arc;
+
+    use arrow_array::Int32Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use tributary_lake::parquet::{int_column_min, read_footer};
+
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let lake = s3_lake(&endpoint, "processed").await;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, false)]));
+    let ids: Vec<i32> = (0..300_000).map(|i| 5_000_000 - i).collect();
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(ids))]).unwrap();
+    let child = lake.child("sources/olist");
+    let entry = child.put_batch("t/f.parquet", "t", &batch).await.unwrap();
+    assert!(
+        entry.bytes > 64 * 1024,
+        "the file is larger than one footer read"
+    );
+    let footer = read_footer(&child, "t/f.parquet").await.unwrap();
+    assert_eq!(footer.file_metadata().num_rows(), 300_000);
+    assert_eq!(int_column_min(&footer, "id"), Some(4_700_001));
+    // The child's key is the parent's key under the prefix.
+    assert!(lake.exists("sources/olist/t/f.parquet").await.unwrap());
+    assert_eq!(
+        lake.get("sources/olist/t/f.parquet").await.unwrap(),
+        child.get("t/f.parquet").await.unwrap()
+    );
+    assert_eq!(child.list("t").await.unwrap(), ["t/f.parquet"]);
+}

@@ -34,6 +34,9 @@ pub enum Error {
     /// The database.
     #[error("source database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// Opening the source's snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] tributary_totesys::Error),
     /// The lake.
     #[error(transparent)]
     Lake(#[from] tributary_lake::Error),

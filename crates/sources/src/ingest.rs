@@ -29,8 +29,14 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, pin_mut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::{Client, Transaction};
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, write_dataset};
+use tributary_totesys::{
+    SnapshotInfo,
+    extract::{NOT_VISIBLE_TO_PREVIOUS, PREVIOUS_SNAPSHOT},
+    open_snapshot,
+    watermark::xid_moved_forward,
+};
 
 use crate::{
     Error, Result,
@@ -148,16 +154,7 @@ pub async fn run_source(
     let run_id = RunId::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
 
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let snapshot: String = tx
-        .query_one("SELECT pg_current_snapshot()::text", &[])
-        .await?
-        .get(0);
+    let (tx, SnapshotInfo { snapshot, .. }) = open_snapshot(client).await?;
     let tables = selected_tables(&tx, source).await?;
     let mut files = Vec::new();
     let mut runs = Vec::new();
@@ -197,11 +194,16 @@ pub async fn run_source(
             (Some(_), Some(high)) if !due => Some(high - CURSOR_LOOKBACK.as_micros() as i64),
             _ => None,
         };
+        tx.execute(
+            "SELECT set_config('tributary.previous_snapshot', $1, true)",
+            &[&since.clone().unwrap_or_default()],
+        )
+        .await?;
         let select = extract_sql(
             &source.schema,
             table,
             &columns,
-            since.as_deref(),
+            since.is_some(),
             overrides.cursor.as_deref().zip(cursor_from),
         );
         let date = started_at.date_naive();
@@ -416,13 +418,14 @@ async fn primary_key(tx: &Transaction<'_>, schema: &str, table: &str) -> Result<
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The extract's query: every column (cast where overridden), and, after
-/// the first run, only rows the previous snapshot could not see.
+/// The extract's query: every column (cast where overridden), and, when
+/// `since_snapshot`, only rows the previous snapshot (the setting
+/// `tributary.previous_snapshot`) could not see.
 pub fn extract_sql(
     schema: &str,
     table: &str,
     columns: &[SourceColumn],
-    since_snapshot: Option<&str>,
+    since_snapshot: bool,
     cursor_from_us: Option<(&str, i64)>,
 ) -> String {
     let list = columns
@@ -431,12 +434,9 @@ pub fn extract_sql(
         .collect::<Vec<_>>()
         .join(", ");
     let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let Some(snapshot) = since_snapshot else {
+    if !since_snapshot {
         return format!("COPY (SELECT {list} FROM {name} t) TO STDOUT (FORMAT binary)");
-    };
-    // The row's xmin widened to 64 bits from its age, for the exact
-    // visibility test; rows older than the snapshot's xmin were visible.
-    let snapshot = snapshot.replace('\'', "");
+    }
     let cursor = cursor_from_us.map_or(String::new(), |(column, from)| {
         format!(
             "t.{} >= to_timestamp({from}::float8 / 1000000) AT TIME ZONE 'UTC' AND ",
@@ -444,20 +444,9 @@ pub fn extract_sql(
         )
     });
     format!(
-        "COPY (SELECT {list} FROM {name} t, \
-           (SELECT prev, pg_snapshot_xmin(prev)::text::bigint AS prev_xmin, \
-                   age((pg_snapshot_xmin(prev)::text::bigint % 4294967296)::text::xid) AS prev_age \
-            FROM (SELECT '{snapshot}'::pg_snapshot AS prev) s) b \
-         WHERE {cursor}age(t.xmin) <= b.prev_age \
-           AND NOT pg_visible_in_snapshot((b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev)) \
-         TO STDOUT (FORMAT binary)"
+        "COPY (SELECT {list} FROM {name} t, {PREVIOUS_SNAPSHOT} \
+         WHERE {cursor}{NOT_VISIBLE_TO_PREVIOUS}) TO STDOUT (FORMAT binary)"
     )
-}
-
-/// Whether `current`'s xmax is at or after `previous`'s.
-fn xid_moved_forward(previous: &str, current: &str) -> bool {
-    let xmax = |s: &str| s.split(':').nth(1).and_then(|x| x.parse::<u64>().ok());
-    matches!((xmax(previous), xmax(current)), (Some(p), Some(c)) if c >= p)
 }
 
 /// Streams one query's binary COPY through the decoder into lake files.

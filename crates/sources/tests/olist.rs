@@ -4,7 +4,7 @@
 //! deletes found by transaction id and key comparison, then schema changes;
 //! after every run the warehouse equals the source and nothing came twice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio_postgres::Client;
 use tributary_lake::Lake;
@@ -13,7 +13,7 @@ use tributary_sources::{
     ingest::{RunOptions, SourceRun, run_source},
     load::load_source,
 };
-use tributary_testkit::{TestDb, skip, temp_lake};
+use tributary_testkit::{TestDb, psql_file, shared, table_fingerprint as fingerprint, temp_lake};
 
 const TABLES: [&str; 9] = [
     "customers",
@@ -26,55 +26,6 @@ const TABLES: [&str; 9] = [
     "products",
     "sellers",
 ];
-
-/// `../shared/<name>`, or `None` after a skip message.
-fn shared(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../../shared/{name}"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        skip(&format!(
-            "{} is absent; the real-data tests need ../shared beside the checkout",
-            dir.display()
-        ));
-        None
-    }
-}
-
-/// Runs a psql script (gzipped or not) against `url`.
-fn psql(url: &str, file: &Path) {
-    let command = if file.extension().is_some_and(|e| e == "gz") {
-        format!(
-            "gunzip -c '{}' | psql -q -v ON_ERROR_STOP=1 '{url}'",
-            file.display()
-        )
-    } else {
-        format!("psql -q -v ON_ERROR_STOP=1 '{url}' -f '{}'", file.display())
-    };
-    let out = std::process::Command::new("sh")
-        .args(["-c", &command])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// An order-independent fingerprint of a table's rows, as PostgreSQL prints them.
-async fn fingerprint(client: &Client, table: &str) -> (i64, String) {
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
-}
 
 async fn assert_equal(source: &Client, warehouse: &Client, tables: &[&str]) {
     for table in tables {
@@ -109,8 +60,8 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
     let Some(warehouse_db) = TestDb::create("olist_wh").await else {
         return;
     };
-    psql(&source_db.url, &dir.join("schema.sql"));
-    psql(&source_db.url, &dir.join("data.sql.gz"));
+    psql_file(&source_db.url, &dir.join("schema.sql"), &[]);
+    psql_file(&source_db.url, &dir.join("data.sql.gz"), &[]);
     let mut source = source_db.connect().await;
     tributary_sources::olist::create_companions(&source)
         .await
@@ -120,6 +71,10 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
     let raw = Lake::from_url(&url).unwrap();
     let file = file();
     let options = RunOptions::default();
+    let check = RunOptions {
+        check_deletes: true,
+        ..RunOptions::default()
+    };
 
     // 1. The first run reads every table whole.
     let first = run_source(&mut source, &raw, &file, &options)
@@ -159,17 +114,7 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
     tributary_sources::olist::apply_month(&source, 1)
         .await
         .unwrap();
-    let month = run_source(
-        &mut source,
-        &raw,
-        &file,
-        &RunOptions {
-            check_deletes: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let month = run_source(&mut source, &raw, &file, &check).await.unwrap();
     let (orders_read, orders_deleted) = rows(&month, "orders");
     assert!(orders_read >= 3_000 && orders_deleted > 0, "{month:?}");
     let loaded = load_source(&mut warehouse, &raw, "olist").await.unwrap();
@@ -219,17 +164,7 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
         .await
         .unwrap();
     assert!(inserted == 500 && updated >= 40 && deleted_payments >= 25);
-    let second = run_source(
-        &mut source,
-        &raw,
-        &file,
-        &RunOptions {
-            check_deletes: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let second = run_source(&mut source, &raw, &file, &check).await.unwrap();
     let (payment_rows, payment_deletes) = rows(&second, "order_payments");
     assert_eq!(payment_rows, inserted + updated, "each change once");
     assert_eq!(
@@ -256,17 +191,7 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
         .batch_execute("DELETE FROM sellers WHERE seller_id = 'ffffffffffffffffffffffffffffffff'")
         .await
         .unwrap();
-    let fourth = run_source(
-        &mut source,
-        &raw,
-        &file,
-        &RunOptions {
-            check_deletes: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let fourth = run_source(&mut source, &raw, &file, &check).await.unwrap();
     assert_eq!(rows(&fourth, "sellers"), (0, 1));
     let loaded = load_source(&mut warehouse, &raw, "olist").await.unwrap();
     assert_eq!(loaded.manifests, [4, 5, 6]);

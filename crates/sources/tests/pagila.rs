@@ -4,7 +4,7 @@
 //! of rentals and payments from its own script; after each run every
 //! table of the warehouse equals the source, and nothing is read twice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio_postgres::Client;
 use tributary_lake::Lake;
@@ -13,45 +13,7 @@ use tributary_sources::{
     ingest::{RunOptions, run_source},
     load::load_source,
 };
-use tributary_testkit::{TestDb, skip, temp_lake};
-
-fn shared_pagila() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pagila");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        skip(&format!(
-            "{} is absent; the real-data tests need ../shared beside the checkout",
-            dir.display()
-        ));
-        None
-    }
-}
-
-fn sh(command: &str) {
-    let out = std::process::Command::new("sh")
-        .args(["-c", command])
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn fingerprint(client: &Client, table: &str) -> (i64, String) {
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
-}
+use tributary_testkit::{TestDb, psql_file, shared, table_fingerprint as fingerprint, temp_lake};
 
 async fn assert_equal(source: &Client, warehouse: &Client, tables: &[String]) {
     for table in tables {
@@ -63,7 +25,7 @@ async fn assert_equal(source: &Client, warehouse: &Client, tables: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagila_with_every_kind_of_column_and_its_monthly_changes_arrives_exactly() {
-    let Some(dir) = shared_pagila() else {
+    let Some(dir) = shared("pagila") else {
         return;
     };
     let Some(source_db) = TestDb::create("pagila_src").await else {
@@ -73,14 +35,8 @@ async fn pagila_with_every_kind_of_column_and_its_monthly_changes_arrives_exactl
         return;
     };
     let url = &source_db.url;
-    sh(&format!(
-        "psql -q -v ON_ERROR_STOP=1 '{url}' -f '{}' >/dev/null",
-        dir.join("pagila-schema.sql").display()
-    ));
-    sh(&format!(
-        "gunzip -c '{}' | psql -q -v ON_ERROR_STOP=1 '{url}' >/dev/null",
-        dir.join("pagila-data.sql.gz").display()
-    ));
+    psql_file(url, &dir.join("pagila-schema.sql"), &[]);
+    psql_file(url, &dir.join("pagila-data.sql.gz"), &[]);
     let mut source = source_db.connect().await;
     let mut warehouse = warehouse_db.connect().await;
     let (_lake_dir, lake_url) = temp_lake();
@@ -118,10 +74,11 @@ async fn pagila_with_every_kind_of_column_and_its_monthly_changes_arrives_exactl
         }
     };
     let (rentals_before, payments_before) = (count("rental").await, count("payment").await);
-    sh(&format!(
-        "psql -q -v ON_ERROR_STOP=1 -v target_month=2022-08-01 '{url}' -f '{}' >/dev/null",
-        dir.join("add_monthly_data.sql").display()
-    ));
+    psql_file(
+        url,
+        &dir.join("add_monthly_data.sql"),
+        &[("target_month", "2022-08-01")],
+    );
     let new_rentals = count("rental").await - rentals_before;
     let new_payments = count("payment").await - payments_before;
     assert!(new_rentals > 0 && new_payments > 0);

@@ -124,17 +124,66 @@ pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
 
 /// `../shared/totesys`, or `None` after a skip message.
 pub fn shared_totesys() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/totesys");
-    if dir.join("schema.sql").is_file() {
+    shared("totesys")
+}
+
+/// `../shared/<name>` (real data kept outside the repository: totesys,
+/// olist, pagila), or `None` after a skip message.
+pub fn shared(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../../shared/{name}"));
+    if dir.is_dir() {
         Some(dir)
     } else {
-        // The real snapshots are test data kept outside the repository.
         skip(&format!(
-            "{} is absent; the real-snapshot tests need ../shared beside the checkout",
+            "{} is absent; the real-data tests need ../shared beside the checkout",
             dir.display()
         ));
         None
     }
+}
+
+/// Runs a psql script against `url` (gunzipped first when it ends in
+/// `.gz`), with `-v name=value` variables; panics with psql's message.
+pub fn psql_file(url: &str, file: &Path, variables: &[(&str, &str)]) {
+    let vars: String = variables
+        .iter()
+        .map(|(k, v)| format!(" -v {k}='{v}'"))
+        .collect();
+    let command = if file.extension().is_some_and(|e| e == "gz") {
+        format!(
+            "gunzip -c '{}' | psql -q -v ON_ERROR_STOP=1{vars} '{url}' >/dev/null",
+            file.display()
+        )
+    } else {
+        format!(
+            "psql -q -v ON_ERROR_STOP=1{vars} '{url}' -f '{}' >/dev/null",
+            file.display()
+        )
+    };
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An order-independent fingerprint of a table's rows as PostgreSQL prints
+/// them: (row count, md5 of the sorted rows).
+pub async fn table_fingerprint(client: &Client, table: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"
+            ),
+            &[],
+        )
+        .await
+        .expect("fingerprint a table");
+    (row.get(0), row.get(1))
 }
 
 /// Loads a gzipped pg_dump data file (COPY … FROM stdin blocks) into

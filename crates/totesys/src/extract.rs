@@ -168,6 +168,21 @@ fn pg_timestamp_text(ms: i64) -> String {
         .unwrap_or_else(|| "-infinity".to_string())
 }
 
+/// A FROM item bringing in, as `b`, the snapshot held by the transaction-local
+/// setting `tributary.previous_snapshot` (set with a bind parameter), its
+/// xmin as a 64-bit number and that xmin's age.
+pub const PREVIOUS_SNAPSHOT: &str = "(SELECT prev, \
+       pg_snapshot_xmin(prev)::text::bigint AS prev_xmin, \
+       age((pg_snapshot_xmin(prev)::text::bigint % 4294967296)::text::xid) AS prev_age \
+    FROM (SELECT current_setting('tributary.previous_snapshot')::pg_snapshot AS prev) s) b";
+
+/// True for a row of `t` whose creating transaction the snapshot `b`
+/// ([`PREVIOUS_SNAPSHOT`]) could not see: inserted or updated since. The
+/// row's xmin is widened to 64 bits from its age for the exact test;
+/// `age(xmin)` first prunes every row older than the snapshot's xmin.
+pub const NOT_VISIBLE_TO_PREVIOUS: &str = "(age(t.xmin) <= b.prev_age \
+    AND NOT pg_visible_in_snapshot((b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev))";
+
 /// The COPY statement. Identifiers come from the static table list; values
 /// travel as transaction-local settings set with bind parameters, because
 /// COPY itself cannot take parameters.
@@ -181,16 +196,9 @@ fn copy_statement(plan: &ExtractPlan) -> String {
             "WHERE t.{LAST_UPDATED} > (SELECT current_setting('tributary.lower_bound')::timestamp)"
         ),
         (Some(_), Some(_)) => format!(
-            // age(xmin) is cheap and prunes all rows older than the previous
-            // snapshot's xmin before the exact visibility test runs.
-            ", (SELECT prev, \
-                       pg_snapshot_xmin(prev)::text::bigint AS prev_xmin, \
-                       age((pg_snapshot_xmin(prev)::text::bigint % 4294967296)::text::xid) AS prev_age \
-                FROM (SELECT current_setting('tributary.previous_snapshot')::pg_snapshot AS prev) s) b \
+            ", {PREVIOUS_SNAPSHOT} \
              WHERE t.{LAST_UPDATED} > (SELECT current_setting('tributary.lower_bound')::timestamp) \
-                OR (age(t.xmin) <= b.prev_age \
-                    AND NOT pg_visible_in_snapshot( \
-                        (b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev))"
+                OR {NOT_VISIBLE_TO_PREVIOUS}"
         ),
     };
     let (filter, order) = match plan.part {

@@ -48,7 +48,7 @@ use futures_util::{SinkExt, pin_mut};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Transaction};
-use tributary_lake::Lake;
+use tributary_lake::{FileEntry, Lake};
 
 use crate::{
     Error, Kind, Result, WAREHOUSE_DDL, WAREHOUSE_TABLES, WType, WarehouseTable,
@@ -102,13 +102,13 @@ pub struct LoadedManifest {
     pub already_loaded: bool,
 }
 
-/// Loads the files of processed manifest `seq` (keys per table) in one transaction.
+/// Loads the files of processed manifest `seq` (its entries per table) in one transaction.
 pub async fn load_manifest(
     client: &mut Client,
     lake: &Lake,
     seq: u64,
     run_id: &str,
-    files: &BTreeMap<String, Vec<String>>,
+    files: &BTreeMap<String, Vec<FileEntry>>,
 ) -> Result<LoadedManifest> {
     let tx = client.transaction().await?;
     // One loader at a time; a second waits, then finds the manifest logged.
@@ -136,15 +136,20 @@ pub async fn load_manifest(
     };
     let mut filled = Filled::new();
     for table in &WAREHOUSE_TABLES {
-        let Some(keys) = files.get(table.name).filter(|k| !k.is_empty()) else {
+        let Some(entries) = files.get(table.name).filter(|k| !k.is_empty()) else {
             continue;
         };
+        let keys: Vec<String> = entries.iter().map(|f| f.key.clone()).collect();
+        let keys = keys.as_slice();
+        // Only a large batch may be appended; a small one (a minute of
+        // changes) skips the footer reads that decide it.
+        let large = entries.iter().map(|f| f.rows).sum::<u64>() >= BULK_ROWS;
         let started = Instant::now();
         let table_load = match table.kind {
             Kind::Date => load_dates(&tx, lake, table, keys).await?,
-            Kind::Dimension => load_dimension(&tx, lake, table, keys).await?,
+            Kind::Dimension => load_dimension(&tx, lake, table, keys, large).await?,
             Kind::Fact { record_key } => {
-                load_facts(&tx, lake, table, record_key, keys, &filled).await?
+                load_facts(&tx, lake, table, record_key, (keys, large), &filled).await?
             }
         };
         let TableLoad {
@@ -377,6 +382,7 @@ async fn load_dimension(
     lake: &Lake,
     table: &WarehouseTable,
     keys: &[String],
+    large: bool,
 ) -> Result<TableLoad> {
     let started = Instant::now();
     let mut read = Duration::ZERO;
@@ -406,9 +412,10 @@ async fn load_dimension(
             });
         }
     }
-    if keys_after_table(tx, lake, table, table.primary_key(), keys)
-        .await?
-        .is_some()
+    if large
+        && keys_after_table(tx, lake, table, table.primary_key(), keys)
+            .await?
+            .is_some()
     {
         // Only new keys, many: nothing to change, so straight in, the
         // primary key kept (it refuses a key given twice).
@@ -485,7 +492,7 @@ async fn load_facts(
     lake: &Lake,
     table: &'static WarehouseTable,
     record_key: &'static str,
-    keys: &[String],
+    (keys, large): (&[String], bool),
     filled: &Filled,
 ) -> Result<TableLoad> {
     if is_empty(tx, table.name).await? {
@@ -500,7 +507,7 @@ async fn load_facts(
             return load_facts_into_empty(tx, lake, table, record_key, keys, filled).await;
         }
     }
-    if let Some(after) = keys_after_table(tx, lake, table, table.key, keys).await? {
+    if large && let Some(after) = keys_after_table(tx, lake, table, table.key, keys).await? {
         return append_facts(tx, lake, table, keys, filled, after).await;
     }
     let started = Instant::now();
@@ -528,14 +535,14 @@ struct After {
     key: i64,
 }
 
-/// Whether the batch is large ([`BULK_ROWS`] or more) and every row's
-/// `column` (a fact's id, a dimension's key) is greater than any in the
-/// table, by the files' footer statistics (two small ranged reads a file),
-/// so that no row of the batch can be there already: the next part of a
-/// first load read in parts, or a backfill of new rows. `None` when not,
-/// or when a file says nothing of its keys; small batches are staged (a
-/// minute of changes: the lock and the footers would cost more than they
-/// save).
+/// Whether every row's `column` (a fact's id, a dimension's key) is
+/// greater than any in the table, by the files' footer statistics (two
+/// small ranged reads a file), so that no row of the batch can be there
+/// already: the next part of a first load read in parts, or a backfill of
+/// new rows. `None` when not, or when a file says nothing of its keys.
+/// Callers ask only for large batches ([`BULK_ROWS`] rows or more, by the
+/// manifest): for a minute of changes the footers would cost more than
+/// they save.
 async fn keys_after_table(
     tx: &Transaction<'_>,
     lake: &Lake,
@@ -560,7 +567,6 @@ async fn keys_after_table(
     let Some(greatest) = greatest else {
         return Ok(None);
     };
-    let mut rows = 0;
     for key in keys {
         let footer = match tributary_lake::parquet::read_footer(lake, key).await {
             Ok(footer) => footer,
@@ -571,17 +577,13 @@ async fn keys_after_table(
                 return Ok(None);
             }
         };
-        let file_rows = u64::try_from(footer.file_metadata().num_rows()).unwrap_or(0);
-        if file_rows == 0 {
+        if footer.file_metadata().num_rows() == 0 {
             continue;
         }
         match tributary_lake::parquet::int_column_min(&footer, column) {
-            Some(least) if least > greatest => rows += file_rows,
+            Some(least) if least > greatest => {}
             _ => return Ok(None),
         }
-    }
-    if rows < BULK_ROWS {
-        return Ok(None);
     }
     Ok(Some(After { key: greatest }))
 }

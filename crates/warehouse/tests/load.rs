@@ -18,7 +18,7 @@ use arrow_array::{
 };
 use chrono::NaiveDate;
 use tokio_postgres::Client;
-use tributary_lake::Lake;
+use tributary_lake::{FileEntry, Lake};
 use tributary_testkit::{TestDb, temp_lake};
 use tributary_warehouse::{
     Error, WType, WarehouseTable,
@@ -238,17 +238,18 @@ async fn write(
     lake: &Lake,
     seq: u64,
     tables: &BTreeMap<&'static str, Vec<Vec<V>>>,
-) -> BTreeMap<String, Vec<String>> {
+) -> BTreeMap<String, Vec<FileEntry>> {
     static FILES: AtomicU64 = AtomicU64::new(0);
     let mut files = BTreeMap::new();
     for (name, rows) in tables {
         let table = WarehouseTable::by_name(name).unwrap();
         let n = FILES.fetch_add(1, Ordering::Relaxed);
         let key = format!("warehouse/{name}/m{seq}-{n}.parquet");
-        lake.put_batch(&key, name, &batch(table, rows))
+        let entry = lake
+            .put_batch(&key, name, &batch(table, rows))
             .await
             .unwrap();
-        files.insert(name.to_string(), vec![key]);
+        files.insert(name.to_string(), vec![entry]);
     }
     files
 }
@@ -840,15 +841,15 @@ async fn a_processed_file_that_is_not_parquet_fails_the_load_and_leaves_nothing(
     let mut files = write(&lake, 1, &tables).await;
     // A second file of facts, cut short: the first has gone out by then.
     let good = files["fact_sales_order"][0].clone();
-    let bytes = lake.get(&good).await.unwrap();
+    let bytes = lake.get(&good.key).await.unwrap();
     let cut = "warehouse/fact_sales_order/cut.parquet";
     lake.put_once(cut, bytes.slice(..bytes.len() / 2))
         .await
         .unwrap();
-    files
-        .get_mut("fact_sales_order")
-        .unwrap()
-        .push(cut.to_string());
+    files.get_mut("fact_sales_order").unwrap().push(FileEntry {
+        key: cut.to_string(),
+        ..good
+    });
     let error = load_manifest(&mut client, &lake, 1, "run-1", &files)
         .await
         .unwrap_err();

@@ -7,7 +7,7 @@ use std::{
 };
 
 use tokio_postgres::Client;
-use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId};
+use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId};
 use tributary_warehouse::load::{LoadedManifest, init, load_manifest, loaded_through};
 
 use crate::{Error, Result, alerts::Alerts, stage::Stage, totesys::transform::TransformState};
@@ -74,12 +74,12 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
                 reason: "missing although a later manifest exists".to_string(),
             })
         })?;
-        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut files: BTreeMap<String, Vec<FileEntry>> = BTreeMap::new();
         for file in &manifest.files {
             files
                 .entry(file.table.clone())
                 .or_default()
-                .push(file.key.clone());
+                .push(file.clone());
         }
         taken += manifest.files.iter().map(|f| f.rows).sum::<u64>();
         let table_started = Instant::now();
