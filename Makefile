@@ -25,12 +25,14 @@ test: stack test-deps
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-## Python packages the tests use: pyarrow (an independent Parquet reader) and
-## cargo-lambda (runs a function under the Lambda runtime API emulator).
+## Python packages the tests use: pyarrow (an independent Parquet reader),
+## dbt-postgres (the Olist models, in its own virtualenv) and cargo-lambda
+## (runs a function under the Lambda runtime API emulator).
 test-deps:
 	@python3 -c 'import pyarrow' 2>/dev/null || { \
 	  echo "installing pyarrow (the tests' independent Parquet reader)"; \
 	  python3 -m pip install --quiet pyarrow || { echo "cannot install pyarrow: run 'python3 -m pip install pyarrow'" >&2; exit 1; }; }
+	@scripts/dbt.sh --install
 	@$(CARGO) lambda --version >/dev/null 2>&1 || { \
 	  echo "installing cargo-lambda (python3 -m pip install cargo-lambda)"; \
 	  python3 -m pip install --quiet cargo-lambda || { echo "cannot install cargo-lambda: run 'python3 -m pip install cargo-lambda'" >&2; exit 1; }; }

@@ -57,6 +57,25 @@ TRIBUTARY_MERCADO_URL=$(sed -n 1p "$replay_url") TRIBUTARY_COINCAP_URL=$(sed -n 
 kill $replay 2>/dev/null || true
 trap - EXIT
 
+step "olist: another database by configuration alone (examples/sources/olist.toml), no change-tracking column"
+orders=$(psql "$OLIST_DATABASE_URL" -Atc "select to_regclass('public.orders') is not null")
+if [ "$orders" = "f" ]; then
+  "$bin" generate-olist --orders "${DEMO_OLIST_ORDERS:-20000}"
+fi
+"$bin" sources --dir examples/sources --source olist --dbt-models dbt/models
+# Each demo run adds the next month of business: new orders, deliveries,
+# purged cancellations, withdrawn reviews.
+"$bin" generate-olist --next-month
+"$bin" sources --dir examples/sources --source olist --check-deletes --dbt-models dbt/models
+
+step "olist: the star schema built with dbt (dbt/models/olist) on the warehouse schema src_olist"
+scripts/dbt.sh build --quiet
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select p.category_english, count(*) as items, sum(f.item_total) as brl,
+         round(avg(f.days_to_deliver), 1) as mean_days_to_deliver
+  from olist.fact_order_item f join olist.dim_product p using (product_id)
+  group by 1 order by brl desc limit 8"
+
 step "status of the raw lake"
 "$bin" status
 

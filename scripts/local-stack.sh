@@ -32,7 +32,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd -P)"
 PROG="local-stack"
 
 PG_USER=postgres
-DATABASES=(totesys warehouse)
+DATABASES=(totesys warehouse olist)
 AWS_TEST_REGION=eu-west-2
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -783,6 +783,7 @@ cmd_env() {
     cat <<EOF
 export TOTESYS_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/totesys
 export WAREHOUSE_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/warehouse
+export OLIST_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/olist
 export TRIBUTARY_PG_ADMIN_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ALLOW_HTTP=true

@@ -74,6 +74,9 @@ enum Command {
     /// database): changes into the raw lake, then into the warehouse
     /// schema src_<name>.
     Sources(sources::SourcesArgs),
+    /// Make up an Olist marketplace database (all nine tables) for a demo
+    /// or a benchmark, or apply a month of its business.
+    GenerateOlist(sources::GenerateOlistArgs),
     /// Benchmark floor of the transform, after a first transform: decode the
     /// raw files it read and encode its output again, side by side, no work.
     #[command(hide = true)]
@@ -326,6 +329,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Transform(args) => run_transform(args).await,
         Command::Load(args) => run_load(args).await,
         Command::Sources(args) => sources::run_sources(args).await,
+        Command::GenerateOlist(args) => sources::run_generate_olist(args).await,
         Command::Run(args) => run_cycles(args).await,
         Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
         Command::Reconcile(args) => run_reconcile(args).await,

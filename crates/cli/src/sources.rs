@@ -32,6 +32,81 @@ pub(crate) struct SourcesArgs {
     /// Only the raw lake; leave the warehouse as it is
     #[arg(long)]
     no_load: bool,
+    /// After the run, write each source's dbt sources file,
+    /// `<DIR>/<name>/_sources.yml`, from the schema the run recorded
+    #[arg(long, value_name = "DIR")]
+    dbt_models: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct GenerateOlistArgs {
+    /// The environment variable holding the Olist database's URL
+    #[arg(long, default_value = "OLIST_DATABASE_URL")]
+    url_env: String,
+    /// Paid-for orders to make up (about two items each), in an empty
+    /// database
+    #[arg(long, default_value_t = 20_000, conflicts_with_all = ["month", "next_month"])]
+    orders: u64,
+    /// Instead: apply month number N of business to the existing tables
+    /// (new orders, deliveries, purged cancellations, withdrawn reviews)
+    #[arg(long, value_name = "N", conflicts_with = "next_month")]
+    month: Option<u32>,
+    /// Instead: apply the first month not yet applied
+    #[arg(long)]
+    next_month: bool,
+}
+
+/// Makes up an Olist database, or a month of its business.
+pub(crate) async fn run_generate_olist(args: GenerateOlistArgs) -> anyhow::Result<()> {
+    let url = std::env::var(&args.url_env)
+        .with_context(|| format!("set {} to the Olist database's URL", args.url_env))?;
+    let variable: &'static str = Box::leak(args.url_env.clone().into_boxed_str());
+    let client = tributary_pipeline::db::connect(&url, "olist", variable, None).await?;
+    let started = std::time::Instant::now();
+    let month = match args.month {
+        Some(month) => Some(month),
+        None if args.next_month => Some(tributary_sources::olist::next_month(&client).await?),
+        None => None,
+    };
+    match month {
+        Some(month) => {
+            tributary_sources::olist::apply_month(&client, month).await?;
+            println!(
+                "olist: month {month} applied in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        None => {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('public.orders') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            anyhow::ensure!(
+                !exists,
+                "the database in {} already has an orders table: generate into an empty database",
+                args.url_env
+            );
+            tributary_sources::olist::generate(&client, args.orders).await?;
+            println!(
+                "olist: generated in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    for row in client
+        .query(
+            "SELECT c.relname::text, c.reltuples::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1",
+            &[],
+        )
+        .await?
+    {
+        let (table, rows): (String, i64) = (row.get(0), row.get(1));
+        println!("{table:<36} {:>10}", rows.max(0));
+    }
+    Ok(())
 }
 
 pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
@@ -111,6 +186,17 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
                 warehouse_schema(&file.name),
                 loaded.manifests.len()
             );
+        }
+    }
+    if let Some(dir) = &args.dbt_models {
+        for file in &files {
+            let yaml = tributary_sources::dbt::latest_sources_yaml(&raw, &file.name).await?;
+            let folder = dir.join(&file.name);
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("create {}", folder.display()))?;
+            let path = folder.join("_sources.yml");
+            std::fs::write(&path, yaml).with_context(|| format!("write {}", path.display()))?;
+            println!("dbt sources: {}", path.display());
         }
     }
     anyhow::ensure!(stopped == 0, "{stopped} table(s) stopped (see above)");

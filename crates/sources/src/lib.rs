@@ -3,6 +3,7 @@
 //! - [`config`]: the source files (`sources/<name>.toml`) and what they may say.
 //! - [`types`]: PostgreSQL column types as the catalog reports them, and the
 //!   Arrow type each becomes in the lake.
+//! - [`dbt`]: dbt `sources:` files written from the schema a run recorded.
 //! - [`decode`]: PostgreSQL's binary COPY into Arrow batches, any column types.
 //! - [`ingest`]: one run of a source into the raw lake: changes by
 //!   transaction id (or a cursor), deletes by key comparison, the schema
@@ -15,6 +16,7 @@
 //!   warehouse.
 
 pub mod config;
+pub mod dbt;
 pub mod decode;
 mod error;
 pub mod ingest;

@@ -18,7 +18,7 @@ use tokio_postgres::{Client, Transaction};
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog};
 
 use crate::{
-    Result,
+    Error, Result,
     ingest::{SourceState, TableState, source_lake},
     text::put_rows,
     types::{SourceColumn, quote_ident},
@@ -69,6 +69,9 @@ pub async fn load_source(client: &mut Client, raw: &Lake, name: &str) -> Result<
             )
             .await?
             .get(0);
+        if loaded > 0 {
+            same_lake(&tx, &log, &schema, loaded as u64).await?;
+        }
         let seq = loaded as u64 + 1;
         if seq > latest {
             break;
@@ -93,6 +96,36 @@ pub async fn load_source(client: &mut Client, raw: &Lake, name: &str) -> Result<
         run.manifests.push(seq);
     }
     Ok(run)
+}
+
+/// Refuses to go on when the last manifest the warehouse applied is not
+/// this lake's manifest of that number: the schema was loaded from another
+/// raw lake (or the lake was replaced), and applying this lake's later
+/// manifests on top would mix two histories.
+async fn same_lake(tx: &Transaction<'_>, log: &ManifestLog, schema: &str, seq: u64) -> Result<()> {
+    let loaded_run: String = tx
+        .query_one(
+            &format!("SELECT run_id FROM {schema}._tributary_load_log WHERE seq = $1"),
+            &[&(seq as i64)],
+        )
+        .await?
+        .get(0);
+    let here = log
+        .read::<SourceState>(seq)
+        .await?
+        .map(|m| m.run_id.as_str().to_string());
+    if here.as_deref() == Some(loaded_run.as_str()) {
+        return Ok(());
+    }
+    Err(Error::Config {
+        file: schema.to_string(),
+        reason: format!(
+            "the warehouse applied manifest {seq} of run {loaded_run}, but this raw lake's manifest {seq} is {}: \
+             the schema was loaded from another lake. Point --raw-url at that lake, or drop the schema \
+             (DROP SCHEMA {schema} CASCADE) to load this lake from the start",
+            here.map_or("missing".to_string(), |r| format!("run {r}"))
+        ),
+    })
 }
 
 /// One manifest: per table, its new versions, then its tombstones.

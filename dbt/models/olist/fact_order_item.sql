@@ -1,0 +1,30 @@
+-- One row per item of an order, with the order's status, dates and
+-- customer; price and freight in BRL as Olist records them. Payments are
+-- per order, not per item: the order's total paid is repeated on each of
+-- its items as order_paid (sum it per order, not per item).
+with paid as (
+    select order_id, sum(payment_value) as order_paid
+    from {{ source('olist', 'order_payments') }}
+    group by order_id
+)
+select
+    i.order_id || '-' || i.order_item_id          as order_item_key,
+    i.order_id,
+    i.order_item_id,
+    o.customer_id,
+    i.product_id,
+    i.seller_id,
+    o.order_status,
+    o.order_purchase_timestamp::date              as purchase_date,
+    o.order_purchase_timestamp                    as purchased_at,
+    o.order_delivered_customer_date               as delivered_at,
+    o.order_estimated_delivery_date::date         as estimated_delivery_date,
+    o.order_delivered_customer_date::date
+      - o.order_purchase_timestamp::date          as days_to_deliver,
+    i.price,
+    i.freight_value,
+    i.price + i.freight_value                     as item_total,
+    p.order_paid
+from {{ source('olist', 'order_items') }} i
+join {{ source('olist', 'orders') }} o on o.order_id = i.order_id
+left join paid p on p.order_id = i.order_id
