@@ -48,7 +48,7 @@ pub async fn write_dataset(
         while let Some(batch) = batches.blocking_recv() {
             let current = match encoder.as_mut() {
                 Some(current) => current,
-                None => encoder.insert(ParquetEncoder::new(schema.clone())?),
+                None => encoder.insert(ParquetEncoder::for_batch(schema.clone(), &batch)?),
             };
             current.write(&batch)?;
             if current.rows() >= file_rows

@@ -38,7 +38,7 @@ type ValueResult<T = ()> = std::result::Result<T, String>;
 
 /// What a `numeric` on the wire is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Numeric {
+pub(crate) enum Numeric<'a> {
     /// `NaN`.
     NaN,
     /// `Infinity` (negative: `-Infinity`).
@@ -55,14 +55,32 @@ pub(crate) enum Numeric {
         weight: i16,
         /// Digits to show after the point.
         dscale: u16,
-        /// Base-10000 digits, each 0..=9999.
-        digits: Vec<u16>,
+        /// Base-10000 digits, each 0..=9999, as on the wire (no copy).
+        digits: Digits<'a>,
     },
 }
 
-impl Numeric {
+/// Base-10000 digits as the wire has them: big-endian pairs of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Digits<'a>(&'a [u8]);
+
+impl Digits<'_> {
+    fn get(&self, i: usize) -> Option<u16> {
+        self.0
+            .get(2 * i..2 * i + 2)
+            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0
+            .chunks_exact(2)
+            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+    }
+}
+
+impl<'a> Numeric<'a> {
     /// Reads PostgreSQL's binary `numeric`.
-    pub(crate) fn from_wire(value: &[u8]) -> ValueResult<Numeric> {
+    pub(crate) fn from_wire(value: &'a [u8]) -> ValueResult<Numeric<'a>> {
         if value.len() < 8 {
             return Err(format!("numeric of {} bytes has no header", value.len()));
         }
@@ -88,8 +106,8 @@ impl Numeric {
         if dscale > 0x3FFF {
             return Err(format!("numeric display scale {dscale} is not valid"));
         }
-        let digits: Vec<u16> = (0..ndigits as usize).map(|i| word(4 + i)).collect();
-        if let Some(bad) = digits.iter().find(|d| **d > 9999) {
+        let digits = Digits(&value[8..]);
+        if let Some(bad) = digits.iter().find(|d| *d > 9999) {
             return Err(format!("numeric digit {bad} is not below 10000"));
         }
         Ok(Numeric::Finite {
@@ -118,10 +136,9 @@ impl Numeric {
             usize::try_from(i)
                 .ok()
                 .and_then(|i| digits.get(i))
-                .copied()
                 .unwrap_or(0)
         };
-        if negative && digits.iter().any(|d| *d != 0) {
+        if negative && digits.iter().any(|d| d != 0) {
             out.push('-');
         }
         // Integer part: groups 0..=weight.
@@ -171,10 +188,10 @@ impl Numeric {
         let too_large = || format!("numeric does not fit numeric({precision},{scale})");
         let mut scaled: i128 = 0;
         for (i, digit) in digits.iter().enumerate() {
-            if *digit == 0 {
+            if digit == 0 {
                 continue;
             }
-            let digit = i128::from(*digit);
+            let digit = i128::from(digit);
             // This digit is digit × 10000^(weight − i): in units of
             // 10^-scale that is digit × 10^(4 (weight − i) + scale).
             let exponent = 4 * (weight - i as i32) + i32::from(scale);

@@ -42,7 +42,7 @@ use crate::{
     Error, Result,
     config::SourceFile,
     decode::RowDecoder,
-    keyset::KeySet,
+    keyset::{KeyHashes, Missing},
     types::{SourceColumn, arrow_schema, quote_ident, table_columns},
 };
 
@@ -179,8 +179,7 @@ pub async fn run_source(
             table_state
                 .keys_checked_at
                 .is_none_or(|at| (started_at - at).to_std().unwrap_or_default() >= every)
-        }) || options.check_deletes
-            || table_state.keys_file.is_none();
+        }) || options.check_deletes;
         // What to read: everything the first time (or when the source's
         // history changed under the snapshot), else what changed.
         let since = table_state
@@ -533,37 +532,98 @@ async fn check_deletes(
         quote_ident(&source.schema),
         quote_ident(table)
     );
-    let stream = tx.copy_out(select.as_str()).await?;
-    pin_mut!(stream);
-    let mut decoder = RowDecoder::new(table, &key_columns, BATCH_ROWS);
-    let mut now_batches = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        decoder.feed(&chunk?, &mut now_batches)?;
+    // The keys now: hashed into memory, their values streamed to the new
+    // key-set file.
+    let keys_table = format!("{table}/_keys");
+    let (sender, receiver) = mpsc::channel(2);
+    let prefix = keys_table.clone();
+    let run = run_id.clone();
+    let writer = tokio::spawn(write_dataset(
+        lake.clone(),
+        keys_table.clone(),
+        arrow_schema(&key_columns),
+        u64::MAX,
+        move |part| {
+            format!(
+                "{prefix}/{}",
+                tributary_lake::keys::run_file(&run, part, "parquet")
+            )
+        },
+        receiver,
+    ));
+    let mut now = KeyHashes::default();
+    let read = async {
+        let stream = tx.copy_out(select.as_str()).await?;
+        pin_mut!(stream);
+        let mut decoder = RowDecoder::new(table, &key_columns, BATCH_ROWS);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            decoder.feed(&chunk?, &mut out)?;
+            for batch in out.drain(..) {
+                now.add(&batch, &key_columns)?;
+                if sender.send(batch).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(batch) = decoder.finish()? {
+            now.add(&batch, &key_columns)?;
+            let _ = sender.send(batch).await;
+        }
+        Ok::<(), Error>(())
     }
-    now_batches.extend(decoder.finish()?);
-    let now = KeySet::from_batches(&now_batches, &key_columns)?;
+    .await;
+    drop(sender);
+    let written = writer
+        .await
+        .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))??;
+    read?;
+    now.seal();
+    let keys_file = match written.files.into_iter().next() {
+        Some(file) => file,
+        // An empty table: an empty key set, so the next check knows it.
+        None => {
+            lake.put_batch(
+                &format!(
+                    "{keys_table}/{}",
+                    tributary_lake::keys::run_file(run_id, 0, "parquet")
+                ),
+                &keys_table,
+                &RecordBatch::new_empty(arrow_schema(&key_columns)),
+            )
+            .await?
+        }
+    };
 
     // What the lake says exists: the last key set, and every key written
-    // since (an insert the table has deleted again must be deleted too).
-    let mut known = KeySet::default();
+    // since (an insert the table has deleted again must be deleted too),
+    // streamed past the keys now; only the missing ones are kept.
+    let mut missing = Missing::default();
     let names: Vec<&str> = key.iter().map(String::as_str).collect();
+    let mut known_files = Vec::new();
     if let Some(file) = &state.keys_file {
-        let (_, batches) = tributary_lake::parquet::decode_columns(lake.get(file).await?, &names)?;
-        known.extend_from_batches(&batches, &key_columns)?;
+        known_files.push(file.clone());
     }
     for seq in state.keys_seq + 1..=previous_seq {
         let Some(manifest) = log.read::<serde_json::Value>(seq).await? else {
             continue;
         };
-        for entry in manifest.files.iter().filter(|f| f.table == table) {
-            let (_, batches) =
-                tributary_lake::parquet::decode_columns(lake.get(&entry.key).await?, &names)?;
-            known.extend_from_batches(&batches, &key_columns)?;
+        known_files.extend(
+            manifest
+                .files
+                .into_iter()
+                .filter(|f| f.table == table)
+                .map(|f| f.key),
+        );
+    }
+    for file in known_files {
+        let bytes = lake.get(&file).await?;
+        for batch in tributary_lake::parquet::decode_column_batches(bytes, &names)? {
+            missing.collect(&batch?, &key_columns, &now)?;
         }
     }
-    let deleted = known.minus(&now);
     let day = started_at.date_naive().format("%Y-%m-%d");
-    let tombstones = match deleted.to_batch(&key_columns, Some(started_at))? {
+    let tombstones = match missing.to_batch(&key_columns, started_at)? {
         Some(batch) => Some(
             lake.put_batch(
                 &format!(
@@ -577,19 +637,6 @@ async fn check_deletes(
         ),
         None => None,
     };
-    let keys_batch = now
-        .to_batch(&key_columns, None)?
-        .unwrap_or_else(|| RecordBatch::new_empty(arrow_schema(&key_columns)));
-    let keys_file = lake
-        .put_batch(
-            &format!(
-                "{table}/_keys/{}",
-                tributary_lake::keys::run_file(run_id, 0, "parquet")
-            ),
-            &format!("{table}/_keys"),
-            &keys_batch,
-        )
-        .await?;
     Ok(Checked {
         tombstones,
         keys_file,

@@ -1,16 +1,29 @@
-//! Sets of primary keys, for finding deletes by comparison.
+//! Sets of primary keys, for finding deletes by comparison, in bounded
+//! memory.
+//!
+//! The keys in the table now are kept as 128-bit hashes only (16 bytes a
+//! key: 16 MB for a million rows), sorted; their values stream to the new
+//! key-set file as they are read. The keys the lake knows (the previous key
+//! set and every key written since) are then streamed past that set, and
+//! only the missing ones are kept, with their typed values, as tombstones.
 //!
 //! A key is rendered to one string per row (its columns' values joined,
-//! text escaped so no two keys render alike); each string remembers where
-//! its typed values are, so the keys left after a difference are written
-//! back with their own types.
+//! text escaped so no two keys render alike) before it is hashed, so a
+//! composite key cannot collide by shifting characters between columns.
+//! Both sides are hashed by the same process in the same run, so the hash
+//! need not be stable across releases; two different keys share a 128-bit
+//! hash with a probability far below that of a disk error.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::HashSet,
+    hash::{DefaultHasher, Hasher},
+    sync::Arc,
+};
 
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Int16Array,
     Int32Array, Int64Array, RecordBatch, StringArray, Time64MicrosecondArray,
-    TimestampMicrosecondArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -23,104 +36,167 @@ use crate::{
 /// Joins the columns of a composite key.
 const SEPARATOR: char = '\u{1f}';
 
-/// A set of keys, each with its typed values.
-#[derive(Debug, Default)]
-pub struct KeySet {
-    keys: BTreeMap<String, (usize, usize)>,
-    batches: Vec<RecordBatch>,
+/// The key columns of `batch`, in key order, found by name (a file's
+/// columns come in table order, which need not be the key's).
+pub fn key_arrays(batch: &RecordBatch, columns: &[SourceColumn]) -> Result<Vec<ArrayRef>> {
+    columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(&c.name)
+                .cloned()
+                .ok_or_else(|| Error::Decode {
+                    table: String::new(),
+                    reason: format!("key column {} is missing from a key file", c.name),
+                })
+        })
+        .collect()
 }
 
-impl KeySet {
-    /// The keys of `batches` (the key columns, in key order).
-    pub fn from_batches(batches: &[RecordBatch], columns: &[SourceColumn]) -> Result<KeySet> {
-        let mut set = KeySet::default();
-        set.extend_from_batches(batches, columns)?;
-        Ok(set)
+/// The hash of each row's key.
+pub fn row_hashes(arrays: &[ArrayRef], columns: &[SourceColumn]) -> Result<Vec<u128>> {
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let mut out = Vec::with_capacity(rows);
+    let mut key = String::new();
+    for row in 0..rows {
+        key.clear();
+        for (i, array) in arrays.iter().enumerate() {
+            if i > 0 {
+                key.push(SEPARATOR);
+            }
+            render(&mut key, array.as_ref(), row, &columns[i].name)?;
+        }
+        out.push(hash(key.as_bytes()));
+    }
+    Ok(out)
+}
+
+fn hash(bytes: &[u8]) -> u128 {
+    let mut high = DefaultHasher::new();
+    high.write(bytes);
+    let mut low = DefaultHasher::new();
+    low.write_u8(0xa5);
+    low.write(bytes);
+    (u128::from(high.finish()) << 64) | u128::from(low.finish())
+}
+
+/// The keys in the table now, as sorted hashes.
+#[derive(Debug, Default)]
+pub struct KeyHashes {
+    hashes: Vec<u128>,
+    sorted: bool,
+}
+
+impl KeyHashes {
+    /// Adds the keys of `batch` (its key columns found by name).
+    pub fn add(&mut self, batch: &RecordBatch, columns: &[SourceColumn]) -> Result<()> {
+        let arrays = key_arrays(batch, columns)?;
+        self.hashes.extend(row_hashes(&arrays, columns)?);
+        self.sorted = false;
+        Ok(())
     }
 
-    /// Adds the keys of `batches` (a key seen twice is kept once).
-    pub fn extend_from_batches(
-        &mut self,
-        batches: &[RecordBatch],
-        columns: &[SourceColumn],
-    ) -> Result<()> {
-        for batch in batches {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let index = self.batches.len();
-            let arrays: Vec<&ArrayRef> = (0..columns.len()).map(|i| batch.column(i)).collect();
-            for row in 0..batch.num_rows() {
-                let mut key = String::new();
-                for (i, array) in arrays.iter().enumerate() {
-                    if i > 0 {
-                        key.push(SEPARATOR);
-                    }
-                    render(&mut key, array.as_ref(), row, &columns[i].name)?;
-                }
-                self.keys.entry(key).or_insert((index, row));
-            }
-            self.batches.push(batch.clone());
-        }
-        Ok(())
+    /// Sorts the set for lookups (a key seen twice is kept once).
+    pub fn seal(&mut self) {
+        self.hashes.sort_unstable();
+        self.hashes.dedup();
+        self.sorted = true;
+    }
+
+    /// Whether the key with this hash is in the set (after [`Self::seal`]).
+    pub fn contains(&self, hash: u128) -> bool {
+        debug_assert!(self.sorted, "seal the set before looking keys up");
+        self.hashes.binary_search(&hash).is_ok()
     }
 
     /// How many keys.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.hashes.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.hashes.is_empty()
     }
+}
 
-    /// The keys of `self` that `other` does not have.
-    pub fn minus(&self, other: &KeySet) -> KeySet {
-        KeySet {
-            keys: self
-                .keys
-                .iter()
-                .filter(|(k, _)| !other.keys.contains_key(*k))
-                .map(|(k, at)| (k.clone(), *at))
-                .collect(),
-            batches: self.batches.clone(),
+/// The known keys missing from a [`KeyHashes`]: each once, with its values.
+#[derive(Debug, Default)]
+pub struct Missing {
+    seen: HashSet<u128>,
+    parts: Vec<Vec<ArrayRef>>,
+    rows: usize,
+}
+
+impl Missing {
+    /// Keeps the keys of `batch` that `now` does not have and that were not
+    /// kept before.
+    pub fn collect(
+        &mut self,
+        batch: &RecordBatch,
+        columns: &[SourceColumn],
+        now: &KeyHashes,
+    ) -> Result<()> {
+        let arrays = key_arrays(batch, columns)?;
+        let hashes = row_hashes(&arrays, columns)?;
+        let rows: Vec<u32> = hashes
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !now.contains(**h) && self.seen.insert(**h))
+            .map(|(i, _)| i as u32)
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
         }
+        let indices = UInt32Array::from(rows);
+        let taken = arrays
+            .iter()
+            .map(|a| arrow_select::take::take(a.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.rows += indices.len();
+        self.parts.push(taken);
+        Ok(())
     }
 
-    /// The keys as one batch of the key columns, in key order, plus a
-    /// `_deleted_at` column when `deleted_at` is given; `None` when empty.
+    /// How many keys are missing.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The missing keys as one batch of the key columns plus `_deleted_at`;
+    /// `None` when none is missing.
     pub fn to_batch(
         &self,
         columns: &[SourceColumn],
-        deleted_at: Option<DateTime<Utc>>,
+        deleted_at: DateTime<Utc>,
     ) -> Result<Option<RecordBatch>> {
-        if self.keys.is_empty() {
+        if self.rows == 0 {
             return Ok(None);
         }
-        let at: Vec<(usize, usize)> = self.keys.values().copied().collect();
         let mut arrays = Vec::new();
         for i in 0..columns.len() {
-            let sources: Vec<&dyn Array> =
-                self.batches.iter().map(|b| b.column(i).as_ref()).collect();
-            arrays.push(arrow_select::interleave::interleave(&sources, &at)?);
+            let parts: Vec<&dyn Array> = self.parts.iter().map(|p| p[i].as_ref()).collect();
+            arrays.push(arrow_select::concat::concat(&parts)?);
         }
         let mut fields: Vec<Field> = arrow_schema(columns)
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        if let Some(when) = deleted_at {
-            fields.push(Field::new(
-                DELETED_AT,
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ));
-            arrays.push(Arc::new(
-                TimestampMicrosecondArray::from(vec![when.timestamp_micros(); at.len()])
-                    .with_timezone("UTC"),
-            ));
-        }
+        fields.push(Field::new(
+            DELETED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ));
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![deleted_at.timestamp_micros(); self.rows])
+                .with_timezone("UTC"),
+        ));
         Ok(Some(RecordBatch::try_new(
             Arc::new(Schema::new(fields)),
             arrays,
@@ -223,22 +299,24 @@ mod tests {
     }
 
     #[test]
-    fn the_difference_keeps_typed_keys_and_composite_keys_never_collide() {
+    fn missing_keys_keep_their_types_once_and_composite_keys_never_collide() {
         let cols = columns();
-        let before = KeySet::from_batches(
-            &[
-                batch(&[("a", 1), ("a", 2), ("b\u{1f}1", 1)]),
-                batch(&[("c", 1)]),
-            ],
-            &cols,
-        )
-        .unwrap();
-        // "b" + separator + "1", seq 1 must not equal ("b", "1…"): escaped.
-        let now = KeySet::from_batches(&[batch(&[("a", 2), ("b", 1)])], &cols).unwrap();
-        let gone = before.minus(&now);
-        assert_eq!(gone.len(), 3);
-        let out = gone
-            .to_batch(&cols, Some(DateTime::from_timestamp(0, 0).unwrap()))
+        let mut now = KeyHashes::default();
+        now.add(&batch(&[("a", 2), ("b", 1)]), &cols).unwrap();
+        now.seal();
+        assert_eq!(now.len(), 2);
+        let mut missing = Missing::default();
+        // "b" + separator + "1", seq 1 must not equal ("b", 1…): escaped.
+        missing
+            .collect(&batch(&[("a", 1), ("a", 2), ("b\u{1f}1", 1)]), &cols, &now)
+            .unwrap();
+        // A key known twice (the old key set and a file since) is one tombstone.
+        missing
+            .collect(&batch(&[("c", 1), ("a", 1)]), &cols, &now)
+            .unwrap();
+        assert_eq!(missing.len(), 3);
+        let out = missing
+            .to_batch(&cols, DateTime::from_timestamp(0, 0).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(out.num_columns(), 3);
@@ -259,6 +337,41 @@ mod tests {
                 ("c".to_string(), 1)
             ]
         );
-        assert!(now.minus(&now).to_batch(&cols, None).unwrap().is_none());
+        assert!(
+            Missing::default()
+                .to_batch(&cols, DateTime::UNIX_EPOCH)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn key_columns_are_found_by_name_whatever_the_file_order() {
+        let cols = columns();
+        // A file with the key's columns the other way round.
+        let swapped = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("seq", DataType::Int32, false),
+                Field::new("order_id", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int32Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["a", "a"])),
+            ],
+        )
+        .unwrap();
+        let mut now = KeyHashes::default();
+        now.add(&batch(&[("a", 1)]), &cols).unwrap();
+        now.seal();
+        let mut missing = Missing::default();
+        missing.collect(&swapped, &cols, &now).unwrap();
+        assert_eq!(missing.len(), 1, "only (a, 2) is gone");
+        let out = missing
+            .to_batch(&cols, DateTime::UNIX_EPOCH)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.schema().field(0).name(), "order_id");
+        let seqs = out.column(1).as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(seqs.value(0), 2);
     }
 }

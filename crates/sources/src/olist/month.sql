@@ -13,12 +13,18 @@ CREATE TEMP TABLE new_orders AS
          (SELECT max(order_purchase_timestamp) FROM orders) + (g * 900) * interval '1 second' AS bought
   FROM generate_series(1, 3000) g;
 
+-- Sellers and products numbered, so a hash picks one by a join.
+DROP TABLE IF EXISTS pg_temp.seller_n, pg_temp.product_n;
+CREATE TEMP TABLE seller_n AS
+  SELECT row_number() OVER (ORDER BY seller_id) - 1 AS n, * FROM sellers;
+CREATE TEMP TABLE product_n AS
+  SELECT row_number() OVER (ORDER BY product_id) - 1 AS n, product_id FROM products;
+
 INSERT INTO customers
 SELECT md5(n.order_id || ':customer'), md5('person:' || (pg_temp.h(n.order_id || ':p') % 90000)),
        s.seller_zip_code_prefix, s.seller_city, s.seller_state
 FROM new_orders n
-JOIN LATERAL (SELECT * FROM sellers ORDER BY seller_id
-              OFFSET pg_temp.h(n.order_id || ':where') % (SELECT count(*) FROM sellers) LIMIT 1) s ON true;
+JOIN seller_n s ON s.n = pg_temp.h(n.order_id || ':where') % (SELECT count(*) FROM sellers);
 
 INSERT INTO orders
 SELECT order_id, md5(order_id || ':customer'), 'processing', bought, bought + interval '40 minutes',
@@ -34,10 +40,8 @@ INSERT INTO order_items
 SELECT n.order_id, 1, p.product_id, s.seller_id, n.bought + interval '6 days',
        (18 + pg_temp.h(n.order_id || ':v') % 45000 / 100.0)::numeric(10,2), 2.50
 FROM new_orders n
-JOIN LATERAL (SELECT product_id FROM products ORDER BY product_id
-              OFFSET pg_temp.h(n.order_id || ':pr') % (SELECT count(*) FROM products) LIMIT 1) p ON true
-JOIN LATERAL (SELECT seller_id FROM sellers ORDER BY seller_id
-              OFFSET pg_temp.h(n.order_id || ':se') % (SELECT count(*) FROM sellers) LIMIT 1) s ON true;
+JOIN product_n p ON p.n = pg_temp.h(n.order_id || ':pr') % (SELECT count(*) FROM products)
+JOIN seller_n s ON s.n = pg_temp.h(n.order_id || ':se') % (SELECT count(*) FROM sellers);
 
 -- What was shipped is delivered; what was being processed is shipped.
 UPDATE orders SET order_status = 'delivered',
