@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
+.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-sources bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
@@ -76,6 +76,11 @@ coverage:
 ## Ingest benchmark: >= 1M sales orders, prints rows/s and peak RSS.
 bench-ingest:
 	scripts/bench-ingest.sh
+
+## Configured sources on made-up Olist data (~1M order_items): extract
+## against a plain COPY, a run with nothing changed, a month to the dbt star.
+bench-sources: stack
+	scripts/bench-sources.sh
 
 ## Transform and load at that scale, and a one-minute change set end to end.
 bench-pipeline:

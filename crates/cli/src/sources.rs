@@ -149,7 +149,9 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         println!("{:<32} {:>10} {:>8}  note", "table", "rows", "deletes");
         for t in &run.tables {
             let mut note = Vec::new();
-            if !t.checked_deletes {
+            if t.unchanged {
+                note.push("unchanged since the last read (statistics)".to_string());
+            } else if !t.checked_deletes {
                 note.push("deletes not checked this run".to_string());
             }
             if !t.added_columns.is_empty() {

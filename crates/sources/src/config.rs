@@ -8,11 +8,12 @@
 //! include = ["*"]                   # table name patterns (* and ?), default all
 //! exclude = ["tmp_*"]               # default none
 //! deletes_every = "1h"              # key-set comparison for deletes; "off" never
+//! trust_statistics = true           # skip tables whose change counters did not move
 //!
 //! [tables.order_payments]
 //! primary_key = ["order_id", "payment_sequential"]   # default: the catalog's
 //! cursor = "updated_at"             # a timestamp column; default: transaction ids
-//! partition = "paid_at"             # business date for the lake's date= folders
+//! # partition = "paid_at"           # not built yet: refused, see TableOverride::partition
 //!
 //! [tables.products.types]
 //! product_weight_g = "bigint"       # read the column cast to this type
@@ -51,6 +52,9 @@ pub struct SourceFile {
     pub exclude: Vec<String>,
     /// How often deletes are looked for (`None`: never).
     pub deletes_every: Option<Duration>,
+    /// Whether a table whose statistics show no change since the last read
+    /// is left unread (see [`crate::ingest::READ_AT_LEAST_EVERY`]).
+    pub trust_statistics: bool,
     /// Per table overrides, by table name.
     pub tables: BTreeMap<String, TableOverride>,
 }
@@ -66,7 +70,8 @@ pub struct TableOverride {
     /// changes are found by transaction id.
     #[serde(default)]
     pub cursor: Option<String>,
-    /// A date or timestamp column: the lake's `date=` folders follow it.
+    /// A date or timestamp column for the lake's `date=` folders: not built
+    /// yet, so a file that names one is refused rather than ignored.
     #[serde(default)]
     pub partition: Option<String>,
     /// Columns read cast to another PostgreSQL type (column → type).
@@ -95,6 +100,8 @@ struct RawSource {
     exclude: Vec<String>,
     #[serde(default)]
     deletes_every: Option<String>,
+    #[serde(default)]
+    trust_statistics: Option<bool>,
 }
 
 impl SourceFile {
@@ -164,6 +171,12 @@ impl SourceFile {
                     "[tables.{table}] primary_key is empty: name at least one column"
                 )));
             }
+            if let Some(column) = &o.partition {
+                return Err(fail(format!(
+                    "[tables.{table}] partition = {column:?}: partitioning the lake by a business date \
+                     is not built yet (its date= folders follow the run's date); remove the line"
+                )));
+            }
         }
         Ok(SourceFile {
             name: name.to_string(),
@@ -173,6 +186,7 @@ impl SourceFile {
             include: raw.source.include.unwrap_or_else(|| vec!["*".to_string()]),
             exclude: raw.source.exclude,
             deletes_every,
+            trust_statistics: raw.source.trust_statistics.unwrap_or(true),
             tables: raw.tables,
         })
     }
@@ -307,6 +321,16 @@ product_weight_g = "bigint"
         let off = parse("[source]\nkind = \"postgres\"\nurl_env = \"X\"\ndeletes_every = \"off\"")
             .unwrap();
         assert_eq!(off.deletes_every, None);
+        assert!(
+            off.trust_statistics,
+            "statistics are trusted unless the file says not"
+        );
+        let refused = parse(
+            "[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\npartition = \"paid_at\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("not built yet"), "{refused}");
     }
 
     #[test]

@@ -49,6 +49,10 @@ use crate::{
 /// How far back a cursor scan starts before the previous high-water mark.
 pub const CURSOR_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// A table whose statistics show no change is still read at least this
+/// often: statistics can be reset, turned off or lost in a crash.
+pub const READ_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Rows per Arrow batch read from the source.
 const BATCH_ROWS: usize = 8192;
 /// Rows per lake file at most.
@@ -76,6 +80,11 @@ pub struct TableState {
     pub total_rows: u64,
     /// Tombstones written since the first run.
     pub total_deletes: u64,
+    /// The table's change counter in PostgreSQL's statistics (inserted +
+    /// updated + deleted rows) just before the last run that read it.
+    pub changes_seen: Option<i64>,
+    /// When a run last read it.
+    pub scanned_at: Option<DateTime<Utc>>,
 }
 
 /// The state of a source, carried from manifest to manifest.
@@ -97,6 +106,9 @@ pub struct TableRun {
     pub deletes: u64,
     /// Whether this run compared keys for deletes.
     pub checked_deletes: bool,
+    /// Whether the table was left unread because its statistics show no
+    /// change since the last read.
+    pub unchanged: bool,
     /// Columns added at the source and taken on in this run.
     pub added_columns: Vec<String>,
 }
@@ -154,6 +166,10 @@ pub async fn run_source(
     let run_id = RunId::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
 
+    // The change counters are read before the snapshot is taken: a change
+    // they count was committed before it, so the snapshot sees it; a change
+    // they miss moves them before the next run.
+    let counters = change_counters(client, &source.schema).await?;
     let (tx, SnapshotInfo { snapshot, .. }) = open_snapshot(client).await?;
     let tables = selected_tables(&tx, source).await?;
     let mut files = Vec::new();
@@ -188,6 +204,28 @@ pub async fn run_source(
             .filter(|previous| xid_moved_forward(previous, &snapshot));
         if table_state.snapshot.is_some() && since.is_none() {
             tracing::warn!(source = %source.name, table, "the source's transaction ids went back (restored or replaced database?): the table is read whole again");
+        }
+        let counter = counters.get(table).copied();
+        let unchanged = source.trust_statistics
+            && since.is_some()
+            && !due
+            && added.is_empty()
+            && counter.is_some()
+            && counter == table_state.changes_seen
+            && table_state.scanned_at.is_some_and(|at| {
+                (started_at - at).to_std().unwrap_or_default() < READ_AT_LEAST_EVERY
+            });
+        if unchanged {
+            state.tables.insert(table.clone(), table_state);
+            runs.push(TableRun {
+                table: table.clone(),
+                rows: 0,
+                deletes: 0,
+                checked_deletes: false,
+                unchanged: true,
+                added_columns: added,
+            });
+            continue;
         }
         let cursor_from = match (&overrides.cursor, table_state.cursor_high_us) {
             (Some(_), Some(high)) if !due => Some(high - CURSOR_LOOKBACK.as_micros() as i64),
@@ -256,6 +294,8 @@ pub async fn run_source(
         table_state.columns = columns;
         table_state.key = key;
         table_state.snapshot = Some(snapshot.clone());
+        table_state.changes_seen = counter;
+        table_state.scanned_at = Some(started_at);
         table_state.total_rows += rows;
         table_state.total_deletes += deletes;
         state.tables.insert(table.clone(), table_state);
@@ -264,6 +304,7 @@ pub async fn run_source(
             rows,
             deletes,
             checked_deletes: due,
+            unchanged: false,
             added_columns: added,
         });
     }
@@ -278,6 +319,21 @@ pub async fn run_source(
         tables: runs,
         stopped,
     })
+}
+
+/// Each table's change counter (rows inserted, updated and deleted since
+/// statistics began), by name; empty when statistics are off
+/// (`track_counts`). Partitioned tables have none.
+async fn change_counters(client: &Client, schema: &str) -> Result<BTreeMap<String, i64>> {
+    let rows = client
+        .query(
+            "SELECT s.relname::text, s.n_tup_ins + s.n_tup_upd + s.n_tup_del \
+             FROM pg_stat_user_tables s \
+             WHERE s.schemaname = $1 AND current_setting('track_counts')::bool",
+            &[&schema],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The tables of the source's schema that the file selects (partitions are

@@ -46,7 +46,11 @@ fn rows(run: &SourceRun, table: &str) -> (u64, u64) {
 
 fn file() -> SourceFile {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sources/olist.toml");
-    SourceFile::read(&path).expect("the example source file reads")
+    let mut file = SourceFile::read(&path).expect("the example source file reads");
+    // Each run right after a change must see it: statistics may publish it
+    // a second late (the skip has its own test in olist_dbt.rs).
+    file.trust_statistics = false;
+    file
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
