@@ -246,13 +246,26 @@ pub async fn run_source(
         let date = started_at.date_naive();
         let run = run_id.clone();
         let prefix = table.clone();
-        let written = extract(&tx, table, &columns, &select, &lake, move |part| {
-            format!(
-                "{prefix}/date={}/{}",
-                date.format("%Y-%m-%d"),
-                tributary_lake::keys::run_file(&run, part, "parquet")
-            )
-        })
+        // A whole read sees every key: a delete check due now takes them
+        // from it instead of reading the table a second time.
+        let key_cols = key_columns(&columns, &key);
+        let mut tee = (due && since.is_none())
+            .then(|| KeyScan::start(&lake, table, &run_id, key_cols.clone()));
+        let written = extract(
+            &tx,
+            table,
+            &columns,
+            &select,
+            &lake,
+            tee.as_mut(),
+            move |part| {
+                format!(
+                    "{prefix}/date={}/{}",
+                    date.format("%Y-%m-%d"),
+                    tributary_lake::keys::run_file(&run, part, "parquet")
+                )
+            },
+        )
         .await?;
         let rows: u64 = written.iter().map(|f| f.rows).sum();
         if let Some(cursor) = &overrides.cursor {
@@ -273,13 +286,16 @@ pub async fn run_source(
         files.extend(written);
         let mut deletes = 0;
         if due {
-            let checked = check_deletes(
-                &tx,
+            let now = match tee {
+                Some(scan) => scan.finish(&lake, table, &run_id).await?,
+                None => scan_keys(&tx, &lake, source, table, key_cols.clone(), &run_id).await?,
+            };
+            let checked = compare_keys(
                 &lake,
                 &log,
-                source,
                 table,
-                (&columns, &key),
+                (&key_cols, &key),
+                now,
                 &table_state,
                 (&run_id, started_at, previous_seq),
             )
@@ -511,6 +527,7 @@ async fn extract(
     columns: &[SourceColumn],
     select: &str,
     lake: &Lake,
+    mut keys: Option<&mut KeyScan>,
     key_for_part: impl Fn(u32) -> String + Send + 'static,
 ) -> Result<Vec<FileEntry>> {
     let (sender, receiver) = mpsc::channel(2);
@@ -530,12 +547,18 @@ async fn extract(
         while let Some(chunk) = stream.next().await {
             decoder.feed(&chunk?, &mut out)?;
             for batch in out.drain(..) {
+                if let Some(keys) = keys.as_deref_mut() {
+                    keys.add(&batch).await?;
+                }
                 if sender.send(batch).await.is_err() {
                     return Ok(());
                 }
             }
         }
         if let Some(batch) = decoder.finish()? {
+            if let Some(keys) = keys.as_deref_mut() {
+                keys.add(&batch).await?;
+            }
             let _ = sender.send(batch).await;
         }
         Ok::<(), Error>(())
@@ -556,28 +579,115 @@ struct Checked {
     keys_file: FileEntry,
 }
 
-/// Compares keys: (the previous check's key set + keys written since) −
-/// the keys in the table now = the deleted keys, written as tombstones;
-/// the keys now become the next check's key set.
-#[allow(clippy::too_many_arguments)]
-async fn check_deletes(
-    tx: &Transaction<'_>,
-    lake: &Lake,
-    log: &ManifestLog,
-    source: &SourceFile,
-    table: &str,
-    (columns, key): (&[SourceColumn], &[String]),
-    state: &TableState,
-    (run_id, started_at, previous_seq): (&RunId, DateTime<Utc>, u64),
-) -> Result<Checked> {
-    let key_columns: Vec<SourceColumn> = key
-        .iter()
+/// The key columns of `columns` named by `key`, in key order (never NULL).
+fn key_columns(columns: &[SourceColumn], key: &[String]) -> Vec<SourceColumn> {
+    key.iter()
         .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
         .map(|mut c| {
             c.nullable = false;
             c
         })
-        .collect();
+        .collect()
+}
+
+/// The keys in a table now, as they are read: hashed into memory, their
+/// values streamed to the new key-set file (`<table>/_keys/`).
+struct KeyScan {
+    columns: Vec<SourceColumn>,
+    schema: arrow_schema::SchemaRef,
+    now: KeyHashes,
+    sender: mpsc::Sender<RecordBatch>,
+    writer: tokio::task::JoinHandle<tributary_lake::Result<tributary_lake::DatasetFiles>>,
+}
+
+impl KeyScan {
+    fn start(lake: &Lake, table: &str, run_id: &RunId, columns: Vec<SourceColumn>) -> KeyScan {
+        let keys_table = format!("{table}/_keys");
+        let schema = arrow_schema(&columns);
+        let (sender, receiver) = mpsc::channel(2);
+        let run = run_id.clone();
+        let prefix = keys_table.clone();
+        let writer = tokio::spawn(write_dataset(
+            lake.clone(),
+            keys_table,
+            schema.clone(),
+            u64::MAX,
+            move |part| {
+                format!(
+                    "{prefix}/{}",
+                    tributary_lake::keys::run_file(&run, part, "parquet")
+                )
+            },
+            receiver,
+        ));
+        KeyScan {
+            columns,
+            schema,
+            now: KeyHashes::default(),
+            sender,
+            writer,
+        }
+    }
+
+    /// Takes the keys of `batch` (the key columns found by name, so a batch
+    /// of whole rows will do).
+    async fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let arrays = crate::keyset::key_arrays(batch, &self.columns)?;
+        let keys = RecordBatch::try_new(self.schema.clone(), arrays)?;
+        self.now.add(&keys, &self.columns)?;
+        // A writer that stopped reports why when it is joined.
+        let _ = self.sender.send(keys).await;
+        Ok(())
+    }
+
+    /// The keys now and the key-set file holding them.
+    async fn finish(
+        self,
+        lake: &Lake,
+        table: &str,
+        run_id: &RunId,
+    ) -> Result<(KeyHashes, FileEntry)> {
+        let KeyScan {
+            columns,
+            mut now,
+            sender,
+            writer,
+            ..
+        } = self;
+        drop(sender);
+        let written = writer
+            .await
+            .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))??;
+        now.seal();
+        let keys_file = match written.files.into_iter().next() {
+            Some(file) => file,
+            // An empty table: an empty key set, so the next check knows it.
+            None => {
+                let keys_table = format!("{table}/_keys");
+                lake.put_batch(
+                    &format!(
+                        "{keys_table}/{}",
+                        tributary_lake::keys::run_file(run_id, 0, "parquet")
+                    ),
+                    &keys_table,
+                    &RecordBatch::new_empty(arrow_schema(&columns)),
+                )
+                .await?
+            }
+        };
+        Ok((now, keys_file))
+    }
+}
+
+/// Reads the keys in the table now, for a delete check.
+async fn scan_keys(
+    tx: &Transaction<'_>,
+    lake: &Lake,
+    source: &SourceFile,
+    table: &str,
+    key_columns: Vec<SourceColumn>,
+    run_id: &RunId,
+) -> Result<(KeyHashes, FileEntry)> {
     let select = format!(
         "COPY (SELECT {} FROM {}.{} t) TO STDOUT (FORMAT binary)",
         key_columns
@@ -588,69 +698,42 @@ async fn check_deletes(
         quote_ident(&source.schema),
         quote_ident(table)
     );
-    // The keys now: hashed into memory, their values streamed to the new
-    // key-set file.
-    let keys_table = format!("{table}/_keys");
-    let (sender, receiver) = mpsc::channel(2);
-    let prefix = keys_table.clone();
-    let run = run_id.clone();
-    let writer = tokio::spawn(write_dataset(
-        lake.clone(),
-        keys_table.clone(),
-        arrow_schema(&key_columns),
-        u64::MAX,
-        move |part| {
-            format!(
-                "{prefix}/{}",
-                tributary_lake::keys::run_file(&run, part, "parquet")
-            )
-        },
-        receiver,
-    ));
-    let mut now = KeyHashes::default();
+    let mut decoder = RowDecoder::new(table, &key_columns, BATCH_ROWS);
+    let mut scan = KeyScan::start(lake, table, run_id, key_columns);
     let read = async {
         let stream = tx.copy_out(select.as_str()).await?;
         pin_mut!(stream);
-        let mut decoder = RowDecoder::new(table, &key_columns, BATCH_ROWS);
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             decoder.feed(&chunk?, &mut out)?;
             for batch in out.drain(..) {
-                now.add(&batch, &key_columns)?;
-                if sender.send(batch).await.is_err() {
-                    return Ok(());
-                }
+                scan.add(&batch).await?;
             }
         }
         if let Some(batch) = decoder.finish()? {
-            now.add(&batch, &key_columns)?;
-            let _ = sender.send(batch).await;
+            scan.add(&batch).await?;
         }
         Ok::<(), Error>(())
     }
     .await;
-    drop(sender);
-    let written = writer
-        .await
-        .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))??;
+    let finished = scan.finish(lake, table, run_id).await;
     read?;
-    now.seal();
-    let keys_file = match written.files.into_iter().next() {
-        Some(file) => file,
-        // An empty table: an empty key set, so the next check knows it.
-        None => {
-            lake.put_batch(
-                &format!(
-                    "{keys_table}/{}",
-                    tributary_lake::keys::run_file(run_id, 0, "parquet")
-                ),
-                &keys_table,
-                &RecordBatch::new_empty(arrow_schema(&key_columns)),
-            )
-            .await?
-        }
-    };
+    finished
+}
 
+/// Compares keys: (the previous check's key set + keys written since) −
+/// the keys in the table now = the deleted keys, written as tombstones;
+/// the keys now become the next check's key set.
+#[allow(clippy::too_many_arguments)]
+async fn compare_keys(
+    lake: &Lake,
+    log: &ManifestLog,
+    table: &str,
+    (key_columns, key): (&[SourceColumn], &[String]),
+    (now, keys_file): (KeyHashes, FileEntry),
+    state: &TableState,
+    (run_id, started_at, previous_seq): (&RunId, DateTime<Utc>, u64),
+) -> Result<Checked> {
     // What the lake says exists: the last key set, and every key written
     // since (an insert the table has deleted again must be deleted too),
     // streamed past the keys now; only the missing ones are kept.
@@ -675,11 +758,11 @@ async fn check_deletes(
     for file in known_files {
         let bytes = lake.get(&file).await?;
         for batch in tributary_lake::parquet::decode_column_batches(bytes, &names)? {
-            missing.collect(&batch?, &key_columns, &now)?;
+            missing.collect(&batch?, key_columns, &now)?;
         }
     }
     let day = started_at.date_naive().format("%Y-%m-%d");
-    let tombstones = match missing.to_batch(&key_columns, started_at)? {
+    let tombstones = match missing.to_batch(key_columns, started_at)? {
         Some(batch) => Some(
             lake.put_batch(
                 &format!(
