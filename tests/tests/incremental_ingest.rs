@@ -410,3 +410,50 @@ async fn a_late_check_after_lookback_only_runs_does_not_ingest_their_rows_again(
     assert_eq!(ingested.iter().filter(|(k, _)| *k == late_id).count(), 1);
     assert!(alerts.sent().is_empty(), "{:?}", alerts.sent());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_table_changed_in_place_arrives_with_the_next_run_whatever_late_check_every_says() {
+    let Some((_db, mut client, _dir, lake)) = generated("late_adaptive").await else {
+        return;
+    };
+    let alerts = RecordedAlerts::default();
+    // An hour between checks at most; the check of a table of a few hundred
+    // rows costs milliseconds, so it comes every run.
+    let opts = IngestOptions {
+        late_check_every: Duration::from_secs(3600),
+        ..options()
+    };
+    let request = IngestRequest::default();
+    ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+    // Changed like the real source does: last_updated untouched.
+    let changed = client
+        .execute(
+            "UPDATE design SET file_location = '/moved' \
+             WHERE design_id = (SELECT min(design_id) FROM design)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    // The check comes again 20× its last cost after it: well within a
+    // second here (an hour is the cap). Runs a second apart, as a schedule
+    // would, find the row once.
+    let started = std::time::Instant::now();
+    let (mut rows, mut late) = (0, 0);
+    while started.elapsed() < Duration::from_secs(20) && rows == 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = ingest(&mut client, &lake, &opts, &request, &alerts)
+            .await
+            .unwrap();
+        let design = next.tables.iter().find(|t| t.table == "design").unwrap();
+        rows += design.rows;
+        late += design.late_rows;
+    }
+    assert_eq!((rows, late), (1, 1), "found once, by the check");
+    let again = ingest(&mut client, &lake, &opts, &request, &alerts)
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&again, "design"), 0, "and not again");
+}

@@ -119,6 +119,8 @@ pub struct ExtractStats {
     pub max_present_ms: Option<i64>,
     /// Largest primary key sent.
     pub max_key: Option<i32>,
+    /// How long the extract took (ms), as the caller measured it.
+    pub elapsed_ms: u64,
 }
 
 /// One row version as the dedup of re-read rows sees it: primary key,

@@ -5,9 +5,10 @@
 //!
 //! A table's watermark is the newest `last_updated` ingested; a run reads
 //! from the watermark less the lookback and drops rows it already has
-//! (recent keys). Every `late_check_every` a run also reads the rows whose
-//! transaction was not visible to the snapshot of the last check (`xmin`),
-//! whatever their `last_updated`.
+//! (recent keys). A run also reads the rows whose transaction was not
+//! visible to the snapshot of the last check (`xmin`), whatever their
+//! `last_updated`, as often as that check's measured cost allows (see
+//! [`check_interval`]), and at least every `late_check_every`.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -26,9 +27,9 @@ pub struct IngestOptions {
     pub batch_rows: usize,
     /// Rows per Parquet file.
     pub file_rows: u64,
-    /// How often the late-commit check runs (zero: every run). It costs a
-    /// visibility test per source row, so the runs in between use only the
-    /// lookback.
+    /// The longest time between two late-commit checks of a table (zero:
+    /// every run). A check costs a visibility test per source row; a table
+    /// whose check is cheap gets it more often (see [`check_interval`]).
     pub late_check_every: Duration,
     /// Rows a run reads at most for first extracts (0: no bound). A table
     /// larger than what is left of it is read in parts, in primary-key
@@ -81,6 +82,23 @@ pub struct TableState {
     pub total_rows: u64,
     /// A first extract in progress, read in parts (`None` when none is).
     pub first_load: Option<FirstLoad>,
+    /// How long the last late-commit check (or full read) took, in ms.
+    pub check_ms: Option<u64>,
+}
+
+/// The late-commit check takes at most about 1/`CHECK_SHARE` of the time:
+/// a table whose check took `c` is checked again after `c × CHECK_SHARE`.
+pub const CHECK_SHARE: u32 = 20;
+
+/// How long after its last check a table is checked again: its measured
+/// cost times [`CHECK_SHARE`], never more than `late_check_every`. The 57
+/// real `design` rows changed without a new `last_updated` cost
+/// milliseconds to find, so a small table is checked every run; a large
+/// one, whose check scans millions of rows, waits up to `late_check_every`.
+pub fn check_interval(state: &TableState, late_check_every: Duration) -> Duration {
+    state.check_ms.map_or(late_check_every, |ms| {
+        Duration::from_millis(ms.saturating_mul(u64::from(CHECK_SHARE))).min(late_check_every)
+    })
 }
 
 /// What kind of extract a table gets in this run.
@@ -137,9 +155,10 @@ pub fn plan_extract(
         already_ingested: state.recent_keys.iter().copied().collect(),
         ..base
     };
-    let due = state.checked_at.is_none_or(|at| {
-        (started_at - at).to_std().unwrap_or_default() >= options.late_check_every
-    });
+    let every = check_interval(state, options.late_check_every);
+    let due = state
+        .checked_at
+        .is_none_or(|at| (started_at - at).to_std().unwrap_or_default() >= every);
     if !due {
         let plan = ExtractPlan {
             record_versions: true,
@@ -284,6 +303,10 @@ pub fn update_state(
             state.checked_snapshot = Some(snapshot.to_string());
             state.checked_at = Some(started_at);
             state.ingested_since_check.clear();
+            // A reset scans nothing extra: it says nothing of a check's cost.
+            if mode != Mode::Reset {
+                state.check_ms = Some(stats.elapsed_ms);
+            }
         }
         Mode::Incremental => {
             state
@@ -308,6 +331,67 @@ mod tests {
         assert!(xid_moved_forward("100:105:", "104:110:101"));
         assert!(!xid_moved_forward("100:105:", "3:4:"));
         assert!(!xid_moved_forward("garbage", "3:4:"));
+    }
+
+    #[test]
+    fn the_check_comes_as_often_as_its_cost_allows_and_at_least_every_late_check_every() {
+        let most = Duration::from_secs(600);
+        let mut state = TableState::default();
+        // Never measured: the configured interval.
+        assert_eq!(check_interval(&state, most), most);
+        // A 20 ms check: again after 0.4 s, so every run.
+        state.check_ms = Some(20);
+        assert_eq!(check_interval(&state, most), Duration::from_millis(400));
+        // A 10 s check: after 200 s.
+        state.check_ms = Some(10_000);
+        assert_eq!(check_interval(&state, most), Duration::from_secs(200));
+        // A 2 min check: capped at late_check_every.
+        state.check_ms = Some(120_000);
+        assert_eq!(check_interval(&state, most), most);
+        // Zero means every run, whatever the cost.
+        assert_eq!(check_interval(&state, Duration::ZERO), Duration::ZERO);
+
+        // plan_extract follows it: a cheap check is due a minute later.
+        let now = Utc::now();
+        let state = TableState {
+            watermark: Some(now),
+            checked_snapshot: Some("100:105:".to_string()),
+            checked_at: Some(now - chrono::Duration::seconds(60)),
+            check_ms: Some(30),
+            ..TableState::default()
+        };
+        let options = IngestOptions {
+            lookback: Duration::from_secs(60),
+            batch_rows: 10,
+            file_rows: 100,
+            late_check_every: most,
+            max_rows: 0,
+        };
+        let (_, mode) = plan_extract(&TABLES[0], &state, None, ("104:110:", 0), now, &options);
+        assert_eq!(mode, Mode::Check);
+        // An expensive one is not.
+        let expensive = TableState {
+            check_ms: Some(60_000),
+            ..state
+        };
+        let (_, mode) = plan_extract(&TABLES[0], &expensive, None, ("104:110:", 0), now, &options);
+        assert_eq!(mode, Mode::Incremental);
+        // Its cost is what the extract measured.
+        let mut after = expensive.clone();
+        let (plan, _) = plan_extract(&TABLES[0], &expensive, None, ("104:110:", 0), now, &options);
+        let stats = ExtractStats {
+            elapsed_ms: 15,
+            ..ExtractStats::default()
+        };
+        update_state(
+            &mut after,
+            (&plan, Mode::Check),
+            &stats,
+            "104:110:",
+            &RunId::now(),
+            now,
+        );
+        assert_eq!(after.check_ms, Some(15));
     }
 
     #[test]

@@ -259,8 +259,9 @@ async fn ingest_run(
             });
         }
         let table_started = Instant::now();
-        let (stats, written) =
+        let (mut stats, written) =
             extract_to_lake(&tx, &plan, raw, run_id, started_at, options.file_rows).await?;
+        stats.elapsed_ms = table_started.elapsed().as_millis() as u64;
         rows_left = rows_left.saturating_sub(stats.rows_read);
         if let (Some(progress), Mode::Backfill) = (progress.as_mut(), mode) {
             match plan.part {
