@@ -137,22 +137,42 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
     };
     let mut stopped = 0;
     for file in &files {
-        let url = file.url()?;
-        // The variable's name is the file's; the connection error names it.
-        let variable: &'static str = Box::leak(file.url_env.clone().into_boxed_str());
-        let mut client = tributary_pipeline::db::connect(&url, "source", variable, None).await?;
-        let run = run_source(&mut client, &raw, file, &options).await?;
-        println!(
-            "source {}: run {} committed manifest {}",
-            run.source, run.run_id, run.seq
-        );
+        let run = if file.landing_url.is_some() {
+            tributary_sources::files::run_files(&raw, file).await?
+        } else {
+            let url = file.url()?;
+            // The variable's name is the file's; the connection error names it.
+            let variable: &'static str = Box::leak(file.url_env.clone().into_boxed_str());
+            let mut client =
+                tributary_pipeline::db::connect(&url, "source", variable, None).await?;
+            run_source(&mut client, &raw, file, &options).await?
+        };
+        if file.landing_url.is_some() && run.tables.iter().all(|t| t.unchanged) {
+            println!(
+                "source {}: no new file (manifest {} stays the latest)",
+                run.source, run.seq
+            );
+        } else {
+            println!(
+                "source {}: run {} committed manifest {}",
+                run.source, run.run_id, run.seq
+            );
+        }
         println!("{:<32} {:>10} {:>8}  note", "table", "rows", "deletes");
         for t in &run.tables {
             let mut note = Vec::new();
-            if t.unchanged {
+            if t.unchanged && file.landing_url.is_some() {
+                note.push("no new file".to_string());
+            } else if t.unchanged {
                 note.push("unchanged since the last read (statistics)".to_string());
-            } else if !t.checked_deletes {
+            } else if !t.checked_deletes && file.landing_url.is_none() {
                 note.push("deletes not checked this run".to_string());
+            }
+            if t.quarantined > 0 {
+                note.push(format!(
+                    "{} row(s) quarantined: see {}/_quarantine/",
+                    t.quarantined, t.table
+                ));
             }
             if !t.added_columns.is_empty() {
                 note.push(format!("new column(s): {}", t.added_columns.join(", ")));

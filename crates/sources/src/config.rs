@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [source]
-//! kind = "postgres"                 # the only kind built so far
+//! kind = "postgres"                 # or "files" (below)
 //! url_env = "OLIST_DATABASE_URL"    # the variable holding the connection URL
 //! schema = "public"                 # default "public"
 //! include = ["*"]                   # table name patterns (* and ?), default all
@@ -17,6 +17,20 @@
 //!
 //! [tables.products.types]
 //! product_weight_g = "bigint"       # read the column cast to this type
+//! ```
+//!
+//! A file drop (see [`crate::files`]):
+//!
+//! ```toml
+//! [source]
+//! kind = "files"
+//! landing_url = "s3://drops/acme"   # or file:///srv/landing
+//!
+//! [tables.orders]
+//! pattern = "orders/*.csv"
+//! format = "csv"                    # or "jsonl"
+//! primary_key = ["order_id"]
+//! columns = ["order_id text", "amount numeric(10,2)"]
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently change what is read).
@@ -42,8 +56,12 @@ pub struct SourceFile {
     pub name: String,
     /// Where it was read from.
     pub path: PathBuf,
-    /// The environment variable that holds the connection URL.
+    /// The environment variable that holds the connection URL (PostgreSQL
+    /// sources; empty for file drops).
     pub url_env: String,
+    /// Where files are dropped (`kind = "files"`): a lake URL,
+    /// `file:///…` or `s3://bucket/prefix`.
+    pub landing_url: Option<String>,
     /// The PostgreSQL schema whose tables are read.
     pub schema: String,
     /// Table name patterns to read.
@@ -77,6 +95,16 @@ pub struct TableOverride {
     /// Columns read cast to another PostgreSQL type (column → type).
     #[serde(default)]
     pub types: BTreeMap<String, String>,
+    /// File drops: the landing keys of this table (`*` and `?`).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// File drops: `csv` (with a header row) or `jsonl` (one object a line).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// File drops: the declared schema, in order, as `"name type"`
+    /// (`"amount numeric(10,2)"`).
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,7 +119,10 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     kind: String,
+    #[serde(default)]
     url_env: String,
+    #[serde(default)]
+    landing_url: Option<String>,
     #[serde(default)]
     schema: Option<String>,
     #[serde(default)]
@@ -138,20 +169,31 @@ impl SourceFile {
         }
         let raw: RawFile = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
         match raw.source.kind.as_str() {
-            "postgres" => {}
+            "postgres" => {
+                if let Some((table, _)) = raw.tables.iter().find(|(_, t)| {
+                    t.pattern.is_some() || t.format.is_some() || !t.columns.is_empty()
+                }) {
+                    return Err(fail(format!(
+                        "[tables.{table}]: pattern, format and columns are for kind = \"files\""
+                    )));
+                }
+                if raw.source.landing_url.is_some() {
+                    return Err(fail(
+                        "landing_url is for kind = \"files\"; a postgres source names url_env"
+                            .to_string(),
+                    ));
+                }
+            }
             "files" => {
-                return Err(fail(
-                    "kind = \"files\" (file drops) is not built yet; only \"postgres\" is"
-                        .to_string(),
-                ));
+                crate::files::check_config(&raw.source.landing_url, &raw.tables).map_err(fail)?;
             }
             other => {
                 return Err(fail(format!(
-                    "kind = {other:?} is not a source kind; use \"postgres\""
+                    "kind = {other:?} is not a source kind; use \"postgres\" or \"files\""
                 )));
             }
         }
-        if raw.source.url_env.is_empty() {
+        if raw.source.kind == "postgres" && raw.source.url_env.is_empty() {
             return Err(fail(
                 "url_env names the environment variable holding the connection URL".to_string(),
             ));
@@ -182,6 +224,7 @@ impl SourceFile {
             name: name.to_string(),
             path: path.to_path_buf(),
             url_env: raw.source.url_env,
+            landing_url: raw.source.landing_url,
             schema: raw.source.schema.unwrap_or_else(|| "public".to_string()),
             include: raw.source.include.unwrap_or_else(|| vec!["*".to_string()]),
             exclude: raw.source.exclude,
@@ -291,7 +334,7 @@ product_weight_g = "bigint"
             ),
             (
                 "[source]\nkind = \"files\"\nurl_env = \"X\"",
-                "not built yet",
+                "needs landing_url",
             ),
             (
                 "[source]\nkind = \"postgres\"\nurl_env = \"X\"\nschmea = \"a\"",

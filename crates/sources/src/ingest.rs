@@ -109,6 +109,8 @@ pub struct TableRun {
     /// Whether the table was left unread because its statistics show no
     /// change since the last read.
     pub unchanged: bool,
+    /// Rows quarantined (file drops: rows that do not fit the schema).
+    pub quarantined: u64,
     /// Columns added at the source and taken on in this run.
     pub added_columns: Vec<String>,
 }
@@ -223,6 +225,7 @@ pub async fn run_source(
                 deletes: 0,
                 checked_deletes: false,
                 unchanged: true,
+                quarantined: 0,
                 added_columns: added,
             });
             continue;
@@ -321,6 +324,7 @@ pub async fn run_source(
             deletes,
             checked_deletes: due,
             unchanged: false,
+            quarantined: 0,
             added_columns: added,
         });
     }

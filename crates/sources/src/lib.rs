@@ -5,6 +5,8 @@
 //!   Arrow type each becomes in the lake.
 //! - [`dbt`]: dbt `sources:` files written from the schema a run recorded.
 //! - [`decode`]: PostgreSQL's binary COPY into Arrow batches, any column types.
+//! - [`files`]: file drops (CSV, JSON lines) as a source: received as is,
+//!   parsed against a declared schema, bad rows quarantined.
 //! - [`ingest`]: one run of a source into the raw lake: changes by
 //!   transaction id (or a cursor), deletes by key comparison, the schema
 //!   contract.
@@ -19,6 +21,7 @@ pub mod config;
 pub mod dbt;
 pub mod decode;
 mod error;
+pub mod files;
 pub mod ingest;
 pub mod keyset;
 pub mod load;

@@ -1,0 +1,715 @@
+//! File drops as a source (`kind = "files"`): CSV and JSON lines a partner
+//! drops under a landing prefix (a folder or an S3 prefix), each table
+//! declared with its key pattern, format and schema.
+//!
+//! One run, per table, per landing file matching the pattern:
+//!
+//! - **Received as is.** The file is copied byte for byte to
+//!   `<table>/_received/<landing key>/<sha256>` in the source's raw lake,
+//!   put-if-absent. A copy already there means the same bytes were taken
+//!   before: the file is skipped, so a re-dropped identical file is a no-op.
+//!   A changed file under the same name has another hash: it is a new
+//!   version, received beside the old one, never over it.
+//! - **Parsed against the declared schema.** Good rows become one Parquet
+//!   file (`<table>/date=<day>/…`); a row that does not fit (a value that
+//!   does not parse, a NULL key, a malformed line) goes to
+//!   `<table>/_quarantine/` with the landing key, its line and the reason.
+//!   Nothing is dropped silently.
+//! - **One manifest** in the same log as a PostgreSQL source, so the
+//!   warehouse load (`src_<name>`) applies file rows the same way: new
+//!   versions replace the rows with their keys. A run that found nothing new
+//!   commits nothing.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use arrow_array::{
+    ArrayRef, RecordBatch,
+    builder::{
+        BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
+        Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    },
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId, sha256_hex};
+
+use crate::{
+    Error, Result,
+    config::{SourceFile, TableOverride, glob},
+    ingest::{SourceRun, SourceState, TableRun, source_lake},
+    types::{PgColumnType, SourceColumn, arrow_schema},
+};
+
+/// The formats a dropped file may have.
+const FORMATS: [&str; 2] = ["csv", "jsonl"];
+
+/// Checks the `[source]` and `[tables.*]` of a files source; the reason
+/// when something is wrong.
+pub(crate) fn check_config(
+    landing_url: &Option<String>,
+    tables: &BTreeMap<String, TableOverride>,
+) -> std::result::Result<(), String> {
+    if landing_url.as_deref().is_none_or(str::is_empty) {
+        return Err(
+            "kind = \"files\" needs landing_url, where files are dropped (file:///… or s3://bucket/prefix)"
+                .to_string(),
+        );
+    }
+    if tables.is_empty() {
+        return Err("a files source declares its tables: [tables.<name>] with pattern, format, columns and primary_key".to_string());
+    }
+    for (table, t) in tables {
+        let fail = |what: &str| Err(format!("[tables.{table}] {what}"));
+        if t.pattern.as_deref().is_none_or(str::is_empty) {
+            return fail("needs pattern, the landing keys of the table (e.g. \"orders/*.csv\")");
+        }
+        match t.format.as_deref() {
+            Some(f) if FORMATS.contains(&f) => {}
+            other => return fail(&format!("format = {other:?}: use \"csv\" or \"jsonl\"")),
+        }
+        let columns = declared_columns(table, t)?;
+        let Some(key) = &t.primary_key else {
+            return fail("needs primary_key: rows of a new file replace the rows with their keys");
+        };
+        if let Some(missing) = key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
+            return fail(&format!(
+                "primary_key column {missing} is not among columns"
+            ));
+        }
+        if t.cursor.is_some() || !t.types.is_empty() {
+            return fail("cursor and types are for PostgreSQL sources; declare types in columns");
+        }
+    }
+    Ok(())
+}
+
+/// The declared columns of a files table, key columns NOT NULL.
+fn declared_columns(
+    table: &str,
+    t: &TableOverride,
+) -> std::result::Result<Vec<SourceColumn>, String> {
+    if t.columns.is_empty() {
+        return Err(format!(
+            "[tables.{table}] needs columns, in order: [\"id bigint\", \"name text\", …]"
+        ));
+    }
+    let key = t.primary_key.clone().unwrap_or_default();
+    let mut out: Vec<SourceColumn> = Vec::new();
+    for spec in &t.columns {
+        let (name, ty) = spec.trim().split_once(char::is_whitespace).ok_or_else(|| {
+            format!("[tables.{table}] column {spec:?}: write \"name type\", e.g. \"amount numeric(10,2)\"")
+        })?;
+        let parsed = PgColumnType::parse(ty.trim())
+            .filter(supported)
+            .ok_or_else(|| {
+                format!(
+                    "[tables.{table}] column {name}: type {:?} is not one a file column can have \
+                     (smallint, integer, bigint, real, double precision, boolean, text, numeric(p,s), \
+                     date, timestamp, timestamptz)",
+                    ty.trim()
+                )
+            })?;
+        if out.iter().any(|c| c.name == name) {
+            return Err(format!("[tables.{table}] column {name} is declared twice"));
+        }
+        out.push(SourceColumn {
+            name: name.to_string(),
+            pg_type: ty.trim().to_string(),
+            nullable: !key.iter().any(|k| k == name),
+            ty: parsed,
+            cast: None,
+        });
+    }
+    Ok(out)
+}
+
+fn supported(ty: &PgColumnType) -> bool {
+    matches!(
+        ty,
+        PgColumnType::Int2
+            | PgColumnType::Int4
+            | PgColumnType::Int8
+            | PgColumnType::Float4
+            | PgColumnType::Float8
+            | PgColumnType::Bool
+            | PgColumnType::Text
+            | PgColumnType::Date
+            | PgColumnType::Timestamp
+            | PgColumnType::Timestamptz
+    ) || ty.decimal().is_some()
+}
+
+/// One run of a files source: every new or changed landing file of every
+/// declared table, received, parsed and committed in one manifest.
+pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
+    let landing_url = source.landing_url.clone().unwrap_or_default();
+    let landing = Lake::from_url(&landing_url)?;
+    let lake = source_lake(raw, &source.name);
+    let log = ManifestLog::new(lake.clone(), Log::Source);
+    let previous: Option<Manifest<SourceState>> = log.latest().await?;
+    let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
+    let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let run_id = RunId::now();
+    let started_at = run_id.started_at().unwrap_or_else(Utc::now);
+    let day = started_at.date_naive().format("%Y-%m-%d").to_string();
+    let landed = landing.list("").await?;
+
+    let mut files = Vec::new();
+    let mut runs = Vec::new();
+    for (table, t) in &source.tables {
+        let columns = declared_columns(table, t).map_err(|reason| Error::Config {
+            file: source.path.display().to_string(),
+            reason,
+        })?;
+        let key = t.primary_key.clone().unwrap_or_default();
+        let pattern = t.pattern.clone().unwrap_or_default();
+        let format = t.format.clone().unwrap_or_default();
+        let mut table_run = TableRun {
+            table: table.clone(),
+            rows: 0,
+            deletes: 0,
+            checked_deletes: false,
+            unchanged: true,
+            quarantined: 0,
+            added_columns: Vec::new(),
+        };
+        let mut part = 0;
+        for landing_key in landed.iter().filter(|k| glob(&pattern, k)) {
+            let bytes = landing.get(landing_key).await?;
+            let sha = sha256_hex(&bytes);
+            let received = format!("{table}/_received/{landing_key}/{sha}");
+            if lake.exists(&received).await? {
+                continue;
+            }
+            let parsed = parse(&format, &bytes, &columns);
+            let copy = lake
+                .put_file(
+                    &received,
+                    &format!("{table}/_received"),
+                    parsed.lines,
+                    bytes.clone(),
+                )
+                .await?;
+            files.push(copy);
+            table_run.unchanged = false;
+            let file_name = tributary_lake::keys::run_file(&run_id, part, "parquet");
+            part += 1;
+            if let Some(batch) = parsed.rows(&columns)? {
+                table_run.rows += batch.num_rows() as u64;
+                files.push(
+                    lake.put_batch(&format!("{table}/date={day}/{file_name}"), table, &batch)
+                        .await?,
+                );
+            }
+            if let Some(batch) = parsed.quarantine(landing_key, started_at)? {
+                table_run.quarantined += batch.num_rows() as u64;
+                tracing::warn!(source = %source.name, table, file = %landing_key, rows = batch.num_rows(), "rows quarantined");
+                files.push(
+                    lake.put_batch(
+                        &format!("{table}/_quarantine/date={day}/{file_name}"),
+                        &format!("{table}/_quarantine"),
+                        &batch,
+                    )
+                    .await?,
+                );
+            }
+        }
+        let entry = state.tables.entry(table.clone()).or_default();
+        entry.columns = columns;
+        entry.key = key;
+        entry.total_rows += table_run.rows;
+        if !table_run.unchanged {
+            entry.scanned_at = Some(started_at);
+        }
+        runs.push(table_run);
+    }
+    if files.is_empty() {
+        // Nothing new landed: nothing to commit.
+        return Ok(SourceRun {
+            source: source.name.clone(),
+            run_id,
+            seq: previous_seq,
+            tables: runs,
+            stopped: Vec::new(),
+        });
+    }
+    let manifest = log
+        .commit(previous_seq, &run_id, started_at, files, state)
+        .await?;
+    Ok(SourceRun {
+        source: source.name.clone(),
+        run_id,
+        seq: manifest.seq,
+        tables: runs,
+        stopped: Vec::new(),
+    })
+}
+
+/// A value of a declared column, parsed.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Decimal(i128),
+    Date(i32),
+    Micros(i64),
+}
+
+/// A file parsed: good rows and quarantined records.
+#[derive(Debug, Default)]
+struct Parsed {
+    good: Vec<Vec<Value>>,
+    bad: Vec<(u64, String, String)>,
+    lines: u64,
+}
+
+impl Parsed {
+    fn rows(&self, columns: &[SourceColumn]) -> Result<Option<RecordBatch>> {
+        if self.good.is_empty() {
+            return Ok(None);
+        }
+        let arrays: Vec<ArrayRef> = (0..columns.len())
+            .map(|i| build(&columns[i].ty, self.good.iter().map(|row| &row[i])))
+            .collect();
+        Ok(Some(RecordBatch::try_new(arrow_schema(columns), arrays)?))
+    }
+
+    fn quarantine(&self, file: &str, at: DateTime<Utc>) -> Result<Option<RecordBatch>> {
+        if self.bad.is_empty() {
+            return Ok(None);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("file", DataType::Utf8, false),
+            Field::new("line", DataType::Int64, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("record", DataType::Utf8, false),
+            Field::new(
+                "_quarantined_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let n = self.bad.len();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(arrow_array::StringArray::from(vec![file; n])),
+            Arc::new(arrow_array::Int64Array::from_iter_values(
+                self.bad.iter().map(|b| b.0 as i64),
+            )),
+            Arc::new(arrow_array::StringArray::from_iter_values(
+                self.bad.iter().map(|b| b.1.as_str()),
+            )),
+            Arc::new(arrow_array::StringArray::from_iter_values(
+                self.bad.iter().map(|b| b.2.as_str()),
+            )),
+            Arc::new(
+                arrow_array::TimestampMicrosecondArray::from(vec![at.timestamp_micros(); n])
+                    .with_timezone("UTC"),
+            ),
+        ];
+        Ok(Some(RecordBatch::try_new(schema, arrays)?))
+    }
+}
+
+fn build<'a>(ty: &PgColumnType, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
+    macro_rules! fill {
+        ($builder:expr, $pat:pat => $v:expr) => {{
+            let mut b = $builder;
+            for value in values {
+                match value {
+                    $pat => b.append_value($v),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }};
+    }
+    match ty {
+        PgColumnType::Int2 => fill!(Int16Builder::new(), Value::Int(v) => *v as i16),
+        PgColumnType::Int4 => fill!(Int32Builder::new(), Value::Int(v) => *v as i32),
+        PgColumnType::Int8 => fill!(Int64Builder::new(), Value::Int(v) => *v),
+        PgColumnType::Float4 => fill!(Float32Builder::new(), Value::Float(v) => *v as f32),
+        PgColumnType::Float8 => fill!(Float64Builder::new(), Value::Float(v) => *v),
+        PgColumnType::Bool => fill!(BooleanBuilder::new(), Value::Bool(v) => *v),
+        PgColumnType::Date => fill!(Date32Builder::new(), Value::Date(v) => *v),
+        PgColumnType::Timestamp => {
+            fill!(TimestampMicrosecondBuilder::new(), Value::Micros(v) => *v)
+        }
+        PgColumnType::Timestamptz => fill!(
+            TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            Value::Micros(v) => *v
+        ),
+        PgColumnType::Numeric { .. } => {
+            let (precision, scale) = ty.decimal().unwrap_or((38, 0));
+            fill!(
+                Decimal128Builder::new().with_precision_and_scale(precision, scale).unwrap_or_default(),
+                Value::Decimal(v) => *v
+            )
+        }
+        _ => fill!(StringBuilder::new(), Value::Text(v) => v.as_str()),
+    }
+}
+
+/// Parses one field's text as column `column` wants it.
+fn value(column: &SourceColumn, text: Option<&str>) -> std::result::Result<Value, String> {
+    let Some(text) = text else {
+        return if column.nullable {
+            Ok(Value::Null)
+        } else {
+            Err(format!(
+                "{}: missing, and it is part of the key",
+                column.name
+            ))
+        };
+    };
+    let bad = |what: &str| format!("{}: {text:?} is not {what}", column.name);
+    let t = text.trim();
+    Ok(match &column.ty {
+        PgColumnType::Int2 => Value::Int(t.parse::<i16>().map_err(|_| bad("a smallint"))?.into()),
+        PgColumnType::Int4 => Value::Int(t.parse::<i32>().map_err(|_| bad("an integer"))?.into()),
+        PgColumnType::Int8 => Value::Int(t.parse::<i64>().map_err(|_| bad("a bigint"))?),
+        PgColumnType::Float4 | PgColumnType::Float8 => {
+            Value::Float(t.parse::<f64>().map_err(|_| bad("a number"))?)
+        }
+        PgColumnType::Bool => match t.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => Value::Bool(true),
+            "false" | "f" | "0" | "no" => Value::Bool(false),
+            _ => return Err(bad("a boolean")),
+        },
+        PgColumnType::Date => {
+            let date =
+                NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| bad("a date (YYYY-MM-DD)"))?;
+            Value::Date((date - NaiveDate::default()).num_days() as i32)
+        }
+        PgColumnType::Timestamp => {
+            let at = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+                .ok_or_else(|| bad("a timestamp (YYYY-MM-DD HH:MM:SS)"))?;
+            Value::Micros(at.and_utc().timestamp_micros())
+        }
+        PgColumnType::Timestamptz => {
+            let at = DateTime::parse_from_rfc3339(t)
+                .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z"))
+                .map_err(|_| bad("a timestamp with a zone (RFC 3339)"))?;
+            Value::Micros(at.with_timezone(&Utc).timestamp_micros())
+        }
+        PgColumnType::Numeric { .. } => {
+            let (precision, scale) = column.ty.decimal().unwrap_or((38, 0));
+            Value::Decimal(
+                scaled_decimal(t, precision, scale)
+                    .ok_or_else(|| bad(&format!("a numeric({precision},{scale})")))?,
+            )
+        }
+        _ => Value::Text(text.to_string()),
+    })
+}
+
+/// `text` as an integer count of 10^-`scale`, exactly; `None` when it has
+/// more digits after the point than `scale` or more than `precision` in all.
+fn scaled_decimal(text: &str, precision: u8, scale: i8) -> Option<i128> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let scale = usize::try_from(scale).ok()?;
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > scale {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    value = value.checked_mul(10i128.checked_pow((scale - fraction.len()) as u32)?)?;
+    if value >= 10i128.checked_pow(u32::from(precision))? {
+        return None;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Parses a whole file: rows that fit the columns, and the others with
+/// their line and reason.
+fn parse(format: &str, bytes: &[u8], columns: &[SourceColumn]) -> Parsed {
+    let mut parsed = Parsed::default();
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        parsed
+            .bad
+            .push((1, "the file is not UTF-8 text".to_string(), String::new()));
+        return parsed;
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match format {
+        "jsonl" => parse_jsonl(text, columns, &mut parsed),
+        _ => parse_csv(text, columns, &mut parsed),
+    }
+    parsed
+}
+
+fn keep(
+    parsed: &mut Parsed,
+    line: u64,
+    record: &str,
+    fields: Vec<Option<String>>,
+    columns: &[SourceColumn],
+) {
+    let mut row = Vec::with_capacity(columns.len());
+    for (column, field) in columns.iter().zip(fields) {
+        match value(column, field.as_deref()) {
+            Ok(v) => row.push(v),
+            Err(reason) => {
+                parsed.bad.push((line, reason, record.to_string()));
+                return;
+            }
+        }
+    }
+    parsed.good.push(row);
+}
+
+fn parse_jsonl(text: &str, columns: &[SourceColumn], parsed: &mut Parsed) {
+    for (index, line) in text.lines().enumerate() {
+        let number = index as u64 + 1;
+        parsed.lines = number;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let object = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(_) => {
+                parsed.bad.push((
+                    number,
+                    "the line is not a JSON object".to_string(),
+                    line.to_string(),
+                ));
+                continue;
+            }
+            Err(e) => {
+                parsed
+                    .bad
+                    .push((number, format!("not JSON: {e}"), line.to_string()));
+                continue;
+            }
+        };
+        let fields = columns
+            .iter()
+            .map(|c| match object.get(&c.name) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            })
+            .collect();
+        keep(parsed, number, line, fields, columns);
+    }
+}
+
+/// RFC 4180 CSV: a header row naming the columns (extra ones are ignored),
+/// fields quoted with `"` where they hold commas, quotes or line breaks. An
+/// empty unquoted field is NULL; `""` is an empty string.
+fn parse_csv(text: &str, columns: &[SourceColumn], parsed: &mut Parsed) {
+    let records = csv_records(text);
+    let Some((_, header_text, header)) = records.first() else {
+        return;
+    };
+    let header: Vec<String> = header
+        .iter()
+        .map(|f| f.clone().unwrap_or_default().trim().to_string())
+        .collect();
+    let mut positions = Vec::new();
+    for column in columns {
+        match header.iter().position(|h| h == &column.name) {
+            Some(i) => positions.push(i),
+            None => {
+                parsed.bad.push((
+                    1,
+                    format!("the header has no column {}", column.name),
+                    header_text.clone(),
+                ));
+                return;
+            }
+        }
+    }
+    for (line, record, fields) in records.into_iter().skip(1) {
+        parsed.lines = parsed.lines.max(line);
+        if fields.len() == 1 && fields[0].is_none() {
+            continue; // a blank line
+        }
+        if fields.len() != header.len() {
+            parsed.bad.push((
+                line,
+                format!("{} fields, the header has {}", fields.len(), header.len()),
+                record,
+            ));
+            continue;
+        }
+        let chosen = positions.iter().map(|&i| fields[i].clone()).collect();
+        keep(parsed, line, &record, chosen, columns);
+    }
+}
+
+/// The records of a CSV text: (first line number, raw text, fields).
+fn csv_records(text: &str) -> Vec<(u64, String, Vec<Option<String>>)> {
+    let mut out = Vec::new();
+    let mut fields: Vec<Option<String>> = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut line: u64 = 1;
+    let mut start_line: u64 = 1;
+    let mut raw = String::new();
+    let mut chars = text.chars().peekable();
+    let finish_field = |fields: &mut Vec<Option<String>>, field: &mut String, quoted: &mut bool| {
+        if field.is_empty() && !*quoted {
+            fields.push(None);
+        } else {
+            fields.push(Some(std::mem::take(field)));
+        }
+        *quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        if c != '\n' && c != '\r' || in_quotes {
+            raw.push(c);
+        }
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    raw.push('"');
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => {
+                in_quotes = true;
+                quoted = true;
+            }
+            ',' => finish_field(&mut fields, &mut field, &mut quoted),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' => {
+                finish_field(&mut fields, &mut field, &mut quoted);
+                out.push((
+                    start_line,
+                    std::mem::take(&mut raw),
+                    std::mem::take(&mut fields),
+                ));
+                line += 1;
+                start_line = line;
+            }
+            _ => field.push(c),
+        }
+    }
+    if !field.is_empty() || !fields.is_empty() || quoted {
+        finish_field(&mut fields, &mut field, &mut quoted);
+        out.push((start_line, raw, fields));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: &str, nullable: bool) -> SourceColumn {
+        SourceColumn {
+            name: name.to_string(),
+            ty: PgColumnType::parse(ty).unwrap(),
+            pg_type: ty.to_string(),
+            nullable,
+            cast: None,
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_line_breaks_and_nulls() {
+        let records = csv_records("a,b,c\r\n1,\"x, \"\"y\"\"\",\n2,\"two\nlines\",\"\"\n");
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1].0, 2);
+        assert_eq!(
+            records[1].2,
+            [Some("1".into()), Some("x, \"y\"".into()), None]
+        );
+        assert_eq!(records[2].0, 3, "a record starts on its first line");
+        assert_eq!(
+            records[2].2,
+            [
+                Some("2".into()),
+                Some("two\nlines".into()),
+                Some(String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_quarantined_with_line_and_reason() {
+        let columns = [
+            col("id", "bigint", false),
+            col("amount", "numeric(10,2)", true),
+            col("at", "timestamptz", true),
+        ];
+        let text = "note,id,amount,at\n\
+                    ok,1,12.50,2024-05-01T10:00:00Z\n\
+                    bad amount,2,12.505,\n\
+                    no key,,3,\n\
+                    short,4\n\
+                    ok,5,-0.1,2024-05-01 12:00:00+02:00\n";
+        let parsed = parse("csv", text.as_bytes(), &columns);
+        assert_eq!(parsed.good.len(), 2);
+        assert_eq!(parsed.good[0][1], Value::Decimal(1250));
+        assert_eq!(parsed.good[1][1], Value::Decimal(-10));
+        assert_eq!(parsed.good[0][2], parsed.good[1][2], "the same instant");
+        let lines: Vec<u64> = parsed.bad.iter().map(|b| b.0).collect();
+        assert_eq!(lines, [3, 4, 5]);
+        assert!(parsed.bad[0].1.contains("amount"), "{:?}", parsed.bad);
+        assert!(parsed.bad[1].1.contains("key"), "{:?}", parsed.bad);
+        assert!(parsed.bad[2].1.contains("fields"), "{:?}", parsed.bad);
+        // A header without a declared column: the file is refused whole.
+        let parsed = parse("csv", b"id,total\n1,2\n", &columns);
+        assert!(parsed.good.is_empty());
+        assert!(parsed.bad[0].1.contains("no column amount"));
+    }
+
+    #[test]
+    fn json_lines_take_strings_numbers_and_nulls() {
+        let columns = [
+            col("id", "integer", false),
+            col("name", "text", true),
+            col("ok", "boolean", true),
+        ];
+        let text =
+            "{\"id\": 1, \"name\": \"a\", \"ok\": true}\n\n{\"id\": 2}\n[1]\n{\"id\": \"x\"}\n";
+        let parsed = parse("jsonl", text.as_bytes(), &columns);
+        assert_eq!(parsed.good.len(), 2);
+        assert_eq!(parsed.good[1], [Value::Int(2), Value::Null, Value::Null]);
+        let lines: Vec<u64> = parsed.bad.iter().map(|b| b.0).collect();
+        assert_eq!(lines, [4, 5]);
+    }
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        assert_eq!(scaled_decimal("12.5", 10, 2), Some(1250));
+        assert_eq!(scaled_decimal("-0.01", 10, 2), Some(-1));
+        assert_eq!(scaled_decimal("12.500", 10, 2), Some(1250));
+        assert_eq!(scaled_decimal("12.505", 10, 2), None);
+        assert_eq!(scaled_decimal("1e3", 10, 2), None);
+        assert_eq!(scaled_decimal("100000000", 10, 2), None, "11 digits");
+        assert_eq!(scaled_decimal("", 10, 2), None);
+    }
+}
