@@ -200,3 +200,52 @@ async fn footers_are_read_by_ranged_gets_on_s3_and_child_lakes_stay_in_their_fol
     );
     assert_eq!(child.list("t").await.unwrap(), ["t/f.parquet"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_dropped_in_an_s3_landing_prefix_are_received_once_into_an_s3_raw_lake() {
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let landing = s3_lake(&endpoint, "drops/acme").await;
+    let raw = s3_lake(&endpoint, "raw").await;
+    let csv = "id,amount\n1,2.50\n2,x\n";
+    landing
+        .put_once("orders/2024-01.csv", Bytes::from_static(csv.as_bytes()))
+        .await
+        .unwrap();
+    landing
+        .put_once("elsewhere/notes.csv", Bytes::from_static(b"id\n9\n"))
+        .await
+        .unwrap();
+    let text = format!(
+        "[source]\nkind = \"files\"\nlanding_url = \"{}\"\n\
+         [tables.orders]\npattern = \"orders/*.csv\"\nformat = \"csv\"\n\
+         primary_key = [\"id\"]\ncolumns = [\"id bigint\", \"amount numeric(8,2)\"]\n",
+        landing.url()
+    );
+    let file = tributary_sources::config::SourceFile::parse(
+        "acme",
+        std::path::Path::new("acme.toml"),
+        &text,
+    )
+    .unwrap();
+    let first = tributary_sources::files::run_files(&raw, &file)
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 1);
+    let orders = &first.tables[0];
+    assert_eq!((orders.rows, orders.quarantined), (1, 1));
+    let received = raw.list("sources/acme/orders/_received/").await.unwrap();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        raw.get(&received[0]).await.unwrap().as_ref(),
+        csv.as_bytes(),
+        "byte for byte on S3"
+    );
+    // Nothing new in the landing prefix: nothing is committed.
+    let again = tributary_sources::files::run_files(&raw, &file)
+        .await
+        .unwrap();
+    assert_eq!(again.seq, 1);
+    assert!(again.tables[0].unchanged);
+}

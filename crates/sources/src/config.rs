@@ -28,7 +28,7 @@
 //!
 //! [tables.orders]
 //! pattern = "orders/*.csv"
-//! format = "csv"                    # or "jsonl"
+//! format = "csv"                    # or "jsonl", "parquet"
 //! primary_key = ["order_id"]
 //! columns = ["order_id text", "amount numeric(10,2)"]
 //! ```
@@ -98,7 +98,8 @@ pub struct TableOverride {
     /// File drops: the landing keys of this table (`*` and `?`).
     #[serde(default)]
     pub pattern: Option<String>,
-    /// File drops: `csv` (with a header row) or `jsonl` (one object a line).
+    /// File drops: `csv` (with a header row), `jsonl` (one object a line)
+    /// or `parquet` (columns found by name).
     #[serde(default)]
     pub format: Option<String>,
     /// File drops: the declared schema, in order, as `"name type"`

@@ -1,4 +1,4 @@
-//! File drops as a source (`kind = "files"`): CSV and JSON lines a partner
+//! File drops as a source (`kind = "files"`): CSV, JSON lines and Parquet a partner
 //! drops under a landing prefix (a folder or an S3 prefix), each table
 //! declared with its key pattern, format and schema.
 //!
@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// The formats a dropped file may have.
-const FORMATS: [&str; 2] = ["csv", "jsonl"];
+const FORMATS: [&str; 3] = ["csv", "jsonl", "parquet"];
 
 /// Checks the `[source]` and `[tables.*]` of a files source; the reason
 /// when something is wrong.
@@ -65,7 +65,11 @@ pub(crate) fn check_config(
         }
         match t.format.as_deref() {
             Some(f) if FORMATS.contains(&f) => {}
-            other => return fail(&format!("format = {other:?}: use \"csv\" or \"jsonl\"")),
+            other => {
+                return fail(&format!(
+                    "format = {other:?}: use \"csv\", \"jsonl\" or \"parquet\""
+                ));
+            }
         }
         let columns = declared_columns(table, t)?;
         let Some(key) = &t.primary_key else {
@@ -443,6 +447,10 @@ fn scaled_decimal(text: &str, precision: u8, scale: i8) -> Option<i128> {
 /// their line and reason.
 fn parse(format: &str, bytes: &[u8], columns: &[SourceColumn]) -> Parsed {
     let mut parsed = Parsed::default();
+    if format == "parquet" {
+        parse_parquet(bytes, columns, &mut parsed);
+        return parsed;
+    }
     let Ok(text) = std::str::from_utf8(bytes) else {
         parsed
             .bad
@@ -511,6 +519,127 @@ fn parse_jsonl(text: &str, columns: &[SourceColumn], parsed: &mut Parsed) {
             .collect();
         keep(parsed, number, line, fields, columns);
     }
+}
+
+/// A Parquet file: its columns found by name, each value checked against
+/// the declared type through its text (so a Parquet `int64` fits a
+/// `numeric(12,2)` column, and `1.005` does not fit `numeric(10,2)`). The
+/// line of a row is its number in the file, from 1.
+fn parse_parquet(bytes: &[u8], columns: &[SourceColumn], parsed: &mut Parsed) {
+    let file_error =
+        |parsed: &mut Parsed, reason: String| parsed.bad.push((0, reason, String::new()));
+    let batches = match tributary_lake::parquet::decode(bytes::Bytes::copy_from_slice(bytes)) {
+        Ok((_, batches)) => batches,
+        Err(e) => return file_error(parsed, format!("not a readable Parquet file: {e}")),
+    };
+    let mut number = 0u64;
+    for batch in &batches {
+        let mut arrays = Vec::with_capacity(columns.len());
+        for column in columns {
+            let Some(array) = batch.column_by_name(&column.name) else {
+                return file_error(parsed, format!("the file has no column {}", column.name));
+            };
+            arrays.push(array.clone());
+        }
+        for row in 0..batch.num_rows() {
+            number += 1;
+            let mut fields = Vec::with_capacity(columns.len());
+            for (array, column) in arrays.iter().zip(columns) {
+                match text_of(array.as_ref(), row) {
+                    Ok(text) => fields.push(text),
+                    Err(ty) => {
+                        return file_error(
+                            parsed,
+                            format!(
+                                "column {} is {ty} in the file, which a declared column cannot take",
+                                column.name
+                            ),
+                        );
+                    }
+                }
+            }
+            let record = fields
+                .iter()
+                .map(|f| f.as_deref().unwrap_or("NULL"))
+                .collect::<Vec<_>>()
+                .join(",");
+            keep(parsed, number, &record, fields, columns);
+        }
+    }
+    parsed.lines = number;
+}
+
+/// One Arrow value as text (`None` for NULL); `Err` with the type when the
+/// type is not one a file column may hold.
+fn text_of(
+    array: &dyn arrow_array::Array,
+    row: usize,
+) -> std::result::Result<Option<String>, DataType> {
+    use arrow_array::{cast::AsArray, types::*};
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let micros = |value: i64, unit: &TimeUnit| match unit {
+        TimeUnit::Second => value.checked_mul(1_000_000),
+        TimeUnit::Millisecond => value.checked_mul(1_000),
+        TimeUnit::Microsecond => Some(value),
+        TimeUnit::Nanosecond => Some(value.div_euclid(1_000)),
+    };
+    Ok(Some(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
+        DataType::Boolean => array.as_boolean().value(row).to_string(),
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).to_string(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
+        DataType::Float32 => array.as_primitive::<Float32Type>().value(row).to_string(),
+        DataType::Float64 => array.as_primitive::<Float64Type>().value(row).to_string(),
+        DataType::Decimal128(_, scale) => {
+            let value = array.as_primitive::<Decimal128Type>().value(row);
+            decimal_text(value, *scale)
+        }
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            (NaiveDate::default() + chrono::Duration::days(days.into())).to_string()
+        }
+        DataType::Timestamp(unit, zone) => {
+            let raw = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            let at = micros(raw, unit)
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or_else(|| array.data_type().clone())?;
+            match zone {
+                // An instant: RFC 3339 in UTC, which fits timestamptz.
+                Some(_) => at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                None => at.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+            }
+        }
+        other => return Err(other.clone()),
+    }))
+}
+
+/// A Decimal128 value as exact text.
+fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (value * 10i128.pow(u32::from(scale.unsigned_abs()))).to_string();
+    }
+    let scale = scale as usize;
+    let digits = value.unsigned_abs().to_string();
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{}{whole}.{fraction}", if value < 0 { "-" } else { "" })
 }
 
 /// RFC 4180 CSV: a header row naming the columns (extra ones are ignored),
@@ -700,6 +829,65 @@ mod tests {
         assert_eq!(parsed.good[1], [Value::Int(2), Value::Null, Value::Null]);
         let lines: Vec<u64> = parsed.bad.iter().map(|b| b.0).collect();
         assert_eq!(lines, [4, 5]);
+    }
+
+    #[test]
+    fn parquet_drops_are_checked_value_by_value_against_the_declared_types() {
+        use arrow_array::{Decimal128Array, Int64Array, StringArray, TimestampMillisecondArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("extra", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("price", DataType::Decimal128(12, 3), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+02:00".into())),
+                true,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), None])),
+                Arc::new(
+                    Decimal128Array::from(vec![Some(12_500), Some(-5), Some(1)])
+                        .with_precision_and_scale(12, 3)
+                        .unwrap(),
+                ),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![Some(1_000), None, Some(0)])
+                        .with_timezone("+02:00"),
+                ),
+            ],
+        )
+        .unwrap();
+        let bytes = tributary_lake::parquet::encode(schema, &[batch]).unwrap();
+        let columns = [
+            col("id", "bigint", false),
+            col("price", "numeric(10,2)", true),
+            col("at", "timestamptz", true),
+        ];
+        let parsed = parse("parquet", &bytes, &columns);
+        assert_eq!(parsed.good.len(), 1, "{:?}", parsed.bad);
+        assert_eq!(
+            parsed.good[0],
+            [
+                Value::Int(1),
+                Value::Decimal(1250),
+                Value::Micros(1_000_000)
+            ]
+        );
+        // -0.005 has three decimals; row 3 has no key.
+        let lines: Vec<u64> = parsed.bad.iter().map(|b| b.0).collect();
+        assert_eq!(lines, [2, 3]);
+        assert!(parsed.bad[0].1.contains("price"), "{:?}", parsed.bad);
+        // A missing column, or bytes that are not Parquet: the file is refused.
+        let missing = parse("parquet", &bytes, &[col("sku", "text", true)]);
+        assert!(missing.bad[0].1.contains("no column sku"));
+        let junk = parse("parquet", b"PAR1 not really", &columns);
+        assert!(junk.good.is_empty() && junk.bad[0].1.contains("Parquet"));
+        assert_eq!(decimal_text(-5, 3), "-0.005");
+        assert_eq!(decimal_text(12_500, 3), "12.500");
     }
 
     #[test]
