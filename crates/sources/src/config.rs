@@ -296,6 +296,17 @@ mod tests {
     }
 
     #[test]
+    fn every_example_source_file_reads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sources");
+        let files = SourceFile::read_dir(&dir).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["olist", "pagila", "partner"]);
+        let partner = &files[2];
+        assert!(partner.landing_url.is_some());
+        assert_eq!(partner.table("orders").columns.len(), 5);
+    }
+
+    #[test]
     fn a_full_file_reads_back_with_its_overrides() {
         let file = parse(
             r#"

@@ -9,6 +9,12 @@
 //! manifest, a table's new versions replace the rows with their keys, then
 //! its tombstones delete theirs. A column added at the source is added here;
 //! a column dropped at the source (once accepted) stays, NULL from then on.
+//!
+//! Beside each table, `<table>_history` keeps every version its rows had
+//! and every delete (key columns only), with the manifest (`_tributary_seq`),
+//! run (`_tributary_run`) and operation (`_tributary_op`: `upsert` or
+//! `delete`) that brought it: "what did this row look like last month" is a
+//! query, not a restore.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +134,10 @@ async fn same_lake(tx: &Transaction<'_>, log: &ManifestLog, schema: &str, seq: u
     })
 }
 
+/// The suffix of the table keeping every version a table's rows had, with
+/// the manifest, run and operation (`upsert` or `delete`) that brought it.
+pub const HISTORY: &str = "_history";
+
 /// One manifest: per table, its new versions, then its tombstones.
 async fn apply(
     tx: &Transaction<'_>,
@@ -136,6 +146,8 @@ async fn apply(
     manifest: &Manifest<SourceState>,
 ) -> Result<BTreeMap<String, (u64, u64)>> {
     let mut applied = BTreeMap::new();
+    let seq = manifest.seq as i64;
+    let run = manifest.run_id.as_str();
     for (table, state) in &manifest.state.tables {
         let data: Vec<&FileEntry> = manifest
             .files
@@ -150,6 +162,7 @@ async fn apply(
             .collect();
         ensure_table(tx, schema, table, state).await?;
         let name = format!("{schema}.{}", quote_ident(table));
+        let history = format!("{schema}.{}", quote_ident(&format!("{table}{HISTORY}")));
         let mut rows = 0;
         if !data.is_empty() {
             stage(tx, lake, &state.columns, &data).await?;
@@ -168,6 +181,14 @@ async fn apply(
                     &[],
                 )
                 .await?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {history} ({list}, _tributary_seq, _tributary_run, _tributary_op) \
+                     SELECT {list}, $1, $2, 'upsert' FROM stage"
+                ),
+                &[&seq, &run],
+            )
+            .await?;
             tx.batch_execute("DROP TABLE stage").await?;
         }
         let mut deleted = 0;
@@ -187,6 +208,15 @@ async fn apply(
                     &[],
                 )
                 .await?;
+            let keys = column_list(&key_columns);
+            tx.execute(
+                &format!(
+                    "INSERT INTO {history} ({keys}, _tributary_seq, _tributary_run, _tributary_op) \
+                     SELECT {keys}, $1, $2, 'delete' FROM stage"
+                ),
+                &[&seq, &run],
+            )
+            .await?;
             tx.batch_execute("DROP TABLE stage").await?;
         }
         if !data.is_empty() || !deletes.is_empty() {
@@ -233,10 +263,23 @@ async fn ensure_table(
         .map(|k| quote_ident(k))
         .collect::<Vec<_>>()
         .join(", ");
+    let history = format!("{schema}.{}", quote_ident(&format!("{table}{HISTORY}")));
+    let index = quote_ident(&format!("{table}{HISTORY}_key"));
     tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {name} ({definition}, PRIMARY KEY ({key}))"
+        "CREATE TABLE IF NOT EXISTS {name} ({definition}, PRIMARY KEY ({key})); \
+         CREATE TABLE IF NOT EXISTS {history} ({definition}, \
+           _tributary_seq bigint NOT NULL, _tributary_run text NOT NULL, \
+           _tributary_op text NOT NULL CHECK (_tributary_op IN ('upsert', 'delete'))); \
+         CREATE INDEX IF NOT EXISTS {index} ON {history} ({key}, _tributary_seq)"
     ))
     .await?;
+    sync_columns(tx, &name, state).await?;
+    sync_columns(tx, &history, state).await
+}
+
+/// Adds the columns `state` has and table `name` lacks, and follows their
+/// types.
+async fn sync_columns(tx: &Transaction<'_>, name: &str, state: &TableState) -> Result<()> {
     let existing = tx
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \

@@ -153,6 +153,22 @@ async fn dropped_files_are_received_as_is_parsed_quarantined_and_loaded_once() {
         .unwrap()
         .get(0);
     assert_eq!(count, 4, "rows replaced by key, never twice");
+    // Every version is kept beside, with the manifest that brought it.
+    let versions: Vec<(i64, String)> = warehouse
+        .query(
+            "SELECT _tributary_seq, amount::text FROM src_partner.orders_history \
+             WHERE order_id = 'A1' ORDER BY _tributary_seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        versions,
+        [(1, "10.50".to_string()), (2, "10.50".to_string())]
+    );
     let events: i64 = warehouse
         .query_one(
             "SELECT count(*) FROM src_partner.events WHERE kind IS NULL",

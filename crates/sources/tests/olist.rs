@@ -200,6 +200,28 @@ async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_war
     let loaded = load_source(&mut warehouse, &raw, "olist").await.unwrap();
     assert_eq!(loaded.manifests, [4, 5, 6]);
     assert_equal(&source, &warehouse, &TABLES).await;
+    // The history keeps the deletes, keys only, with the manifest of each.
+    let seller_deletes: Vec<i64> = warehouse
+        .query(
+            "SELECT _tributary_seq FROM src_olist.sellers_history \
+             WHERE _tributary_op = 'delete' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seller_deletes, [4, 6], "the two deleted sellers");
+    let payment_deletes: i64 = warehouse
+        .query_one(
+            "SELECT count(*) FROM src_olist.order_payments_history WHERE _tributary_op = 'delete' AND _tributary_seq = 4",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(payment_deletes as u64, deleted_payments);
     // Loading again changes nothing.
     assert!(
         load_source(&mut warehouse, &raw, "olist")
