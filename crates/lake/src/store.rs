@@ -246,18 +246,38 @@ impl Lake {
 
     /// Every key under `prefix`, relative to the lake root, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_with_versions(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    /// [`Lake::list`], each key with a version tag of its object (size, last
+    /// modified time and entity tag where the store has one): an object
+    /// whose tag did not change need not be read again to know it.
+    pub async fn list_with_versions(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let prefix_path = self.path(prefix);
         let metas: Vec<_> = self.store.list(Some(&prefix_path)).try_collect().await?;
         let root_parts = self.root.parts().count();
-        let mut keys: Vec<String> = metas
+        let mut keys: Vec<(String, String)> = metas
             .into_iter()
             .map(|meta| {
-                meta.location
+                let key = meta
+                    .location
                     .parts()
                     .skip(root_parts)
                     .map(|part| part.as_ref().to_string())
                     .collect::<Vec<_>>()
-                    .join("/")
+                    .join("/");
+                let version = format!(
+                    "{}:{}:{}",
+                    meta.size,
+                    meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+                    meta.e_tag.unwrap_or_default()
+                );
+                (key, version)
             })
             .collect();
         keys.sort();

@@ -9,7 +9,9 @@
 //!   put-if-absent. A copy already there means the same bytes were taken
 //!   before: the file is skipped, so a re-dropped identical file is a no-op.
 //!   A changed file under the same name has another hash: it is a new
-//!   version, received beside the old one, never over it.
+//!   version, received beside the old one, never over it. The listing's
+//!   version tag of each file (size, modified time, entity tag) is kept in
+//!   the manifest, so an unchanged file is not even downloaded again.
 //! - **Parsed against the declared schema.** Good rows become one Parquet
 //!   file (`<table>/date=<day>/…`); a row that does not fit (a value that
 //!   does not parse, a NULL key, a malformed line) goes to
@@ -156,7 +158,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
     let run_id = RunId::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
     let day = started_at.date_naive().format("%Y-%m-%d").to_string();
-    let landed = landing.list("").await?;
+    let landed = landing.list_with_versions("").await?;
 
     let mut files = Vec::new();
     let mut runs = Vec::new();
@@ -178,11 +180,25 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             added_columns: Vec::new(),
         };
         let mut part = 0;
-        for landing_key in landed.iter().filter(|k| glob(&pattern, k)) {
+        let known = state
+            .tables
+            .get(table)
+            .map(|t| t.landed.clone())
+            .unwrap_or_default();
+        let mut seen = BTreeMap::new();
+        for (landing_key, version) in landed.iter().filter(|(k, _)| glob(&pattern, k)) {
+            seen.insert(landing_key.clone(), version.clone());
+            // Listed as before: taken before, not downloaded again.
+            if known.get(landing_key) == Some(version) {
+                continue;
+            }
             let bytes = landing.get(landing_key).await?;
             let sha = sha256_hex(&bytes);
             let received = format!("{table}/_received/{landing_key}/{sha}");
             if lake.exists(&received).await? {
+                // Re-dropped with the same bytes: nothing new. (Its new tag
+                // is kept with the next manifest; until then it is hashed
+                // again each run.)
                 continue;
             }
             let parsed = parse(&format, &bytes, &columns);
@@ -219,6 +235,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             }
         }
         let entry = state.tables.entry(table.clone()).or_default();
+        entry.landed = seen;
         entry.columns = columns;
         entry.key = key;
         entry.total_rows += table_run.rows;

@@ -85,6 +85,11 @@ pub struct TableState {
     pub changes_seen: Option<i64>,
     /// When a run last read it.
     pub scanned_at: Option<DateTime<Utc>>,
+    /// File drops: the version tag (size, modified time, entity tag) of
+    /// each landing file as last received, by landing key. A file whose
+    /// tag is unchanged is not downloaded again to be hashed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub landed: BTreeMap<String, String>,
 }
 
 /// The state of a source, carried from manifest to manifest.

@@ -134,6 +134,16 @@ async fn dropped_files_are_received_as_is_parsed_quarantined_and_loaded_once() {
     // Nothing new, or the same bytes dropped again: nothing happens.
     let idle = run_files(&raw, &file).await.unwrap();
     assert_eq!(idle.seq, 1, "no manifest for a run that found nothing new");
+    // The listing's version tag of each file received is kept, so the next
+    // run does not download an unchanged file again.
+    let manifest: tributary_lake::Manifest<tributary_sources::ingest::SourceState> =
+        tributary_lake::ManifestLog::new(raw.child("sources/partner"), tributary_lake::Log::Source)
+            .latest()
+            .await
+            .unwrap()
+            .unwrap();
+    let tags = &manifest.state.tables["orders"].landed;
+    assert_eq!(tags.keys().collect::<Vec<_>>(), ["orders/2024-01.csv"]);
     write(landing.path(), "orders/2024-01.csv", january);
     assert_eq!(run_files(&raw, &file).await.unwrap().seq, 1);
 
