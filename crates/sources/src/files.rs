@@ -180,27 +180,33 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             added_columns: Vec::new(),
         };
         let mut part = 0;
-        let known = state
+        let (known_tags, known_sha) = state
             .tables
             .get(table)
-            .map(|t| t.landed.clone())
+            .map(|t| (t.landed.clone(), t.received.clone()))
             .unwrap_or_default();
         let mut seen = BTreeMap::new();
+        let mut received_now = BTreeMap::new();
         for (landing_key, version) in landed.iter().filter(|(k, _)| glob(&pattern, k)) {
             seen.insert(landing_key.clone(), version.clone());
-            // Listed as before: taken before, not downloaded again.
-            if known.get(landing_key) == Some(version) {
+            // Listed as when it was last committed: not downloaded again.
+            if known_tags.get(landing_key) == Some(version)
+                && let Some(sha) = known_sha.get(landing_key)
+            {
+                received_now.insert(landing_key.clone(), sha.clone());
                 continue;
             }
             let bytes = landing.get(landing_key).await?;
             let sha = sha256_hex(&bytes);
-            let received = format!("{table}/_received/{landing_key}/{sha}");
-            if lake.exists(&received).await? {
-                // Re-dropped with the same bytes: nothing new. (Its new tag
-                // is kept with the next manifest; until then it is hashed
-                // again each run.)
+            received_now.insert(landing_key.clone(), sha.clone());
+            // The same bytes as the version last committed: nothing new.
+            // (Only the committed state says so: a copy left by a run that
+            // failed before its commit, or an older version dropped again,
+            // is parsed and applied.)
+            if known_sha.get(landing_key) == Some(&sha) {
                 continue;
             }
+            let received = format!("{table}/_received/{landing_key}/{sha}");
             let parsed = parse(&format, &bytes, &columns);
             let copy = lake
                 .put_file(
@@ -236,6 +242,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
         }
         let entry = state.tables.entry(table.clone()).or_default();
         entry.landed = seen;
+        entry.received = received_now;
         entry.columns = columns;
         entry.key = key;
         entry.total_rows += table_run.rows;
@@ -526,15 +533,27 @@ fn parse_jsonl(text: &str, columns: &[SourceColumn], parsed: &mut Parsed) {
                 continue;
             }
         };
-        let fields = columns
-            .iter()
-            .map(|c| match object.get(&c.name) {
+        let mut fields = Vec::with_capacity(columns.len());
+        for c in columns {
+            fields.push(match object.get(&c.name) {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) if n.is_f64() && significant_digits(&n.to_string()) > 15 => {
+                    // Read as a double, it may already have lost digits.
+                    parsed.bad.push((
+                        number,
+                        format!("{}: the JSON number {n} has more digits than a double keeps; send it as a string", c.name),
+                        line.to_string(),
+                    ));
+                    fields.clear();
+                    break;
+                }
                 Some(other) => Some(other.to_string()),
-            })
-            .collect();
-        keep(parsed, number, line, fields, columns);
+            });
+        }
+        if fields.len() == columns.len() {
+            keep(parsed, number, line, fields, columns);
+        }
     }
 }
 
@@ -549,29 +568,46 @@ fn parse_parquet(bytes: &[u8], columns: &[SourceColumn], parsed: &mut Parsed) {
         Ok((_, batches)) => batches,
         Err(e) => return file_error(parsed, format!("not a readable Parquet file: {e}")),
     };
+    // The whole file's schema is checked before any row is taken: a
+    // missing or unreadable column refuses the file, not half of it.
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return;
+    };
+    for column in columns {
+        match schema.field_with_name(&column.name) {
+            Err(_) => return file_error(parsed, format!("the file has no column {}", column.name)),
+            Ok(field) if !readable(field.data_type()) => {
+                return file_error(
+                    parsed,
+                    format!(
+                        "column {} is {} in the file, which a declared column cannot take",
+                        column.name,
+                        field.data_type()
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
     let mut number = 0u64;
     for batch in &batches {
-        let mut arrays = Vec::with_capacity(columns.len());
-        for column in columns {
-            let Some(array) = batch.column_by_name(&column.name) else {
-                return file_error(parsed, format!("the file has no column {}", column.name));
-            };
-            arrays.push(array.clone());
-        }
-        for row in 0..batch.num_rows() {
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .filter_map(|c| batch.column_by_name(&c.name).cloned())
+            .collect();
+        'rows: for row in 0..batch.num_rows() {
             number += 1;
             let mut fields = Vec::with_capacity(columns.len());
             for (array, column) in arrays.iter().zip(columns) {
                 match text_of(array.as_ref(), row) {
                     Ok(text) => fields.push(text),
-                    Err(ty) => {
-                        return file_error(
-                            parsed,
-                            format!(
-                                "column {} is {ty} in the file, which a declared column cannot take",
-                                column.name
-                            ),
-                        );
+                    Err(reason) => {
+                        parsed.bad.push((
+                            number,
+                            format!("{}: {reason}", column.name),
+                            String::new(),
+                        ));
+                        continue 'rows;
                     }
                 }
             }
@@ -586,12 +622,35 @@ fn parse_parquet(bytes: &[u8], columns: &[SourceColumn], parsed: &mut Parsed) {
     parsed.lines = number;
 }
 
-/// One Arrow value as text (`None` for NULL); `Err` with the type when the
-/// type is not one a file column may hold.
+/// Whether a Parquet column of this Arrow type can be read into a declared
+/// column (its values are then checked one by one).
+fn readable(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(_, _)
+            | DataType::Date32
+            | DataType::Timestamp(_, _)
+    )
+}
+
+/// One Arrow value as text (`None` for NULL); `Err` with the reason when
+/// it cannot be one (out of range, or a type [`readable`] refuses).
 fn text_of(
     array: &dyn arrow_array::Array,
     row: usize,
-) -> std::result::Result<Option<String>, DataType> {
+) -> std::result::Result<Option<String>, String> {
     use arrow_array::{cast::AsArray, types::*};
     if array.is_null(row) {
         return Ok(None);
@@ -621,7 +680,10 @@ fn text_of(
         }
         DataType::Date32 => {
             let days = array.as_primitive::<Date32Type>().value(row);
-            (NaiveDate::default() + chrono::Duration::days(days.into())).to_string()
+            NaiveDate::default()
+                .checked_add_signed(chrono::Duration::days(days.into()))
+                .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?
+                .to_string()
         }
         DataType::Timestamp(unit, zone) => {
             let raw = match unit {
@@ -636,14 +698,14 @@ fn text_of(
             };
             let at = micros(raw, unit)
                 .and_then(DateTime::from_timestamp_micros)
-                .ok_or_else(|| array.data_type().clone())?;
+                .ok_or_else(|| format!("timestamp {raw} ({unit:?}) is out of range"))?;
             match zone {
                 // An instant: RFC 3339 in UTC, which fits timestamptz.
                 Some(_) => at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                 None => at.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string(),
             }
         }
-        other => return Err(other.clone()),
+        other => return Err(format!("{other} values cannot be read")),
     }))
 }
 
@@ -657,6 +719,14 @@ fn decimal_text(value: i128, scale: i8) -> String {
     let padded = format!("{digits:0>width$}", width = scale + 1);
     let (whole, fraction) = padded.split_at(padded.len() - scale);
     format!("{}{whole}.{fraction}", if value < 0 { "-" } else { "" })
+}
+
+/// Digits of a number's text that carry information (no sign, point,
+/// exponent, or leading and trailing zeros).
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    digits.trim_start_matches('0').trim_end_matches('0').len()
 }
 
 /// RFC 4180 CSV: a header row naming the columns (extra ones are ignored),
@@ -846,6 +916,21 @@ mod tests {
         assert_eq!(parsed.good[1], [Value::Int(2), Value::Null, Value::Null]);
         let lines: Vec<u64> = parsed.bad.iter().map(|b| b.0).collect();
         assert_eq!(lines, [4, 5]);
+        // A number a double cannot hold exactly is refused, not rounded.
+        let money = [
+            col("id", "integer", false),
+            col("amount", "numeric(20,2)", true),
+        ];
+        let text = "{\"id\": 1, \"amount\": 123456789012345678.91}\n{\"id\": 2, \"amount\": 12.5}\n{\"id\": 3, \"amount\": \"123456789012345678.91\"}\n";
+        let parsed = parse("jsonl", text.as_bytes(), &money);
+        assert_eq!(parsed.good.len(), 2);
+        assert_eq!(parsed.good[1][1], Value::Decimal(12345678901234567891));
+        assert_eq!(parsed.bad.len(), 1);
+        assert!(
+            parsed.bad[0].1.contains("send it as a string"),
+            "{:?}",
+            parsed.bad
+        );
     }
 
     #[test]

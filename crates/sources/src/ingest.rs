@@ -90,6 +90,10 @@ pub struct TableState {
     /// tag is unchanged is not downloaded again to be hashed.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub landed: BTreeMap<String, String>,
+    /// File drops: the sha256 of the version of each landing file last
+    /// committed, by landing key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub received: BTreeMap<String, String>,
 }
 
 /// The state of a source, carried from manifest to manifest.
@@ -215,6 +219,8 @@ pub async fn run_source(
         let counter = counters.get(table).copied();
         let unchanged = source.trust_statistics
             && since.is_some()
+            && table_state.columns == columns
+            && table_state.key == key
             && !due
             && added.is_empty()
             && counter.is_some()

@@ -166,6 +166,19 @@ async fn apply(
         let mut rows = 0;
         if !data.is_empty() {
             stage(tx, lake, &state.columns, &data).await?;
+            if !state.received.is_empty() {
+                // File drops may repeat a key (within a file, or across the
+                // files of one run): the last one, in file and line order,
+                // is the row.
+                tx.execute(
+                    &format!(
+                        "DELETE FROM stage s USING stage t WHERE {} AND s.ctid < t.ctid",
+                        key_match(&state.key)
+                    ),
+                    &[],
+                )
+                .await?;
+            }
             let list = column_list(&state.columns);
             tx.execute(
                 &format!(

@@ -179,6 +179,37 @@ async fn dropped_files_are_received_as_is_parsed_quarantined_and_loaded_once() {
         versions,
         [(1, "10.50".to_string()), (2, "10.50".to_string())]
     );
+    // A key twice in one file: the later line is the row. And the first
+    // version dropped again (a revert) is applied again.
+    write(
+        landing.path(),
+        "orders/2024-02.csv",
+        "order_id,amount,placed_at,note\nB1,1.00,2024-02-01T00:00:00Z,first\nB1,2.00,2024-02-01T00:00:00Z,second\n",
+    );
+    write(landing.path(), "orders/2024-01.csv", january);
+    let third = run_files(&raw, &file).await.unwrap();
+    assert_eq!(third.seq, 3);
+    load_source(&mut warehouse, &raw, "partner").await.unwrap();
+    let rows_now: Vec<(String, String)> = warehouse
+        .query(
+            "SELECT order_id, amount::text FROM src_partner.orders WHERE order_id IN ('A2', 'A4', 'B1') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // A2 keeps its corrected amount (January's A2 row is quarantined), A4
+    // stays (no deletes for files), B1 is its later line.
+    assert_eq!(
+        rows_now,
+        [
+            ("A2".to_string(), "12.00".to_string()),
+            ("A4".to_string(), "1.25".to_string()),
+            ("B1".to_string(), "2.00".to_string()),
+        ]
+    );
     let events: i64 = warehouse
         .query_one(
             "SELECT count(*) FROM src_partner.events WHERE kind IS NULL",
