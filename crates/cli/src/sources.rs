@@ -137,7 +137,7 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
     };
     let mut stopped = 0;
     for file in &files {
-        let run = if file.landing_url.is_some() {
+        let run = if file.is_files() {
             tributary_sources::files::run_files(&raw, file).await?
         } else {
             let url = file.url()?;
@@ -147,7 +147,7 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
                 tributary_pipeline::db::connect(&url, "source", variable, None).await?;
             run_source(&mut client, &raw, file, &options).await?
         };
-        if file.landing_url.is_some() && run.tables.iter().all(|t| t.unchanged) {
+        if file.is_files() && run.tables.iter().all(|t| t.unchanged) {
             println!(
                 "source {}: no new file (manifest {} stays the latest)",
                 run.source, run.seq
@@ -161,11 +161,11 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         println!("{:<32} {:>10} {:>8}  note", "table", "rows", "deletes");
         for t in &run.tables {
             let mut note = Vec::new();
-            if t.unchanged && file.landing_url.is_some() {
+            if t.unchanged && file.is_files() {
                 note.push("no new file".to_string());
             } else if t.unchanged {
                 note.push("unchanged since the last read (statistics)".to_string());
-            } else if !t.checked_deletes && file.landing_url.is_none() {
+            } else if !t.checked_deletes && !file.is_files() {
                 note.push("deletes not checked this run".to_string());
             }
             if t.quarantined > 0 {

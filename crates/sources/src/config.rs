@@ -266,6 +266,11 @@ impl SourceFile {
         })
     }
 
+    /// Whether this is a file drop (`kind = "files"`), not a database.
+    pub fn is_files(&self) -> bool {
+        self.landing_url.is_some()
+    }
+
     /// The overrides of `table` (none: the defaults).
     pub fn table(&self, table: &str) -> TableOverride {
         self.tables.get(table).cloned().unwrap_or_default()

@@ -4,7 +4,7 @@
 //! deletes found by transaction id and key comparison, then schema changes;
 //! after every run the warehouse equals the source and nothing came twice.
 
-use std::path::Path;
+mod common;
 
 use tokio_postgres::Client;
 use tributary_lake::Lake;
@@ -45,12 +45,7 @@ fn rows(run: &SourceRun, table: &str) -> (u64, u64) {
 }
 
 fn file() -> SourceFile {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sources/olist.toml");
-    let mut file = SourceFile::read(&path).expect("the example source file reads");
-    // Each run right after a change must see it: statistics may publish it
-    // a second late (the skip has its own test in olist_dbt.rs).
-    file.trust_statistics = false;
-    file
+    common::example("olist")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! companions, then again after a month of business; and the generator
 //! that makes all nine tables up for demos.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use tokio_postgres::Client;
@@ -16,9 +16,9 @@ use tributary_sources::{
 };
 use tributary_testkit::{TestDb, psql_file, shared, skip, table_fingerprint, temp_lake};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+
+use common::repo;
 
 /// A copy of the dbt project of its own (dbt writes target/ and logs/ into
 /// the project), with the sources file Tributary writes.
@@ -117,10 +117,7 @@ async fn assert_star_matches(source: &Client, warehouse: &Client) {
 }
 
 fn olist_file() -> SourceFile {
-    let mut file = SourceFile::read(&repo().join("examples/sources/olist.toml")).unwrap();
-    // Runs right after a change must see it (statistics may be a second late).
-    file.trust_statistics = false;
-    file
+    common::example("olist")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

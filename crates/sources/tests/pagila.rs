@@ -4,12 +4,11 @@
 //! of rentals and payments from its own script; after each run every
 //! table of the warehouse equals the source, and nothing is read twice.
 
-use std::path::Path;
+mod common;
 
 use tokio_postgres::Client;
 use tributary_lake::Lake;
 use tributary_sources::{
-    config::SourceFile,
     ingest::{RunOptions, run_source},
     load::load_source,
 };
@@ -41,13 +40,9 @@ async fn pagila_with_every_kind_of_column_and_its_monthly_changes_arrives_exactl
     let mut warehouse = warehouse_db.connect().await;
     let (_lake_dir, lake_url) = temp_lake();
     let raw = Lake::from_url(&lake_url).unwrap();
-    let mut file = SourceFile::read(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sources/pagila.toml"),
-    )
-    .unwrap();
     // The monthly script runs in psql: its statistics may publish after it
     // returns, and each run here must see its changes.
-    file.trust_statistics = false;
+    let file = common::example("pagila");
     let options = RunOptions::default();
 
     let first = run_source(&mut source, &raw, &file, &options)
