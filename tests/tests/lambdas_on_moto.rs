@@ -212,7 +212,11 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .send()
         .await
         .unwrap();
-    assert_eq!(tables.table_list().len(), 11, "the 11 warehouse tables");
+    assert_eq!(
+        tables.table_list().len(),
+        tributary_warehouse::WAREHOUSE_TABLES.len(),
+        "every warehouse table"
+    );
     let partitions = glue
         .get_partitions()
         .database_name(&aws.glue_db)

@@ -4,8 +4,8 @@
 //! and sending 1 MiB chunks keeps the loader at COPY speed.
 
 use arrow_array::{
-    Array, BooleanArray, Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray,
-    Time64MicrosecondArray,
+    Array, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, Time64MicrosecondArray, TimestampMillisecondArray,
 };
 use bytes::{BufMut, BytesMut};
 
@@ -15,6 +15,9 @@ use crate::{Error, Result, WType, WarehouseTable};
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Days between 1970-01-01 (Date32) and 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// The same epoch in milliseconds since the Unix epoch.
+const PG_EPOCH_MS: i64 = 946_684_800_000;
 
 /// The 19-byte header of a binary COPY stream.
 pub fn put_header(buf: &mut BytesMut) {
@@ -99,6 +102,8 @@ enum Column<'a> {
     Time(&'a Time64MicrosecondArray),
     Money(&'a Decimal128Array),
     Bool(&'a BooleanArray),
+    BigInt(&'a Int64Array),
+    Timestamp(&'a TimestampMillisecondArray),
 }
 
 impl<'a> Column<'a> {
@@ -111,6 +116,8 @@ impl<'a> Column<'a> {
             WType::Time => Column::Time(any.downcast_ref()?),
             WType::Money => Column::Money(any.downcast_ref()?),
             WType::Bool => Column::Bool(any.downcast_ref()?),
+            WType::BigInt => Column::BigInt(any.downcast_ref()?),
+            WType::Timestamp => Column::Timestamp(any.downcast_ref()?),
         })
     }
 
@@ -122,6 +129,8 @@ impl<'a> Column<'a> {
             Column::Time(a) => a.is_null(row),
             Column::Money(a) => a.is_null(row),
             Column::Bool(a) => a.is_null(row),
+            Column::BigInt(a) => a.is_null(row),
+            Column::Timestamp(a) => a.is_null(row),
         };
         if null {
             buf.put_i32(-1);
@@ -149,6 +158,14 @@ impl<'a> Column<'a> {
             Column::Bool(a) => {
                 buf.put_i32(1);
                 buf.put_u8(u8::from(a.value(row)));
+            }
+            Column::BigInt(a) => {
+                buf.put_i32(8);
+                buf.put_i64(a.value(row));
+            }
+            Column::Timestamp(a) => {
+                buf.put_i32(8);
+                buf.put_i64((a.value(row) - PG_EPOCH_MS).saturating_mul(1000));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The 11 warehouse tables as typed definitions: Arrow schemas for the
+//! The warehouse tables as typed definitions: Arrow schemas for the
 //! processed lake and column lists for the loader.
 
 use std::sync::Arc;
@@ -20,6 +20,10 @@ pub enum WType {
     Money,
     /// `boolean` → Boolean.
     Bool,
+    /// `bigint` → Int64.
+    BigInt,
+    /// `timestamp` (no time zone, UTC by convention) → Timestamp(ms).
+    Timestamp,
 }
 
 impl WType {
@@ -32,6 +36,8 @@ impl WType {
             WType::Time => DataType::Time64(TimeUnit::Microsecond),
             WType::Money => DataType::Decimal128(10, 2),
             WType::Bool => DataType::Boolean,
+            WType::BigInt => DataType::Int64,
+            WType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
         }
     }
 }
@@ -43,6 +49,10 @@ pub enum Kind {
     Date,
     /// A dimension: latest version, upserted on its key.
     Dimension,
+    /// The type 2 history of a dimension: every version of an entity,
+    /// each valid from `valid_from` until `valid_to`. A load replaces the
+    /// whole history of every entity (`key`) its files carry.
+    History,
     /// A fact: one row per source version; the warehouse numbers rows with
     /// `record_key` and keeps the first copy of each (id, last_updated).
     Fact {
@@ -102,10 +112,11 @@ const fn r(name: &'static str, ty: WType, table: &'static str) -> WColumn {
     }
 }
 
-use WType::{Bool, Date, Int, Money, Text, Time};
+use WType::{BigInt, Bool, Date, Int, Money, Text, Time, Timestamp};
 
-/// Every warehouse table in load order: calendar, dimensions, facts.
-pub static WAREHOUSE_TABLES: [WarehouseTable; 11] = [
+/// Every warehouse table in load order: calendar, dimensions, their
+/// histories, facts.
+pub static WAREHOUSE_TABLES: [WarehouseTable; 17] = [
     WarehouseTable {
         name: "dim_date",
         kind: Kind::Date,
@@ -201,6 +212,110 @@ pub static WAREHOUSE_TABLES: [WarehouseTable; 11] = [
             c("transaction_type", Text),
             n("sales_order_id", Int),
             n("purchase_order_id", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_staff_history",
+        kind: Kind::History,
+        key: "staff_id",
+        columns: &[
+            c("staff_version_id", BigInt),
+            c("staff_id", Int),
+            c("first_name", Text),
+            c("last_name", Text),
+            c("department_name", Text),
+            n("location", Text),
+            c("email_address", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_location_history",
+        kind: Kind::History,
+        key: "location_id",
+        columns: &[
+            c("location_version_id", BigInt),
+            c("location_id", Int),
+            c("address_line_1", Text),
+            n("address_line_2", Text),
+            n("district", Text),
+            c("city", Text),
+            c("postal_code", Text),
+            c("country", Text),
+            c("phone", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_currency_history",
+        kind: Kind::History,
+        key: "currency_id",
+        columns: &[
+            c("currency_version_id", BigInt),
+            c("currency_id", Int),
+            c("currency_code", Text),
+            c("currency_name", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_design_history",
+        kind: Kind::History,
+        key: "design_id",
+        columns: &[
+            c("design_version_id", BigInt),
+            c("design_id", Int),
+            c("design_name", Text),
+            c("file_location", Text),
+            c("file_name", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_counterparty_history",
+        kind: Kind::History,
+        key: "counterparty_id",
+        columns: &[
+            c("counterparty_version_id", BigInt),
+            c("counterparty_id", Int),
+            c("counterparty_legal_name", Text),
+            c("counterparty_legal_address_line_1", Text),
+            n("counterparty_legal_address_line_2", Text),
+            n("counterparty_legal_district", Text),
+            c("counterparty_legal_city", Text),
+            c("counterparty_legal_postal_code", Text),
+            c("counterparty_legal_country", Text),
+            c("counterparty_legal_phone_number", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
+        ],
+    },
+    WarehouseTable {
+        name: "dim_payment_type_history",
+        kind: Kind::History,
+        key: "payment_type_id",
+        columns: &[
+            c("payment_type_version_id", BigInt),
+            c("payment_type_id", Int),
+            c("payment_type_name", Text),
+            c("valid_from", Timestamp),
+            n("valid_to", Timestamp),
+            c("is_current", Bool),
+            c("version", Int),
         ],
     },
     WarehouseTable {

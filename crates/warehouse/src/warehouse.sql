@@ -79,6 +79,102 @@ CREATE TABLE IF NOT EXISTS dim_transaction (
     purchase_order_id  int
 );
 
+-- Type 2 history of the descriptive dimensions: every version of each
+-- entity, built from every raw version of its source rows (and of the rows
+-- joined into it: an address change opens a counterparty version, a
+-- department change a staff version). A version is valid from valid_from
+-- (inclusive) until valid_to (exclusive); the current one has valid_to NULL
+-- and is_current true; version numbers an entity's versions from 1. The
+-- first version of an entity is taken to be valid since its source row was
+-- created. The *_version_id surrogate keys are
+-- derived from (entity id, valid_from), so a rebuild gives the same keys.
+-- Timestamps are the source's, UTC by convention.
+CREATE TABLE IF NOT EXISTS dim_staff_history (
+    staff_version_id  bigint PRIMARY KEY,
+    staff_id         int NOT NULL,
+    first_name       varchar NOT NULL,
+    last_name        varchar NOT NULL,
+    department_name  varchar NOT NULL,
+    location         varchar,
+    email_address    varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (staff_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS dim_location_history (
+    location_version_id  bigint PRIMARY KEY,
+    location_id     int NOT NULL,
+    address_line_1  varchar NOT NULL,
+    address_line_2  varchar,
+    district        varchar,
+    city            varchar NOT NULL,
+    postal_code     varchar NOT NULL,
+    country         varchar NOT NULL,
+    phone           varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (location_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS dim_currency_history (
+    currency_version_id  bigint PRIMARY KEY,
+    currency_id    int NOT NULL,
+    currency_code  varchar NOT NULL,
+    currency_name  varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (currency_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS dim_design_history (
+    design_version_id  bigint PRIMARY KEY,
+    design_id      int NOT NULL,
+    design_name    varchar NOT NULL,
+    file_location  varchar NOT NULL,
+    file_name      varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (design_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS dim_counterparty_history (
+    counterparty_version_id  bigint PRIMARY KEY,
+    counterparty_id                    int NOT NULL,
+    counterparty_legal_name            varchar NOT NULL,
+    counterparty_legal_address_line_1  varchar NOT NULL,
+    counterparty_legal_address_line_2  varchar,
+    counterparty_legal_district        varchar,
+    counterparty_legal_city            varchar NOT NULL,
+    counterparty_legal_postal_code     varchar NOT NULL,
+    counterparty_legal_country         varchar NOT NULL,
+    counterparty_legal_phone_number    varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (counterparty_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS dim_payment_type_history (
+    payment_type_version_id  bigint PRIMARY KEY,
+    payment_type_id    int NOT NULL,
+    payment_type_name  varchar NOT NULL,
+    valid_from  timestamp NOT NULL,
+    valid_to    timestamp,
+    is_current  boolean NOT NULL,
+    version     int NOT NULL,
+    UNIQUE (payment_type_id, valid_from)
+);
+
 CREATE TABLE IF NOT EXISTS fact_sales_order (
     sales_record_id              serial PRIMARY KEY,
     sales_order_id               int NOT NULL,
@@ -133,6 +229,112 @@ CREATE TABLE IF NOT EXISTS fact_payment (
     payment_date       date NOT NULL REFERENCES dim_date,
     UNIQUE (payment_id, last_updated_date, last_updated_time)
 );
+
+-- Each fact version with the dimension versions valid when it was last
+-- updated (the fact's last_updated). A fact older than the first version of
+-- a dimension row (an order placed before its staff member's record was
+-- created) takes that first version. A fact is never dropped: a dimension
+-- row with no version at all gives NULLs (*_version_id IS NULL finds them).
+CREATE OR REPLACE VIEW fact_sales_order_as_of AS
+SELECT f.*,
+       f.last_updated_date + f.last_updated_time AS as_of,
+       st.staff_version_id, st.first_name AS staff_first_name, st.last_name AS staff_last_name,
+       st.department_name AS staff_department_name, st.location AS staff_location,
+       cp.counterparty_version_id, cp.counterparty_legal_name,
+       cp.counterparty_legal_address_line_1, cp.counterparty_legal_address_line_2,
+       cp.counterparty_legal_district, cp.counterparty_legal_city,
+       cp.counterparty_legal_postal_code, cp.counterparty_legal_country,
+       cp.counterparty_legal_phone_number,
+       cu.currency_version_id, cu.currency_code, cu.currency_name,
+       de.design_version_id, de.design_name, de.file_location AS design_file_location,
+       de.file_name AS design_file_name,
+       lo.location_version_id AS agreed_delivery_location_version_id,
+       lo.address_line_1 AS delivery_address_line_1, lo.address_line_2 AS delivery_address_line_2,
+       lo.district AS delivery_district, lo.city AS delivery_city,
+       lo.postal_code AS delivery_postal_code, lo.country AS delivery_country,
+       lo.phone AS delivery_phone
+FROM fact_sales_order f
+    LEFT JOIN dim_staff_history st
+           ON st.staff_id = f.sales_staff_id
+          AND (st.valid_from <= f.last_updated_date + f.last_updated_time OR st.version = 1)
+          AND (st.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < st.valid_to)
+    LEFT JOIN dim_counterparty_history cp
+           ON cp.counterparty_id = f.counterparty_id
+          AND (cp.valid_from <= f.last_updated_date + f.last_updated_time OR cp.version = 1)
+          AND (cp.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cp.valid_to)
+    LEFT JOIN dim_currency_history cu
+           ON cu.currency_id = f.currency_id
+          AND (cu.valid_from <= f.last_updated_date + f.last_updated_time OR cu.version = 1)
+          AND (cu.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cu.valid_to)
+    LEFT JOIN dim_design_history de
+           ON de.design_id = f.design_id
+          AND (de.valid_from <= f.last_updated_date + f.last_updated_time OR de.version = 1)
+          AND (de.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < de.valid_to)
+    LEFT JOIN dim_location_history lo
+           ON lo.location_id = f.agreed_delivery_location_id
+          AND (lo.valid_from <= f.last_updated_date + f.last_updated_time OR lo.version = 1)
+          AND (lo.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < lo.valid_to)
+;
+
+CREATE OR REPLACE VIEW fact_purchase_order_as_of AS
+SELECT f.*,
+       f.last_updated_date + f.last_updated_time AS as_of,
+       st.staff_version_id, st.first_name AS staff_first_name, st.last_name AS staff_last_name,
+       st.department_name AS staff_department_name, st.location AS staff_location,
+       cp.counterparty_version_id, cp.counterparty_legal_name,
+       cp.counterparty_legal_address_line_1, cp.counterparty_legal_address_line_2,
+       cp.counterparty_legal_district, cp.counterparty_legal_city,
+       cp.counterparty_legal_postal_code, cp.counterparty_legal_country,
+       cp.counterparty_legal_phone_number,
+       cu.currency_version_id, cu.currency_code, cu.currency_name,
+       lo.location_version_id AS agreed_delivery_location_version_id,
+       lo.address_line_1 AS delivery_address_line_1, lo.address_line_2 AS delivery_address_line_2,
+       lo.district AS delivery_district, lo.city AS delivery_city,
+       lo.postal_code AS delivery_postal_code, lo.country AS delivery_country,
+       lo.phone AS delivery_phone
+FROM fact_purchase_order f
+    LEFT JOIN dim_staff_history st
+           ON st.staff_id = f.staff_id
+          AND (st.valid_from <= f.last_updated_date + f.last_updated_time OR st.version = 1)
+          AND (st.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < st.valid_to)
+    LEFT JOIN dim_counterparty_history cp
+           ON cp.counterparty_id = f.counterparty_id
+          AND (cp.valid_from <= f.last_updated_date + f.last_updated_time OR cp.version = 1)
+          AND (cp.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cp.valid_to)
+    LEFT JOIN dim_currency_history cu
+           ON cu.currency_id = f.currency_id
+          AND (cu.valid_from <= f.last_updated_date + f.last_updated_time OR cu.version = 1)
+          AND (cu.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cu.valid_to)
+    LEFT JOIN dim_location_history lo
+           ON lo.location_id = f.agreed_delivery_location_id
+          AND (lo.valid_from <= f.last_updated_date + f.last_updated_time OR lo.version = 1)
+          AND (lo.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < lo.valid_to)
+;
+
+CREATE OR REPLACE VIEW fact_payment_as_of AS
+SELECT f.*,
+       f.last_updated_date + f.last_updated_time AS as_of,
+       cp.counterparty_version_id, cp.counterparty_legal_name,
+       cp.counterparty_legal_address_line_1, cp.counterparty_legal_address_line_2,
+       cp.counterparty_legal_district, cp.counterparty_legal_city,
+       cp.counterparty_legal_postal_code, cp.counterparty_legal_country,
+       cp.counterparty_legal_phone_number,
+       cu.currency_version_id, cu.currency_code, cu.currency_name,
+       pt.payment_type_version_id, pt.payment_type_name
+FROM fact_payment f
+    LEFT JOIN dim_counterparty_history cp
+           ON cp.counterparty_id = f.counterparty_id
+          AND (cp.valid_from <= f.last_updated_date + f.last_updated_time OR cp.version = 1)
+          AND (cp.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cp.valid_to)
+    LEFT JOIN dim_currency_history cu
+           ON cu.currency_id = f.currency_id
+          AND (cu.valid_from <= f.last_updated_date + f.last_updated_time OR cu.version = 1)
+          AND (cu.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < cu.valid_to)
+    LEFT JOIN dim_payment_type_history pt
+           ON pt.payment_type_id = f.payment_type_id
+          AND (pt.valid_from <= f.last_updated_date + f.last_updated_time OR pt.version = 1)
+          AND (pt.valid_to IS NULL OR f.last_updated_date + f.last_updated_time < pt.valid_to)
+;
 
 -- Crypto markets: every trade once, and daily bars (latest version per day).
 CREATE TABLE IF NOT EXISTS fact_trade (

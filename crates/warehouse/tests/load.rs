@@ -13,8 +13,8 @@ use std::{
 };
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray,
-    Time64MicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, Time64MicrosecondArray, TimestampMillisecondArray,
 };
 use chrono::NaiveDate;
 use tokio_postgres::Client;
@@ -36,6 +36,10 @@ enum V {
     /// Cents.
     M(i128),
     B(bool),
+    /// A bigint.
+    L(i64),
+    /// Milliseconds since the Unix epoch.
+    Ts(i64),
     Null,
 }
 
@@ -86,6 +90,16 @@ fn batch(table: &WarehouseTable, rows: &[Vec<V>]) -> RecordBatch {
                     V::B(x) => Some(x),
                     _ => None,
                 }))),
+                WType::BigInt => Arc::new(Int64Array::from_iter(values.map(|v| match v {
+                    V::L(x) => Some(x),
+                    _ => None,
+                }))),
+                WType::Timestamp => Arc::new(TimestampMillisecondArray::from_iter(values.map(
+                    |v| match v {
+                        V::Ts(x) => Some(x),
+                        _ => None,
+                    },
+                ))),
             }
         })
         .collect();
@@ -866,4 +880,95 @@ async fn a_processed_file_that_is_not_parquet_fails_the_load_and_leaves_nothing(
         .await
         .unwrap();
     assert_eq!(loaded.rows["fact_sales_order"], 20_000);
+}
+
+/// A history row of dim_payment_type_history: (version id, id, name, from, to).
+fn payment_type_version(version: i64, id: i32, name: &str, from: i64, to: Option<i64>) -> Vec<V> {
+    vec![
+        V::L(version),
+        V::I(id),
+        t(name),
+        V::Ts(from),
+        to.map_or(V::Null, V::Ts),
+        V::B(to.is_none()),
+        V::I((version % 10) as i32),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_load_replaces_the_whole_history_of_each_entity_it_carries() {
+    let Some((_db, mut client)) = warehouse("load_history").await else {
+        return;
+    };
+    let (_dir, url) = temp_lake();
+    let lake = Lake::from_url(&url).unwrap();
+    // 2024-01-01T00:00:00Z and a day, an hour and a millisecond later.
+    let (t0, t1, t2) = (1_704_067_200_000, 1_704_153_600_000, 1_704_157_200_001);
+    let first = BTreeMap::from([(
+        "dim_payment_type_history",
+        vec![
+            payment_type_version(11, 1, "SALES_RECEIPT", t0, Some(t1)),
+            payment_type_version(12, 1, "SALES_RECEIPT_V2", t1, None),
+            payment_type_version(21, 2, "PURCHASE_PAYMENT", t0, None),
+        ],
+    )]);
+    load(&mut client, &lake, 1, &first).await.unwrap();
+    // Entity 1 again, with a version split in: entity 2 is left alone.
+    let second = BTreeMap::from([(
+        "dim_payment_type_history",
+        vec![
+            payment_type_version(11, 1, "SALES_RECEIPT", t0, Some(t1)),
+            payment_type_version(12, 1, "SALES_RECEIPT_V2", t1, Some(t2)),
+            payment_type_version(13, 1, "SALES_RECEIPT_V3", t2, None),
+        ],
+    )]);
+    let loaded = load(&mut client, &lake, 2, &second).await.unwrap();
+    // Version 12 changed (it closes now) and 13 is new; 11 stays as it was.
+    assert_eq!(loaded.rows["dim_payment_type_history"], 2);
+    let rows: Vec<(i64, i32, String, String, Option<String>, bool)> = client
+        .query(
+            "SELECT payment_type_version_id, payment_type_id, payment_type_name, \
+                    valid_from::text, valid_to::text, is_current \
+             FROM dim_payment_type_history ORDER BY 2, valid_from",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let row = |v: i64, id: i32, name: &str, from: &str, to: Option<&str>| {
+        (
+            v,
+            id,
+            name.to_string(),
+            from.to_string(),
+            to.map(str::to_string),
+            to.is_none(),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                11,
+                1,
+                "SALES_RECEIPT",
+                "2024-01-01 00:00:00",
+                Some("2024-01-02 00:00:00")
+            ),
+            row(
+                12,
+                1,
+                "SALES_RECEIPT_V2",
+                "2024-01-02 00:00:00",
+                Some("2024-01-02 01:00:00.001")
+            ),
+            row(13, 1, "SALES_RECEIPT_V3", "2024-01-02 01:00:00.001", None),
+            row(21, 2, "PURCHASE_PAYMENT", "2024-01-01 00:00:00", None),
+        ]
+    );
+    // The same history again changes nothing.
+    let again = load(&mut client, &lake, 3, &second).await.unwrap();
+    assert_eq!(again.rows["dim_payment_type_history"], 0);
 }

@@ -25,8 +25,8 @@ use tributary_warehouse::{
     WarehouseTable,
     transform::{
         FACT_SOURCES, FactTransformer, Quarantined, REFERENCE_TABLES, ReferenceState, Version,
-        apply_reference_changes, decode_state, dim_date_batch, encode_state, known_keys,
-        raw_versions, to_json_lines, transactions_to_emit,
+        apply_reference_changes, decode_state, dim_date_batch, encode_state, history_changes,
+        known_keys, raw_versions, record_versions, to_json_lines, transactions_to_emit,
     },
 };
 
@@ -161,7 +161,7 @@ async fn transform_run(
         (Some(p), false) => (p.state.raw_seq + 1, read_state(processed, &p.state).await?),
         _ => (1, ReferenceState::default()),
     };
-    let (raw_last, raw_files, raw_committed_at) =
+    let (raw_last, raw_files, raw_committed_at, read_at) =
         raw_files_by_table(&raw_log, first..=raw_latest, SEVERAL_MANIFESTS_ROWS).await?;
     let mut report = TransformReport {
         run_id: run_id.clone(),
@@ -199,7 +199,7 @@ async fn transform_run(
         quarantine: Vec::new(),
         report: &mut report,
     };
-    transform_dimensions(raw, &raw_files, &mut state, &mut out).await?;
+    transform_dimensions(raw, (&raw_files, &read_at), &mut state, &mut out).await?;
     out.report.phase("dimensions", &mut lap);
     transform_transactions(raw, &raw_files, &mut state, &mut out).await?;
     out.report.phase("dim_transaction", &mut lap);
@@ -281,13 +281,15 @@ impl Output<'_> {
 /// order, and when the last of those manifests was committed: the first
 /// manifest whole, and those after it while all together stay within
 /// `max_rows` raw rows.
-/// Returns the last manifest taken (0 when `seqs` is empty).
+/// Returns the last manifest taken (0 when `seqs` is empty), and when the
+/// ingest run that wrote each file started (ms since the epoch, by key).
 async fn raw_files_by_table(
     raw_log: &ManifestLog,
     seqs: std::ops::RangeInclusive<u64>,
     max_rows: u64,
-) -> Result<(u64, RawFiles, Option<DateTime<Utc>>)> {
+) -> Result<(u64, RawFiles, Option<DateTime<Utc>>, ReadAt)> {
     let mut raw_files = RawFiles::new();
+    let mut read_at = ReadAt::new();
     let mut committed_at = None;
     let (mut last, mut rows) = (0, 0u64);
     for seq in seqs {
@@ -310,32 +312,48 @@ async fn raw_files_by_table(
         last = seq;
         rows += manifest_rows;
         for (table, file) in files {
+            read_at.insert(file.key.clone(), manifest.started_at.timestamp_millis());
             raw_files.entry(table).or_default().push(file);
         }
     }
-    Ok((last, raw_files, committed_at))
+    Ok((last, raw_files, committed_at, read_at))
 }
 
 /// Raw files per source table.
 type RawFiles = HashMap<&'static str, Vec<FileEntry>>;
 
+/// When the ingest run that wrote a raw file started (ms), by key.
+type ReadAt = HashMap<String, i64>;
+
 /// The reference tables (small) are read whole and applied to the reference
-/// state; every dimension row they reach is written again.
+/// state; every dimension row they reach is written again, and the whole
+/// history of every dimension entity that gained a version.
 async fn transform_dimensions(
     raw: &Lake,
-    raw_files: &RawFiles,
+    (raw_files, read_at): (&RawFiles, &ReadAt),
     state: &mut ReferenceState,
     out: &mut Output<'_>,
 ) -> Result<()> {
     let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
+    let mut versions: HashMap<&'static str, Vec<(RecordBatch, i64)>> = HashMap::new();
     for name in REFERENCE_TABLES {
         for file in raw_files.get(name).into_iter().flatten() {
             let (_, batches) = decode(raw.get(&file.key).await?)?;
+            let at = read_at.get(&file.key).copied().unwrap_or_default();
+            versions
+                .entry(name)
+                .or_default()
+                .extend(batches.iter().map(|b| (b.clone(), at)));
             reference_rows.entry(name).or_default().extend(batches);
         }
     }
     let dims = apply_reference_changes(state, &reference_rows)?;
     drop(reference_rows);
+    let gained = record_versions(state, &versions)?;
+    drop(versions);
+    for (table, batch) in history_changes(state, &gained)? {
+        out.write(table, batch).await?;
+    }
     out.quarantine.extend(dims.quarantine);
     for (table, batch) in dims.batches {
         out.write(table, batch).await?;
@@ -695,7 +713,7 @@ pub struct FloorReport {
 /// memory). No transform of these files into that output can be faster.
 pub async fn transform_floor(raw: &Lake, processed: &Lake) -> Result<FloorReport> {
     let raw_log = ManifestLog::new(raw.clone(), Log::Totesys);
-    let (_, raw_files, _) =
+    let (_, raw_files, _, _) =
         raw_files_by_table(&raw_log, 1..=raw_log.latest_seq().await?, u64::MAX).await?;
     let log = ManifestLog::new(processed.clone(), Log::Transform);
     let mut outputs: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();

@@ -4,16 +4,20 @@
 //! tables into the [`ReferenceState`] and emits every dimension row they
 //! reach; [`FactTransformer`] turns raw order and payment rows into facts,
 //! checking each reference against [`known_keys`]; [`dim_date_batch`] covers
-//! every date the facts refer to. Refused rows come back as [`Quarantined`].
+//! every date the facts refer to; [`record_versions`] and
+//! [`history_changes`] keep every version of the small source tables and
+//! write the type 2 histories of the dimensions. Refused rows come back as [`Quarantined`].
 
 mod columns;
 mod facts;
+mod history;
 mod quarantine;
 mod reference;
 mod state_files;
 mod versions;
 
 pub use facts::{FACT_SOURCES, FactBatch, FactTransformer, dim_date_batch};
+pub use history::{CAPTURED_AT, history_changes, record_versions, seed_versions, versions_schema};
 pub use quarantine::{Quarantined, render_row, to_json_lines};
 pub use reference::{
     DimensionChanges, KnownKeys, REFERENCE_TABLES, ReferenceState, apply_reference_changes,

@@ -16,6 +16,7 @@ use tributary_totesys::{TableDef, row_fingerprint};
 
 use super::{
     columns::{any, id_at, ints, strings, timestamps},
+    history::versions_schema,
     quarantine::Quarantined,
 };
 use crate::{Result, WarehouseTable, currency::currency_name};
@@ -36,6 +37,12 @@ pub const REFERENCE_TABLES: [&str; 7] = [
 pub struct ReferenceState {
     tables: BTreeMap<&'static str, RecordBatch>,
     transactions: RoaringBitmap,
+    /// Every distinct version of each reference table, in commit order,
+    /// with the time its ingest run started ([`super::history`]).
+    versions: BTreeMap<&'static str, RecordBatch>,
+    /// Set when the versions were seeded from a state that kept none: the
+    /// next run writes the history of every entity.
+    history_from_all: bool,
 }
 
 impl Default for ReferenceState {
@@ -45,9 +52,16 @@ impl Default for ReferenceState {
             .filter_map(|name| TableDef::by_name(name))
             .map(|def| (def.name, RecordBatch::new_empty(def.arrow_schema())))
             .collect();
+        let versions = REFERENCE_TABLES
+            .iter()
+            .filter_map(|name| TableDef::by_name(name))
+            .map(|def| (def.name, RecordBatch::new_empty(versions_schema(def))))
+            .collect();
         Self {
             tables,
             transactions: RoaringBitmap::new(),
+            versions,
+            history_from_all: false,
         }
     }
 }
@@ -61,6 +75,26 @@ impl ReferenceState {
     /// Replaces a reference table (when reading state back).
     pub fn set_table(&mut self, name: &'static str, batch: RecordBatch) {
         self.tables.insert(name, batch);
+    }
+
+    /// Every distinct version of a reference table, in commit order.
+    pub fn versions(&self, name: &str) -> Option<&RecordBatch> {
+        self.versions.get(name)
+    }
+
+    /// Replaces the versions of a reference table.
+    pub fn set_versions(&mut self, name: &'static str, batch: RecordBatch) {
+        self.versions.insert(name, batch);
+    }
+
+    /// Whether the next history run covers every entity.
+    pub fn history_from_all(&self) -> bool {
+        self.history_from_all
+    }
+
+    /// Asks (or no longer asks) the next history run to cover every entity.
+    pub fn set_history_from_all(&mut self, all: bool) {
+        self.history_from_all = all;
     }
 
     /// Ids of every transaction seen.
