@@ -26,12 +26,16 @@ test: stack test-deps
 	fi
 
 ## Python packages the tests use: pyarrow (an independent Parquet reader),
+## duckdb (computes the dashboard aggregates independently),
 ## dbt-postgres (the Olist models, in its own virtualenv) and cargo-lambda
 ## (runs a function under the Lambda runtime API emulator).
 test-deps:
 	@python3 -c 'import pyarrow' 2>/dev/null || { \
 	  echo "installing pyarrow (the tests' independent Parquet reader)"; \
 	  python3 -m pip install --quiet pyarrow || { echo "cannot install pyarrow: run 'python3 -m pip install pyarrow'" >&2; exit 1; }; }
+	@python3 -c 'import duckdb' 2>/dev/null || { \
+	  echo "installing duckdb (the tests' independent reader of the aggregates)"; \
+	  python3 -m pip install --quiet duckdb || { echo "cannot install duckdb: run 'python3 -m pip install duckdb'" >&2; exit 1; }; }
 	@scripts/dbt.sh --install
 	@$(CARGO) lambda --version >/dev/null 2>&1 || { \
 	  echo "installing cargo-lambda (python3 -m pip install cargo-lambda)"; \

@@ -95,7 +95,7 @@ fn print_transform(report: &TransformReport) {
                 report.elapsed.as_secs_f64()
             );
             for (table, rows) in &report.rows {
-                println!("  {table:<22} {rows:>10}");
+                println!("  {table:<26} {rows:>10}");
             }
             for (table, rows) in &report.quarantined {
                 println!("  quarantined {table:<10} {rows:>10}");

@@ -2,11 +2,14 @@
 //! fact_payment and 8 dimensions including dim_date): its definitions, the
 //! raw → star transforms, and the loader.
 //!
-//! - [`tables`]: the 11 tables as typed definitions.
+//! - [`tables`]: the tables (the star schema and the dimensions' histories)
+//!   as typed definitions.
 //! - [`transform`]: raw totesys rows → dimensions and facts, with the
 //!   reference state dimensions are joined against, and quarantine.
 //! - [`load`]: processed Parquet → PostgreSQL, one transaction per manifest.
+//! - [`aggregates`]: dashboard aggregates, recomputed for the days a load touches.
 
+pub mod aggregates;
 pub mod calendar;
 pub mod copy_in;
 pub mod currency;

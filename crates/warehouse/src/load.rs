@@ -51,7 +51,7 @@ use tokio_postgres::{Client, Transaction};
 use tributary_lake::{FileEntry, Lake};
 
 use crate::{
-    Error, Kind, Result, WAREHOUSE_DDL, WAREHOUSE_TABLES, WType, WarehouseTable,
+    Error, Kind, Result, WAREHOUSE_DDL, WAREHOUSE_TABLES, WType, WarehouseTable, aggregates,
     copy_in::{CHUNK_BYTES, put_batch, put_header, put_numbered_batch, put_trailer},
 };
 
@@ -100,6 +100,8 @@ pub struct LoadedManifest {
     pub paths: BTreeMap<&'static str, &'static str>,
     /// True when the load_log already had it (nothing done).
     pub already_loaded: bool,
+    /// The dashboard aggregates recomputed for the days it touched.
+    pub aggregates: aggregates::Refreshed,
 }
 
 /// Loads the files of processed manifest `seq` (its entries per table) in one transaction.
@@ -135,6 +137,7 @@ pub async fn load_manifest(
         ..LoadedManifest::default()
     };
     let mut filled = Filled::new();
+    let marks = aggregates::marks(&tx).await?;
     for table in &WAREHOUSE_TABLES {
         let Some(entries) = files.get(table.name).filter(|k| !k.is_empty()) else {
             continue;
@@ -180,6 +183,13 @@ pub async fn load_manifest(
         loaded.rows.insert(table.name, rows);
         loaded.paths.insert(table.name, path);
     }
+    loaded.aggregates = aggregates::refresh(&tx, marks).await?;
+    tracing::info!(
+        days = loaded.aggregates.days,
+        rows = loaded.aggregates.rows,
+        ms = loaded.aggregates.elapsed.as_millis() as u64,
+        "aggregates refreshed"
+    );
     let total: u64 = loaded.rows.values().sum();
     let tables = serde_json::to_string(&loaded.rows).unwrap_or_else(|_| "{}".to_string());
     tx.execute(

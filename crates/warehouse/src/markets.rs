@@ -9,7 +9,7 @@ use arrow_array::{
 use tokio_postgres::Client;
 use tributary_lake::{Lake, parquet::decode};
 
-use crate::{Error, Result};
+use crate::{Error, Result, aggregates};
 
 /// The highest markets manifest the warehouse holds (0: none).
 pub async fn markets_loaded_through(client: &Client) -> Result<u64> {
@@ -46,6 +46,7 @@ pub async fn load_markets_manifest(
     {
         return Ok((0, 0));
     }
+    aggregates::start_trades(&tx).await?;
     let (mut trades, mut bars) = (0, 0);
     for (table, key) in files {
         // Compacted generations repeat trades already loaded: not read.
@@ -68,6 +69,13 @@ pub async fn load_markets_manifest(
             }
         }
     }
+    let refreshed = aggregates::refresh_trades(&tx).await?;
+    tracing::info!(
+        coin_days = refreshed.days,
+        rows = refreshed.rows,
+        ms = refreshed.elapsed.as_millis() as u64,
+        "trade aggregates refreshed"
+    );
     tx.execute(
         "INSERT INTO tributary.market_load_log (seq, trades, bars) VALUES ($1, $2, $3)",
         &[&(seq as i64), &(trades as i64), &(bars as i64)],
@@ -132,15 +140,25 @@ async fn insert_trades(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch
         decimal_texts(batch, "price")?,
         decimal_texts(batch, "amount")?,
     );
-    Ok(tx
-        .execute(
-            "INSERT INTO fact_trade (symbol, tid, traded_at, side, price, amount) \
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]::timestamp(3)[], $4::text[], \
-                                  $5::text[]::numeric[], $6::text[]::numeric[]) \
-             ON CONFLICT (symbol, tid) DO NOTHING",
+    // The coin-days of the trades inserted join `touched_trades`, whose
+    // aggregates the end of the load recomputes.
+    let inserted: i64 = tx
+        .query_one(
+            "WITH inserted AS ( \
+               INSERT INTO fact_trade (symbol, tid, traded_at, side, price, amount) \
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]::timestamp(3)[], $4::text[], \
+                                    $5::text[]::numeric[], $6::text[]::numeric[]) \
+               ON CONFLICT (symbol, tid) DO NOTHING \
+               RETURNING symbol, traded_at::date AS day), \
+             touched AS ( \
+               INSERT INTO touched_trades SELECT DISTINCT symbol, day FROM inserted \
+               ON CONFLICT DO NOTHING) \
+             SELECT count(*) FROM inserted",
             &[&symbol, &tid, &at, &side, &price, &amount],
         )
-        .await?)
+        .await?
+        .get(0);
+    Ok(inserted as u64)
 }
 
 async fn upsert_bars(tx: &tokio_postgres::Transaction<'_>, batch: &RecordBatch) -> Result<u64> {

@@ -410,3 +410,81 @@ CREATE TABLE IF NOT EXISTS tributary.market_load_log (
     trades     bigint NOT NULL,
     bars       bigint NOT NULL
 );
+
+-- Aggregates for dashboards, kept by the loads: each load recomputes only
+-- the days (and for trades the coin-days and minutes) its new rows touch,
+-- in the load's own transaction. Percentiles are continuous
+-- (percentile_cont: linear between the two nearest values). An order counts
+-- once, as its newest version; amounts stay in their own currency.
+CREATE INDEX IF NOT EXISTS fact_sales_order_created_date ON fact_sales_order (created_date);
+CREATE INDEX IF NOT EXISTS fact_payment_payment_date ON fact_payment (payment_date);
+
+-- Sales per day of creation, counterparty country (as it was when the order
+-- was last updated), design and currency: order value = units × unit price.
+CREATE TABLE IF NOT EXISTS agg_sales_daily (
+    day            date NOT NULL,
+    country        varchar NOT NULL,
+    design_id      int NOT NULL,
+    currency_code  varchar NOT NULL,
+    orders         bigint NOT NULL,
+    units          bigint NOT NULL,
+    value_sum      numeric NOT NULL,
+    value_mean     numeric NOT NULL,
+    value_p90      numeric NOT NULL,
+    PRIMARY KEY (day, country, design_id, currency_code)
+);
+
+-- Orders per hour of the day they were created (UTC).
+CREATE TABLE IF NOT EXISTS agg_sales_hourly (
+    day     date NOT NULL,
+    hour    int NOT NULL,
+    orders  bigint NOT NULL,
+    units   bigint NOT NULL,
+    PRIMARY KEY (day, hour)
+);
+
+-- Days from an order's creation to its agreed delivery, per day of creation.
+CREATE TABLE IF NOT EXISTS agg_delivery_lead_time_daily (
+    day        date PRIMARY KEY,
+    orders     bigint NOT NULL,
+    days_sum   bigint NOT NULL,
+    days_mean  numeric NOT NULL,
+    days_p90   numeric NOT NULL
+);
+
+-- Payments per agreed payment date and currency: how late they were paid,
+-- in days (negative: early), from the agreed date to the first version that
+-- says paid. Unpaid payments count in payments, not in the delays.
+CREATE TABLE IF NOT EXISTS agg_payment_delay_daily (
+    day                date NOT NULL,
+    currency_code      varchar NOT NULL,
+    payments           bigint NOT NULL,
+    paid               bigint NOT NULL,
+    amount_sum         numeric NOT NULL,
+    delay_days_sum     numeric,
+    delay_days_mean    numeric,
+    delay_days_p90     numeric,
+    PRIMARY KEY (day, currency_code)
+);
+
+-- Trades per coin and day (UTC): trade size is the amount in the coin.
+CREATE TABLE IF NOT EXISTS agg_trades_daily (
+    symbol        varchar NOT NULL,
+    day           date NOT NULL,
+    trades        bigint NOT NULL,
+    base_volume   numeric NOT NULL,
+    quote_volume  numeric NOT NULL,
+    size_mean     numeric NOT NULL,
+    size_p90      numeric NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
+
+-- Trades per coin and minute over the last day (older minutes are dropped
+-- by each load).
+CREATE TABLE IF NOT EXISTS agg_trades_minute (
+    symbol       varchar NOT NULL,
+    minute       timestamp NOT NULL,
+    trades       bigint NOT NULL,
+    base_volume  numeric NOT NULL,
+    PRIMARY KEY (symbol, minute)
+);

@@ -199,8 +199,7 @@ async fn transform_run(
         quarantine: Vec::new(),
         report: &mut report,
     };
-    transform_dimensions(raw, (&raw_files, &read_at), &mut state, &mut out).await?;
-    out.report.phase("dimensions", &mut lap);
+    transform_dimensions(raw, (&raw_files, &read_at), &mut state, &mut out, &mut lap).await?;
     transform_transactions(raw, &raw_files, &mut state, &mut out).await?;
     out.report.phase("dim_transaction", &mut lap);
     let keys_known = known_keys(&state)?;
@@ -333,6 +332,7 @@ async fn transform_dimensions(
     (raw_files, read_at): (&RawFiles, &ReadAt),
     state: &mut ReferenceState,
     out: &mut Output<'_>,
+    lap: &mut Instant,
 ) -> Result<()> {
     let mut reference_rows: HashMap<&'static str, Vec<RecordBatch>> = HashMap::new();
     let mut versions: HashMap<&'static str, Vec<(RecordBatch, i64)>> = HashMap::new();
@@ -349,15 +349,17 @@ async fn transform_dimensions(
     }
     let dims = apply_reference_changes(state, &reference_rows)?;
     drop(reference_rows);
+    out.quarantine.extend(dims.quarantine);
+    for (table, batch) in dims.batches {
+        out.write(table, batch).await?;
+    }
+    out.report.phase("dimensions", lap);
     let gained = record_versions(state, &versions)?;
     drop(versions);
     for (table, batch) in history_changes(state, &gained)? {
         out.write(table, batch).await?;
     }
-    out.quarantine.extend(dims.quarantine);
-    for (table, batch) in dims.batches {
-        out.write(table, batch).await?;
-    }
+    out.report.phase("dimension histories", lap);
     Ok(())
 }
 
