@@ -339,6 +339,14 @@ pub fn day_rates(
     Ok(out)
 }
 
+/// The first and last day the warehouse facts convert at (their
+/// `created_date`), creating the exchange-rate tables and views first;
+/// `None` when the facts are empty.
+pub async fn fact_date_range(client: &Client) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    tributary_warehouse::fx::init(client).await?;
+    Ok(tributary_warehouse::fx::fact_date_range(client).await?)
+}
+
 /// What [`apply_fx`] did.
 #[derive(Debug, Default)]
 pub struct FxApplyReport {
