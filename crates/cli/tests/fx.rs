@@ -490,6 +490,40 @@ async fn conversions_are_exact_and_an_unknown_currency_is_a_visible_gap_never_ze
         again.contains("0 new raw reply(ies)") && again.contains("0 new, 0 changed"),
         "{again}"
     );
+    // The same backfill again through the command: nothing new anywhere.
+    let (first_text, last_text) = (first.to_string(), last.to_string());
+    let backfill = [
+        "fx",
+        "--backfill-from",
+        first_text.as_str(),
+        "--backfill-to",
+        last_text.as_str(),
+    ];
+    let rerun = succeeds(&backfill, &env);
+    assert!(
+        rerun.contains("0 new raw reply(ies)") && rerun.contains("0 new, 0 changed"),
+        "{rerun}"
+    );
+    let refused = support::tributary(&["fx", "--backfill-to", first_text.as_str()], &env);
+    assert!(
+        !refused.status.success(),
+        "--backfill-to needs --backfill-from"
+    );
+    let backwards = support::tributary(
+        &[
+            "fx",
+            "--backfill-from",
+            last_text.as_str(),
+            "--backfill-to",
+            first_text.as_str(),
+        ],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&backwards.stderr);
+    assert!(
+        !backwards.status.success() && stderr.contains("is before"),
+        "{stderr}"
+    );
 }
 
 /// The star schema and the exchange-rate tables and views.
