@@ -51,9 +51,12 @@ mkdir -p "$root/.tributary"
 "$bin" replay --for 30s >"$replay_url" &
 replay=$!
 trap 'kill $replay 2>/dev/null || true' EXIT
-for _ in $(seq 50); do [ "$(wc -l <"$replay_url")" -ge 2 ] && break; sleep 0.2; done
+for _ in $(seq 50); do [ "$(wc -l <"$replay_url")" -ge 3 ] && break; sleep 0.2; done
 TRIBUTARY_MERCADO_URL=$(sed -n 1p "$replay_url") TRIBUTARY_COINCAP_URL=$(sed -n 2p "$replay_url") \
   COINCAP_API_KEY=demo-key "$bin" markets --every 5s --cycles 3
+
+step "exchange rates: ECB-style daily rates (from the same replay) for every day the facts use, into GBP"
+TRIBUTARY_FX_URL=$(sed -n 3p "$replay_url") "$bin" fx --for-facts
 kill $replay 2>/dev/null || true
 trap - EXIT
 
@@ -75,6 +78,26 @@ psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
          round(avg(f.days_to_deliver), 1) as mean_days_to_deliver
   from olist.fact_order_item f join olist.dim_product p using (product_id)
   group by 1 order by brl desc limit 8"
+
+step "history: dimension versions (type 2), and sales by the counterparty's country as it was then"
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select 'dim_staff_history' as history, count(*) as versions, count(distinct staff_id) as entities from dim_staff_history
+  union all select 'dim_location_history', count(*), count(distinct location_id) from dim_location_history
+  union all select 'dim_counterparty_history', count(*), count(distinct counterparty_id) from dim_counterparty_history
+  union all select 'dim_design_history', count(*), count(distinct design_id) from dim_design_history"
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select f.counterparty_legal_country as country_then, count(*) as order_versions,
+         round(sum(r.total_reporting), 2) as total_gbp
+  from fact_sales_order_as_of f join fact_sales_order_reporting r using (sales_record_id)
+  group by 1 order by total_gbp desc nulls last limit 5"
+
+step "aggregates kept by the loads: the last week's sales per day, and the payment delay"
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select day, sum(orders) as orders, round(max(value_p90), 2) as max_p90_order_value
+  from agg_sales_daily where day > current_date - 7 group by day order by day"
+psql "$WAREHOUSE_DATABASE_URL" -P pager=off -c "
+  select currency_code, sum(paid) as paid, round(avg(delay_days_p90), 2) as mean_daily_p90_delay_days
+  from agg_payment_delay_daily group by 1 order by 1"
 
 step "status of the raw lake"
 "$bin" status

@@ -143,6 +143,109 @@ async fn aggregates_equal_duckdb_over_the_processed_lake_after_each_load() {
         "a later load recomputes only the days it touched: {touched}"
     );
     compare(&stack).await;
+
+    // A warehouse loaded before the aggregates existed: the next load
+    // computes every day once.
+    stack
+        .warehouse
+        .batch_execute(
+            "TRUNCATE agg_sales_daily, agg_sales_hourly, agg_delivery_lead_time_daily, \
+             agg_payment_delay_daily",
+        )
+        .await
+        .unwrap();
+    stack
+        .source
+        .batch_execute(
+            "UPDATE payment SET paid = true, last_updated = now() AT TIME ZONE 'UTC' \
+             WHERE payment_id = (SELECT min(payment_id) FROM payment WHERE NOT paid)",
+        )
+        .await
+        .unwrap();
+    let third = stack.cycle().await;
+    let days: u64 = third.load.manifests.iter().map(|m| m.aggregates.days).sum();
+    assert!(days >= 20, "every day again: {days}");
+    compare(&stack).await;
+    reporting_totals(&stack).await;
+}
+
+/// The sales aggregates in the reporting currency: one total per day,
+/// country and design, each currency at its day's rate; a missing rate
+/// gives NULL and names the currency.
+async fn reporting_totals(stack: &Stack) {
+    tributary_warehouse::fx::init(&stack.warehouse)
+        .await
+        .unwrap();
+    let rate = |code: &str| match code {
+        "GBP" => 1.0,
+        "USD" => 0.8,
+        "EUR" => 0.85,
+        other => panic!("unexpected currency {other}"),
+    };
+    let gap_day = stack
+        .warehouse_rows("SELECT min(day)::text FROM agg_sales_daily WHERE currency_code = 'EUR'")
+        .await[0][0]
+        .clone()
+        .unwrap();
+    stack
+        .warehouse
+        .batch_execute(&format!(
+            "INSERT INTO tributary.fx_reporting (reporting_currency) VALUES ('GBP'); \
+             INSERT INTO fact_exchange_rate (date, currency_code, rate_to_reporting, published_date) \
+             SELECT d, c, CASE c WHEN 'GBP' THEN 1 WHEN 'USD' THEN 0.8 ELSE 0.85 END, d \
+             FROM (SELECT DISTINCT day AS d FROM agg_sales_daily) days, \
+                  unnest(ARRAY['GBP', 'USD', 'EUR']) c \
+             WHERE NOT (d = '{gap_day}' AND c = 'EUR')"
+        ))
+        .await
+        .unwrap();
+    let want = independent(stack.dirs.1.path());
+    let mut expected: std::collections::BTreeMap<(String, String, String), (f64, Vec<String>)> =
+        Default::default();
+    for row in rows_of(&want["agg_sales_daily"]) {
+        let text = |i: usize| row[i].clone().unwrap();
+        let entry = expected
+            .entry((text(0), text(1), text(2)))
+            .or_insert((0.0, Vec::new()));
+        if text(0) == gap_day && text(3) == "EUR" {
+            entry.1.push(text(3));
+        } else {
+            entry.0 += text(6).parse::<f64>().unwrap() * rate(&text(3));
+        }
+    }
+    let got = stack
+        .warehouse_rows(
+            "SELECT day::text, country, design_id::text, value_sum_reporting::text, \
+                    currencies_without_rate, reporting_currency \
+             FROM agg_sales_daily_reporting",
+        )
+        .await;
+    assert_eq!(got.len(), expected.len());
+    let mut gaps = 0;
+    for row in got {
+        let key = (
+            row[0].clone().unwrap(),
+            row[1].clone().unwrap(),
+            row[2].clone().unwrap(),
+        );
+        let (total, missing) = &expected[&key];
+        assert_eq!(row[5].as_deref(), Some("GBP"));
+        if missing.is_empty() {
+            assert!(row[4].is_none(), "{key:?}");
+            assert!(
+                same(&row[3], &Some(total.to_string())),
+                "{key:?}: {row:?} vs {total}"
+            );
+        } else {
+            gaps += 1;
+            assert_eq!(
+                row[3], None,
+                "{key:?}: a missing rate is NULL, never a partial sum"
+            );
+            assert_eq!(row[4].as_deref(), Some("EUR"));
+        }
+    }
+    assert!(gaps > 0, "the day without a EUR rate shows");
 }
 
 /// DuckDB's trade figures over the processed lake at `root`.

@@ -3,6 +3,7 @@
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
 mod bench_markets;
+mod fx;
 mod markets;
 mod source;
 mod sources;
@@ -64,7 +65,11 @@ enum Command {
     Reconcile(RunArgs),
     /// Crypto trades: poll Mercado Bitcoin → stream → raw → processed → warehouse.
     Markets(MarketsArgs),
-    /// Serve a simulated Mercado Bitcoin API on loopback (for the demo and tests).
+    /// Exchange rates (ECB reference rates): today's, or a backfill, into the
+    /// raw lake as received, then fact_exchange_rate in the warehouse.
+    Fx(fx::FxArgs),
+    /// Serve a simulated Mercado Bitcoin API on loopback (for the demo and
+    /// tests), with CoinCap and exchange rates (URLs printed in that order).
     Replay(ReplayArgs),
     /// Benchmark the market poller at real scale (409 symbols, a burst, the
     /// API's rate limits) in accelerated simulated time; prints staleness and
@@ -334,6 +339,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
         Command::Reconcile(args) => run_reconcile(args).await,
         Command::Markets(args) => run_markets(args).await,
+        Command::Fx(args) => fx::run_fx(args).await,
         Command::Replay(args) => run_replay(args).await,
         Command::BenchMarkets(args) => bench_markets::run_bench_markets(args).await,
         Command::BenchTransformFloor(args) => stages::run_transform_floor(args).await,

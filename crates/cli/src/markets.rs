@@ -88,6 +88,7 @@ pub(crate) async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let server = tributary_markets::replay::ReplayServer::start_on(args.port, state).await?;
     println!("{}", server.mercado_base());
     println!("{}", server.coincap_base());
+    println!("{}", server.fx_base());
     std::io::stdout().flush()?;
     let started = std::time::Instant::now();
     let mut ticker = tokio::time::interval(args.every);
@@ -126,6 +127,7 @@ async fn run_replay_at_scale(args: ReplayArgs) -> anyhow::Result<()> {
     let server = ReplayServer::start_on(args.port, state).await?;
     println!("{}", server.mercado_base());
     println!("{}", server.coincap_base());
+    println!("{}", server.fx_base());
     std::io::stdout().flush()?;
     let started = std::time::Instant::now();
     let mut ticker = tokio::time::interval(args.every.min(Duration::from_millis(100)));

@@ -20,6 +20,9 @@ pub enum Flow {
     /// A source declared by configuration (`sources/<name>.toml`), in its
     /// own folder of the raw lake; loaded by `tributary sources`.
     Sources,
+    /// Exchange rates, applied to the warehouse by `tributary fx` itself
+    /// (triggers nothing).
+    Fx,
 }
 
 /// A numbered manifest log: the commit point of one source or stage.
@@ -38,6 +41,9 @@ pub enum Log {
     MarketsPoll,
     /// Raw: one manifest per daily-candle backfill.
     MarketsCandles,
+    /// Raw: one manifest per exchange-rate poll or backfill that kept a
+    /// reply not kept before.
+    Fx,
     /// Processed: one manifest per totesys transform run.
     Transform,
     /// Processed: one manifest per markets transform run.
@@ -53,11 +59,12 @@ pub enum Log {
 
 impl Log {
     /// Every log, raw ones first.
-    pub const ALL: [Log; 7] = [
+    pub const ALL: [Log; 8] = [
         Log::Totesys,
         Log::MarketsTrades,
         Log::MarketsPoll,
         Log::MarketsCandles,
+        Log::Fx,
         Log::Transform,
         Log::MarketsTransform,
         Log::Catalog,
@@ -71,6 +78,7 @@ impl Log {
             Log::MarketsTrades => "markets",
             Log::MarketsPoll => "markets_poll",
             Log::MarketsCandles => "markets_candles",
+            Log::Fx => "fx",
             Log::Transform => "transform",
             Log::MarketsTransform => "markets_transform",
             Log::Catalog => "catalog",
@@ -92,6 +100,7 @@ impl Log {
             }
             Log::Catalog => Flow::Catalog,
             Log::Source => Flow::Sources,
+            Log::Fx => Flow::Fx,
         }
     }
 
@@ -180,6 +189,16 @@ pub fn raw_candles(date: NaiveDate, run_id: &RunId, symbol: &str) -> String {
     format!(
         "markets/mercado_bitcoin/candles/date={}/{run_id}-{symbol}.json.gz",
         day(date)
+    )
+}
+
+/// `fx/<api>/base=<base>/month=YYYY-MM/<sha256>.json`: one exchange-rate
+/// reply of one month's days, as received, named by its content so that the
+/// same reply fetched again lands on the same key (and writes nothing).
+pub fn raw_fx_month(api: &str, base: &str, month: NaiveDate, sha256_hex: &str) -> String {
+    format!(
+        "fx/{api}/base={base}/month={}/{sha256_hex}.json",
+        month.format("%Y-%m")
     )
 }
 
@@ -382,6 +401,14 @@ mod tests {
         assert_eq!(
             raw_trades_batch(day, "shardId-000000000000", "4959"),
             "markets/mercado_bitcoin/trades/date=2024-02-03/shardId-000000000000-4959.jsonl.gz"
+        );
+        assert_eq!(
+            raw_fx_month("frankfurter", "EUR", day, "ab12"),
+            "fx/frankfurter/base=EUR/month=2024-02/ab12.json"
+        );
+        assert_eq!(
+            Log::Fx.manifest(2),
+            "_manifests/fx/00000000000000000002.json"
         );
         assert_eq!(
             processed_trades_compacted(day, &run),

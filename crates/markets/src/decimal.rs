@@ -46,6 +46,36 @@ impl Decimal18 {
         let tiny = a_frac.checked_mul(b_frac)? / ONE;
         whole.checked_add(part)?.checked_add(tiny).map(Decimal18)
     }
+
+    /// `self ÷ other`, rounded half away from zero to `places` fractional
+    /// digits (at most 18); `None` when `other` is zero or on overflow.
+    /// Exact integer arithmetic: the quotient of two published rates is the
+    /// same on every machine.
+    pub fn checked_div_rounded(self, other: Decimal18, places: u32) -> Option<Decimal18> {
+        if other.0 == 0 || places > SCALE {
+            return None;
+        }
+        // (a / 10^18) / (b / 10^18) = a / b; at `places` digits: a·10^places / b.
+        let numerator = self.0.checked_mul(10i128.checked_pow(places)?)?;
+        let (quotient, remainder) = (numerator / other.0, numerator % other.0);
+        let rounded = if remainder.unsigned_abs().checked_mul(2)? >= other.0.unsigned_abs() {
+            if (numerator < 0) != (other.0 < 0) {
+                quotient - 1
+            } else {
+                quotient + 1
+            }
+        } else {
+            quotient
+        };
+        rounded
+            .checked_mul(10i128.checked_pow(SCALE - places)?)
+            .map(Decimal18)
+    }
+
+    /// Whether the value is above zero.
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
 }
 
 impl FromStr for Decimal18 {
@@ -243,5 +273,27 @@ mod tests {
             d("0.1082152022374638")
         );
         assert_eq!(d("-0.5").checked_mul(d("-0.5")).unwrap(), d("0.25"));
+    }
+
+    #[test]
+    fn quotients_round_half_away_from_zero_at_the_places_asked() {
+        assert_eq!(d("1").checked_div_rounded(d("3"), 4).unwrap(), d("0.3333"));
+        assert_eq!(d("2").checked_div_rounded(d("3"), 4).unwrap(), d("0.6667"));
+        assert_eq!(
+            d("-2").checked_div_rounded(d("3"), 4).unwrap(),
+            d("-0.6667")
+        );
+        assert_eq!(d("1").checked_div_rounded(d("8"), 2).unwrap(), d("0.13"));
+        assert_eq!(d("-1").checked_div_rounded(d("8"), 2).unwrap(), d("-0.13"));
+        assert_eq!(
+            d("0.8512").checked_div_rounded(d("161.23"), 12).unwrap(),
+            d("0.005279414501")
+        );
+        assert_eq!(
+            d("161.23").checked_div_rounded(d("0.8512"), 12).unwrap(),
+            d("189.414943609023")
+        );
+        assert!(d("1").checked_div_rounded(d("0"), 4).is_none());
+        assert!(d("1").checked_div_rounded(d("3"), 19).is_none());
     }
 }

@@ -49,6 +49,11 @@ pub enum Error {
     /// The source is not configured (e.g. no CoinCap key).
     #[error("{0}")]
     NotConfigured(String),
+
+    /// The request itself is wrong (a malformed currency code, a range that
+    /// ends before it starts): refused before anything is sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl Error {

@@ -111,11 +111,36 @@ impl JsonClient {
 
     /// GETs `url` (rate-limited as `endpoint`) and decodes its JSON body.
     pub async fn get<T: DeserializeOwned>(&self, endpoint: &str, url: &str) -> Result<T> {
+        self.get_decoded(endpoint, url, |body| serde_json::from_slice(body))
+            .await
+    }
+
+    /// [`JsonClient::get`], also returning the body byte for byte as
+    /// received, for sources kept as received in the raw lake.
+    pub async fn get_with_body<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        url: &str,
+    ) -> Result<(Vec<u8>, T)> {
+        self.get_decoded(endpoint, url, |body| {
+            serde_json::from_slice(body).map(|value| (body.to_vec(), value))
+        })
+        .await
+    }
+
+    /// GETs `url` with every retry rule, then `decode`s the body of a
+    /// successful reply; a decoding error is a [`Error::Shape`] (not retried).
+    async fn get_decoded<T>(
+        &self,
+        endpoint: &str,
+        url: &str,
+        decode: impl Fn(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T> {
         let mut backoff = self.policy.first_backoff;
         let mut last = String::new();
         for attempt in 1..=self.policy.attempts.max(1) {
             self.limiter.wait(endpoint, self.policy.min_interval).await;
-            match self.attempt(endpoint, url).await {
+            match self.attempt(endpoint, url, &decode).await {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fail(error)) => return Err(error),
                 Err(Attempt::Retry(detail)) => {
@@ -135,7 +160,12 @@ impl JsonClient {
         })
     }
 
-    async fn attempt<T: DeserializeOwned>(&self, endpoint: &str, url: &str) -> Result<T, Attempt> {
+    async fn attempt<T>(
+        &self,
+        endpoint: &str,
+        url: &str,
+        decode: &impl Fn(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T, Attempt> {
         let mut request = self.http.get(url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -179,7 +209,7 @@ impl JsonClient {
                 detail: snippet(&body),
             }));
         }
-        serde_json::from_slice(&body).map_err(|e| {
+        decode(&body).map_err(|e| {
             Attempt::Fail(Error::Shape {
                 endpoint: endpoint.to_string(),
                 detail: format!("{e}; body starts {}", snippet(&body)),

@@ -1,5 +1,6 @@
 //! Crypto market sources: Mercado Bitcoin (trades, tickers, symbols,
-//! candles) and CoinCap (assets), with exact decimals.
+//! candles) and CoinCap (assets), with exact decimals; and the ECB's daily
+//! exchange rates through a Frankfurter-style API ([`fx`]).
 //!
 //! - [`decimal`]: exact decimals from JSON strings or numbers.
 //! - [`models`]: the wire shapes, timestamps normalised to milliseconds.
@@ -11,6 +12,8 @@
 //!   tests and the demo; it can enforce Mercado Bitcoin's rate limits.
 //! - [`simulated`]: exchanges for it: a few random-walking coins, or ~409
 //!   symbols with a realistic activity mix (quiet, busy, a burst).
+//! - [`fx`]: the exchange-rate client; [`fx_replay`]: the rates the replay
+//!   server serves (deterministic, weekends and holidays skipped).
 //! - [`clock`]: accelerated simulated time; [`bench`]: the figures of the
 //!   polling benchmark (staleness per activity class, requests per endpoint).
 
@@ -20,6 +23,8 @@ pub mod coincap;
 pub mod decimal;
 pub mod dedupe;
 mod error;
+pub mod fx;
+pub mod fx_replay;
 pub mod http;
 pub mod mercado;
 pub mod models;

@@ -1,5 +1,6 @@
 //! A local server that replays the Mercado Bitcoin v4 and CoinCap v3 shapes,
-//! with their failure cases on demand. Tests and the demo point the clients
+//! and a Frankfurter-style exchange-rate API under `/fx/`
+//! ([`crate::fx_replay`]), with their failure cases on demand. Tests and the demo point the clients
 //! at it; no network beyond loopback is used.
 //!
 //! With [`ReplayState::limits`] set it also enforces Mercado Bitcoin's rate
@@ -152,6 +153,9 @@ pub enum Failure {
     Oversized(usize),
     /// A body that is not JSON at all nor HTML.
     Garbage,
+    /// This status and body as given (e.g. JSON cut short, or a
+    /// well-formed reply with an impossible value).
+    Body(u16, String),
 }
 
 /// One trade the server holds.
@@ -194,6 +198,8 @@ pub struct ReplayState {
     /// Mercado Bitcoin's rate limits, enforced when set (off by default:
     /// most tests ask faster than the real API allows).
     pub limits: Option<RateLimits>,
+    /// The exchange-rate API served under `/fx/`.
+    pub fx: crate::fx_replay::FxReplay,
 }
 
 /// A running replay server on 127.0.0.1.
@@ -247,6 +253,11 @@ impl ReplayServer {
     /// Base URL of the CoinCap v3 API.
     pub fn coincap_base(&self) -> String {
         format!("http://{}/v3", self.address)
+    }
+
+    /// Base URL of the exchange-rate API (`/latest`, `/YYYY-MM-DD`, `/A..B`).
+    pub fn fx_base(&self) -> String {
+        format!("http://{}/fx", self.address)
     }
 
     /// Reads or changes the state.
@@ -400,6 +411,15 @@ fn route(state: &mut ReplayState, target: &str, authorized: bool) -> Reply {
     }
     if let Some(rest) = path.strip_prefix("/api/v4/") {
         return mercado(state, rest, &params);
+    }
+    if let Some(rest) = path.strip_prefix("/fx/") {
+        let (status, body) = state.fx.route(rest, &params);
+        return Reply {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+            stall: None,
+        };
     }
     if let Some(rest) = path.strip_prefix("/v3/") {
         if !authorized {
@@ -586,6 +606,7 @@ fn failed(failure: Failure) -> Reply {
             Reply { status: 200, content_type: "application/json", body: body.into_bytes(), stall: None }
         }
         Failure::Garbage => Reply { status: 200, content_type: "text/plain", body: b"ok".to_vec(), stall: None },
+        Failure::Body(status, body) => Reply { status, content_type: "application/json", body: body.into_bytes(), stall: None },
     }
 }
 

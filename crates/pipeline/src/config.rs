@@ -40,6 +40,10 @@ pub const TRIBUTARY_MERCADO_URL: &str = "TRIBUTARY_MERCADO_URL";
 pub const TRIBUTARY_COINCAP_URL: &str = "TRIBUTARY_COINCAP_URL";
 /// CoinCap API key; without it (or its secret) CoinCap is skipped.
 pub const COINCAP_API_KEY: &str = "COINCAP_API_KEY";
+/// Exchange-rate API base URL (Frankfurter-style, ECB reference rates).
+pub const TRIBUTARY_FX_URL: &str = "TRIBUTARY_FX_URL";
+/// The currency the warehouse reports amounts in (ISO 4217, default GBP).
+pub const TRIBUTARY_REPORTING_CURRENCY: &str = "TRIBUTARY_REPORTING_CURRENCY";
 /// Secrets Manager secret of the source database (RDS JSON shape).
 pub const TOTESYS_SECRET_ARN: &str = "TOTESYS_SECRET_ARN";
 /// Secrets Manager secret of the warehouse database (RDS JSON shape).
@@ -76,6 +80,11 @@ pub const LOCAL_LAKE_DIR: &str = ".tributary/lake";
 pub const DEFAULT_MERCADO_URL: &str = "https://api.mercadobitcoin.net/api/v4";
 /// The public CoinCap v3 API.
 pub const DEFAULT_COINCAP_URL: &str = "https://rest.coincap.io/v3";
+
+/// The public Frankfurter API of the ECB's reference rates.
+pub const DEFAULT_FX_URL: &str = "https://api.frankfurter.dev/v1";
+/// The reporting currency when none is set.
+pub const DEFAULT_REPORTING_CURRENCY: &str = "GBP";
 
 /// A lake root, parsed once: `s3://bucket/prefix`, `file:///abs/path` or
 /// `memory://`, with the variable it came from for errors.
@@ -152,6 +161,15 @@ pub struct MarketSettings {
     pub coincap_api_key: Option<String>,
 }
 
+/// Exchange rates.
+#[derive(Debug, Clone)]
+pub struct FxSettings {
+    /// Exchange-rate API base URL.
+    pub url: String,
+    /// The currency amounts are converted into (three capital letters).
+    pub reporting_currency: String,
+}
+
 /// What only the Lambda functions read: secrets, the AWS resources they
 /// talk to, and the schedule they run on.
 #[derive(Debug, Clone, Default)]
@@ -215,6 +233,8 @@ pub struct Settings {
     pub pg_ca_file: Option<std::path::PathBuf>,
     /// The market APIs.
     pub markets: MarketSettings,
+    /// Exchange rates.
+    pub fx: FxSettings,
     /// What the Lambda functions read besides.
     pub aws: AwsSettings,
 }
@@ -286,6 +306,13 @@ impl Settings {
                 coincap_url: get(TRIBUTARY_COINCAP_URL)
                     .unwrap_or_else(|| DEFAULT_COINCAP_URL.to_string()),
                 coincap_api_key: get(COINCAP_API_KEY),
+            },
+            fx: FxSettings {
+                url: get(TRIBUTARY_FX_URL).unwrap_or_else(|| DEFAULT_FX_URL.to_string()),
+                reporting_currency: currency(
+                    TRIBUTARY_REPORTING_CURRENCY,
+                    get(TRIBUTARY_REPORTING_CURRENCY),
+                )?,
             },
             aws: AwsSettings {
                 totesys_secret_arn: get(TOTESYS_SECRET_ARN),
@@ -372,6 +399,23 @@ impl Settings {
     }
 }
 
+/// An ISO 4217 code (case-insensitive); [`DEFAULT_REPORTING_CURRENCY`] when absent.
+fn currency(variable: &'static str, value: Option<String>) -> Result<String> {
+    let Some(text) = value else {
+        return Ok(DEFAULT_REPORTING_CURRENCY.to_string());
+    };
+    let code = text.to_ascii_uppercase();
+    if tributary_markets::fx::is_currency_code(&code) {
+        Ok(code)
+    } else {
+        Err(Error::Setting {
+            variable,
+            problem: format!("{text:?} is not a currency code (three letters)"),
+            example: "GBP",
+        })
+    }
+}
+
 /// A duration such as `90s` or `10m`; `default_secs` when absent.
 fn duration(
     variable: &'static str,
@@ -450,6 +494,10 @@ mod tests {
         assert_eq!(s.aws.schedule_period, Duration::from_secs(60));
         assert!(s.aws.stream_name.is_none() && s.markets.coincap_api_key.is_none());
         assert_eq!(s.lookback, Duration::from_secs(600));
+        assert_eq!(s.fx.url, DEFAULT_FX_URL);
+        assert_eq!(s.fx.reporting_currency, "GBP");
+        let usd = settings(&[(TRIBUTARY_REPORTING_CURRENCY, " usd ")]).unwrap();
+        assert_eq!(usd.fx.reporting_currency, "USD");
         let missing = s.totesys_database_url().unwrap_err().to_string();
         assert!(
             missing.starts_with("TOTESYS_DATABASE_URL is not set"),
@@ -471,6 +519,10 @@ mod tests {
                 TRIBUTARY_LOOKBACK,
             ),
             (vec![(TRIBUTARY_BATCH_ROWS, "0")], TRIBUTARY_BATCH_ROWS),
+            (
+                vec![(TRIBUTARY_REPORTING_CURRENCY, "pounds")],
+                TRIBUTARY_REPORTING_CURRENCY,
+            ),
             (
                 vec![(TRIBUTARY_SCHEDULE_PERIOD, "a minute")],
                 TRIBUTARY_SCHEDULE_PERIOD,

@@ -1,7 +1,7 @@
 //! Tributary's stages, by source, over one stage runner.
 //!
 //! The flow is sources → raw lake → model → warehouse, and the modules follow
-//! it: each source is a room ([`totesys`], [`markets`]) holding its own
+//! it: each source is a room ([`totesys`], [`markets`], [`fx`]) holding its own
 //! ingest, transform and load stages. What every stage shares lives once:
 //! [`stage`] names a run, logs and alerts its failure with the stage's
 //! advice; [`metrics`] turns any stage report into figures; [`config`]
@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 mod error;
+pub mod fx;
 pub mod gz;
 pub mod markets;
 pub mod metrics;

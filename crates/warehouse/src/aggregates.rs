@@ -32,12 +32,16 @@ pub struct Refreshed {
     pub elapsed: Duration,
 }
 
-/// Notes where each fact table ends (record keys only grow).
+/// Notes where each fact table ends (record keys only grow). While an
+/// aggregate family is empty (a warehouse loaded before aggregates existed)
+/// its mark is 0, so the next load computes every day once.
 pub async fn marks(tx: &Transaction<'_>) -> Result<FactMarks> {
     let row = tx
         .query_one(
-            "SELECT (SELECT COALESCE(max(sales_record_id), 0) FROM fact_sales_order), \
-                    (SELECT COALESCE(max(payment_record_id), 0) FROM fact_payment)",
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM agg_sales_hourly) \
+                         THEN (SELECT COALESCE(max(sales_record_id), 0) FROM fact_sales_order) ELSE 0 END, \
+                    CASE WHEN EXISTS (SELECT 1 FROM agg_payment_delay_daily) \
+                         THEN (SELECT COALESCE(max(payment_record_id), 0) FROM fact_payment) ELSE 0 END",
             &[],
         )
         .await?;
@@ -173,10 +177,15 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
 
 /// Creates `touched_trades (symbol, day)`, the coin-days a markets load
 /// adds trades to, for [`refresh_trades`] (dropped at commit).
+/// While the trade aggregates are empty (a warehouse loaded before they
+/// existed) every coin-day with trades starts touched.
 pub async fn start_trades(tx: &Transaction<'_>) -> Result<()> {
     tx.batch_execute(
         "CREATE TEMP TABLE touched_trades (symbol varchar, day date, PRIMARY KEY (symbol, day)) \
-         ON COMMIT DROP",
+         ON COMMIT DROP; \
+         INSERT INTO touched_trades \
+         SELECT DISTINCT symbol, traded_at::date FROM fact_trade \
+         WHERE NOT EXISTS (SELECT 1 FROM agg_trades_daily)",
     )
     .await?;
     Ok(())

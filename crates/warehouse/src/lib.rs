@@ -8,12 +8,15 @@
 //!   reference state dimensions are joined against, and quarantine.
 //! - [`load`]: processed Parquet → PostgreSQL, one transaction per manifest.
 //! - [`aggregates`]: dashboard aggregates, recomputed for the days a load touches.
+//! - [`fx`]: exchange rates (`fact_exchange_rate`) and the facts' amounts
+//!   in the reporting currency (`*_reporting` views, `exchange_rate_gaps`).
 
 pub mod aggregates;
 pub mod calendar;
 pub mod copy_in;
 pub mod currency;
 mod error;
+pub mod fx;
 pub mod load;
 pub mod markets;
 pub mod tables;

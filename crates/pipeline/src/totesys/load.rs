@@ -104,7 +104,9 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
     })
 }
 
-/// Creates the warehouse schema and load log (idempotent): `tributary warehouse init`.
+/// Creates the warehouse schema, load log, exchange-rate tables and
+/// reporting views (idempotent): `tributary warehouse init`.
 pub async fn init_warehouse(warehouse: &Client) -> Result<()> {
-    Ok(init(warehouse).await?)
+    // The star schema and the exchange-rate tables and views together.
+    Ok(tributary_warehouse::fx::init(warehouse).await?)
 }
