@@ -159,8 +159,10 @@ fn print_load(report: &LoadReport) {
     for manifest in &report.manifests {
         let rows: u64 = manifest.rows.values().sum();
         println!(
-            "load: manifest {} applied, {rows} rows inserted or changed",
-            manifest.seq
+            "load: manifest {} applied, {rows} rows inserted or changed; aggregates: {} day(s) recomputed in {:.1} ms",
+            manifest.seq,
+            manifest.aggregates.days,
+            manifest.aggregates.elapsed.as_secs_f64() * 1000.0
         );
     }
 }
@@ -267,5 +269,20 @@ fn print_cycle(report: &CycleReport) {
             Some(lag) => format!("change-to-warehouse lag {:.2}s", lag.as_secs_f64()),
             None => "no source change this cycle".to_string(),
         }
+    );
+    let histories = report
+        .transform
+        .phases
+        .iter()
+        .find(|(phase, _)| phase == "dimension histories")
+        .map_or(0.0, |(_, took)| took.as_secs_f64() * 1000.0);
+    let (days, aggregates_ms) = report.load.manifests.iter().fold((0, 0.0), |(d, ms), m| {
+        (
+            d + m.aggregates.days,
+            ms + m.aggregates.elapsed.as_secs_f64() * 1000.0,
+        )
+    });
+    println!(
+        "  dimension histories {histories:.1} ms; aggregates: {days} day(s) recomputed in {aggregates_ms:.1} ms"
     );
 }

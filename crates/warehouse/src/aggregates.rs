@@ -151,9 +151,8 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
                    FROM fact_payment f WHERE f.payment_date IN (SELECT day FROM touched_payments)), \
                  per_payment AS ( \
                    SELECT DISTINCT ON (payment_id) payment_id, payment_date, currency_id, payment_amount, \
-                          (SELECT min(p.updated_at) FROM versions p \
-                            WHERE p.payment_id = v.payment_id AND p.paid) AS paid_at \
-                   FROM versions v ORDER BY payment_id, updated_at DESC), \
+                          min(updated_at) FILTER (WHERE paid) OVER (PARTITION BY payment_id) AS paid_at \
+                   FROM versions ORDER BY payment_id, updated_at DESC), \
                  delays AS ( \
                    SELECT *, (extract(epoch FROM paid_at - payment_date::timestamp) / 86400)::numeric AS delay \
                    FROM per_payment) \
