@@ -31,12 +31,14 @@ const AGGREGATES: [(&str, &str); 4] = [
 
 type Rows = Vec<Vec<Option<String>>>;
 
-/// DuckDB's figures over the processed lake at `root`.
-fn independent(root: &Path) -> serde_json::Map<String, serde_json::Value> {
+/// DuckDB's figures over the processed lake at `root` (`--trades`: the
+/// trade aggregates).
+fn independent(root: &Path, args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/aggregates_duckdb.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(root)
+        .args(args)
         .output()
         .expect("run python3");
     assert!(
@@ -62,36 +64,30 @@ fn same(a: &Option<String>, b: &Option<String>) -> bool {
 }
 
 async fn compare(stack: &Stack) {
-    let want = independent(stack.dirs.1.path());
+    let want = independent(stack.dirs.1.path(), &[]);
     for (table, columns) in AGGREGATES {
-        let got: Rows = stack
-            .warehouse_rows(&format!(
-                "SELECT {columns} FROM {table} ORDER BY 1, 2, 3, 4"
-            ))
+        let got = stack
+            .warehouse_rows(&format!("SELECT {columns} FROM {table}"))
             .await;
-        let mut got = got;
-        got.sort();
-        let mut expected: Rows = want[table]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .collect();
-        expected.sort();
-        assert!(!expected.is_empty(), "{table}: the facts give figures");
-        assert_eq!(got.len(), expected.len(), "{table}: rows");
-        for (g, e) in got.iter().zip(&expected) {
-            assert!(
-                g.len() == e.len() && g.iter().zip(e).all(|(a, b)| same(a, b)),
-                "{table}: the load kept {g:?}, DuckDB computes {e:?}"
-            );
-        }
+        assert_same_rows(table, got, rows_of(&want[table]));
+    }
+}
+
+/// The rows the load kept equal DuckDB's, in any order (see [`same`]).
+fn assert_same_rows(table: &str, mut got: Rows, mut expected: Rows) {
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty(), "{table}: the facts give figures");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{table}: {got:?} vs {expected:?}"
+    );
+    for (g, e) in got.iter().zip(&expected) {
+        assert!(
+            g.len() == e.len() && g.iter().zip(e).all(|(a, b)| same(a, b)),
+            "{table}: the load kept {g:?}, DuckDB computes {e:?}"
+        );
     }
 }
 
@@ -199,7 +195,7 @@ async fn reporting_totals(stack: &Stack) {
         ))
         .await
         .unwrap();
-    let want = independent(stack.dirs.1.path());
+    let want = independent(stack.dirs.1.path(), &[]);
     let mut expected: std::collections::BTreeMap<(String, String, String), (f64, Vec<String>)> =
         Default::default();
     for row in rows_of(&want["agg_sales_daily"]) {
@@ -246,23 +242,6 @@ async fn reporting_totals(stack: &Stack) {
         }
     }
     assert!(gaps > 0, "the day without a EUR rate shows");
-}
-
-/// DuckDB's trade figures over the processed lake at `root`.
-fn independent_trades(root: &Path) -> serde_json::Map<String, serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/aggregates_duckdb.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(root)
-        .arg("--trades")
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "the DuckDB check failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON from the DuckDB check")
 }
 
 fn rows_of(value: &serde_json::Value) -> Rows {
@@ -340,7 +319,7 @@ async fn trade_aggregates_equal_duckdb_per_coin_day_and_minute() {
     let second = cycle(&mut stack, &mut local).await;
     assert_eq!(second.loaded.trades, 3);
 
-    let want = independent_trades(stack.dirs.1.path());
+    let want = independent(stack.dirs.1.path(), &["--trades"]);
     for (table, columns) in [
         (
             "agg_trades_daily",
@@ -352,23 +331,9 @@ async fn trade_aggregates_equal_duckdb_per_coin_day_and_minute() {
             "symbol, minute::text, trades::text, base_volume::text",
         ),
     ] {
-        let mut got = stack
+        let got = stack
             .warehouse_rows(&format!("SELECT {columns} FROM {table}"))
             .await;
-        got.sort();
-        let mut expected = rows_of(&want[table]);
-        expected.sort();
-        assert!(!expected.is_empty(), "{table}: the trades give figures");
-        assert_eq!(
-            got.len(),
-            expected.len(),
-            "{table}: {got:?} vs {expected:?}"
-        );
-        for (g, e) in got.iter().zip(&expected) {
-            assert!(
-                g.iter().zip(e).all(|(a, b)| same(a, b)),
-                "{table}: the load kept {g:?}, DuckDB computes {e:?}"
-            );
-        }
+        assert_same_rows(table, got, rows_of(&want[table]));
     }
 }

@@ -14,9 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use tributary_e2e::{
-    apply_staged_snapshot, load_dump, pipeline::Stack, shared_totesys, stage_snapshot,
-};
+use tributary_e2e::{apply_staged_snapshot, pipeline::Stack, stage_snapshot};
 use tributary_pipeline::totesys::transform::{TransformRequest, transform};
 
 /// A history table, its entity key, the dimension columns it repeats, and
@@ -105,23 +103,9 @@ async fn history(stack: &Stack, h: &History) -> Rows {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_changed_dimension_row_of_the_real_snapshots_gains_exactly_one_version() {
-    let Some(shared) = shared_totesys() else {
+    let Some((mut stack, shared)) = Stack::real_first_snapshot("history").await else {
         return;
     };
-    let Some(mut stack) = Stack::new("history").await else {
-        return;
-    };
-    stack
-        .source
-        .batch_execute(&std::fs::read_to_string(shared.join("schema.sql")).unwrap())
-        .await
-        .unwrap();
-    load_dump(
-        &stack.source,
-        &shared.join("snapshot-2024-02-23.sql.gz"),
-        "public",
-    )
-    .await;
     stack.cycle().await;
     for h in &HISTORIES {
         let rows = history(&stack, h).await;

@@ -2,8 +2,7 @@
 //! over the source says it should be (../shared/totesys; skipped when absent).
 
 use tributary_e2e::{
-    apply_staged_snapshot, load_dump, pipeline::Stack, read_parquet_independently, shared_totesys,
-    stage_snapshot,
+    apply_staged_snapshot, pipeline::Stack, read_parquet_independently, stage_snapshot,
 };
 use tributary_lake::{Log, Manifest, ManifestLog};
 use tributary_pipeline::totesys::transform::TransformState;
@@ -90,23 +89,9 @@ fn sorted(mut rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_snapshots_become_the_star_schema_plain_sql_predicts() {
-    let Some(shared) = shared_totesys() else {
+    let Some((mut stack, shared)) = Stack::real_first_snapshot("star").await else {
         return;
     };
-    let Some(mut stack) = Stack::new("star").await else {
-        return;
-    };
-    stack
-        .source
-        .batch_execute(&std::fs::read_to_string(shared.join("schema.sql")).unwrap())
-        .await
-        .unwrap();
-    load_dump(
-        &stack.source,
-        &shared.join("snapshot-2024-02-23.sql.gz"),
-        "public",
-    )
-    .await;
 
     let first = stack.cycle().await;
     assert!(

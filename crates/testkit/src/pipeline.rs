@@ -104,6 +104,26 @@ pub async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
 }
 
 impl Stack {
+    /// A stack whose source holds the real 2024-02-23 totesys snapshot, and
+    /// the folder of the real snapshots; `None` without them or the stack.
+    pub async fn real_first_snapshot(label: &str) -> Option<(Stack, std::path::PathBuf)> {
+        let shared = crate::shared_totesys()?;
+        let stack = Stack::new(label).await?;
+        let schema = std::fs::read_to_string(shared.join("schema.sql")).expect("read schema.sql");
+        stack
+            .source
+            .batch_execute(&schema)
+            .await
+            .expect("create the totesys schema");
+        crate::load_dump(
+            &stack.source,
+            &shared.join("snapshot-2024-02-23.sql.gz"),
+            "public",
+        )
+        .await;
+        Some((stack, shared))
+    }
+
     /// A stack whose source holds `days` of generated history.
     pub async fn generated(label: &str, days: u32) -> Option<Stack> {
         let mut stack = Stack::new(label).await?;

@@ -83,6 +83,12 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
         .await?
         .get(0);
     if days > 0 {
+        // The newest version of each order of those days, sorted out once
+        // for the three sales aggregates.
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE latest_sales ON COMMIT DROP AS {LATEST_SALES}"
+        ))
+        .await?;
         for table in [
             "agg_sales_daily",
             "agg_sales_hourly",
@@ -101,44 +107,38 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
         .await?;
         rows += tx
             .execute(
-                &format!(
-                    "INSERT INTO agg_sales_daily (day, country, design_id, currency_code, orders, \
+                "INSERT INTO agg_sales_daily (day, country, design_id, currency_code, orders, \
                        units, value_sum, value_mean, value_p90) \
                      SELECT l.created_date, COALESCE(cp.counterparty_legal_country, 'unknown'), \
                             l.design_id, cu.currency_code, count(*), sum(l.units_sold), \
                             sum(l.units_sold * l.unit_price), avg(l.units_sold * l.unit_price), \
                             percentile_cont(0.9) WITHIN GROUP (ORDER BY (l.units_sold * l.unit_price)::float8) \
-                     FROM ({LATEST_SALES}) l \
+                     FROM latest_sales l \
                      JOIN dim_currency cu ON cu.currency_id = l.currency_id \
                      LEFT JOIN dim_counterparty_history cp \
                             ON cp.counterparty_id = l.counterparty_id \
                            AND (cp.valid_from <= l.last_updated_date + l.last_updated_time OR cp.version = 1) \
                            AND (cp.valid_to IS NULL OR l.last_updated_date + l.last_updated_time < cp.valid_to) \
-                     GROUP BY 1, 2, 3, 4"
-                ),
+                     GROUP BY 1, 2, 3, 4",
                 &[],
             )
             .await?;
         rows += tx
             .execute(
-                &format!(
-                    "INSERT INTO agg_sales_hourly (day, hour, orders, units) \
+                "INSERT INTO agg_sales_hourly (day, hour, orders, units) \
                      SELECT l.created_date, extract(hour FROM l.created_time)::int, count(*), \
                             sum(l.units_sold) \
-                     FROM ({LATEST_SALES}) l GROUP BY 1, 2"
-                ),
+                     FROM latest_sales l GROUP BY 1, 2",
                 &[],
             )
             .await?;
         rows += tx
             .execute(
-                &format!(
-                    "INSERT INTO agg_delivery_lead_time_daily (day, orders, days_sum, days_mean, days_p90) \
+                "INSERT INTO agg_delivery_lead_time_daily (day, orders, days_sum, days_mean, days_p90) \
                      SELECT l.created_date, count(*), sum(l.agreed_delivery_date - l.created_date), \
                             avg(l.agreed_delivery_date - l.created_date), \
                             percentile_cont(0.9) WITHIN GROUP (ORDER BY l.agreed_delivery_date - l.created_date) \
-                     FROM ({LATEST_SALES}) l GROUP BY 1"
-                ),
+                     FROM latest_sales l GROUP BY 1",
                 &[],
             )
             .await?;
@@ -165,8 +165,10 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
             )
             .await?;
     }
-    tx.batch_execute("DROP TABLE touched_sales; DROP TABLE touched_payments")
-        .await?;
+    tx.batch_execute(
+        "DROP TABLE touched_sales; DROP TABLE touched_payments; DROP TABLE IF EXISTS latest_sales",
+    )
+    .await?;
     Ok(Refreshed {
         days: days as u64,
         rows,

@@ -432,6 +432,40 @@ mod tests {
     }
 
     #[test]
+    fn each_history_carries_its_dimensions_columns_between_its_key_and_validity() {
+        let histories: Vec<_> = WAREHOUSE_TABLES
+            .iter()
+            .filter(|t| t.kind == Kind::History)
+            .collect();
+        assert_eq!(histories.len(), 6);
+        for history in histories {
+            let dimension = WarehouseTable::by_name(history.name.trim_end_matches("_history"))
+                .unwrap_or_else(|| panic!("{} has no dimension", history.name));
+            let n = history.columns.len();
+            let names = |columns: &[WColumn]| {
+                columns
+                    .iter()
+                    .map(|c| (c.name, c.ty, c.nullable))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                names(&history.columns[1..n - 4]),
+                names(dimension.columns),
+                "{}",
+                history.name
+            );
+            assert_eq!(history.key, dimension.key, "{}", history.name);
+            assert_eq!(
+                history.columns[n - 4..]
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>(),
+                ["valid_from", "valid_to", "is_current", "version"]
+            );
+        }
+    }
+
+    #[test]
     fn the_ddl_declares_every_column_in_order() {
         let ddl = crate::WAREHOUSE_DDL;
         for table in &WAREHOUSE_TABLES {
