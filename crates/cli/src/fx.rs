@@ -6,7 +6,7 @@ use crate::stages::on_schedule;
 use chrono::NaiveDate;
 use tributary_pipeline::{
     config::{TRIBUTARY_FX_URL, TRIBUTARY_REPORTING_CURRENCY},
-    fx::{apply_fx, ingest_fx},
+    fx::{FxDays, run_fx},
 };
 
 #[derive(Args)]
@@ -37,7 +37,7 @@ pub(crate) struct FxArgs {
     cycles: Option<u64>,
 }
 
-pub(crate) async fn run_fx(args: FxArgs) -> anyhow::Result<()> {
+pub(crate) async fn run_fx_command(args: FxArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[
         (TRIBUTARY_FX_URL, args.fx_url.clone()),
         (
@@ -54,23 +54,19 @@ pub(crate) async fn run_fx(args: FxArgs) -> anyhow::Result<()> {
     let cycle = || async {
         let today = Utc::now().date_naive();
         let mut warehouse = settings.connect_warehouse().await?;
-        let (from, to) = if args.for_facts {
-            match tributary_pipeline::fx::fact_date_range(&warehouse).await? {
-                Some(range) => range,
-                None => {
-                    println!("fx: the warehouse has no facts: nothing to backfill");
-                    return Ok(());
-                }
-            }
+        let days = if args.for_facts {
+            FxDays::ForFacts
         } else {
             let from = args.backfill_from.unwrap_or(today);
-            (from, args.backfill_to.unwrap_or(today.max(from)))
+            FxDays::Range(from, args.backfill_to.unwrap_or(today.max(from)))
         };
-        if to < from {
-            anyhow::bail!("--backfill-to {to} is before --backfill-from {from}");
-        }
-        let ingested = ingest_fx(&fx, &raw, from, to, today).await?;
-        let applied = apply_fx(&mut warehouse, &raw, from, to, &reporting).await?;
+        let report = run_fx(&fx, &raw, &mut warehouse, days, &reporting, today).await?;
+        let (Some((from, to)), Some(ingested), Some(applied)) =
+            (report.days, report.ingested, report.applied)
+        else {
+            println!("fx: the warehouse has no facts: nothing to backfill");
+            return Ok(());
+        };
         println!(
             "fx: {from}..{to} into {reporting}: asked {} month(s) ({} complete kept before), {} new raw reply(ies){}; {} rate(s): {} new, {} changed{}",
             ingested.fetched,

@@ -339,7 +339,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Warehouse(WarehouseCommand::Init(args)) => run_warehouse_init(args).await,
         Command::Reconcile(args) => run_reconcile(args).await,
         Command::Markets(args) => run_markets(args).await,
-        Command::Fx(args) => fx::run_fx(args).await,
+        Command::Fx(args) => fx::run_fx_command(args).await,
         Command::Replay(args) => run_replay(args).await,
         Command::BenchMarkets(args) => bench_markets::run_bench_markets(args).await,
         Command::BenchTransformFloor(args) => stages::run_transform_floor(args).await,

@@ -388,6 +388,55 @@ pub async fn apply_fx(
     })
 }
 
+/// Which days one exchange-rate run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FxDays {
+    /// From the first to the last day the warehouse facts convert at.
+    ForFacts,
+    /// These days (the daily poll: today to today).
+    Range(NaiveDate, NaiveDate),
+}
+
+/// What one exchange-rate run did: `None` parts when the warehouse had no
+/// facts to cover.
+#[derive(Debug, Default)]
+pub struct FxRunReport {
+    /// The days covered.
+    pub days: Option<(NaiveDate, NaiveDate)>,
+    /// The raw part.
+    pub ingested: Option<FxIngestReport>,
+    /// The warehouse part.
+    pub applied: Option<FxApplyReport>,
+}
+
+/// One exchange-rate run, the stage's entry point: the replies for `days`
+/// into the raw lake as received, then the rates of those days into the
+/// warehouse in `reporting`. A failed request still applies what the raw
+/// lake holds; the failure is left in [`FxIngestReport::failure`].
+pub async fn run_fx(
+    fx: &Frankfurter,
+    raw: &Lake,
+    warehouse: &mut Client,
+    days: FxDays,
+    reporting: &str,
+    today: NaiveDate,
+) -> Result<FxRunReport> {
+    let (from, to) = match days {
+        FxDays::Range(from, to) => (from, to),
+        FxDays::ForFacts => match fact_date_range(warehouse).await? {
+            Some(range) => range,
+            None => return Ok(FxRunReport::default()),
+        },
+    };
+    let ingested = ingest_fx(fx, raw, from, to, today).await?;
+    let applied = apply_fx(warehouse, raw, from, to, reporting).await?;
+    Ok(FxRunReport {
+        days: Some((from, to)),
+        ingested: Some(ingested),
+        applied: Some(applied),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
