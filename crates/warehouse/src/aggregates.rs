@@ -75,6 +75,11 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
         &[&marks.payments],
     )
     .await?;
+    // Without statistics the planner takes a temporary table for thousands
+    // of days and scans the whole fact table instead of its date index (a
+    // minute's load: 250 ms instead of 1 ms at 1M orders).
+    tx.batch_execute("ANALYZE touched_sales; ANALYZE touched_payments")
+        .await?;
     let days: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM touched_sales) + (SELECT count(*) FROM touched_payments)",
@@ -197,6 +202,7 @@ pub async fn start_trades(tx: &Transaction<'_>) -> Result<()> {
 /// than a day.
 pub async fn refresh_trades(tx: &Transaction<'_>) -> Result<Refreshed> {
     let started = Instant::now();
+    tx.batch_execute("ANALYZE touched_trades").await?;
     let days: i64 = tx
         .query_one("SELECT count(*) FROM touched_trades", &[])
         .await?

@@ -180,6 +180,12 @@ pub async fn load_manifest(
         if table.kind == Kind::Dimension && path == "direct" {
             filled.insert(table.name, rows);
         }
+        if rows >= BULK_ROWS {
+            // Statistics for what follows in this transaction (the
+            // aggregates' plans) and for readers until autovacuum gets to it:
+            // a table that was empty is otherwise planned as if it still were.
+            tx.batch_execute(&format!("ANALYZE {}", table.name)).await?;
+        }
         loaded.rows.insert(table.name, rows);
         loaded.paths.insert(table.name, path);
     }
