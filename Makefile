@@ -8,12 +8,21 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-sources bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
+.PHONY: demo dashboard dashboard-screenshots test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-sources bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
 demo: stack
 	scripts/demo.sh
+
+## The dashboards (Streamlit, dashboards/) over the local warehouse, after
+## `make demo`: http://127.0.0.1:8501.
+dashboard: stack
+	scripts/dashboard.sh
+
+## Screenshots of every dashboard page (docs/images), from the demo's warehouse.
+dashboard-screenshots: stack
+	scripts/dashboard.sh check --screenshots docs/images
 
 ## Run every test against the real local stack (nothing is skipped).
 test: stack test-deps
@@ -26,7 +35,8 @@ test: stack test-deps
 	fi
 
 ## Python packages the tests use: pyarrow (an independent Parquet reader),
-## duckdb (computes the dashboard aggregates independently),
+## duckdb (computes the dashboard aggregates independently), Streamlit (the
+## dashboards, in their own virtualenv) and Chromium (renders them),
 ## dbt-postgres (the Olist models, in its own virtualenv) and cargo-lambda
 ## (runs a function under the Lambda runtime API emulator).
 test-deps:
@@ -37,6 +47,14 @@ test-deps:
 	  echo "installing duckdb (the tests' independent reader of the aggregates)"; \
 	  python3 -m pip install --quiet duckdb || { echo "cannot install duckdb: run 'python3 -m pip install duckdb'" >&2; exit 1; }; }
 	@scripts/dbt.sh --install
+	@scripts/dashboard.sh --install
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get install chromium): the dashboard test renders pages in it"; \
+	    { apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || { echo "cannot install chromium: run 'apt-get install chromium'" >&2; exit 1; }; \
+	  else \
+	    echo "the dashboard test needs Chromium: install it (Debian: sudo apt-get install chromium)" >&2; exit 1; \
+	  fi; }
 	@$(CARGO) lambda --version >/dev/null 2>&1 || { \
 	  echo "installing cargo-lambda (python3 -m pip install cargo-lambda)"; \
 	  python3 -m pip install --quiet cargo-lambda || { echo "cannot install cargo-lambda: run 'python3 -m pip install cargo-lambda'" >&2; exit 1; }; }

@@ -128,3 +128,5 @@ step "reconcile: every row version in the source, both lakes and the warehouse, 
 "$bin" reconcile
 
 printf '\nlakes: %s\n' "$root/.tributary/lake"
+printf 'dashboards: make dashboard, then open http://127.0.0.1:8501\n'
+
