@@ -164,6 +164,8 @@ resource "aws_lambda_function" "transform" {
 # ----------------------------------------------------------------------- load
 # Every minute and on every processed manifest: applies each processed manifest
 # not yet in the warehouse's load log, one transaction each. One at a time.
+# Once a day ({"fx": {}}, schedule.tf) it runs the exchange rates instead: the
+# API's replies into the raw bucket's fx/ prefix, then fact_exchange_rate.
 resource "aws_lambda_function" "load" {
   function_name = local.function_names.load
   description   = "Tributary load: processed manifests into the Postgres warehouse"
@@ -182,8 +184,9 @@ resource "aws_lambda_function" "load" {
 
   environment {
     variables = merge(local.common_environment, local.database_tls_environment, {
-      WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
-    }, local.warehouse_endpoint_environment)
+      WAREHOUSE_SECRET_ARN         = local.warehouse_secret_arn
+      TRIBUTARY_REPORTING_CURRENCY = var.reporting_currency
+    }, local.warehouse_endpoint_environment, var.fx_url == "" ? {} : { TRIBUTARY_FX_URL = var.fx_url })
   }
 
   dynamic "vpc_config" {

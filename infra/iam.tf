@@ -242,6 +242,26 @@ data "aws_iam_policy_document" "load" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.warehouse_secret_arn]
   }
+
+  # The daily exchange-rate run keeps the API's replies and their manifest
+  # log in the raw bucket, and reads nothing else there. Listing reveals the
+  # raw bucket's key names (not their contents): S3 answers a missing key
+  # with 404 rather than 403 only to a caller allowed to list, and the
+  # manifest log finds its head by listing.
+  statement {
+    sid     = "KeepExchangeRates"
+    actions = ["s3:GetObject", "s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.raw.arn}/fx/*",
+      "${aws_s3_bucket.raw.arn}/_manifests/fx/*",
+    ]
+  }
+
+  statement {
+    sid       = "FindExchangeRates"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.raw.arn]
+  }
 }
 
 resource "aws_iam_role_policy" "load" {

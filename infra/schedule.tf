@@ -3,7 +3,8 @@
 #   transform   S3 event: a raw manifest (_manifests/**.json) was created
 #   load        EventBridge schedule (var.load_schedule) and S3 event: a
 #               processed manifest was created (so a load follows a transform
-#               at once instead of at the next tick)
+#               at once instead of at the next tick); once a day
+#               (var.fx_schedule) with {"fx": {}}: the exchange rates
 #   stream-sink Kinesis event source mapping (stream.tf)
 # Every invoke permission names its source ARN and account.
 #
@@ -54,6 +55,31 @@ resource "aws_lambda_permission" "load_from_schedule" {
   function_name  = aws_lambda_function.load.function_name
   principal      = "events.amazonaws.com"
   source_arn     = aws_cloudwatch_event_rule.load.arn
+  source_account = local.account_id
+}
+
+# The daily exchange-rate run: every day the warehouse facts convert at (the
+# first run backfills them all; later runs ask only for months not yet
+# complete in the raw lake).
+resource "aws_cloudwatch_event_rule" "fx" {
+  name                = "${var.name}-fx"
+  description         = "Runs the Tributary exchange rates (the load function)"
+  schedule_expression = var.fx_schedule
+  state               = var.enable_schedules ? "ENABLED" : "DISABLED"
+}
+
+resource "aws_cloudwatch_event_target" "fx" {
+  rule  = aws_cloudwatch_event_rule.fx.name
+  arn   = aws_lambda_function.load.arn
+  input = jsonencode({ fx = {} })
+}
+
+resource "aws_lambda_permission" "load_from_fx_schedule" {
+  statement_id   = "AllowEventBridgeFxSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.load.function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.fx.arn
   source_account = local.account_id
 }
 

@@ -145,6 +145,29 @@ variable "load_schedule" {
   default     = "rate(1 minute)"
 }
 
+variable "fx_schedule" {
+  description = "EventBridge schedule expression of the daily exchange-rate run (the load function with {\"fx\": {}}). The ECB publishes around 16:00 CET on working days."
+  type        = string
+  default     = "cron(0 17 * * ? *)"
+}
+
+variable "reporting_currency" {
+  description = "ISO 4217 code of the currency the warehouse's *_reporting views and aggregates convert amounts into."
+  type        = string
+  default     = "GBP"
+
+  validation {
+    condition     = can(regex("^[A-Z]{3}$", var.reporting_currency))
+    error_message = "reporting_currency is a three-letter ISO 4217 code in capitals, such as GBP."
+  }
+}
+
+variable "fx_url" {
+  description = "Base URL of the Frankfurter-style exchange-rate API; empty: the public Frankfurter API. The load function reaches it over the internet (a NAT gateway when it runs in a VPC)."
+  type        = string
+  default     = ""
+}
+
 variable "freshness_minutes" {
   description = "The warehouse may lag the sources by at most this many minutes before the freshness alarms fire."
   type        = number

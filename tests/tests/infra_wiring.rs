@@ -1046,6 +1046,24 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
             ("sns:Publish", "topic"),
             ("s3:GetObject", "processed/_alerts/load.json"),
             ("s3:PutObject", "processed/_alerts/load.json"),
+            // The daily exchange-rate run ({"fx": {}}).
+            (
+                "s3:GetObject",
+                "raw/fx/frankfurter/base=EUR/month=2026-11/0123abcd.json",
+            ),
+            (
+                "s3:PutObject",
+                "raw/fx/frankfurter/base=EUR/month=2026-11/0123abcd.json",
+            ),
+            (
+                "s3:GetObject",
+                "raw/_manifests/fx/00000000000000000001.json",
+            ),
+            (
+                "s3:PutObject",
+                "raw/_manifests/fx/00000000000000000001.json",
+            ),
+            ("s3:ListBucket", "raw"),
         ],
     ),
     (
@@ -1140,7 +1158,11 @@ const DENIED: [(&str, &[(&str, &str)]); 4] = [
         "load",
         &[
             ("s3:GetObject", "raw/totesys/address/x.parquet"),
-            ("s3:ListBucket", "raw"),
+            ("s3:PutObject", "raw/totesys/address/x.parquet"),
+            (
+                "s3:PutObject",
+                "raw/_manifests/totesys/00000000000000000009.json",
+            ),
             (
                 "s3:PutObject",
                 "processed/warehouse/fact_sales_order/x.parquet",
@@ -1364,7 +1386,7 @@ data "aws_iam_policy_document" "load" {
   statement {
     sid       = "ReadLakes"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.processed.arn}/*", "${aws_s3_bucket.raw.arn}/*"]
+    resources = ["${aws_s3_bucket.processed.arn}/*", "${aws_s3_bucket.raw.arn}/totesys/*"]
   }
   statement {
     sid       = "Catalog"
@@ -1377,14 +1399,14 @@ data "aws_iam_policy_document" "load" {
     let problems = check_grants_are_needed(&blocks);
     assert!(
         problems.iter().any(|p| p
-            == "load: ReadLakes grants s3:GetObject on arn:aws:s3:::tributary-raw/*, which no call of the code (or of AWS for the role) uses"),
+            == "load: ReadLakes grants s3:GetObject on arn:aws:s3:::tributary-raw/totesys/*, which no call of the code (or of AWS for the role) uses"),
         "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.starts_with("load: may s3:GetObject on arn:aws:s3:::tributary-raw/")),
-        "the load reads the processed lake only: {problems:?}"
+            .any(|p| p.starts_with("load: may s3:GetObject on arn:aws:s3:::tributary-raw/totesys/")),
+        "the load reads no extracted source data (only the exchange rates it keeps): {problems:?}"
     );
     assert!(
         problems

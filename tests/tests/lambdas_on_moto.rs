@@ -809,3 +809,59 @@ async fn a_scheduled_ingest_runs_the_backfills_queued_in_the_raw_bucket() {
         "the incremental run committed right after the backfill: {summary}"
     );
 }
+
+/// The load function's daily exchange-rate run against the replayed API:
+/// replies kept in the S3 raw bucket, rates in the warehouse, a re-run
+/// writes nothing, and an empty warehouse has no days to cover.
+#[tokio::test]
+async fn the_load_function_runs_the_exchange_rates() {
+    use tributary_markets::replay::{ReplayServer, ReplayState};
+    let Some(stack) = Stack::new("lambda_fx").await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let aws = Aws::new(&stack).await;
+    let mut state = ReplayState::default();
+    state.fx.published_through = Some("2026-11-06".parse().unwrap());
+    let server = ReplayServer::start(state).await.unwrap();
+    let load = aws
+        .context(Function::Load, &[("TRIBUTARY_FX_URL", &server.fx_base())])
+        .await;
+
+    let nothing = load_handler(&load, &fixture("load-fx.json")).await.unwrap();
+    assert!(
+        nothing["fx"].as_str().unwrap().contains("no facts"),
+        "{nothing}"
+    );
+
+    let event = json!({"fx": {"from": "2026-11-02", "to": "2026-11-06"}});
+    let first = load_handler(&load, &event).await.unwrap();
+    let fx = &first["fx"];
+    assert_eq!(fx["from"], "2026-11-02", "{first}");
+    assert_eq!(fx["reporting_currency"], "GBP", "{first}");
+    assert!(fx["raw_replies_written"].as_u64().unwrap() >= 1, "{first}");
+    // Five weekdays of six published currencies and the euro, into GBP.
+    assert_eq!(fx["inserted"], 5 * 7, "{first}");
+    let kept = load.raw.list("fx/").await.unwrap();
+    assert!(
+        !kept.is_empty() && kept.iter().all(|k| k.starts_with("fx/frankfurter/")),
+        "{kept:?}"
+    );
+    let rows = stack
+        .warehouse_rows(
+            "SELECT count(*)::text, count(DISTINCT date)::text FROM fact_exchange_rate \
+             WHERE rate_to_reporting > 0",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("35".to_string()), Some("5".to_string())]]
+    );
+
+    let again = load_handler(&load, &event).await.unwrap();
+    assert_eq!(again["fx"]["raw_replies_written"], 0, "{again}");
+    assert_eq!(again["fx"]["inserted"], 0, "{again}");
+    assert_eq!(load.raw.list("fx/").await.unwrap(), kept);
+}

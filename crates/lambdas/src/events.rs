@@ -2,9 +2,12 @@
 //! non-retryable failure that names what was expected.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use chrono::NaiveDate;
 use serde_json::Value;
 use tributary_lake::{Flow, Log};
-use tributary_pipeline::{markets::stream::ReceivedRecord, totesys::ingest::IngestRequest};
+use tributary_pipeline::{
+    fx::FxDays, markets::stream::ReceivedRecord, totesys::ingest::IngestRequest,
+};
 
 use crate::Failure;
 
@@ -149,14 +152,60 @@ pub fn transform_event(event: &Value, raw_prefix: &str) -> Result<TransformEvent
     )?))
 }
 
+/// What the load function was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadEvent {
+    /// Every pending processed manifest (a schedule, an empty manual
+    /// invocation or S3 notifications of processed manifests).
+    Pending,
+    /// Exchange rates (the daily schedule's `{"fx": {}}`: every day the
+    /// facts convert at; `{"fx": {"from": "2024-01-01", "to": "2024-12-31"}}`
+    /// a range, `to` defaulting to today): replies into the raw lake, then
+    /// `fact_exchange_rate`.
+    Fx(FxDays),
+}
+
+/// What an `fx` event may hold.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FxRequest {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
 /// Reads a load event: a schedule, an empty manual invocation, or S3
-/// notifications of processed manifests. Every form loads whatever is
-/// pending, so duplicates and out-of-order events are harmless.
-pub fn load_event(event: &Value, processed_prefix: &str) -> Result<(), Failure> {
-    if is_schedule(event) || is_empty(event) {
-        return Ok(());
+/// notifications of processed manifests, which all load whatever is
+/// pending (so duplicates and out-of-order events are harmless); or an
+/// exchange-rate run (`today` resolves a range's open end).
+pub fn load_event(
+    event: &Value,
+    processed_prefix: &str,
+    today: NaiveDate,
+) -> Result<LoadEvent, Failure> {
+    if let Some(fx) = event.get("fx") {
+        let usage = r#"fx takes {} (every day the facts convert at) or {"from":"2024-01-01","to":"2024-12-31"} ("to" defaults to today)"#;
+        let request: FxRequest = serde_json::from_value(fx.clone())
+            .map_err(|e| Failure::bad_event(format!("{usage}: {e}")))?;
+        return match (request.from, request.to) {
+            (None, None) => Ok(LoadEvent::Fx(FxDays::ForFacts)),
+            (Some(from), to) => {
+                let to = to.unwrap_or(today);
+                if from > to {
+                    return Err(Failure::bad_event(format!(
+                        "fx: \"from\" ({from}) is after \"to\" ({to})"
+                    )));
+                }
+                Ok(LoadEvent::Fx(FxDays::Range(from, to)))
+            }
+            (None, Some(_)) => Err(Failure::bad_event(format!(
+                "fx: \"to\" without \"from\"; {usage}"
+            ))),
+        };
     }
-    touched_manifests(event, processed_prefix).map(|_| ())
+    if is_schedule(event) || is_empty(event) {
+        return Ok(LoadEvent::Pending);
+    }
+    touched_manifests(event, processed_prefix).map(|_| LoadEvent::Pending)
 }
 
 /// The records of a Kinesis event, with their shard ids, in order.
@@ -231,6 +280,48 @@ mod tests {
         assert!(!bad.retryable && bad.message.contains("since"), "{bad}");
         let unknown = ingest_event(&json!({"tables": ["payments"]})).unwrap_err();
         assert!(unknown.message.contains("payments"), "{unknown}");
+    }
+
+    #[test]
+    fn load_reads_pending_and_exchange_rate_runs() {
+        let today: NaiveDate = "2026-12-01".parse().unwrap();
+        let read = |event: Value| load_event(&event, "", today);
+        assert_eq!(
+            read(fixture("load-schedule.json")).unwrap(),
+            LoadEvent::Pending
+        );
+        assert_eq!(read(json!({})).unwrap(), LoadEvent::Pending);
+        assert_eq!(
+            read(fixture("load-fx.json")).unwrap(),
+            LoadEvent::Fx(FxDays::ForFacts)
+        );
+        assert_eq!(
+            read(json!({"fx": {"from": "2024-01-01", "to": "2024-12-31"}})).unwrap(),
+            LoadEvent::Fx(FxDays::Range(
+                "2024-01-01".parse().unwrap(),
+                "2024-12-31".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            read(json!({"fx": {"from": "2026-11-01"}})).unwrap(),
+            LoadEvent::Fx(FxDays::Range("2026-11-01".parse().unwrap(), today))
+        );
+        for (bad, says) in [
+            (json!({"fx": {"since": "2024-01-01"}}), "unknown field"),
+            (json!({"fx": {"from": "2024-13-01"}}), "fx takes"),
+            (json!({"fx": {"to": "2024-01-01"}}), "without"),
+            (
+                json!({"fx": {"from": "2025-01-02", "to": "2025-01-01"}}),
+                "after",
+            ),
+            (json!({"fx": true}), "fx takes"),
+        ] {
+            let failure = read(bad.clone()).unwrap_err();
+            assert!(
+                !failure.retryable && failure.message.contains(says),
+                "{bad}: {failure}"
+            );
+        }
     }
 
     #[test]

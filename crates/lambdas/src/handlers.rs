@@ -23,9 +23,13 @@ use crate::{
     Context, Failure,
     context::Connection,
     events::{
-        IngestEvent, TransformEvent, ingest_event, kinesis_records, load_event, transform_event,
+        IngestEvent, LoadEvent, TransformEvent, ingest_event, kinesis_records, load_event,
+        transform_event,
     },
 };
+use chrono::NaiveDate;
+use tributary_markets::{fx::Frankfurter, http::RetryPolicy};
+use tributary_pipeline::fx::{FxDays, run_fx};
 
 /// How often one scheduled ingest invocation polls the markets.
 pub const POLL_EVERY: Duration = Duration::from_secs(15);
@@ -245,8 +249,13 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
 
 /// `load`: every pending processed manifest (totesys, then markets), one
 /// transaction each. Any event form does the same, so repeats are harmless.
+/// The daily `{"fx": {}}` runs the exchange rates instead ([`fx_handler`]).
 pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
-    load_event(event, ctx.settings.processed_root.key_prefix())?;
+    let today = chrono::Utc::now().date_naive();
+    match load_event(event, ctx.settings.processed_root.key_prefix(), today)? {
+        LoadEvent::Pending => {}
+        LoadEvent::Fx(days) => return fx_handler(ctx, days, today).await,
+    }
     let mut slot = match ctx.warehouse().await {
         Ok(slot) => slot,
         Err(error) => {
@@ -284,6 +293,52 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
         "trades": markets.trades,
         "daily_bars": markets.bars,
         "freshness_lag_seconds": lag.map(|l| l.as_secs_f64()),
+    }))
+}
+
+/// The exchange-rate run of the load function: the API's replies for `days`
+/// into the raw lake as received, then `fact_exchange_rate` (the load
+/// function holds the warehouse connection the days and the rates need).
+/// A failed request still applies what the raw lake holds, then fails the
+/// invocation so its alarm fires; the next run asks only for the rest.
+async fn fx_handler(ctx: &Context, days: FxDays, today: NaiveDate) -> Result<Value, Failure> {
+    let fx = Frankfurter::new(&ctx.settings.fx.url, RetryPolicy::default());
+    let reporting = &ctx.settings.fx.reporting_currency;
+    let mut slot = ctx.warehouse().await?;
+    let client = slot.as_mut().expect("connected");
+    let report = match run_fx(&fx, &ctx.raw, client, days, reporting, today).await {
+        Ok(report) => report,
+        Err(error) => {
+            after_failure(&mut slot);
+            return Err(error.into());
+        }
+    };
+    let (Some((from, to)), Some(ingested), Some(applied)) =
+        (report.days, report.ingested, report.applied)
+    else {
+        return Ok(json!({"fx": "the warehouse has no facts yet: no days to cover"}));
+    };
+    if let Some(failure) = ingested.failure {
+        let mut failure = Failure::from(tributary_pipeline::Error::from(failure));
+        failure.message = format!(
+            "fx: {}; the months before it were kept and applied ({from}..{to}); the next run asks for the rest",
+            failure.message
+        );
+        return Err(failure);
+    }
+    Ok(json!({
+        "fx": {
+            "from": from.to_string(),
+            "to": to.to_string(),
+            "reporting_currency": reporting,
+            "months_fetched": ingested.fetched,
+            "raw_replies_written": ingested.written,
+            "manifest": ingested.manifest,
+            "rates": applied.rows,
+            "inserted": applied.applied.inserted,
+            "updated": applied.applied.updated,
+            "days_without_rates": applied.uncovered.len(),
+        }
     }))
 }
 

@@ -1551,6 +1551,9 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
             env.insert("TRIBUTARY_MERCADO_URL".into(), replay.mercado_base());
             env.insert("TRIBUTARY_COINCAP_URL".into(), replay.coincap_base());
         }
+        if function == "load" {
+            env.insert("TRIBUTARY_FX_URL".into(), replay.fx_base());
+        }
         env
     };
     let start = |function: &'static str, denied: bool| {
@@ -1699,6 +1702,16 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         "{alerts:#?}"
     );
     assert!(alerts_of(&alerts, "load", "recovered") >= 1, "{alerts:#?}");
+
+    // --- load, the daily exchange-rate run: the replies and their manifest
+    // into the raw bucket's fx/ prefix, the rates into the warehouse.
+    let fx = load.succeed(&fixture("load-fx.json"), budget).await;
+    load.assert_nothing_refused();
+    assert!(
+        fx["fx"]["raw_replies_written"].as_u64().unwrap_or(0) >= 1
+            && fx["fx"]["inserted"].as_u64().unwrap_or(0) > 0,
+        "{fx}"
+    );
 
     // --- A closed day (the committed fixture's trades, 2025-11-22) is
     // compacted at once; a late trade for it makes a new generation, and the
