@@ -163,8 +163,25 @@ pub async fn connect(
             client
         }
     };
+    // A client that goes away mid-query (a killed CLI, a Lambda timeout)
+    // otherwise leaves its query running until the server next writes to
+    // the socket: a half-done load holding its locks and a core for
+    // minutes. PostgreSQL 14 and later check the socket while a query runs.
+    client
+        .batch_execute(CHECK_DROPPED_CLIENT)
+        .await
+        .map_err(unreachable)?;
     Ok(client)
 }
+
+/// How often the server checks, while a query runs, that this client is
+/// still there (PostgreSQL 14+; older servers skip it).
+pub const CLIENT_CHECK_INTERVAL: &str = "2s";
+
+const CHECK_DROPPED_CLIENT: &str = "DO $$ BEGIN \
+    IF current_setting('server_version_num')::int >= 140000 THEN \
+        PERFORM set_config('client_connection_check_interval', '2s', false); \
+    END IF; END $$";
 
 fn spawn_connection<F>(connection: F, database: &'static str, target: String)
 where
