@@ -30,7 +30,8 @@
 //! pattern = "orders/*.csv"
 //! format = "csv"                    # or "jsonl", "parquet"
 //! primary_key = ["order_id"]
-//! columns = ["order_id text", "amount numeric(10,2)"]
+//! columns = ["order_id text", "amount numeric(10,2)", "op text"]
+//! deletes = { column = "op", values = ["D"] }   # or "snapshot"; default none
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently change what is read).
@@ -106,6 +107,33 @@ pub struct TableOverride {
     /// (`"amount numeric(10,2)"`).
     #[serde(default)]
     pub columns: Vec<String>,
+    /// File drops: how deletes arrive (none when absent).
+    #[serde(default)]
+    pub deletes: Option<FileDeletes>,
+}
+
+/// How a file table says a row is gone.
+///
+/// ```toml
+/// deletes = "snapshot"                          # each file is the whole table
+/// deletes = { column = "op", values = ["D"] }   # a change feed's operation column
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FileDeletes {
+    /// `"snapshot"`: every file is the whole table as of its drop, so a
+    /// key of the last snapshot (or of an earlier file of the same run)
+    /// that the newest file (in landing-key order) lacks is deleted.
+    Mode(String),
+    /// A row whose `column` holds one of `values` deletes its key rather
+    /// than being a row; within a run the last row of a key, in file and
+    /// line order, decides.
+    Marker {
+        /// The declared column holding the operation.
+        column: String,
+        /// Its values that mean "deleted" (compared as text).
+        values: Vec<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,10 +200,14 @@ impl SourceFile {
         match raw.source.kind.as_str() {
             "postgres" => {
                 if let Some((table, _)) = raw.tables.iter().find(|(_, t)| {
-                    t.pattern.is_some() || t.format.is_some() || !t.columns.is_empty()
+                    t.pattern.is_some()
+                        || t.format.is_some()
+                        || !t.columns.is_empty()
+                        || t.deletes.is_some()
                 }) {
                     return Err(fail(format!(
-                        "[tables.{table}]: pattern, format and columns are for kind = \"files\""
+                        "[tables.{table}]: pattern, format, columns and deletes are for kind = \"files\" \
+                         (a postgres source finds deletes itself: deletes_every)"
                     )));
                 }
                 if raw.source.landing_url.is_some() {
@@ -370,6 +402,10 @@ product_weight_g = "bigint"
                 "cursr",
             ),
             ("[source]\nkind = \"postgres\"", "url_env"),
+            (
+                "[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\ndeletes = \"snapshot\"",
+                "deletes_every",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).unwrap_err().to_string();
@@ -391,6 +427,31 @@ product_weight_g = "bigint"
         .unwrap_err()
         .to_string();
         assert!(refused.contains("not built yet"), "{refused}");
+        let files = |deletes: &str| {
+            parse(&format!(
+                "[source]\nkind = \"files\"\nlanding_url = \"file:///x\"\n[tables.t]\n\
+                 pattern = \"t/*.csv\"\nformat = \"csv\"\nprimary_key = [\"id\"]\n\
+                 columns = [\"id bigint\", \"op text\", \"at date\"]\ndeletes = {deletes}"
+            ))
+        };
+        assert!(files("\"snapshot\"").is_ok());
+        assert!(files("{ column = \"op\", values = [\"D\"] }").is_ok());
+        for (deletes, says) in [
+            ("\"snapshots\"", "use \"snapshot\""),
+            (
+                "{ column = \"kind\", values = [\"D\"] }",
+                "not among columns",
+            ),
+            (
+                "{ column = \"id\", values = [\"D\"] }",
+                "primary_key column",
+            ),
+            ("{ column = \"op\", values = [] }", "values is empty"),
+            ("{ column = \"at\", values = [\"D\"] }", "neither text"),
+        ] {
+            let error = files(deletes).unwrap_err().to_string();
+            assert!(error.contains(says), "{deletes}: {error}");
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //!   does not parse, a NULL key, a malformed line) goes to
 //!   `<table>/_quarantine/` with the landing key, its line and the reason.
 //!   Nothing is dropped silently.
+//! - **Deletes**, when the table declares them ([`FileDeletes`]): keys the
+//!   newest snapshot lacks, or rows of a change feed marked deleted, become
+//!   tombstones in `<table>/_deletes/`, as a PostgreSQL source's do.
 //! - **One manifest** in the same log as a PostgreSQL source, so the
 //!   warehouse load (`src_<name>`) applies file rows the same way: new
 //!   versions replace the rows with their keys. A run that found nothing new
@@ -37,7 +40,7 @@ use tributary_lake::{Lake, Log, Manifest, ManifestLog, RunId, sha256_hex};
 
 use crate::{
     Error, Result,
-    config::{SourceFile, TableOverride, glob},
+    config::{FileDeletes, SourceFile, TableOverride, glob},
     ingest::{SourceRun, SourceState, TableRun, source_lake},
     types::{PgColumnType, SourceColumn, arrow_schema},
 };
@@ -84,6 +87,48 @@ pub(crate) fn check_config(
         }
         if t.cursor.is_some() || !t.types.is_empty() {
             return fail("cursor and types are for PostgreSQL sources; declare types in columns");
+        }
+        match &t.deletes {
+            None => {}
+            Some(FileDeletes::Mode(mode)) if mode == "snapshot" => {}
+            Some(FileDeletes::Mode(other)) => {
+                return fail(&format!(
+                    "deletes = {other:?}: use \"snapshot\" (each file is the whole table) or \
+                     {{ column = \"op\", values = [\"D\"] }} (an operation column)"
+                ));
+            }
+            Some(FileDeletes::Marker { column, values }) => {
+                if !columns.iter().any(|c| &c.name == column) {
+                    return fail(&format!("deletes column {column} is not among columns"));
+                }
+                if key.contains(column) {
+                    return fail(&format!(
+                        "deletes column {column} is a primary_key column: name the operation column"
+                    ));
+                }
+                if values.is_empty() {
+                    return fail(
+                        "deletes values is empty: name the values that mean deleted, e.g. [\"D\"]",
+                    );
+                }
+                let ty = &columns
+                    .iter()
+                    .find(|c| &c.name == column)
+                    .expect("found")
+                    .ty;
+                if !matches!(
+                    ty,
+                    PgColumnType::Text
+                        | PgColumnType::Int2
+                        | PgColumnType::Int4
+                        | PgColumnType::Int8
+                        | PgColumnType::Bool
+                ) {
+                    return fail(&format!(
+                        "deletes column {column} is neither text, an integer nor boolean"
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -187,7 +232,17 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             .unwrap_or_default();
         let mut seen = BTreeMap::new();
         let mut received_now = BTreeMap::new();
-        for (landing_key, version) in landed.iter().filter(|(k, _)| glob(&pattern, k)) {
+        let key_columns: Vec<SourceColumn> = key
+            .iter()
+            .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
+            .collect();
+        let mut deletes = Deletes::new(t.deletes.as_ref(), &key_columns);
+        // In landing-key order: for a snapshot table the last file is the
+        // newest snapshot, for a change feed the last row of a key decides.
+        let mut matching: Vec<&(String, String)> =
+            landed.iter().filter(|(k, _)| glob(&pattern, k)).collect();
+        matching.sort();
+        for (landing_key, version) in matching {
             seen.insert(landing_key.clone(), version.clone());
             // Listed as when it was last committed: not downloaded again.
             if known_tags.get(landing_key) == Some(version)
@@ -220,12 +275,21 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             table_run.unchanged = false;
             let file_name = tributary_lake::keys::run_file(&run_id, part, "parquet");
             part += 1;
-            if let Some(batch) = parsed.rows(&columns)? {
+            let quarantined = !parsed.bad.is_empty();
+            let rows = match parsed.rows(&columns)? {
+                Some(batch) => deletes.take(batch, quarantined)?,
+                None => {
+                    deletes.empty_file(landing_key, quarantined);
+                    None
+                }
+            };
+            if let Some(batch) = rows {
                 table_run.rows += batch.num_rows() as u64;
-                files.push(
-                    lake.put_batch(&format!("{table}/date={day}/{file_name}"), table, &batch)
-                        .await?,
-                );
+                let entry = lake
+                    .put_batch(&format!("{table}/date={day}/{file_name}"), table, &batch)
+                    .await?;
+                deletes.written(&entry.key);
+                files.push(entry);
             }
             if let Some(batch) = parsed.quarantine(landing_key, started_at)? {
                 table_run.quarantined += batch.num_rows() as u64;
@@ -240,7 +304,32 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
                 );
             }
         }
+        if let Some(batch) = deletes
+            .tombstones(&lake, state.tables.get(table), started_at)
+            .await?
+        {
+            table_run.deletes = batch.num_rows() as u64;
+            files.push(
+                lake.put_batch(
+                    &format!(
+                        "{table}/_deletes/date={day}/{}",
+                        tributary_lake::keys::run_file(&run_id, 0, "parquet")
+                    ),
+                    &format!("{table}/_deletes"),
+                    &batch,
+                )
+                .await?,
+            );
+        }
+        table_run.checked_deletes = deletes.checked();
+        if let Some(warning) = deletes.warning() {
+            tracing::warn!(source = %source.name, table, "{warning}");
+        }
         let entry = state.tables.entry(table.clone()).or_default();
+        if let Some(rows) = deletes.snapshot_rows(&entry.snapshot_rows) {
+            entry.snapshot_rows = rows;
+        }
+        entry.total_deletes += table_run.deletes;
         entry.landed = seen;
         entry.received = received_now;
         entry.columns = columns;
@@ -271,6 +360,345 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
         tables: runs,
         stopped: Vec::new(),
     })
+}
+
+/// The deletes of one table in one run (see [`FileDeletes`]).
+enum Deletes<'a> {
+    /// The table declares none.
+    None,
+    /// Each file is the whole table.
+    Snapshot {
+        key_columns: &'a [SourceColumn],
+        /// Keys (with their values) of the files of this run before the
+        /// newest.
+        earlier: Vec<RecordBatch>,
+        /// The newest file's rows, and whether it had quarantined rows.
+        newest: Option<(RecordBatch, bool)>,
+        /// The lake file the newest rows went to.
+        newest_file: Option<String>,
+        /// Every lake file this run's rows went to.
+        written: Vec<String>,
+        /// Why deletes were not inferred this run.
+        skipped: Option<String>,
+    },
+    /// An operation column.
+    Marker {
+        key_columns: &'a [SourceColumn],
+        column: &'a str,
+        values: &'a [String],
+        /// Per key hash: whether its last row so far deletes it.
+        last: std::collections::HashMap<u128, bool>,
+        /// The key columns of each deleting row, with the row's key hash.
+        deleting: Vec<(RecordBatch, Vec<u128>)>,
+        seen: bool,
+    },
+}
+
+impl<'a> Deletes<'a> {
+    fn new(spec: Option<&'a FileDeletes>, key_columns: &'a [SourceColumn]) -> Self {
+        match spec {
+            None => Deletes::None,
+            Some(FileDeletes::Mode(_)) => Deletes::Snapshot {
+                key_columns,
+                earlier: Vec::new(),
+                newest: None,
+                newest_file: None,
+                written: Vec::new(),
+                skipped: None,
+            },
+            Some(FileDeletes::Marker { column, values }) => Deletes::Marker {
+                key_columns,
+                column,
+                values,
+                last: Default::default(),
+                deleting: Vec::new(),
+                seen: false,
+            },
+        }
+    }
+
+    /// A file's good rows: the rows to write (deleting rows of a change
+    /// feed are kept aside as keys).
+    fn take(&mut self, batch: RecordBatch, quarantined: bool) -> Result<Option<RecordBatch>> {
+        match self {
+            Deletes::None => Ok(Some(batch)),
+            Deletes::Snapshot {
+                key_columns,
+                earlier,
+                newest,
+                skipped,
+                ..
+            } => {
+                if let Some((previous, _)) = newest.take() {
+                    earlier.push(key_batch(&previous, key_columns)?);
+                }
+                *skipped = None;
+                *newest = Some((batch.clone(), quarantined));
+                Ok(Some(batch))
+            }
+            Deletes::Marker {
+                key_columns,
+                column,
+                values,
+                last,
+                deleting,
+                seen,
+            } => {
+                *seen = true;
+                let ops = batch
+                    .column_by_name(column)
+                    .expect("the operation column is declared");
+                let mut is_delete = Vec::with_capacity(batch.num_rows());
+                for row in 0..batch.num_rows() {
+                    let text = cell_text(ops.as_ref(), row);
+                    is_delete.push(text.is_some_and(|t| values.iter().any(|v| v == &t)));
+                }
+                let hashes = crate::keyset::row_hashes(
+                    &crate::keyset::key_arrays(&batch, key_columns)?,
+                    key_columns,
+                )?;
+                for (hash, deleted) in hashes.iter().zip(&is_delete) {
+                    last.insert(*hash, *deleted);
+                }
+                let mask = arrow_array::BooleanArray::from(is_delete.clone());
+                let gone = arrow_select::filter::filter_record_batch(&batch, &mask)?;
+                if gone.num_rows() > 0 {
+                    let gone_hashes = hashes
+                        .iter()
+                        .zip(&is_delete)
+                        .filter(|(_, d)| **d)
+                        .map(|(h, _)| *h)
+                        .collect();
+                    deleting.push((key_batch(&gone, key_columns)?, gone_hashes));
+                }
+                let keep = arrow_array::BooleanArray::from(
+                    is_delete.iter().map(|d| !d).collect::<Vec<_>>(),
+                );
+                let rows = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+                Ok((rows.num_rows() > 0).then_some(rows))
+            }
+        }
+    }
+
+    /// A file with no good rows: a snapshot infers nothing from it.
+    fn empty_file(&mut self, landing_key: &str, quarantined: bool) {
+        if let Deletes::Snapshot {
+            key_columns,
+            earlier,
+            newest,
+            skipped,
+            ..
+        } = self
+        {
+            if let Some((previous, _)) = newest.take()
+                && let Ok(keys) = key_batch(&previous, key_columns)
+            {
+                earlier.push(keys);
+            }
+            *skipped = Some(format!(
+                "{landing_key} has no good rows{}: taken as a delivery mistake, not as every row \
+                 deleted; no deletes inferred until the next snapshot",
+                if quarantined {
+                    " (all quarantined)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+
+    /// The lake file the last taken rows went to.
+    fn written(&mut self, key: &str) {
+        if let Deletes::Snapshot {
+            newest_file,
+            newest,
+            written,
+            ..
+        } = self
+            && newest.is_some()
+        {
+            *newest_file = Some(key.to_string());
+            written.push(key.to_string());
+        }
+    }
+
+    /// Whether this run looked for deletes.
+    fn checked(&self) -> bool {
+        match self {
+            Deletes::None => false,
+            Deletes::Snapshot { newest, .. } => newest.is_some(),
+            Deletes::Marker { seen, .. } => *seen,
+        }
+    }
+
+    fn warning(&self) -> Option<String> {
+        match self {
+            Deletes::Snapshot {
+                skipped: Some(why), ..
+            } => Some(why.clone()),
+            Deletes::Snapshot {
+                newest: Some((_, true)),
+                ..
+            } => Some(
+                "the newest snapshot has quarantined rows: their keys cannot be read, so no \
+                 deletes are inferred from it"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The files the next snapshot is compared with, when this run took
+    /// files: the newest snapshot's alone when deletes were inferred from
+    /// it; otherwise the previous ones and every file of this run, so
+    /// that a key they brought is still found missing later.
+    fn snapshot_rows(&self, previous: &[String]) -> Option<Vec<String>> {
+        match self {
+            Deletes::Snapshot {
+                newest: Some((_, false)),
+                newest_file: Some(file),
+                skipped: None,
+                ..
+            } => Some(vec![file.clone()]),
+            Deletes::Snapshot { written, .. } if !written.is_empty() => {
+                Some(previous.iter().chain(written).cloned().collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// The tombstones of this run (key columns and `_deleted_at`), once
+    /// per key.
+    async fn tombstones(
+        &self,
+        lake: &Lake,
+        previous: Option<&crate::ingest::TableState>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<RecordBatch>> {
+        let mut parts = Vec::new();
+        let mut taken = std::collections::HashSet::new();
+        match self {
+            Deletes::None => return Ok(None),
+            Deletes::Marker {
+                last,
+                deleting,
+                key_columns,
+                ..
+            } => {
+                for (keys, hashes) in deleting {
+                    let mask: Vec<bool> = hashes
+                        .iter()
+                        .map(|h| last.get(h) == Some(&true) && taken.insert(*h))
+                        .collect();
+                    parts.push(arrow_select::filter::filter_record_batch(
+                        keys,
+                        &arrow_array::BooleanArray::from(mask),
+                    )?);
+                }
+                return finish(parts, key_columns, at);
+            }
+            Deletes::Snapshot {
+                key_columns,
+                earlier,
+                newest: Some((newest, false)),
+                skipped: None,
+                ..
+            } => {
+                let now: std::collections::HashSet<u128> = crate::keyset::row_hashes(
+                    &crate::keyset::key_arrays(newest, key_columns)?,
+                    key_columns,
+                )?
+                .into_iter()
+                .collect();
+                let mut candidates = earlier.clone();
+                for file in previous
+                    .map(|p| p.snapshot_rows.as_slice())
+                    .unwrap_or_default()
+                {
+                    let names: Vec<&str> = key_columns.iter().map(|c| c.name.as_str()).collect();
+                    let bytes = lake.get(file).await?;
+                    for batch in tributary_lake::parquet::decode_column_batches(bytes, &names)? {
+                        candidates.push(batch?);
+                    }
+                }
+                for keys in candidates {
+                    let hashes = crate::keyset::row_hashes(
+                        &crate::keyset::key_arrays(&keys, key_columns)?,
+                        key_columns,
+                    )?;
+                    let mask: Vec<bool> = hashes
+                        .iter()
+                        .map(|h| !now.contains(h) && taken.insert(*h))
+                        .collect();
+                    let keys = key_batch(&keys, key_columns)?;
+                    parts.push(arrow_select::filter::filter_record_batch(
+                        &keys,
+                        &arrow_array::BooleanArray::from(mask),
+                    )?);
+                }
+                return finish(parts, key_columns, at);
+            }
+            Deletes::Snapshot { .. } => return Ok(None),
+        }
+
+        fn finish(
+            parts: Vec<RecordBatch>,
+            key_columns: &[SourceColumn],
+            at: DateTime<Utc>,
+        ) -> Result<Option<RecordBatch>> {
+            let parts: Vec<RecordBatch> = parts.into_iter().filter(|p| p.num_rows() > 0).collect();
+            if parts.is_empty() {
+                return Ok(None);
+            }
+            let schema = parts[0].schema();
+            let keys = arrow_select::concat::concat_batches(&schema, &parts)?;
+            let mut fields: Vec<Field> = arrow_schema(key_columns)
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(
+                crate::keyset::DELETED_AT,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ));
+            let mut arrays: Vec<ArrayRef> = keys.columns().to_vec();
+            arrays.push(Arc::new(
+                arrow_array::TimestampMicrosecondArray::from(vec![
+                    at.timestamp_micros();
+                    keys.num_rows()
+                ])
+                .with_timezone("UTC"),
+            ));
+            Ok(Some(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                arrays,
+            )?))
+        }
+    }
+}
+
+/// The key columns of `batch`, in key order, as a batch of their own.
+fn key_batch(batch: &RecordBatch, key_columns: &[SourceColumn]) -> Result<RecordBatch> {
+    let arrays = crate::keyset::key_arrays(batch, key_columns)?;
+    Ok(RecordBatch::try_new(arrow_schema(key_columns), arrays)?)
+}
+
+/// A cell as text (the operation column of a change feed).
+fn cell_text(array: &dyn arrow_array::Array, row: usize) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int16Type, Int32Type, Int64Type};
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(row).to_string()),
+        DataType::Int16 => Some(array.as_primitive::<Int16Type>().value(row).to_string()),
+        DataType::Int32 => Some(array.as_primitive::<Int32Type>().value(row).to_string()),
+        DataType::Int64 => Some(array.as_primitive::<Int64Type>().value(row).to_string()),
+        DataType::Boolean => Some(array.as_boolean().value(row).to_string()),
+        _ => None,
+    }
 }
 
 /// A value of a declared column, parsed.

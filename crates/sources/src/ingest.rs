@@ -94,6 +94,11 @@ pub struct TableState {
     /// committed, by landing key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub received: BTreeMap<String, String>,
+    /// File drops with `deletes = "snapshot"`: the lake files whose keys
+    /// the next snapshot is compared with: the rows of the last snapshot
+    /// deletes were inferred from, and of every file taken since.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_rows: Vec<String>,
 }
 
 /// The state of a source, carried from manifest to manifest.

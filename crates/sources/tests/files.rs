@@ -233,3 +233,178 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+const DELETING: &str = r#"
+[source]
+kind = "files"
+landing_url = "LANDING"
+
+[tables.customers]
+pattern = "customers/*.csv"
+format = "csv"
+primary_key = ["id"]
+columns = ["id bigint", "name text"]
+deletes = "snapshot"
+
+[tables.changes]
+pattern = "changes/*.jsonl"
+format = "jsonl"
+primary_key = ["id", "region"]
+columns = ["id bigint", "region text", "name text", "op text"]
+deletes = { column = "op", values = ["D", "delete"] }
+"#;
+
+/// The warehouse rows of `table`, as text, in key order.
+async fn current(warehouse: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    warehouse
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_tables_delete_by_snapshot_or_by_an_operation_column() {
+    let Some(warehouse_db) = TestDb::create("files_deletes").await else {
+        return;
+    };
+    let mut warehouse = warehouse_db.connect().await;
+    let landing = tempfile::tempdir().unwrap();
+    let (_raw_dir, raw_url) = temp_lake();
+    let raw = Lake::from_url(&raw_url).unwrap();
+    let text = DELETING.replace("LANDING", &format!("file://{}", landing.path().display()));
+    let file = SourceFile::parse("crm", Path::new("crm.toml"), &text).unwrap();
+    let customers = "SELECT id || ':' || name FROM src_crm.customers ORDER BY id";
+    let changes =
+        "SELECT id || '/' || region || ':' || name FROM src_crm.changes ORDER BY id, region";
+    let deletes = |run: &tributary_sources::ingest::SourceRun, t: &str| {
+        run.tables.iter().find(|x| x.table == t).unwrap().deletes
+    };
+
+    // Day 1: a snapshot of three customers; a change feed that inserts
+    // three rows and deletes one of them again in a later line.
+    write(
+        landing.path(),
+        "customers/2026-11-01.csv",
+        "id,name\n1,Ann\n2,Bob\n3,Cy\n",
+    );
+    write(
+        landing.path(),
+        "changes/001.jsonl",
+        "{\"id\": 1, \"region\": \"eu\", \"name\": \"a\", \"op\": \"I\"}\n\
+         {\"id\": 1, \"region\": \"us\", \"name\": \"b\", \"op\": \"I\"}\n\
+         {\"id\": 2, \"region\": \"eu\", \"name\": \"c\", \"op\": \"I\"}\n\
+         {\"id\": 2, \"region\": \"eu\", \"name\": \"c\", \"op\": \"D\"}\n",
+    );
+    let first = run_files(&raw, &file).await.unwrap();
+    assert_eq!(
+        deletes(&first, "customers"),
+        0,
+        "a first snapshot deletes nothing"
+    );
+    assert_eq!(deletes(&first, "changes"), 1);
+    load_source(&mut warehouse, &raw, "crm").await.unwrap();
+    assert_eq!(
+        current(&warehouse, customers).await,
+        ["1:Ann", "2:Bob", "3:Cy"]
+    );
+    assert_eq!(current(&warehouse, changes).await, ["1/eu:a", "1/us:b"]);
+
+    // Day 2: Bob is gone from the snapshot and Dee is new; the feed
+    // deletes 1/us, deletes then re-inserts 1/eu (the last line decides),
+    // and deletes a key it never sent (harmless).
+    write(
+        landing.path(),
+        "customers/2026-11-02.csv",
+        "id,name\n1,Ann\n3,Cy\n4,Dee\n",
+    );
+    write(
+        landing.path(),
+        "changes/002.jsonl",
+        "{\"id\": 1, \"region\": \"us\", \"name\": null, \"op\": \"delete\"}\n\
+         {\"id\": 1, \"region\": \"eu\", \"name\": null, \"op\": \"D\"}\n\
+         {\"id\": 1, \"region\": \"eu\", \"name\": \"a2\", \"op\": \"U\"}\n\
+         {\"id\": 9, \"region\": \"eu\", \"name\": null, \"op\": \"D\"}\n",
+    );
+    let second = run_files(&raw, &file).await.unwrap();
+    assert_eq!(deletes(&second, "customers"), 1, "Bob");
+    assert_eq!(deletes(&second, "changes"), 2, "1/us and 9/eu, not 1/eu");
+    load_source(&mut warehouse, &raw, "crm").await.unwrap();
+    assert_eq!(
+        current(&warehouse, customers).await,
+        ["1:Ann", "3:Cy", "4:Dee"]
+    );
+    assert_eq!(current(&warehouse, changes).await, ["1/eu:a2"]);
+    let history: Vec<String> = current(
+        &warehouse,
+        "SELECT _tributary_seq || ':' || _tributary_op FROM src_crm.customers_history \
+         WHERE id = 2 ORDER BY _tributary_seq",
+    )
+    .await;
+    assert_eq!(
+        history,
+        ["1:upsert", "2:delete"],
+        "the delete is kept in history"
+    );
+
+    // Day 3: two snapshots land in one run: Cy leaves in the first and
+    // comes back in the second; Eve is only in the first. The newest (by
+    // name) is the table: Eve is deleted, Cy stays.
+    write(
+        landing.path(),
+        "customers/2026-11-03.csv",
+        "id,name\n1,Ann\n4,Dee\n5,Eve\n",
+    );
+    write(
+        landing.path(),
+        "customers/2026-11-04.csv",
+        "id,name\n1,Ann\n3,Cy\n4,Dee\n",
+    );
+    let third = run_files(&raw, &file).await.unwrap();
+    assert_eq!(deletes(&third, "customers"), 1, "Eve");
+    load_source(&mut warehouse, &raw, "crm").await.unwrap();
+    assert_eq!(
+        current(&warehouse, customers).await,
+        ["1:Ann", "3:Cy", "4:Dee"]
+    );
+
+    // Day 4: a snapshot whose only new row is quarantined, and an empty
+    // snapshot: neither is taken as "everyone left".
+    write(landing.path(), "customers/2026-11-05.csv", "id,name\n");
+    let fourth = run_files(&raw, &file).await.unwrap();
+    assert_eq!(
+        deletes(&fourth, "customers"),
+        0,
+        "an empty snapshot deletes nothing"
+    );
+    write(
+        landing.path(),
+        "customers/2026-11-06.csv",
+        "id,name\n1,Ann\nx,broken\n",
+    );
+    let fifth = run_files(&raw, &file).await.unwrap();
+    assert_eq!(
+        deletes(&fifth, "customers"),
+        0,
+        "a snapshot with quarantined rows infers no deletes"
+    );
+    load_source(&mut warehouse, &raw, "crm").await.unwrap();
+    assert_eq!(
+        current(&warehouse, customers).await,
+        ["1:Ann", "3:Cy", "4:Dee"]
+    );
+
+    // A clean snapshot again: compared with the last one deletes came
+    // from (day 3's) and every file taken since, so Cy and Dee go.
+    write(
+        landing.path(),
+        "customers/2026-11-07.csv",
+        "id,name\n1,Ann\n6,Fay\n",
+    );
+    let sixth = run_files(&raw, &file).await.unwrap();
+    assert_eq!(deletes(&sixth, "customers"), 2, "Cy and Dee");
+    load_source(&mut warehouse, &raw, "crm").await.unwrap();
+    assert_eq!(current(&warehouse, customers).await, ["1:Ann", "6:Fay"]);
+}
