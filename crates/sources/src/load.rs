@@ -282,12 +282,14 @@ async fn ensure_table(
         .join(", ");
     let history = format!("{schema}.{}", quote_ident(&format!("{table}{HISTORY}")));
     let index = quote_ident(&format!("{table}{HISTORY}_key"));
+    let by_seq = quote_ident(&format!("{table}{HISTORY}_seq"));
     tx.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS {name} ({definition}, PRIMARY KEY ({key})); \
          CREATE TABLE IF NOT EXISTS {history} ({definition}, \
            _tributary_seq bigint NOT NULL, _tributary_run text NOT NULL, \
            _tributary_op text NOT NULL CHECK (_tributary_op IN ('upsert', 'delete'))); \
-         CREATE INDEX IF NOT EXISTS {index} ON {history} ({key}, _tributary_seq)"
+         CREATE INDEX IF NOT EXISTS {index} ON {history} ({key}, _tributary_seq); \
+         CREATE INDEX IF NOT EXISTS {by_seq} ON {history} (_tributary_seq)"
     ))
     .await?;
     sync_columns(tx, &name, state).await?;

@@ -179,6 +179,27 @@ async fn dbt_builds_the_olist_star_on_the_real_tables_and_again_after_a_month() 
     load_source(&mut warehouse, &raw, "olist").await.unwrap();
     assert!(dbt_build(project.path(), &warehouse_db.url));
     assert_star_matches(&source, &warehouse).await;
+    // The second build was incremental: orders the month did not touch
+    // keep the rows (and manifest mark) of the first build; the orders it
+    // touched, and only those, were rebuilt.
+    let marks = one(
+        &warehouse,
+        "SELECT string_agg(DISTINCT _loaded_seq::text, ',' ORDER BY _loaded_seq::text)          FROM olist.fact_order_item",
+    )
+    .await;
+    assert_eq!(marks, "1,2", "untouched orders were not rebuilt");
+    let rebuilt_untouched = one(
+        &warehouse,
+        "SELECT count(*)::text FROM olist.fact_order_item f WHERE f._loaded_seq = 2 \
+         AND NOT EXISTS (SELECT 1 FROM src_olist.order_items_history h \
+                         WHERE h.order_id = f.order_id AND h._tributary_seq = 2) \
+         AND NOT EXISTS (SELECT 1 FROM src_olist.orders_history h \
+                         WHERE h.order_id = f.order_id AND h._tributary_seq = 2) \
+         AND NOT EXISTS (SELECT 1 FROM src_olist.order_payments_history h \
+                         WHERE h.order_id = f.order_id AND h._tributary_seq = 2)",
+    )
+    .await;
+    assert_eq!(rebuilt_untouched, "0");
     let canceled = one(
         &warehouse,
         "SELECT count(*)::text FROM olist.fact_order_item WHERE order_status = 'canceled'",
