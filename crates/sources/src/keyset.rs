@@ -233,7 +233,12 @@ fn render(out: &mut String, array: &dyn Array, row: usize, column: &str) -> Resu
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             write!(out, "ts{}", value!(TimestampMicrosecondArray))
         }
-        DataType::Decimal128(_, _) => write!(out, "{}", value!(Decimal128Array)),
+        // By value, whatever the scale: a key column whose numeric scale
+        // changed (and was accepted) still matches the keys read before.
+        DataType::Decimal128(_, scale) => {
+            write_decimal(out, value!(Decimal128Array), *scale);
+            Ok(())
+        }
         DataType::Boolean => write!(out, "{}", value!(BooleanArray)),
         DataType::Utf8 => {
             for c in value!(StringArray).chars() {
@@ -257,6 +262,37 @@ fn render(out: &mut String, array: &dyn Array, row: usize, column: &str) -> Resu
         table: String::new(),
         reason: e.to_string(),
     })
+}
+
+/// A decimal as its shortest exact text: `1.5` for 1.50 and 1.500 alike.
+fn write_decimal(out: &mut String, unscaled: i128, scale: i8) {
+    let mut value = unscaled;
+    let mut scale = i32::from(scale);
+    while scale > 0 && value % 10 == 0 {
+        value /= 10;
+        scale -= 1;
+    }
+    while scale < 0 {
+        value *= 10;
+        scale += 1;
+    }
+    let digits = value.unsigned_abs().to_string();
+    if value < 0 {
+        out.push('-');
+    }
+    let scale = scale as usize;
+    if scale == 0 {
+        out.push_str(&digits);
+    } else if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.push_str(whole);
+        out.push('.');
+        out.push_str(fraction);
+    } else {
+        out.push_str("0.");
+        out.push_str(&"0".repeat(scale - digits.len()));
+        out.push_str(&digits);
+    }
 }
 
 fn unsupported(column: &str, ty: &DataType) -> Error {
@@ -296,6 +332,32 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn keys_compare_by_value_across_integer_widths_and_numeric_scales() {
+        let text = |array: ArrayRef| {
+            let mut out = String::new();
+            render(&mut out, array.as_ref(), 0, "k").unwrap();
+            out
+        };
+        let decimal = |v: i128, p: u8, s: i8| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(vec![v])
+                    .with_precision_and_scale(p, s)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(text(decimal(150, 10, 2)), text(decimal(1500, 12, 3)));
+        assert_eq!(text(decimal(150, 10, 2)), "1.5");
+        assert_eq!(text(decimal(-5, 10, 3)), "-0.005");
+        assert_eq!(text(decimal(700, 10, 2)), "7");
+        assert_eq!(text(decimal(12, 10, -2)), "1200");
+        assert_ne!(text(decimal(15, 10, 2)), text(decimal(15, 10, 1)));
+        assert_eq!(
+            text(Arc::new(Int32Array::from(vec![5]))),
+            text(Arc::new(Int64Array::from(vec![5_i64])))
+        );
     }
 
     #[test]
