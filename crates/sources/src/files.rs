@@ -1183,10 +1183,14 @@ fn parse_csv(text: &str, columns: &[SourceColumn], parsed: &mut Parsed) {
             }
         }
     }
-    for (line, record, fields) in records.into_iter().skip(1) {
+    let last = records.len().saturating_sub(1);
+    for (i, (line, record, fields)) in records.into_iter().enumerate().skip(1) {
         parsed.lines = parsed.lines.max(line);
-        if fields.len() == 1 && fields[0].is_none() {
-            continue; // a blank line
+        // A blank line: nothing, unless the file has one column, where it
+        // is a record whose one value is empty (NULL; quarantined when it
+        // is the key). A blank last line is the file's end either way.
+        if fields.len() == 1 && fields[0].is_none() && (header.len() > 1 || i == last) {
+            continue;
         }
         if fields.len() != header.len() {
             parsed.bad.push((
@@ -1279,6 +1283,26 @@ mod tests {
             nullable,
             cast: None,
         }
+    }
+
+    #[test]
+    fn a_blank_line_of_a_one_column_file_is_an_empty_value() {
+        let key = [col("id", "text", false)];
+        let parsed = parse("csv", b"id\nA1\n\nA3\n", &key);
+        assert_eq!(parsed.good.len(), 2);
+        assert_eq!(parsed.bad.len(), 1, "{:?}", parsed.bad);
+        assert_eq!(parsed.bad[0].0, 3, "the blank line is line 3");
+        let nullable = [col("note", "text", true)];
+        let parsed = parse("csv", b"note\nx\n\ny\n", &nullable);
+        assert_eq!(parsed.good.len(), 3, "x, NULL, y");
+        assert!(parsed.bad.is_empty());
+        let two = [col("id", "text", false), col("n", "text", true)];
+        let parsed = parse("csv", b"id,n\nA,1\n\nB,2\n", &two);
+        assert_eq!(
+            (parsed.good.len(), parsed.bad.len()),
+            (2, 0),
+            "a blank line between records of two columns is nothing"
+        );
     }
 
     #[test]
