@@ -434,6 +434,45 @@ async fn prepare(
             ));
         }
     }
+    // A declared key on columns the source lets be NULL: rows with a NULL
+    // key could be neither compared for deletes nor kept by key in the
+    // warehouse, so the table stops (the others go on) until the rows or
+    // the declaration are fixed. (A catalog key is never NULL.)
+    let nullable: Vec<&String> = key
+        .iter()
+        .filter(|k| columns.iter().any(|c| &c.name == *k && c.nullable))
+        .collect();
+    if !nullable.is_empty() {
+        let condition = nullable
+            .iter()
+            .map(|k| format!("{} IS NULL", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let rows: i64 = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.{} WHERE {condition}",
+                    quote_ident(&source.schema),
+                    quote_ident(table)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if rows > 0 {
+            return Err(format!(
+                "{table}: {rows} row(s) have a NULL in the declared primary_key ({}) of {}: \
+                 a key must never be NULL; name columns that are never NULL, or fix those rows",
+                nullable
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source.path.display()
+            ));
+        }
+    }
     let Some(previous) = previous.filter(|p| !p.columns.is_empty()) else {
         return Ok((columns, key, Vec::new()));
     };
