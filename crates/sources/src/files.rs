@@ -257,6 +257,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             source: source.name.clone(),
             run_id,
             seq: previous_seq,
+            committed: false,
             tables: runs,
             stopped: Vec::new(),
         });
@@ -268,6 +269,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
         source: source.name.clone(),
         run_id,
         seq: manifest.seq,
+        committed: true,
         tables: runs,
         stopped: Vec::new(),
     })
