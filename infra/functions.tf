@@ -49,6 +49,10 @@ locals {
     WAREHOUSE_DB_NAME = var.warehouse_db_name
   } : k => v if v != "" }
   database_tls_environment = var.pg_ca_in_zip ? { TRIBUTARY_PG_CA_FILE = "/var/task/pg-ca.pem" } : {}
+
+  # The source files scripts/package.sh puts into the ingest and load zips
+  # (none packaged: the folder is absent and no configured source runs).
+  sources_dir = "/var/task/sources"
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -60,8 +64,8 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 # --------------------------------------------------------------------- ingest
-# Every minute: incremental extract of totesys into raw, market polls into
-# Kinesis. One at a time (reserved concurrency 1): overlapping runs would only
+# Every minute: incremental extract of totesys and the configured sources into
+# raw, market polls into Kinesis; on a landing bucket event, the file sources. One at a time (reserved concurrency 1): overlapping runs would only
 # race for the same manifest number.
 resource "aws_lambda_function" "ingest" {
   function_name = local.function_names.ingest
@@ -84,9 +88,10 @@ resource "aws_lambda_function" "ingest" {
       TOTESYS_SECRET_ARN        = local.totesys_secret_arn
       TRIBUTARY_STREAM_NAME     = aws_kinesis_stream.markets.name
       TRIBUTARY_SCHEDULE_PERIOD = local.ingest_period
+      TRIBUTARY_SOURCES_DIR     = local.sources_dir
       }, local.totesys_endpoint_environment, var.coincap_secret_enabled ? {
       COINCAP_SECRET_ARN = aws_secretsmanager_secret.coincap[0].arn
-    } : {})
+    } : {}, var.source_secrets)
   }
 
   dynamic "vpc_config" {
@@ -166,6 +171,8 @@ resource "aws_lambda_function" "transform" {
 # not yet in the warehouse's load log, one transaction each. One at a time.
 # Once a day ({"fx": {}}, schedule.tf) it runs the exchange rates instead: the
 # API's replies into the raw bucket's fx/ prefix, then fact_exchange_rate.
+# After totesys and markets, each configured source's manifests (raw bucket,
+# sources/<name>/) into the warehouse schema src_<name>.
 resource "aws_lambda_function" "load" {
   function_name = local.function_names.load
   description   = "Tributary load: processed manifests into the Postgres warehouse"
@@ -186,6 +193,7 @@ resource "aws_lambda_function" "load" {
     variables = merge(local.common_environment, local.database_tls_environment, {
       WAREHOUSE_SECRET_ARN         = local.warehouse_secret_arn
       TRIBUTARY_REPORTING_CURRENCY = var.reporting_currency
+      TRIBUTARY_SOURCES_DIR        = local.sources_dir
     }, local.warehouse_endpoint_environment, var.fx_url == "" ? {} : { TRIBUTARY_FX_URL = var.fx_url })
   }
 

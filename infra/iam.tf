@@ -123,10 +123,31 @@ data "aws_iam_policy_document" "ingest" {
     resources = [aws_s3_bucket.raw.arn]
   }
 
+  # totesys, CoinCap, and the configured PostgreSQL sources' secrets
+  # (var.source_secrets), each read by its ARN.
   statement {
-    sid       = "ReadSourceSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = concat([local.totesys_secret_arn], aws_secretsmanager_secret.coincap[*].arn)
+    sid     = "ReadSourceSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = concat(
+      [local.totesys_secret_arn],
+      aws_secretsmanager_secret.coincap[*].arn,
+      [for name, arn in var.source_secrets : arn],
+    )
+  }
+
+  # The configured file sources: what is dropped in the landing bucket is
+  # read (listed, to find new files), never written or deleted; run_files
+  # copies each file into the raw lake (WriteRawLake).
+  statement {
+    sid       = "ReadLanding"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.landing_bucket_arn}/*"]
+  }
+
+  statement {
+    sid       = "ListLanding"
+    actions   = ["s3:ListBucket"]
+    resources = [local.landing_bucket_arn]
   }
 
   statement {
@@ -244,10 +265,7 @@ data "aws_iam_policy_document" "load" {
   }
 
   # The daily exchange-rate run keeps the API's replies and their manifest
-  # log in the raw bucket, and reads nothing else there. Listing reveals the
-  # raw bucket's key names (not their contents): S3 answers a missing key
-  # with 404 rather than 403 only to a caller allowed to list, and the
-  # manifest log finds its head by listing.
+  # log in the raw bucket.
   statement {
     sid     = "KeepExchangeRates"
     actions = ["s3:GetObject", "s3:PutObject"]
@@ -257,8 +275,21 @@ data "aws_iam_policy_document" "load" {
     ]
   }
 
+  # The configured sources' folders of the raw lake (sources/<name>/: data
+  # files, tombstones, key sets and the manifest log _manifests/source/),
+  # read to load src_<name>; never written.
   statement {
-    sid       = "FindExchangeRates"
+    sid       = "ReadSourceLakes"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.raw.arn}/sources/*"]
+  }
+
+  # It reads nothing else in the raw bucket. Listing reveals the raw
+  # bucket's key names (not their contents): S3 answers a missing key with
+  # 404 rather than 403 only to a caller allowed to list, and a manifest log
+  # finds its head by listing.
+  statement {
+    sid       = "FindRawKeys"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.raw.arn]
   }

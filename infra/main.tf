@@ -39,4 +39,9 @@ locals {
   in_vpc = length(var.subnet_ids) > 0
 
   glue_database = replace(var.name, "-", "_")
+
+  # Where the configured file sources' files are dropped: the stack's own
+  # landing bucket, or the one given (storage.tf).
+  landing_bucket     = var.landing_bucket != "" ? var.landing_bucket : aws_s3_bucket.landing[0].bucket
+  landing_bucket_arn = "arn:${local.partition}:s3:::${local.landing_bucket}"
 }

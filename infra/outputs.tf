@@ -8,6 +8,11 @@ output "processed_bucket" {
   value       = aws_s3_bucket.processed.bucket
 }
 
+output "landing_bucket" {
+  description = "Bucket where files are dropped for the configured file sources (landing_url = \"s3://<this>/<prefix>\")."
+  value       = local.landing_bucket
+}
+
 output "athena_results_bucket" {
   description = "Bucket of Athena query results."
   value       = aws_s3_bucket.athena_results.bucket

@@ -1,5 +1,7 @@
 # What starts each function:
-#   ingest      EventBridge schedule (var.ingest_schedule)
+#   ingest      EventBridge schedule (var.ingest_schedule), and S3 events of
+#               the landing bucket under var.landing_prefixes (a file drop
+#               runs its file source at once; the schedule takes it too)
 #   transform   S3 event: a raw manifest (_manifests/**.json) was created
 #   load        EventBridge schedule (var.load_schedule) and S3 event: a
 #               processed manifest was created (so a load follows a transform
@@ -136,4 +138,40 @@ resource "aws_s3_bucket_notification" "processed" {
   }
 
   depends_on = [aws_lambda_permission.load_from_processed_bucket]
+}
+
+# ------------------------------------------------------------ landing events
+# A file dropped under a file source's prefix runs that source at once
+# (crates/lambdas/src/sources.rs). The ingest function runs one invocation at
+# a time: an event that meets the scheduled run is throttled and retried by
+# Lambda (up to maximum_event_age_in_seconds, functions.tf), and the
+# schedule takes every new file anyway, so a lost event only delays a file
+# to the next tick.
+
+resource "aws_lambda_permission" "ingest_from_landing_bucket" {
+  count = length(var.landing_prefixes) > 0 ? 1 : 0
+
+  statement_id   = "AllowLandingBucketEvents"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.ingest.function_name
+  principal      = "s3.amazonaws.com"
+  source_arn     = var.landing_bucket == "" ? aws_s3_bucket.landing[0].arn : "arn:${local.partition}:s3:::${var.landing_bucket}"
+  source_account = local.account_id
+}
+
+resource "aws_s3_bucket_notification" "landing" {
+  count = length(var.landing_prefixes) > 0 ? 1 : 0
+
+  bucket = var.landing_bucket == "" ? aws_s3_bucket.landing[0].id : var.landing_bucket
+
+  dynamic "lambda_function" {
+    for_each = var.landing_prefixes
+    content {
+      lambda_function_arn = aws_lambda_function.ingest.arn
+      events              = ["s3:ObjectCreated:*"]
+      filter_prefix       = lambda_function.value
+    }
+  }
+
+  depends_on = [aws_lambda_permission.ingest_from_landing_bucket]
 }

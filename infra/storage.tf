@@ -1,4 +1,4 @@
-# The two lakes and the Athena results bucket.
+# The two lakes, the landing bucket of file drops and the Athena results bucket.
 #
 # Every bucket: versioned, SSE-KMS with the stack key (S3 Bucket Keys on), all
 # public access blocked, ACLs disabled, TLS 1.2+ only, incomplete multipart
@@ -274,6 +274,119 @@ resource "aws_s3_bucket_lifecycle_configuration" "processed" {
   }
 
   depends_on = [aws_s3_bucket_versioning.processed]
+}
+
+# ------------------------------------------------------------ landing bucket
+# Where partners drop files for the configured file sources (kind = "files",
+# landing_url = "s3://<this bucket>/<prefix>"): the ingest function reads
+# them (only it, and only reads: each file is copied byte for byte into the
+# raw lake's sources/<name>/<table>/_received/). Not created when
+# var.landing_bucket names an existing one. A writer needs s3:PutObject on
+# its prefix and kms:GenerateDataKey on the stack key (README.md).
+
+resource "aws_s3_bucket" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket        = "${var.name}-landing-${local.bucket_suffix}"
+  force_destroy = local.dev
+}
+
+resource "aws_s3_bucket_versioning" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket = aws_s3_bucket.landing[0].id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket = aws_s3_bucket.landing[0].id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.main.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket                  = aws_s3_bucket.landing[0].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket = aws_s3_bucket.landing[0].id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_policy" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket = aws_s3_bucket.landing[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.landing[0].arn, "${aws_s3_bucket.landing[0].arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+      {
+        Sid       = "DenyTlsOlderThan12"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.landing[0].arn, "${aws_s3_bucket.landing[0].arn}/*"]
+        Condition = { NumericLessThan = { "s3:TlsVersion" = "1.2" } }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.landing]
+}
+
+# What landed is kept in raw (received as is), so a replaced file's older
+# version is not needed for long.
+resource "aws_s3_bucket_lifecycle_configuration" "landing" {
+  count = var.landing_bucket == "" ? 1 : 0
+
+  bucket = aws_s3_bucket.landing[0].id
+
+  rule {
+    id     = "clean-up"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_version_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.abort_multipart_days
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.landing]
 }
 
 # ------------------------------------------------------------ athena results

@@ -347,3 +347,36 @@ variable "warehouse_existing_secret_arn" {
     error_message = "warehouse_existing_secret_arn must be a Secrets Manager secret ARN, or empty."
   }
 }
+
+# ------------------------------------------------------- configured sources
+# Source files (sources/<name>.toml, crates/sources) are deployed with the
+# code: scripts/package.sh puts them into the ingest and load zips
+# (README.md, "Configured sources and dbt").
+
+variable "source_secrets" {
+  description = "Secrets of the configured PostgreSQL sources: environment variable name (a source file's secret_env) => ARN of a Secrets Manager secret in the RDS JSON shape (host, port, username, password, dbname). The ingest function gets each variable and may read exactly these secrets."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, arn in var.source_secrets : can(regex("^[A-Z][A-Z0-9_]*_SECRET_ARN$", name)) && !contains(["TOTESYS_SECRET_ARN", "WAREHOUSE_SECRET_ARN", "COINCAP_SECRET_ARN"], name) && can(regex("^arn:aws[a-z-]*:secretsmanager:", arn))])
+    error_message = "source_secrets maps a variable name ending in _SECRET_ARN (not one of the stack's own: TOTESYS_, WAREHOUSE_, COINCAP_SECRET_ARN) to a Secrets Manager secret ARN, e.g. { OLIST_SECRET_ARN = \"arn:aws:secretsmanager:eu-west-2:123456789012:secret:olist-AbCdEf\" }."
+  }
+}
+
+variable "landing_bucket" {
+  description = "An existing bucket where files are dropped for the configured file sources (landing_url = \"s3://<bucket>/<prefix>\"). Empty: the stack creates one (output landing_bucket). Either way Terraform owns the bucket's event notifications once landing_prefixes is set (S3 keeps one notification configuration per bucket)."
+  type        = string
+  default     = ""
+}
+
+variable "landing_prefixes" {
+  description = "Key prefixes of the landing bucket, one per file source (its landing_url's prefix with a trailing slash, e.g. \"partner/\"): each object created under one invokes the ingest function at once. Without them the ingest schedule still takes new files every run."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for prefix in var.landing_prefixes : can(regex("^[^/].*/$", prefix))])
+    error_message = "Each landing prefix ends with a slash and does not start with one, e.g. \"partner/\"."
+  }
+}

@@ -15,6 +15,14 @@
 # a copy that tells Terraform and make deploy the zips carry it.
 # PG_CA_BUNDLE=none (or unset) packages without a bundle and removes that copy.
 # (TRIBUTARY_PG_CA_BUNDLE, the older name, is read when PG_CA_BUNDLE is unset.)
+#
+# Configured sources (crates/sources, infra/README.md "Configured sources and
+# dbt") are deployed with the code: every <name>.toml of SOURCES_DIR (default
+# sources/ at the repository root, when it exists) goes into the ingest and
+# load zips as sources/<name>.toml, which the functions read from
+# /var/task/sources (TRIBUTARY_SOURCES_DIR, infra/functions.tf). No folder, or
+# SOURCES_DIR=none: no configured source is deployed. Each file is checked
+# before the build: a file the functions would refuse stops the packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +37,32 @@ if [[ -n "$bundle" ]]; then
     echo "package: PG_CA_BUNDLE=$bundle holds no PEM certificate (expected the RDS global-bundle.pem)" >&2
     exit 1
   fi
+fi
+
+sources_dir="${SOURCES_DIR:-sources}"
+[[ "$sources_dir" != none ]] || sources_dir=""
+if [[ -n "${SOURCES_DIR:-}" && -n "$sources_dir" && ! -d "$sources_dir" ]]; then
+  echo "package: SOURCES_DIR=$sources_dir is not a folder of source files (<name>.toml)" >&2
+  exit 1
+fi
+source_files=()
+if [[ -n "$sources_dir" && -d "$sources_dir" ]]; then
+  shopt -s nullglob
+  source_files=("$sources_dir"/*.toml)
+  shopt -u nullglob
+  for file in "${source_files[@]}"; do
+    name=$(basename "$file" .toml)
+    # The functions read the file's name as the source's: the same rule as
+    # crates/sources/src/config.rs (lower-case letters, digits, _; at most 40).
+    if ! [[ "$name" =~ ^[a-z_][a-z0-9_]{0,39}$ ]]; then
+      echo "package: $file: a source file's name is the source's: lower-case letters, digits and _ (at most 40), e.g. olist.toml" >&2
+      exit 1
+    fi
+    if ! grep -Eq '^\[source\]' "$file"; then
+      echo "package: $file has no [source] table: not a source file (examples/sources/)" >&2
+      exit 1
+    fi
+  done
 fi
 
 if ! cargo lambda --version >/dev/null 2>&1; then
@@ -65,17 +99,23 @@ for fn in ingest transform load stream-sink; do
   bin="$target_dir/aarch64-unknown-linux-gnu/release/$fn"
   built=$(stat -c %s "$bin")
   shipped=$built
-  if [[ -n "$strip_tool" || -n "$bundle" ]]; then
-    # Repack: the (stripped) binary as bootstrap, plus the CA bundle if any.
+  # The source files go to the functions that run them.
+  packed_sources=()
+  if [[ "$fn" == ingest || "$fn" == load ]]; then
+    packed_sources=("${source_files[@]}")
+  fi
+  if [[ -n "$strip_tool" || -n "$bundle" || ${#packed_sources[@]} -gt 0 ]]; then
+    # Repack: the (stripped) binary as bootstrap, plus the CA bundle and the
+    # source files if any.
     work=$(mktemp -d)
     if [[ -n "$strip_tool" ]]; then
       "$strip_tool" --strip-debug -o "$work/bootstrap" "$bin"
     else
       cp "$bin" "$work/bootstrap"
     fi
-    python3 - "$work/bootstrap" "$zip" "$bundle" <<'PY'
-import sys, zipfile
-src, dst, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+    python3 - "$work/bootstrap" "$zip" "$bundle" "${packed_sources[@]}" <<'PY'
+import os, sys, zipfile
+src, dst, ca, sources = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 def entry(name, mode):
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.external_attr = mode << 16
@@ -87,6 +127,10 @@ with zipfile.ZipFile(dst, "w") as z:
     if ca:
         with open(ca, "rb") as f:
             z.writestr(entry("pg-ca.pem", 0o100644), f.read(), compresslevel=9)
+    for path in sources:
+        with open(path, "rb") as f:
+            name = "sources/" + os.path.basename(path)
+            z.writestr(entry(name, 0o100644), f.read(), compresslevel=9)
 PY
     shipped=$(stat -c %s "$work/bootstrap")
     rm -rf "$work"
@@ -98,4 +142,9 @@ if [[ -n "$bundle" ]]; then
   echo "package: every zip carries $bundle as pg-ca.pem (TLS to RDS verified against it)"
 else
   echo "package: no CA bundle in the zips (PG_CA_BUNDLE unset or none): TLS is verified against the system roots only, which do not include the RDS CA"
+fi
+if [[ ${#source_files[@]} -gt 0 ]]; then
+  echo "package: the ingest and load zips carry ${#source_files[@]} source file(s) from $sources_dir/ as sources/: $(basename -a "${source_files[@]}" | tr '\n' ' ')"
+else
+  echo "package: no source files (no ${sources_dir:-sources}/ folder with <name>.toml, or SOURCES_DIR=none): no configured source is deployed"
 fi

@@ -993,6 +993,18 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
             ("s3:GetObject", "processed/_alerts/ingest.json"),
             ("s3:PutObject", "processed/_alerts/ingest.json"),
             ("s3:ListBucket", "processed"),
+            // Configured sources: a PostgreSQL source into its raw folder,
+            // a file drop read from the landing bucket and received as is.
+            (
+                "s3:GetObject",
+                "raw/sources/olist/_manifests/source/00000000000000000001.json",
+            ),
+            (
+                "s3:PutObject",
+                "raw/sources/olist/orders/date=2026-12-01/run.parquet",
+            ),
+            ("s3:GetObject", "landing/partner/orders/2026-12-01.csv"),
+            ("s3:ListBucket", "landing"),
         ],
     ),
     (
@@ -1064,6 +1076,19 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
                 "raw/_manifests/fx/00000000000000000001.json",
             ),
             ("s3:ListBucket", "raw"),
+            // Configured sources' manifests and files into src_<name>.
+            (
+                "s3:GetObject",
+                "raw/sources/olist/_manifests/source/00000000000000000001.json",
+            ),
+            (
+                "s3:GetObject",
+                "raw/sources/olist/orders/date=2026-12-01/run.parquet",
+            ),
+            (
+                "s3:GetObject",
+                "raw/sources/partner/orders/_deletes/date=2026-12-01/run.parquet",
+            ),
         ],
     ),
     (
@@ -1139,6 +1164,9 @@ const DENIED: [(&str, &[(&str, &str)]); 4] = [
             ("s3:DeleteObject", "raw/totesys/address/x.parquet"),
             ("secretsmanager:GetSecretValue", "warehouse-secret"),
             ("glue:CreateTable", "glue-table"),
+            // What partners drop is read, never changed.
+            ("s3:PutObject", "landing/partner/orders/2026-12-01.csv"),
+            ("s3:DeleteObject", "landing/partner/orders/2026-12-01.csv"),
         ],
     ),
     (
@@ -1152,6 +1180,8 @@ const DENIED: [(&str, &[(&str, &str)]); 4] = [
             ("secretsmanager:GetSecretValue", "totesys-secret"),
             ("secretsmanager:GetSecretValue", "warehouse-secret"),
             ("kinesis:PutRecords", "stream"),
+            ("s3:GetObject", "landing/partner/orders/2026-12-01.csv"),
+            ("s3:ListBucket", "landing"),
         ],
     ),
     (
@@ -1170,6 +1200,17 @@ const DENIED: [(&str, &[(&str, &str)]); 4] = [
             ("s3:PutObject", "processed/_alerts/ingest.json"),
             ("secretsmanager:GetSecretValue", "totesys-secret"),
             ("glue:UpdateTable", "glue-table"),
+            // Sources are read into raw by ingest only; landed files too.
+            (
+                "s3:PutObject",
+                "raw/sources/olist/orders/date=2026-12-01/run.parquet",
+            ),
+            (
+                "s3:PutObject",
+                "raw/sources/olist/_manifests/source/00000000000000000002.json",
+            ),
+            ("s3:GetObject", "landing/partner/orders/2026-12-01.csv"),
+            ("s3:ListBucket", "landing"),
         ],
     ),
     (
@@ -1179,6 +1220,7 @@ const DENIED: [(&str, &[(&str, &str)]); 4] = [
             ("s3:PutObject", "processed/warehouse/fact_trade/x.parquet"),
             ("secretsmanager:GetSecretValue", "totesys-secret"),
             ("kinesis:PutRecords", "stream"),
+            ("s3:GetObject", "landing/partner/orders/2026-12-01.csv"),
         ],
     ),
 ];
@@ -1211,8 +1253,12 @@ fn resolve(names: &tf_iam::Names, function: &str, at: &str) -> Vec<String> {
         ],
         "raw" => vec![names.s3(raw)],
         "processed" => vec![names.s3(processed)],
+        "landing" => vec![names.s3(&names.landing_bucket)],
         other => match other.split_once('/') {
             Some(("raw", key)) => vec![names.s3(&format!("{raw}/{key}"))],
+            Some(("landing", key)) => {
+                vec![names.s3(&format!("{}/{key}", names.landing_bucket))]
+            }
             Some(("processed", key)) => vec![names.s3(&format!("{processed}/{key}"))],
             _ => panic!("unknown resource {other}"),
         },
@@ -1339,6 +1385,152 @@ fn every_role_allows_the_calls_its_code_makes() {
 #[test]
 fn no_role_is_granted_more_than_its_code_calls() {
     assert_none("grants needed", check_grants_are_needed(&infra()));
+}
+
+/// The configured sources' variables: `source_secrets` reaches the ingest
+/// function's environment and only its role; `landing_bucket` moves the
+/// landing grants to the bucket given (and the stack creates none); the
+/// landing events and their permission exist once `landing_prefixes` names
+/// a prefix, one notification per prefix.
+#[test]
+fn configured_sources_follow_their_variables() {
+    use hcl::eval::Evaluate;
+    let blocks = infra();
+    let names = tf_iam::Names::symbolic();
+    let secret = "arn:aws:secretsmanager:eu-west-2:123456789012:secret:olist-AbCdEf";
+    let source_secrets = hcl::Value::Object(
+        [("OLIST_SECRET_ARN".to_string(), hcl::Value::from(secret))]
+            .into_iter()
+            .collect(),
+    );
+    let rendering = tf_iam::Rendering::new(
+        &blocks,
+        names.clone(),
+        &[("source_secrets", source_secrets)],
+        &[("ingest_period", hcl::Value::from("60s"))],
+    );
+    for (function, role) in [
+        ("ingest", "ingest"),
+        ("transform", "transform"),
+        ("load", "load"),
+        ("stream-sink", "stream_sink"),
+    ] {
+        let policy = rendering.role_policy(role).unwrap();
+        assert_eq!(
+            tf_iam::allows(&policy, "secretsmanager:GetSecretValue", secret),
+            function == "ingest",
+            "{function} and the olist secret: {policy:#}"
+        );
+    }
+    let ingest = rendering.environment("ingest").unwrap();
+    let load = rendering.environment("load").unwrap();
+    assert_eq!(
+        ingest.get("OLIST_SECRET_ARN").map(String::as_str),
+        Some(secret)
+    );
+    assert!(!load.contains_key("OLIST_SECRET_ARN"), "{load:?}");
+    for env in [&ingest, &load] {
+        assert_eq!(
+            env.get("TRIBUTARY_SOURCES_DIR").map(String::as_str),
+            Some("/var/task/sources"),
+            "{env:?}"
+        );
+    }
+
+    // An existing landing bucket: the grants follow it.
+    let given = tf_iam::Rendering::new(
+        &blocks,
+        names.clone(),
+        &[("landing_bucket", hcl::Value::from("acme-drops"))],
+        &[],
+    );
+    let policy = given.role_policy("ingest").unwrap();
+    assert!(tf_iam::allows(
+        &policy,
+        "s3:GetObject",
+        "arn:aws:s3:::acme-drops/partner/a.csv"
+    ));
+    assert!(tf_iam::allows(
+        &policy,
+        "s3:ListBucket",
+        "arn:aws:s3:::acme-drops"
+    ));
+    assert!(!tf_iam::allows(
+        &policy,
+        "s3:GetObject",
+        &names.s3("tributary-landing/partner/a.csv")
+    ));
+
+    fn length(args: hcl::eval::FuncArgs) -> Result<hcl::Value, String> {
+        match &args[0] {
+            hcl::Value::Array(items) => Ok(hcl::Value::from(items.len())),
+            other => Err(format!("length of {other}")),
+        }
+    }
+    let count = |kind: &str, name: &str, set: &[(&str, hcl::Value)]| {
+        let mut ctx = eval_context(&blocks, set);
+        ctx.declare_func(
+            "length",
+            hcl::eval::FuncDef::new(length, [hcl::eval::ParamType::Any]),
+        );
+        let (_, body) = resources(&blocks, kind)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no {kind}.{name}"));
+        attr(body, "count")
+            .and_then(|e| e.evaluate(&ctx).ok())
+            .and_then(|v| v.as_u64())
+    };
+    let prefixes = (
+        "landing_prefixes",
+        hcl::Value::from(vec!["partner/", "acme/"]),
+    );
+    for (kind, name) in [
+        ("aws_s3_bucket_notification", "landing"),
+        ("aws_lambda_permission", "ingest_from_landing_bucket"),
+    ] {
+        assert_eq!(count(kind, name, &[]), Some(0), "{kind}.{name}");
+        assert_eq!(
+            count(kind, name, std::slice::from_ref(&prefixes)),
+            Some(1),
+            "{kind}.{name}"
+        );
+    }
+    assert_eq!(count("aws_s3_bucket", "landing", &[]), Some(1));
+    assert_eq!(
+        count(
+            "aws_s3_bucket",
+            "landing",
+            &[("landing_bucket", hcl::Value::from("acme-drops"))]
+        ),
+        Some(0)
+    );
+    let (_, notification) = resources(&blocks, "aws_s3_bucket_notification")
+        .into_iter()
+        .find(|(n, _)| *n == "landing")
+        .unwrap();
+    let dynamic = notification
+        .blocks()
+        .find(|b| b.identifier() == "dynamic")
+        .expect("one lambda_function per landing prefix");
+    assert_eq!(
+        attr(dynamic.body(), "for_each").map(text).as_deref(),
+        Some("var.landing_prefixes")
+    );
+    let target = &nested(notification, "lambda_function")[0];
+    assert!(
+        refs(
+            &attr(target, "lambda_function_arn")
+                .map(text)
+                .unwrap_or_default(),
+            "aws_lambda_function"
+        )
+        .contains("ingest")
+    );
+    assert_eq!(
+        attr(target, "filter_prefix").map(text).as_deref(),
+        Some("lambda_function.value")
+    );
 }
 
 #[test]

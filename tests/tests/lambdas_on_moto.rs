@@ -865,3 +865,369 @@ async fn the_load_function_runs_the_exchange_rates() {
     assert_eq!(again["fx"]["inserted"], 0, "{again}");
     assert_eq!(load.raw.list("fx/").await.unwrap(), kept);
 }
+
+/// Makes PostgreSQL's change counters (`pg_stat_user_tables`, which a
+/// configured source reads to skip unchanged tables) show every change the
+/// session `client` made: flushed at its next idle moment, then awaited.
+async fn flush_statistics(client: &tokio_postgres::Client, table: &str, changes: i64) {
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let seen: i64 = client
+            .query_one(
+                "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 \
+                 FROM pg_stat_user_tables WHERE relname = $1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if seen >= changes {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{table}: {seen} of {changes} changes counted"
+        );
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The rows of the shop's `customers` as one text, in key order.
+const CUSTOMERS: &str = "SELECT string_agg(id || '|' || name || '|' || COALESCE(city, '-') \
+                         || '|' || credit::text, ',' ORDER BY id) FROM ";
+
+/// A configured PostgreSQL source on AWS: the scheduled ingest reads it
+/// (after totesys, its URL from an RDS-shaped secret) into the S3 raw lake,
+/// the load applies it to `src_<name>` (rows equal to the source's), a run
+/// with no change commits nothing, and a change arrives once. A source that
+/// cannot run alerts and fails the invocation without stopping totesys or
+/// the other sources.
+#[tokio::test]
+async fn configured_sources_run_on_the_ingest_schedule_and_load_into_their_schema() {
+    let Some(stack) = Stack::generated("lambda_sources", 1).await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let Some(shop) = tributary_testkit::TestDb::create("lambda_shop").await else {
+        return;
+    };
+    let aws = Aws::new(&stack).await;
+    let source = shop.connect().await;
+    source
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text, \
+               credit numeric(10,2) NOT NULL); \
+             INSERT INTO customers SELECT i, 'customer ' || i, \
+               CASE WHEN i % 3 = 0 THEN NULL ELSE 'city ' || (i % 5) END, i * 1.25 \
+             FROM generate_series(1, 40) i;",
+        )
+        .await
+        .unwrap();
+    flush_statistics(&source, "customers", 40).await;
+    let secret = rds_secret(&aws.sdk, &unique("tributary-shop"), &shop.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shop.toml"),
+        "[source]\nkind = \"postgres\"\nsecret_env = \"SHOP_SECRET_ARN\"\n",
+    )
+    .unwrap();
+    // A second source whose secret the function was not given.
+    std::fs::write(
+        dir.path().join("ghost.toml"),
+        "[source]\nkind = \"postgres\"\nsecret_env = \"GHOST_SECRET_ARN\"\n",
+    )
+    .unwrap();
+    let sources_dir = dir.path().display().to_string();
+    let env = [
+        ("TRIBUTARY_SOURCES_DIR", sources_dir.as_str()),
+        ("SHOP_SECRET_ARN", secret.as_str()),
+    ];
+    let schedule = fixture("ingest-schedule.json");
+
+    let ingest = aws.context(Function::Ingest, &env).await;
+    let failed = ingest_handler(&ingest, &schedule, None).await.unwrap_err();
+    assert_eq!(failed.error_type(), "NonRetryable.Source", "{failed}");
+    assert!(
+        failed.message.contains("source ghost")
+            && failed.message.contains("GHOST_SECRET_ARN")
+            && !failed.message.contains("source shop"),
+        "{failed}"
+    );
+    // totesys and the other source went on.
+    assert!(ingest.raw.list("_manifests/totesys/").await.unwrap().len() == 1);
+    assert_eq!(
+        ingest
+            .raw
+            .list("sources/shop/_manifests/source/")
+            .await
+            .unwrap(),
+        vec!["sources/shop/_manifests/source/00000000000000000001.json".to_string()]
+    );
+    let alerts = aws.inbox.drain().await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.subject.starts_with("Tributary source ghost")
+                && a.message.contains("GHOST_SECRET_ARN")),
+        "{alerts:#?}"
+    );
+    assert!(
+        !alerts.iter().any(|a| a.subject.contains("source shop")),
+        "{alerts:#?}"
+    );
+
+    // Without the unreadable one (a new deployment: a cold start).
+    std::fs::remove_file(dir.path().join("ghost.toml")).unwrap();
+    let ingest = aws.context(Function::Ingest, &env).await;
+    let quiet = ingest_handler(&ingest, &schedule, None).await.unwrap();
+    let shop_run = &quiet["sources"]["shop"];
+    assert_eq!(
+        (
+            &shop_run["committed"],
+            &shop_run["manifest"],
+            &shop_run["rows"]
+        ),
+        (&json!(false), &json!(1), &json!(0)),
+        "read once already, nothing changed since: {quiet}"
+    );
+    assert!(quiet["rows"].is_u64(), "totesys ran too: {quiet}");
+
+    let load = aws.context(Function::Load, &env).await;
+    let loaded = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert!(
+        loaded["run_id"].is_string(),
+        "the totesys load ran first: {loaded}"
+    );
+    let shop_load = &loaded["sources"]["shop"];
+    assert_eq!(
+        (
+            &shop_load["schema"],
+            &shop_load["manifests"],
+            &shop_load["rows"]
+        ),
+        (&json!("src_shop"), &json!([1]), &json!(40)),
+        "{loaded}"
+    );
+    let at_source = || async {
+        tributary_testkit::pipeline::text_rows(&source, &format!("{CUSTOMERS} customers")).await
+    };
+    let in_warehouse = || async {
+        stack
+            .warehouse_rows(&format!("{CUSTOMERS} src_shop.customers"))
+            .await
+    };
+    assert_eq!(in_warehouse().await, at_source().await);
+
+    // Nothing new: the ingest commits nothing, the load applies nothing.
+    let again = ingest_handler(&ingest, &schedule, None).await.unwrap();
+    assert_eq!(
+        again["sources"]["shop"]["committed"],
+        json!(false),
+        "{again}"
+    );
+    let again = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &again["sources"]["shop"]["manifests"],
+            &again["sources"]["shop"]["rows"]
+        ),
+        (&json!([]), &json!(0)),
+        "{again}"
+    );
+    let log: i64 = stack
+        .warehouse
+        .query_one("SELECT count(*) FROM src_shop._tributary_load_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(log, 1);
+
+    // A change and a new row arrive once.
+    source
+        .batch_execute(
+            "UPDATE customers SET city = 'Lisbon', credit = 99.99 WHERE id = 7; \
+             INSERT INTO customers VALUES (41, 'customer 41', NULL, 0.5);",
+        )
+        .await
+        .unwrap();
+    flush_statistics(&source, "customers", 42).await;
+    let changed = ingest_handler(&ingest, &schedule, None).await.unwrap();
+    let shop_run = &changed["sources"]["shop"];
+    assert_eq!(
+        (
+            &shop_run["committed"],
+            &shop_run["manifest"],
+            &shop_run["rows"]
+        ),
+        (&json!(true), &json!(2), &json!(2)),
+        "{changed}"
+    );
+    let applied = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert_eq!(applied["sources"]["shop"]["rows"], json!(2), "{applied}");
+    assert_eq!(in_warehouse().await, at_source().await);
+    assert!(
+        aws.inbox
+            .drain()
+            .await
+            .iter()
+            .all(|a| !a.subject.contains("source shop")),
+        "no alert for the healthy source"
+    );
+}
+
+/// A file dropped in the landing bucket reaches the warehouse through its
+/// own S3 event (the committed fixture: its key URL-encoded), once: the
+/// event delivered again changes nothing, and objects no file drop reads
+/// are ignored and named.
+#[tokio::test]
+async fn a_file_dropped_in_the_landing_bucket_reaches_the_warehouse_once() {
+    let Some(stack) = Stack::new("lambda_landing").await else {
+        return;
+    };
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let aws = Aws::new(&stack).await;
+    let landing_bucket = unique("tributary-landing");
+    create_bucket(&aws.endpoint, &landing_bucket, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("partner.toml"),
+        format!(
+            "[source]\nkind = \"files\"\nlanding_url = \"s3://{landing_bucket}/partner\"\n\n\
+             [tables.orders]\npattern = \"orders/*.csv\"\nformat = \"csv\"\n\
+             primary_key = [\"order_id\"]\n\
+             columns = [\"order_id text\", \"amount numeric(10,2)\", \"placed_at timestamptz\"]\n"
+        ),
+    )
+    .unwrap();
+    let sources_dir = dir.path().display().to_string();
+    let env = [("TRIBUTARY_SOURCES_DIR", sources_dir.as_str())];
+    let ingest = aws.context(Function::Ingest, &env).await;
+    let load = aws.context(Function::Load, &env).await;
+
+    // The partner's drop, at the key the fixture names (`+` is a space).
+    let landing = Lake::from_url(&format!("s3://{landing_bucket}")).unwrap();
+    let csv = "order_id,amount,placed_at\n\
+               P-1,12.50,2026-12-01T08:00:00Z\n\
+               P-2,3.00,2026-12-01T08:30:00Z\n\
+               P-3,not a number,2026-12-01T08:45:00Z\n\
+               P-4,7.75,2026-12-01T09:00:00Z\n";
+    landing
+        .put_replace(
+            "partner/orders/2026-12-01 morning.csv",
+            csv.as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+    landing
+        .put_replace("partner/readme.txt", b"not an order file".to_vec())
+        .await
+        .unwrap();
+    let mut event = fixture("ingest-landing-s3.json");
+    let mut other = event["Records"][0].clone();
+    other["s3"]["object"]["key"] = json!("partner/readme.txt");
+    event["Records"].as_array_mut().unwrap().push(other);
+    for record in event["Records"].as_array_mut().unwrap() {
+        record["s3"]["bucket"]["name"] = json!(landing_bucket);
+    }
+
+    let landed = ingest_handler(&ingest, &event, None).await.unwrap();
+    let partner = &landed["sources"]["partner"];
+    assert_eq!(
+        (
+            &partner["committed"],
+            &partner["rows"],
+            &partner["quarantined"]
+        ),
+        (&json!(true), &json!(3), &json!(1)),
+        "{landed}"
+    );
+    assert_eq!(
+        partner["landed"],
+        json!(["orders/2026-12-01 morning.csv"]),
+        "{landed}"
+    );
+    assert_eq!(
+        landed["ignored"],
+        json!([format!("{landing_bucket}/partner/readme.txt")]),
+        "{landed}"
+    );
+    assert!(landed.get("rows").is_none(), "no totesys run: {landed}");
+    let received = ingest
+        .raw
+        .list("sources/partner/orders/_received/")
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1, "received as is: {received:?}");
+    assert_eq!(
+        ingest.raw.get(&received[0]).await.unwrap().as_ref(),
+        csv.as_bytes()
+    );
+
+    let loaded = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert_eq!(loaded["sources"]["partner"]["rows"], json!(3), "{loaded}");
+    let orders = "SELECT string_agg(order_id || '=' || amount::text, ',' ORDER BY order_id) \
+                  FROM src_partner.orders";
+    let expected = vec![vec![Some("P-1=12.50,P-2=3.00,P-4=7.75".to_string())]];
+    assert_eq!(stack.warehouse_rows(orders).await, expected);
+
+    // The same event again (S3 delivers at least once): nothing new.
+    let again = ingest_handler(&ingest, &event, None).await.unwrap();
+    assert_eq!(
+        (
+            &again["sources"]["partner"]["committed"],
+            &again["sources"]["partner"]["manifest"]
+        ),
+        (&json!(false), &partner["manifest"]),
+        "{again}"
+    );
+    let reloaded = load_handler(&load, &fixture("load-schedule.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reloaded["sources"]["partner"]["manifests"],
+        json!([]),
+        "{reloaded}"
+    );
+    assert_eq!(stack.warehouse_rows(orders).await, expected);
+    assert_eq!(
+        ingest
+            .raw
+            .list("sources/partner/orders/_received/")
+            .await
+            .unwrap(),
+        received
+    );
+
+    // Named by hand, an unknown source is refused with the known ones.
+    let unknown = ingest_handler(&ingest, &json!({"sources": ["partners"]}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        !unknown.retryable && unknown.message.contains("[\"partner\"]"),
+        "{unknown}"
+    );
+    let by_hand = ingest_handler(&ingest, &json!({"sources": ["partner"]}), None)
+        .await
+        .unwrap();
+    assert_eq!(by_hand["sources"]["partner"]["committed"], json!(false));
+}

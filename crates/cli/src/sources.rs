@@ -147,9 +147,14 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
                 tributary_pipeline::db::connect(&url, "source", variable, None).await?;
             run_source(&mut client, &raw, file, &options).await?
         };
-        if file.is_files() && run.tables.iter().all(|t| t.unchanged) {
+        if !run.committed {
+            let nothing = if file.is_files() {
+                "no new file"
+            } else {
+                "nothing changed"
+            };
             println!(
-                "source {}: no new file (manifest {} stays the latest)",
+                "source {}: {nothing} (manifest {} stays the latest)",
                 run.source, run.seq
             );
         } else {

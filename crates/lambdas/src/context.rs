@@ -25,7 +25,7 @@ use tributary_pipeline::{
     metrics::Metrics,
 };
 
-use crate::Failure;
+use crate::{Failure, sources::Sources};
 
 /// Which of the four functions this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +85,11 @@ pub struct Context {
     pub catalog_enabled: bool,
     /// The period of the ingest schedule.
     pub schedule_period: std::time::Duration,
+    /// The configured sources deployed with the code (ingest and load).
+    pub sources: Sources,
     totesys: Mutex<Option<Client>>,
     warehouse: Mutex<Option<Client>>,
-    secrets_client: aws_sdk_secretsmanager::Client,
+    pub(crate) secrets_client: aws_sdk_secretsmanager::Client,
     /// The secret the database URL came from, read again when the database
     /// refuses the credentials (a rotated password).
     db_secret: Option<DbSecret>,
@@ -129,7 +131,14 @@ impl Context {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Failure> {
         let secrets_client = aws_sdk_secretsmanager::Client::new(sdk);
-        let mut settings = Settings::from_lookup(lookup)?;
+        let mut settings = Settings::from_lookup(&lookup)?;
+        // The source files, and the variables they name, as deployed.
+        let sources = match function {
+            Function::Ingest | Function::Load => {
+                Sources::read(settings.aws.sources_dir.as_deref(), &lookup)
+            }
+            Function::Transform | Function::StreamSink => Sources::default(),
+        };
         // Database URLs: the URL variable wins; else the secret, read once
         // here, and errors name the secret's variable.
         let aws = settings.aws.clone();
@@ -258,6 +267,7 @@ impl Context {
             markets,
             catalog_enabled,
             schedule_period,
+            sources,
             totesys: Mutex::new(None),
             warehouse: Mutex::new(None),
             secrets_client,

@@ -21,6 +21,27 @@ pub enum IngestEvent {
     Backfill(IngestRequest),
     /// The markets' history before polling, e.g. `{"candles":{"since":"2020-01-01"}}`.
     History(tributary_pipeline::markets::history::HistoryRequest),
+    /// Configured sources by hand, e.g. `{"sources": ["olist"]}`, optionally
+    /// with `"accept_schema": ["orders"]` (tables whose changed schema is
+    /// accepted in this run) and `"check_deletes": true`.
+    Sources(SourcesRequest),
+    /// S3 notifications of the landing bucket: the (bucket, key) of every
+    /// object created; the file drops that read them run.
+    Landed(Vec<(String, String)>),
+}
+
+/// Which configured sources to run by hand, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesRequest {
+    /// The sources (their files' names).
+    pub sources: Vec<String>,
+    /// Tables whose changed schema this run accepts.
+    #[serde(default)]
+    pub accept_schema: Vec<String>,
+    /// Look for deletes now, whatever `deletes_every` says.
+    #[serde(default)]
+    pub check_deletes: bool,
 }
 
 fn is_schedule(event: &Value) -> bool {
@@ -36,6 +57,20 @@ fn is_empty(event: &Value) -> bool {
 pub fn ingest_event(event: &Value) -> Result<IngestEvent, Failure> {
     if is_schedule(event) || is_empty(event) {
         return Ok(IngestEvent::Scheduled);
+    }
+    if event.get("Records").is_some() {
+        return landed_objects(event).map(IngestEvent::Landed);
+    }
+    if event.get("sources").is_some() {
+        let usage = r#"sources takes {"sources": ["olist"]} (optional "accept_schema": ["table"], "check_deletes": true)"#;
+        let request: SourcesRequest = serde_json::from_value(event.clone())
+            .map_err(|e| Failure::bad_event(format!("{usage}: {e}")))?;
+        if request.sources.is_empty() {
+            return Err(Failure::bad_event(format!(
+                "{usage}: name at least one source"
+            )));
+        }
+        return Ok(IngestEvent::Sources(request));
     }
     if let Some(candles) = event.get("candles") {
         let request = serde_json::from_value(candles.clone()).map_err(|e| {
@@ -93,6 +128,30 @@ pub fn decode_s3_key(key: &str) -> Result<String, Failure> {
         }
     }
     String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// The (bucket, key) of every object an S3 event names, keys decoded.
+pub fn landed_objects(event: &Value) -> Result<Vec<(String, String)>, Failure> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Failure::bad_event("not an S3 event: no Records"))?;
+    if records.is_empty() {
+        return Err(Failure::bad_event("an S3 event with no records"));
+    }
+    records
+        .iter()
+        .map(|record| {
+            let bucket = record.pointer("/s3/bucket/name").and_then(Value::as_str);
+            let key = record.pointer("/s3/object/key").and_then(Value::as_str);
+            match (bucket, key) {
+                (Some(bucket), Some(key)) => Ok((bucket.to_string(), decode_s3_key(key)?)),
+                _ => Err(Failure::bad_event(format!(
+                    "not an S3 event: a record without s3.bucket.name and s3.object.key: {record}"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// The manifest logs named by the keys of an S3 event. `prefix` is the
@@ -280,6 +339,58 @@ mod tests {
         assert!(!bad.retryable && bad.message.contains("since"), "{bad}");
         let unknown = ingest_event(&json!({"tables": ["payments"]})).unwrap_err();
         assert!(unknown.message.contains("payments"), "{unknown}");
+    }
+
+    #[test]
+    fn ingest_reads_sources_by_hand_and_landing_events() {
+        assert_eq!(
+            ingest_event(&json!({"sources": ["olist", "partner"]})).unwrap(),
+            IngestEvent::Sources(SourcesRequest {
+                sources: vec!["olist".into(), "partner".into()],
+                ..SourcesRequest::default()
+            })
+        );
+        assert_eq!(
+            ingest_event(
+                &json!({"sources": ["olist"], "accept_schema": ["orders"], "check_deletes": true})
+            )
+            .unwrap(),
+            IngestEvent::Sources(SourcesRequest {
+                sources: vec!["olist".into()],
+                accept_schema: vec!["orders".into()],
+                check_deletes: true,
+            })
+        );
+        for (bad, says) in [
+            (json!({"sources": []}), "at least one"),
+            (json!({"sources": "olist"}), "sources takes"),
+            (
+                json!({"sources": ["olist"], "accept": ["x"]}),
+                "unknown field",
+            ),
+        ] {
+            let failure = ingest_event(&bad).unwrap_err();
+            assert!(
+                !failure.retryable && failure.message.contains(says),
+                "{bad}: {failure}"
+            );
+        }
+        // The landing fixture: its key decoded (`+` is a space).
+        assert_eq!(
+            ingest_event(&fixture("ingest-landing-s3.json")).unwrap(),
+            IngestEvent::Landed(vec![(
+                "tributary-landing".into(),
+                "partner/orders/2026-12-01 morning.csv".into()
+            )])
+        );
+        let broken = json!({"Records": [{"s3": {"object": {"key": "a.csv"}}}]});
+        assert!(
+            ingest_event(&broken)
+                .unwrap_err()
+                .message
+                .contains("s3.bucket.name")
+        );
+        assert!(ingest_event(&json!({"Records": []})).is_err());
     }
 
     #[test]

@@ -23,13 +23,15 @@ use crate::{
     Context, Failure,
     context::Connection,
     events::{
-        IngestEvent, LoadEvent, TransformEvent, ingest_event, kinesis_records, load_event,
-        transform_event,
+        IngestEvent, LoadEvent, SourcesRequest, TransformEvent, ingest_event, kinesis_records,
+        load_event, transform_event,
     },
+    sources::Outcome,
 };
 use chrono::NaiveDate;
 use tributary_markets::{fx::Frankfurter, http::RetryPolicy};
 use tributary_pipeline::fx::{FxDays, run_fx};
+use tributary_sources::ingest::RunOptions;
 
 /// How often one scheduled ingest invocation polls the markets.
 pub const POLL_EVERY: Duration = Duration::from_secs(15);
@@ -42,10 +44,13 @@ fn after_failure(slot: &mut Connection<'_>) {
     **slot = None;
 }
 
-/// `ingest`: a schedule runs every table incrementally, then polls the
-/// markets until shortly before the next schedule; a backfill re-extracts
-/// the named tables since a time. A source outage does not stop the market
-/// polls: the totesys error is returned after them.
+/// `ingest`: a schedule runs every table incrementally, then every
+/// configured source ([`crate::sources`]), then polls the markets until
+/// shortly before the next schedule; a backfill re-extracts the named
+/// tables since a time; `{"sources": […]}` runs the named configured
+/// sources, and an S3 event of the landing bucket the file drops that read
+/// its objects. A source outage does not stop the other sources or the
+/// market polls: the errors are returned after them.
 pub async fn ingest_handler(
     ctx: &Context,
     event: &Value,
@@ -73,6 +78,8 @@ pub async fn ingest_handler(
                 "symbols": state.candles.len(),
             }));
         }
+        IngestEvent::Sources(request) => return Box::pin(sources_by_hand(ctx, request)).await,
+        IngestEvent::Landed(objects) => return Box::pin(landed(ctx, objects)).await,
     };
     let scheduled = matches!(parsed, IngestEvent::Scheduled);
     let (queued, totesys) = Box::pin(ingest_totesys(ctx, &request, scheduled)).await;
@@ -93,6 +100,13 @@ pub async fn ingest_handler(
         }
         Err(_) => json!({}),
     };
+    // The configured sources, after totesys and before the market polls,
+    // whose budget below counts the time they took.
+    let mut sources = Outcome::default();
+    if scheduled && !ctx.sources.is_empty() {
+        sources = Box::pin(ctx.sources.ingest(ctx, None, &RunOptions::default())).await;
+        summary["sources"] = Value::Object(sources.summary.clone());
+    }
     if let (IngestEvent::Scheduled, Some(markets)) = (&parsed, &ctx.markets) {
         let remaining = deadline
             .and_then(|d| d.duration_since(std::time::SystemTime::now()).ok())
@@ -121,6 +135,64 @@ pub async fn ingest_handler(
     }
     totesys.map_err(Failure::from)?;
     queued.map_err(Failure::from)?;
+    if let Some(failure) = sources.failure() {
+        return Err(failure);
+    }
+    Ok(summary)
+}
+
+/// `{"sources": ["olist"]}`: the named configured sources, now.
+async fn sources_by_hand(ctx: &Context, request: &SourcesRequest) -> Result<Value, Failure> {
+    let known = ctx.sources.names();
+    let unknown: Vec<&str> = request
+        .sources
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !known.contains(name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Failure::bad_event(format!(
+            "no source file for {unknown:?} among the deployed ones (TRIBUTARY_SOURCES_DIR): {known:?}"
+        )));
+    }
+    let options = RunOptions {
+        accept_schema: request.accept_schema.clone(),
+        check_deletes: request.check_deletes,
+    };
+    let outcome = ctx
+        .sources
+        .ingest(ctx, Some(&request.sources), &options)
+        .await;
+    if let Some(failure) = outcome.failure() {
+        return Err(failure);
+    }
+    Ok(json!({ "sources": outcome.summary }))
+}
+
+/// An S3 event of the landing bucket: each file drop that reads one of its
+/// objects runs (taking every new file, so a repeated or late event finds
+/// nothing new and commits nothing); objects no file drop reads are
+/// ignored and named in the response.
+async fn landed(ctx: &Context, objects: &[(String, String)]) -> Result<Value, Failure> {
+    let (routed, ignored) = ctx.sources.route_landed(objects);
+    if !ignored.is_empty() {
+        tracing::info!(objects = ?ignored, "landed objects no file drop reads: ignored");
+    }
+    let names: Vec<String> = routed.keys().cloned().collect();
+    let outcome = if names.is_empty() {
+        Outcome::default()
+    } else {
+        ctx.sources
+            .ingest(ctx, Some(&names), &RunOptions::default())
+            .await
+    };
+    if let Some(failure) = outcome.failure() {
+        return Err(failure);
+    }
+    let mut summary = json!({ "sources": outcome.summary, "ignored": ignored });
+    for (name, keys) in routed {
+        summary["sources"][name.as_str()]["landed"] = json!(keys);
+    }
     Ok(summary)
 }
 
@@ -248,8 +320,10 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
 }
 
 /// `load`: every pending processed manifest (totesys, then markets), one
-/// transaction each. Any event form does the same, so repeats are harmless.
-/// The daily `{"fx": {}}` runs the exchange rates instead ([`fx_handler`]).
+/// transaction each, then every configured source's pending manifests into
+/// `src_<name>` (one failing source does not hold back the others). Any
+/// event form does the same, so repeats are harmless. The daily
+/// `{"fx": {}}` runs the exchange rates instead ([`fx_handler`]).
 pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
     let today = chrono::Utc::now().date_naive();
     match load_event(event, ctx.settings.processed_root.key_prefix(), today)? {
@@ -266,20 +340,31 @@ pub async fn load_handler(ctx: &Context, event: &Value) -> Result<Value, Failure
         }
     };
     let client = slot.as_mut().expect("connected");
-    let report = match load(client, &ctx.processed, ctx.alerts.as_ref()).await {
-        Ok(report) => report,
-        Err(error) => {
-            after_failure(&mut slot);
-            return Err(error.into());
-        }
-    };
-    let markets = match load_markets(client, &ctx.processed, ctx.alerts.as_ref()).await {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            after_failure(&mut slot);
-            return Err(error.into());
-        }
-    };
+    let loaded = load_totesys_and_markets(ctx, client).await;
+    if loaded.is_err() {
+        after_failure(&mut slot);
+    }
+    // The sources take the connection in turn (and reopen it if it died).
+    drop(slot);
+    if ctx.sources.is_empty() {
+        return loaded.map_err(Failure::from);
+    }
+    let sources = Box::pin(ctx.sources.load(ctx)).await;
+    let mut summary = loaded.map_err(Failure::from)?;
+    summary["sources"] = Value::Object(sources.summary.clone());
+    if let Some(failure) = sources.failure() {
+        return Err(failure);
+    }
+    Ok(summary)
+}
+
+/// The totesys and markets loads of the load function, and their figures.
+async fn load_totesys_and_markets(
+    ctx: &Context,
+    client: &mut tokio_postgres::Client,
+) -> tributary_pipeline::Result<Value> {
+    let report = load(client, &ctx.processed, ctx.alerts.as_ref()).await?;
+    let markets = load_markets(client, &ctx.processed, ctx.alerts.as_ref()).await?;
     let lag = freshness_lag(&ctx.processed, client).await?;
     record(ctx.metrics.as_ref(), &report);
     record(ctx.metrics.as_ref(), &markets);

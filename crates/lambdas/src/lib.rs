@@ -1,6 +1,7 @@
 //! The four Lambda functions of Tributary, as a library the binaries (and
 //! the tests) call: [`context`] builds clients once per cold start,
 //! [`events`] reads the triggering events, [`handlers`] call the pipeline,
+//! [`sources`] runs the configured sources deployed with the code,
 //! and [`failure`] turns errors into Diagnostics that say whether a retry
 //! can help.
 
@@ -8,6 +9,7 @@ pub mod context;
 pub mod events;
 pub mod failure;
 pub mod handlers;
+pub mod sources;
 
 pub use context::{Context, Function};
 pub use failure::Failure;

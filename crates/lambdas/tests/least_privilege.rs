@@ -32,6 +32,13 @@
 //!   deadline, which bounds the ingest's market polling). Sources: real
 //!   PostgreSQL from the local stack (secrets in the RDS shape) and the
 //!   markets replay server; alerts go to an HTTP subscription of the topic.
+//! * Configured sources: a folder of source files in the test's directory
+//!   (`TRIBUTARY_SOURCES_DIR`, for the full users; the users without a
+//!   statement run without it, as before): a PostgreSQL source (`shop`, a
+//!   database of its own) found through its RDS-shaped secret
+//!   (`secret_env`, its ARN bound to Terraform's `source_secrets`), and a
+//!   file drop (`partner`) in the landing bucket, taken by the ingest
+//!   function on the landing bucket's S3 event.
 //!
 //! # What moto_server (5.x) enforces, and what this test adds
 //!
@@ -1377,8 +1384,10 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     )
     .await;
     let (raw_bucket, processed_bucket) = ("tributary-raw-lp", "tributary-processed-lp");
+    let landing_bucket = "tributary-landing-lp";
     moto.create_bucket(raw_bucket, true).await;
     moto.create_bucket(processed_bucket, false).await;
+    moto.create_bucket(landing_bucket, false).await;
     let inbox = Inbox::start().await;
     let sns = aws_sdk_sns::Client::new(&setup);
     let topic = sns
@@ -1406,6 +1415,50 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         r#"{"api_key":"least-privilege"}"#,
     )
     .await;
+    // --- Configured sources: a PostgreSQL database read through its
+    // secret, and a file drop whose file is in the landing bucket already
+    // (dropped by a partner: put before IAM is enforced).
+    let Some(shop_db) = tributary_testkit::TestDb::create("lp_shop").await else {
+        return;
+    };
+    shop_db
+        .connect()
+        .await
+        .batch_execute(
+            "CREATE TABLE shops (id int PRIMARY KEY, name text NOT NULL, opened date); \
+             INSERT INTO shops SELECT i, 'shop ' || i, DATE '2026-01-01' + i FROM generate_series(1, 5) i;",
+        )
+        .await
+        .unwrap();
+    let shop_secret = rds_secret(&secrets, "tributary/shop", &shop_db.url).await;
+    let sources_dir = dir.path().join("sources");
+    std::fs::create_dir_all(&sources_dir).unwrap();
+    std::fs::write(
+        sources_dir.join("shop.toml"),
+        "[source]\nkind = \"postgres\"\nsecret_env = \"SHOP_SECRET_ARN\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sources_dir.join("partner.toml"),
+        format!(
+            "[source]\nkind = \"files\"\nlanding_url = \"s3://{landing_bucket}/partner\"\n\n\
+             [tables.orders]\npattern = \"orders/*.csv\"\nformat = \"csv\"\nprimary_key = [\"order_id\"]\n\
+             columns = [\"order_id text\", \"amount numeric(10,2)\"]\n"
+        ),
+    )
+    .unwrap();
+    let dropped = "partner/orders/2026-12-01.csv";
+    let put = moto
+        .unsigned(
+            "s3",
+            reqwest::Method::PUT,
+            &format!("/{landing_bucket}/{dropped}"),
+        )
+        .body("order_id,amount\nA1,10.50\nA2,7.25\nA3,1.00\n")
+        .send()
+        .await
+        .expect("drop a file");
+    assert!(put.status().is_success(), "drop a file: {}", put.status());
     aws_sdk_kinesis::Client::new(&setup)
         .create_stream()
         .stream_name("tributary-markets")
@@ -1431,6 +1484,7 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         account_id: ACCOUNT.into(),
         raw_bucket: raw_bucket.into(),
         processed_bucket: processed_bucket.into(),
+        landing_bucket: landing_bucket.into(),
         alerts_topic: "tributary-alerts".into(),
         kms_key_id: "0000aaaa-1111-2222-3333-444455556666".into(),
         totesys_secret_arn: totesys_secret,
@@ -1452,8 +1506,26 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     let rendering = Rendering::new(
         &blocks,
         names.clone(),
-        // The local stack's PostgreSQL is on loopback, not RDS.
-        &[("pg_ca_in_zip", hcl::Value::Bool(false))],
+        // The local stack's PostgreSQL is on loopback, not RDS. The shop
+        // source's secret as Terraform's source_secrets names it.
+        &[
+            ("pg_ca_in_zip", hcl::Value::Bool(false)),
+            (
+                "source_secrets",
+                hcl::Value::Object(
+                    [(
+                        "SHOP_SECRET_ARN".to_string(),
+                        hcl::Value::from(shop_secret.clone()),
+                    )]
+                    .into_iter()
+                    .collect(),
+                ),
+            ),
+            (
+                "landing_prefixes",
+                hcl::Value::Array(vec![hcl::Value::from("partner/")]),
+            ),
+        ],
         // regexall() is not declared here; the default schedule,
         // rate(1 minute), gives 60s.
         &[("ingest_period", hcl::Value::from("60s"))],
@@ -1527,10 +1599,24 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     })
     .await
     .unwrap();
-    let environment = |function: &str, resource: &str, keys: &Keys| {
+    let environment = |function: &str, resource: &str, keys: &Keys, denied: bool| {
         let mut env = rendering
             .environment(resource)
             .unwrap_or_else(|e| panic!("aws_lambda_function.{resource}: {e}"));
+        // The source files as packaged (/var/task/sources in Lambda); a user
+        // without a statement runs without them, so its one failure is the
+        // removed statement's.
+        if env.contains_key("TRIBUTARY_SOURCES_DIR") {
+            assert_eq!(env["TRIBUTARY_SOURCES_DIR"], "/var/task/sources");
+            if denied {
+                env.remove("TRIBUTARY_SOURCES_DIR");
+            } else {
+                env.insert(
+                    "TRIBUTARY_SOURCES_DIR".into(),
+                    sources_dir.display().to_string(),
+                );
+            }
+        }
         let name = format!("tributary-{function}");
         for (k, v) in [
             ("AWS_LAMBDA_FUNCTION_NAME", name.clone()),
@@ -1569,7 +1655,7 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         } else {
             function.to_string()
         };
-        let env = environment(function, resource, user);
+        let env = environment(function, resource, user, denied);
         let dir = dir.path().to_path_buf();
         async move {
             Function::start(binary, &label, &format!("tributary-{function}"), &env, &dir).await
@@ -1609,9 +1695,43 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         replay.publish_trade("BTC-BRL", now - 30 + i, "488900.5", "0.01", "buy");
     }
     let mut ingest = start("ingest", false).await;
+    // --- ingest, a file dropped in the landing bucket: its S3 event runs
+    // the file source (listing and reading the landing bucket, writing the
+    // raw lake); the same event again finds nothing new.
+    let landing_event = s3_event(
+        "ingest-landing-s3.json",
+        landing_bucket,
+        &[dropped.to_string(), "elsewhere/readme.txt".to_string()],
+    );
+    let landed = ingest.succeed(&landing_event, budget).await;
+    ingest.assert_nothing_refused();
+    let partner = &landed["sources"]["partner"];
+    assert_eq!(
+        (&partner["committed"], &partner["rows"]),
+        (&json!(true), &json!(3)),
+        "{landed}"
+    );
+    assert_eq!(
+        landed["ignored"],
+        json!([format!("{landing_bucket}/elsewhere/readme.txt")]),
+        "{landed}"
+    );
+    let again = ingest.succeed(&landing_event, budget).await;
+    assert_eq!(
+        again["sources"]["partner"]["committed"],
+        json!(false),
+        "{again}"
+    );
     let ingested = ingest.succeed(&schedule, ingest_budget).await;
     ingest.assert_nothing_refused();
     assert!(ingested["rows"].as_u64().unwrap_or(0) > 0, "{ingested}");
+    // The PostgreSQL source through its secret, after totesys.
+    let shop = &ingested["sources"]["shop"];
+    assert_eq!(
+        (&shop["committed"], &shop["rows"]),
+        (&json!(true), &json!(5)),
+        "{ingested}"
+    );
     assert_eq!(ingested["market_polls"], json!(1), "{ingested}");
     assert_eq!(ingested["trades"], json!(3), "{ingested}");
     let alerts = inbox.drain();
@@ -1696,6 +1816,19 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     load.assert_nothing_refused();
     assert!(loaded["rows"].as_u64().unwrap_or(0) > 0, "{loaded}");
     assert_eq!(loaded["trades"], json!(3), "{loaded}");
+    // The configured sources' manifests, read from the raw bucket's
+    // sources/ prefix, into src_<name>.
+    assert_eq!(loaded["sources"]["shop"]["rows"], json!(5), "{loaded}");
+    assert_eq!(loaded["sources"]["partner"]["rows"], json!(3), "{loaded}");
+    for (table, rows) in [("src_shop.shops", 5), ("src_partner.orders", 3)] {
+        let count: i64 = stack
+            .warehouse
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, rows, "{table}");
+    }
     let alerts = inbox.drain();
     assert!(
         alerts_of(&alerts, "load", "AccessDenied") >= 1,

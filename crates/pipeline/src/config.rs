@@ -44,6 +44,9 @@ pub const COINCAP_API_KEY: &str = "COINCAP_API_KEY";
 pub const TRIBUTARY_FX_URL: &str = "TRIBUTARY_FX_URL";
 /// The currency the warehouse reports amounts in (ISO 4217, default GBP).
 pub const TRIBUTARY_REPORTING_CURRENCY: &str = "TRIBUTARY_REPORTING_CURRENCY";
+/// Folder of source files (`<name>.toml`, crates/sources): the configured
+/// sources the ingest and load functions run (`/var/task/sources` on AWS).
+pub const TRIBUTARY_SOURCES_DIR: &str = "TRIBUTARY_SOURCES_DIR";
 /// Secrets Manager secret of the source database (RDS JSON shape).
 pub const TOTESYS_SECRET_ARN: &str = "TOTESYS_SECRET_ARN";
 /// Secrets Manager secret of the warehouse database (RDS JSON shape).
@@ -192,6 +195,9 @@ pub struct AwsSettings {
     pub glue_database: Option<String>,
     /// The period of the ingest schedule.
     pub schedule_period: Duration,
+    /// The folder of source files deployed with the functions; none: no
+    /// configured sources.
+    pub sources_dir: Option<std::path::PathBuf>,
 }
 
 /// A database's address from settings, filling in what a secret lacks.
@@ -339,6 +345,7 @@ impl Settings {
                     60,
                     "60s",
                 )?,
+                sources_dir: get(TRIBUTARY_SOURCES_DIR).map(std::path::PathBuf::from),
             },
         })
     }

@@ -124,6 +124,12 @@ pub enum Error {
     /// A database query failed.
     #[error("database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+
+    /// A configured source (`crates/sources`) cannot be read for a reason
+    /// a retry cannot fix: its file, a column type, data that does not
+    /// decode. The message names the source and the fix.
+    #[error("{0}")]
+    SourceConfig(String),
 }
 
 impl Error {
@@ -139,6 +145,7 @@ impl Error {
         !matches!(
             self,
             Error::Setting { .. }
+                | Error::SourceConfig(_)
                 | Error::Authentication { .. }
                 | Error::UnknownTable(..)
                 | Error::Rollup(_)

@@ -4,6 +4,8 @@
 //! [source]
 //! kind = "postgres"                 # or "files" (below)
 //! url_env = "OLIST_DATABASE_URL"    # the variable holding the connection URL
+//! # secret_env = "OLIST_SECRET_ARN" # or (on AWS) the variable holding the ARN
+//! #                                 # of a Secrets Manager secret, RDS JSON shape
 //! schema = "public"                 # default "public"
 //! include = ["*"]                   # table name patterns (* and ?), default all
 //! exclude = ["tmp_*"]               # default none
@@ -58,8 +60,14 @@ pub struct SourceFile {
     /// Where it was read from.
     pub path: PathBuf,
     /// The environment variable that holds the connection URL (PostgreSQL
-    /// sources; empty for file drops).
+    /// sources; empty for file drops, and for a source read only through
+    /// its secret).
     pub url_env: String,
+    /// The environment variable that holds the ARN of a Secrets Manager
+    /// secret in the RDS JSON shape (host, port, username, password,
+    /// dbname): how the functions on AWS find a PostgreSQL source. When
+    /// both are set, the URL variable wins where it is set.
+    pub secret_env: Option<String>,
     /// Where files are dropped (`kind = "files"`): a lake URL,
     /// `file:///…` or `s3://bucket/prefix`.
     pub landing_url: Option<String>,
@@ -151,6 +159,8 @@ struct RawSource {
     #[serde(default)]
     url_env: String,
     #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
     landing_url: Option<String>,
     #[serde(default)]
     schema: Option<String>,
@@ -219,6 +229,12 @@ impl SourceFile {
             }
             "files" => {
                 crate::files::check_config(&raw.source.landing_url, &raw.tables).map_err(fail)?;
+                if raw.source.secret_env.is_some() || !raw.source.url_env.is_empty() {
+                    return Err(fail(
+                        "url_env and secret_env are for kind = \"postgres\"; a files source names landing_url"
+                            .to_string(),
+                    ));
+                }
             }
             other => {
                 return Err(fail(format!(
@@ -226,9 +242,23 @@ impl SourceFile {
                 )));
             }
         }
-        if raw.source.kind == "postgres" && raw.source.url_env.is_empty() {
+        if let Some(variable) = [&raw.source.url_env]
+            .into_iter()
+            .chain(raw.source.secret_env.as_ref())
+            .find(|v| !v.is_empty() && !is_variable_name(v))
+        {
+            return Err(fail(format!(
+                "{variable:?} is not an environment variable name: use capitals, digits and _ (e.g. OLIST_DATABASE_URL)"
+            )));
+        }
+        if raw.source.kind == "postgres"
+            && raw.source.url_env.is_empty()
+            && raw.source.secret_env.as_deref().is_none_or(str::is_empty)
+        {
             return Err(fail(
-                "url_env names the environment variable holding the connection URL".to_string(),
+                "url_env names the environment variable holding the connection URL \
+                 (or, on AWS, secret_env the one holding the ARN of its secret)"
+                    .to_string(),
             ));
         }
         let deletes_every = match raw.source.deletes_every.as_deref() {
@@ -257,6 +287,7 @@ impl SourceFile {
             name: name.to_string(),
             path: path.to_path_buf(),
             url_env: raw.source.url_env,
+            secret_env: raw.source.secret_env.filter(|v| !v.is_empty()),
             landing_url: raw.source.landing_url,
             schema: raw.source.schema.unwrap_or_else(|| "public".to_string()),
             include: raw.source.include.unwrap_or_else(|| vec!["*".to_string()]),
@@ -289,6 +320,15 @@ impl SourceFile {
 
     /// The connection URL, from the environment.
     pub fn url(&self) -> Result<String> {
+        if self.url_env.is_empty() {
+            return Err(Error::Config {
+                file: self.path.display().to_string(),
+                reason: format!(
+                    "the connection URL comes from a secret (secret_env = {:?}), which only the functions on AWS read; add url_env to run it here",
+                    self.secret_env.as_deref().unwrap_or_default()
+                ),
+            });
+        }
         std::env::var(&self.url_env).map_err(|_| Error::Config {
             file: self.path.display().to_string(),
             reason: format!(
@@ -296,6 +336,36 @@ impl SourceFile {
                 self.url_env
             ),
         })
+    }
+
+    /// Where a file drop lands on S3: `(bucket, key prefix)` of an
+    /// `s3://bucket/prefix` landing URL (the prefix without slashes at
+    /// either end; empty for a whole bucket). `None` for a database source
+    /// or a landing folder elsewhere.
+    pub fn s3_landing(&self) -> Option<(String, String)> {
+        let rest = self.landing_url.as_deref()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
+    }
+
+    /// The landing key (relative to the landing URL) of object `key` of
+    /// S3 bucket `bucket`, when it is one a table of this file drop reads:
+    /// under the landing prefix and matching a table's pattern.
+    pub fn landing_key(&self, bucket: &str, key: &str) -> Option<String> {
+        let (landing_bucket, prefix) = self.s3_landing()?;
+        if landing_bucket != bucket {
+            return None;
+        }
+        let relative = if prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(prefix.as_str())?.strip_prefix('/')?
+        };
+        self.tables
+            .values()
+            .filter_map(|t| t.pattern.as_deref())
+            .any(|pattern| glob(pattern, relative))
+            .then(|| relative.to_string())
     }
 
     /// Whether this is a file drop (`kind = "files"`), not a database.
@@ -307,6 +377,15 @@ impl SourceFile {
     pub fn table(&self, table: &str) -> TableOverride {
         self.tables.get(table).cloned().unwrap_or_default()
     }
+}
+
+/// An environment variable's name as the files write them: `A_Z0_9`,
+/// starting with a letter.
+fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// `*` (any run) and `?` (any one character) against the whole of `name`.
@@ -452,6 +531,88 @@ product_weight_g = "bigint"
             let error = files(deletes).unwrap_err().to_string();
             assert!(error.contains(says), "{deletes}: {error}");
         }
+    }
+
+    #[test]
+    fn a_postgres_source_may_name_its_secret_instead_of_its_url() {
+        let file =
+            parse("[source]\nkind = \"postgres\"\nsecret_env = \"OLIST_SECRET_ARN\"").unwrap();
+        assert_eq!(file.secret_env.as_deref(), Some("OLIST_SECRET_ARN"));
+        assert_eq!(file.url_env, "");
+        let here = file.url().unwrap_err().to_string();
+        assert!(
+            here.contains("secret_env") && here.contains("OLIST_SECRET_ARN"),
+            "{here}"
+        );
+        let both = parse(
+            "[source]\nkind = \"postgres\"\nurl_env = \"OLIST_DATABASE_URL\"\nsecret_env = \"OLIST_SECRET_ARN\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (both.url_env.as_str(), both.secret_env.as_deref()),
+            ("OLIST_DATABASE_URL", Some("OLIST_SECRET_ARN"))
+        );
+        for (text, says) in [
+            (
+                "[source]\nkind = \"postgres\"\nsecret_env = \"olist-secret\"",
+                "not an environment variable name",
+            ),
+            (
+                "[source]\nkind = \"files\"\nlanding_url = \"s3://b/p\"\nsecret_env = \"X\"\n\
+                 [tables.t]\npattern = \"*.csv\"\nformat = \"csv\"\nprimary_key = [\"id\"]\ncolumns = [\"id bigint\"]",
+                "are for kind = \"postgres\"",
+            ),
+            (
+                "[source]\nkind = \"postgres\"\nsecret_env = \"\"",
+                "secret_env",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_file_drop_claims_the_s3_keys_under_its_prefix_that_a_table_reads() {
+        let file = SourceFile::parse(
+            "partner",
+            Path::new("sources/partner.toml"),
+            "[source]\nkind = \"files\"\nlanding_url = \"s3://drops/acme/in/\"\n\
+             [tables.orders]\npattern = \"orders/*.csv\"\nformat = \"csv\"\nprimary_key = [\"id\"]\ncolumns = [\"id bigint\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            file.s3_landing(),
+            Some(("drops".to_string(), "acme/in".to_string()))
+        );
+        assert_eq!(
+            file.landing_key("drops", "acme/in/orders/2026-12-01.csv")
+                .as_deref(),
+            Some("orders/2026-12-01.csv")
+        );
+        for (bucket, key) in [
+            ("other", "acme/in/orders/2026-12-01.csv"),
+            ("drops", "acme/in/events/1.jsonl"),
+            ("drops", "acme/inside/orders/1.csv"),
+            ("drops", "acme/in/orders/1.csv.tmp"),
+            ("drops", "orders/1.csv"),
+        ] {
+            assert_eq!(file.landing_key(bucket, key), None, "{bucket}/{key}");
+        }
+        let whole_bucket = SourceFile {
+            landing_url: Some("s3://drops".to_string()),
+            ..file.clone()
+        };
+        assert_eq!(
+            whole_bucket.landing_key("drops", "orders/1.csv").as_deref(),
+            Some("orders/1.csv")
+        );
+        let local = SourceFile {
+            landing_url: Some("file:///srv/landing".to_string()),
+            ..file
+        };
+        assert_eq!(local.s3_landing(), None);
+        assert_eq!(local.landing_key("drops", "orders/1.csv"), None);
     }
 
     #[test]

@@ -346,6 +346,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
             source: source.name.clone(),
             run_id,
             seq: previous_seq,
+            committed: false,
             tables: runs,
             stopped: Vec::new(),
         });
@@ -357,6 +358,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
         source: source.name.clone(),
         run_id,
         seq: manifest.seq,
+        committed: true,
         tables: runs,
         stopped: Vec::new(),
     })

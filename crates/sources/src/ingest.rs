@@ -20,7 +20,9 @@
 //!
 //! The run commits one manifest in the source's own folder of the raw lake
 //! (`sources/<name>/_manifests/source/`), naming every file and the state
-//! the next run starts from.
+//! the next run starts from; a run that found every table unchanged (by
+//! its statistics) commits nothing, so a quiet source read every minute
+//! adds nothing to the lake or the warehouse.
 
 use std::collections::BTreeMap;
 
@@ -145,8 +147,10 @@ pub struct SourceRun {
     pub source: String,
     /// The run.
     pub run_id: RunId,
-    /// The manifest it committed.
+    /// The manifest it committed (the latest one when it committed none).
     pub seq: u64,
+    /// Whether it committed a manifest: false when nothing was new.
+    pub committed: bool,
     /// Per table read.
     pub tables: Vec<TableRun>,
     /// Tables stopped.
@@ -179,6 +183,7 @@ pub async fn run_source(
     let previous: Option<Manifest<SourceState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
     let mut state = previous.map(|m| m.state).unwrap_or_default();
+    let previous_state = state.clone();
     let run_id = RunId::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
 
@@ -345,6 +350,19 @@ pub async fn run_source(
         });
     }
     tx.rollback().await?;
+    if files.is_empty() && state == previous_state {
+        // Every table unchanged since the last read (or stopped): a
+        // manifest would repeat the last one. A scheduled run every minute
+        // on a quiet source commits nothing, so the load has nothing to do.
+        return Ok(SourceRun {
+            source: source.name.clone(),
+            run_id,
+            seq: previous_seq,
+            committed: false,
+            tables: runs,
+            stopped,
+        });
+    }
     let manifest = log
         .commit(previous_seq, &run_id, started_at, files, state)
         .await?;
@@ -352,6 +370,7 @@ pub async fn run_source(
         source: source.name.clone(),
         run_id,
         seq: manifest.seq,
+        committed: true,
         tables: runs,
         stopped,
     })

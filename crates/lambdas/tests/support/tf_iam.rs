@@ -54,6 +54,9 @@ pub(crate) struct Names {
     pub(crate) account_id: String,
     pub(crate) raw_bucket: String,
     pub(crate) processed_bucket: String,
+    /// The stack's landing bucket (`aws_s3_bucket.landing`, `count`: one
+    /// while `var.landing_bucket` is empty).
+    pub(crate) landing_bucket: String,
     pub(crate) alerts_topic: String,
     pub(crate) kms_key_id: String,
     pub(crate) totesys_secret_arn: String,
@@ -78,6 +81,7 @@ impl Names {
             account_id: "123456789012".into(),
             raw_bucket: "tributary-raw".into(),
             processed_bucket: "tributary-processed".into(),
+            landing_bucket: "tributary-landing".into(),
             alerts_topic: "tributary-alerts".into(),
             kms_key_id: "0000aaaa-1111-2222-3333-444455556666".into(),
             totesys_secret_arn: secret("totesys"),
@@ -342,6 +346,7 @@ impl<'a> Rendering<'a> {
             object([
                 ("raw", bucket(&n.raw_bucket)),
                 ("processed", bucket(&n.processed_bucket)),
+                ("landing", Value::Array(vec![bucket(&n.landing_bucket)])),
             ]),
         );
         ctx.declare_var(
