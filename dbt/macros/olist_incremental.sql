@@ -15,15 +15,21 @@
     (select coalesce(max(seq), 0) from {{ api.Relation.create(database=src.database, schema=src.schema, identifier="_tributary_load_log") }})
 {%- endmacro %}
 
-{#- The manifest this model had seen at its last build: 0 when it has not
-    kept one (a first build, or a table built before it was incremental),
-    so everything is taken. -#}
+{#- The manifest this model had seen at its last build, as a number read
+    once per build (a literal gives the planner the true, usually tiny,
+    number of changed rows): 0 when it has not kept one (a first build, or
+    a table built before it was incremental), so everything is taken. -#}
 {% macro seen_seq() -%}
-    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute="name") | list -%}
-    {%- if "_loaded_seq" in columns -%}
-        (select coalesce(max(_loaded_seq), 0) from {{ this }})
-    {%- else -%}
+    {%- if not execute -%}
         0
+    {%- else -%}
+        {%- set columns = adapter.get_columns_in_relation(this) | map(attribute="name") | list -%}
+        {%- if "_loaded_seq" in columns -%}
+            {%- set result = run_query("select coalesce(max(_loaded_seq), 0) from " ~ this) -%}
+            {{ result.columns[0].values()[0] | int }}
+        {%- else -%}
+            0
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 

@@ -7,7 +7,8 @@
 -- payments changed in a manifest applied since its last build
 -- (_loaded_seq), and replaces all rows of those orders; an order that has
 -- no item left (purged, or its items deleted) loses its rows in the
--- pre-hook. `scripts/dbt.sh build --full-refresh` rebuilds it whole.
+-- pre-hook. Indexes on _loaded_seq and order_id keep a build's cost to
+-- what changed. `scripts/dbt.sh build --full-refresh` rebuilds it whole.
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -22,6 +23,10 @@
                join {{ source('olist', 'orders') }} o on o.order_id = i.order_id
                where i.order_id = f.order_id)
          {% endif %}"
+    ],
+    post_hook=[
+        "create index if not exists {{ this.identifier }}_loaded_seq on {{ this }} (_loaded_seq)",
+        "create index if not exists {{ this.identifier }}_order_id on {{ this }} (order_id)"
     ]
 ) }}
 
