@@ -389,6 +389,29 @@ async fn conversions_are_exact_and_an_unknown_currency_is_a_visible_gap_never_ze
         ("TRIBUTARY_FX_URL", &fx.server.fx_base()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, &**v)).collect();
+    // A backward range is refused before anything is asked or written.
+    let backward = support::tributary(
+        &[
+            "fx",
+            "--backfill-from",
+            "2024-02-01",
+            "--backfill-to",
+            "2024-01-01",
+        ],
+        &env,
+    );
+    let said = String::from_utf8_lossy(&backward.stderr);
+    assert!(
+        !backward.status.success() && said.contains("is before the first day (2024-02-01)"),
+        "{said}"
+    );
+    assert!(
+        std::fs::read_dir(raw_url.trim_start_matches("file://"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "nothing was written"
+    );
+
     let out = succeeds(&["fx", "--for-facts"], &env);
     assert!(
         out.contains(&format!("fx: {first}..{last} into GBP")),

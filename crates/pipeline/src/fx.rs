@@ -422,6 +422,13 @@ pub async fn run_fx(
     today: NaiveDate,
 ) -> Result<FxRunReport> {
     let (from, to) = match days {
+        FxDays::Range(from, to) if to < from => {
+            return Err(Error::Setting {
+                variable: "the last day (--backfill-to, or \"to\" of an fx event)",
+                problem: format!("({to}) is before the first day ({from})"),
+                example: "2024-12-31",
+            });
+        }
         FxDays::Range(from, to) => (from, to),
         FxDays::ForFacts => match fact_date_range(warehouse).await? {
             Some(range) => range,
