@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 
-use tributary_pipeline::alerts::{Alert, Alerts};
-use tributary_sources::{
-    config::SourceFile,
-    ingest::{RunOptions, run_source},
-    load::{load_source, warehouse_schema},
+use tributary_pipeline::{
+    alerts::{Alert, Alerts},
+    sources::{ingest_source, load_source},
 };
+use tributary_sources::{config::SourceFile, ingest::RunOptions, load::warehouse_schema};
 
 use super::*;
 
@@ -137,16 +136,21 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
     };
     let mut stopped = 0;
     for file in &files {
-        let run = if file.is_files() {
-            tributary_sources::files::run_files(&raw, file).await?
+        let url = if file.is_files() {
+            None
         } else {
-            let url = file.url()?;
             // The variable's name is the file's; the connection error names it.
             let variable: &'static str = Box::leak(file.url_env.clone().into_boxed_str());
-            let mut client =
-                tributary_pipeline::db::connect(&url, "source", variable, None).await?;
-            run_source(&mut client, &raw, file, &options).await?
+            Some((file.url()?, variable))
         };
+        let run = ingest_source(
+            &raw,
+            file,
+            url.as_ref().map(|(u, v)| (u.as_str(), *v)),
+            settings.pg_ca_file.as_deref(),
+            &options,
+        )
+        .await?;
         if !run.committed {
             let nothing = if file.is_files() {
                 "no new file"

@@ -25,12 +25,12 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use tributary_pipeline::sources::{ingest_source, load_source};
 use tributary_pipeline::{alerts::Alert, config::DbEndpoint, stage::Stage};
 use tributary_sources::{
     config::SourceFile,
-    files::run_files,
-    ingest::{RunOptions, SourceRun, run_source},
-    load::{LoadRun, load_source, warehouse_schema},
+    ingest::{RunOptions, SourceRun},
+    load::{LoadRun, warehouse_schema},
 };
 
 use crate::{Context, Failure};
@@ -109,18 +109,6 @@ fn load_stage(name: &str) -> Stage {
         name: intern(&format!("source {name}")),
         retryable: "the other sources went on; the next load applies what is pending",
         needs_fix: "the other sources went on; fix what the message names, then the next load applies what is pending",
-    }
-}
-
-/// A configured source's error as the pipeline's (retryable or not).
-fn pipeline_error(error: tributary_sources::Error) -> tributary_pipeline::Error {
-    use tributary_pipeline::Error as E;
-    use tributary_sources::Error as S;
-    match error {
-        S::Postgres(e) => E::Postgres(e),
-        S::Lake(e) => E::Lake(e),
-        S::Snapshot(e) => E::Source(e),
-        other => E::SourceConfig(other.to_string()),
     }
 }
 
@@ -270,20 +258,19 @@ impl Sources {
         file: &SourceFile,
         options: &RunOptions,
     ) -> tributary_pipeline::Result<SourceRun> {
-        if file.is_files() {
-            return run_files(&ctx.raw, file).await.map_err(pipeline_error);
-        }
-        let (url, variable) = self.url(ctx, file).await?;
-        let mut client = tributary_pipeline::db::connect(
-            &url,
-            intern(&file.name),
-            variable,
+        let url = if file.is_files() {
+            None
+        } else {
+            Some(self.url(ctx, file).await?)
+        };
+        ingest_source(
+            &ctx.raw,
+            file,
+            url.as_ref().map(|(u, v)| (u.as_str(), *v)),
             ctx.settings.pg_ca_file.as_deref(),
+            options,
         )
-        .await?;
-        run_source(&mut client, &ctx.raw, file, options)
-            .await
-            .map_err(pipeline_error)
+        .await
     }
 
     /// Runs the sources `names` selects (every one when `None`) into the
@@ -375,13 +362,11 @@ impl Sources {
 async fn load_one(ctx: &Context, name: &str) -> tributary_pipeline::Result<LoadRun> {
     let mut slot = ctx.warehouse().await?;
     let client = slot.as_mut().expect("connected");
-    match load_source(client, &ctx.raw, name).await {
-        Ok(run) => Ok(run),
-        Err(error) => {
-            *slot = None;
-            Err(pipeline_error(error))
-        }
+    let loaded = load_source(client, &ctx.raw, name).await;
+    if loaded.is_err() {
+        *slot = None;
     }
+    loaded
 }
 
 /// What the response says about one source run.

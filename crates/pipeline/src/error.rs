@@ -132,6 +132,21 @@ pub enum Error {
     SourceConfig(String),
 }
 
+/// A configured source's error: its database and lake failures keep their
+/// kind (retryable); anything else (its file, a type, data that does not
+/// decode) is [`Error::SourceConfig`].
+impl From<tributary_sources::Error> for Error {
+    fn from(error: tributary_sources::Error) -> Self {
+        use tributary_sources::Error as S;
+        match error {
+            S::Postgres(e) => Error::Postgres(e),
+            S::Lake(e) => Error::Lake(e),
+            S::Snapshot(e) => Error::Source(e),
+            other => Error::SourceConfig(other.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// Whether running the stage again later may succeed without a change
     /// by a person (an unreachable database, a lost race, a store timeout).

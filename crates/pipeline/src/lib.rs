@@ -24,6 +24,7 @@ pub mod markets;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
+pub mod sources;
 pub mod stage;
 pub mod status;
 pub mod totesys;
