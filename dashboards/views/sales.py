@@ -6,6 +6,22 @@ import streamlit as st
 
 from common import empty, freshness, query, reporting_currency
 
+
+def top_bars(frame, name: str, count: str, currency: str) -> None:
+    """Horizontal bars of `value` per `name`, largest first."""
+    if empty(frame, f"{name}s", "run the pipeline"):
+        return
+    st.altair_chart(
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("value:Q", title=f"Sales ({currency})"),
+            y=alt.Y(f"{name}:N", sort="-x", title=None),
+            tooltip=[f"{name}:N", alt.Tooltip("value:Q", format=",.0f"), f"{count}:Q"],
+        ),
+        use_container_width=True,
+    )
+
 currency = reporting_currency()
 st.title(f"Sales in {currency}")
 freshness()
@@ -74,17 +90,7 @@ designs = query(
 )
 with left:
     st.subheader("Top 10 designs")
-    if not empty(designs, "designs", "run the pipeline"):
-        st.altair_chart(
-            alt.Chart(designs)
-            .mark_bar()
-            .encode(
-                x=alt.X("value:Q", title=f"Sales ({currency})"),
-                y=alt.Y("design:N", sort="-x", title=None),
-                tooltip=["design:N", alt.Tooltip("value:Q", format=",.0f"), "units:Q"],
-            ),
-            use_container_width=True,
-        )
+    top_bars(designs, "design", "units", currency)
 
 countries = query(
     f"""SELECT country, sum(value_sum_reporting) AS value, sum(orders) AS orders
@@ -95,17 +101,7 @@ countries = query(
 with right:
     st.subheader("Top 10 countries")
     st.caption("The counterparty's legal country as it was when the order was last updated.")
-    if not empty(countries, "countries", "run the pipeline"):
-        st.altair_chart(
-            alt.Chart(countries)
-            .mark_bar()
-            .encode(
-                x=alt.X("value:Q", title=f"Sales ({currency})"),
-                y=alt.Y("country:N", sort="-x", title=None),
-                tooltip=["country:N", alt.Tooltip("value:Q", format=",.0f"), "orders:Q"],
-            ),
-            use_container_width=True,
-        )
+    top_bars(countries, "country", "orders", currency)
 
 hourly = query(
     f"""SELECT hour, sum(orders) AS orders, sum(units) AS units

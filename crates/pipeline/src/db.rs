@@ -168,7 +168,12 @@ pub async fn connect(
     // the socket: a half-done load holding its locks and a core for
     // minutes. PostgreSQL 14 and later check the socket while a query runs.
     client
-        .batch_execute(CHECK_DROPPED_CLIENT)
+        .batch_execute(&format!(
+            "DO $$ BEGIN \
+                IF current_setting('server_version_num')::int >= 140000 THEN \
+                    PERFORM set_config('client_connection_check_interval', '{CLIENT_CHECK_INTERVAL}', false); \
+                END IF; END $$"
+        ))
         .await
         .map_err(unreachable)?;
     Ok(client)
@@ -177,11 +182,6 @@ pub async fn connect(
 /// How often the server checks, while a query runs, that this client is
 /// still there (PostgreSQL 14+; older servers skip it).
 pub const CLIENT_CHECK_INTERVAL: &str = "2s";
-
-const CHECK_DROPPED_CLIENT: &str = "DO $$ BEGIN \
-    IF current_setting('server_version_num')::int >= 140000 THEN \
-        PERFORM set_config('client_connection_check_interval', '2s', false); \
-    END IF; END $$";
 
 fn spawn_connection<F>(connection: F, database: &'static str, target: String)
 where
