@@ -22,7 +22,7 @@ pub use keys::{Flow, Log};
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, ManifestLog};
 pub use run_id::RunId;
 pub use store::{Lake, PutOutcome, payload_sha256_hex, sha256_hex};
-pub use writer::{DatasetFiles, write_dataset};
+pub use writer::{DatasetFiles, write_dataset, write_partitioned_dataset};
 
 /// Re-exported so callers name store types without their own dependency.
 pub use object_store;

@@ -31,10 +31,40 @@ pub async fn write_dataset(
     key_for_part: impl Fn(u32) -> String + Send + 'static,
     mut batches: mpsc::Receiver<RecordBatch>,
 ) -> Result<DatasetFiles> {
+    let (sender, labelled) = mpsc::channel(1);
+    let forward = tokio::spawn(async move {
+        while let Some(batch) = batches.recv().await {
+            if sender.send((0, batch)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let written =
+        write_partitioned_dataset(lake, table, schema, file_rows, key_for_part, labelled).await;
+    forward.abort();
+    written
+}
+
+/// Partitions a writer keeps open at once; opening one more closes the
+/// largest. Rows mostly arrive in time order, so few are open for long.
+pub(crate) const OPEN_PARTITIONS: usize = 4;
+
+/// [`write_dataset`] for batches labelled with a partition: a file holds one
+/// label only. Up to [`OPEN_PARTITIONS`] files are filled at once (a fan-out
+/// writer with bounded memory), so interleaved labels do not make a file per
+/// switch.
+pub async fn write_partitioned_dataset(
+    lake: Lake,
+    table: String,
+    schema: SchemaRef,
+    file_rows: u64,
+    key_for_part: impl Fn(u32) -> String + Send + 'static,
+    mut batches: mpsc::Receiver<(i64, RecordBatch)>,
+) -> Result<DatasetFiles> {
     let handle = Handle::current();
     let task = tokio::task::spawn_blocking(move || -> Result<DatasetFiles> {
         let mut out = DatasetFiles::default();
-        let mut encoder: Option<ParquetEncoder> = None;
+        let mut open: std::collections::BTreeMap<i64, ParquetEncoder> = Default::default();
         let upload = |encoder: ParquetEncoder, out: &mut DatasetFiles| -> Result<()> {
             let rows = encoder.rows();
             let payload = encoder.finish()?;
@@ -45,19 +75,31 @@ pub async fn write_dataset(
             out.files.push(entry);
             Ok(())
         };
-        while let Some(batch) = batches.blocking_recv() {
-            let current = match encoder.as_mut() {
-                Some(current) => current,
-                None => encoder.insert(ParquetEncoder::for_batch(schema.clone(), &batch)?),
+        while let Some((label, batch)) = batches.blocking_recv() {
+            if !open.contains_key(&label) && open.len() >= OPEN_PARTITIONS {
+                let largest = open
+                    .iter()
+                    .max_by_key(|(_, e)| e.rows())
+                    .map(|(l, _)| *l)
+                    .expect("open partitions");
+                if let Some(full) = open.remove(&largest) {
+                    upload(full, &mut out)?;
+                }
+            }
+            let current = match open.entry(label) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(ParquetEncoder::for_batch(schema.clone(), &batch)?)
+                }
             };
             current.write(&batch)?;
             if current.rows() >= file_rows
-                && let Some(full) = encoder.take()
+                && let Some(full) = open.remove(&label)
             {
                 upload(full, &mut out)?;
             }
         }
-        if let Some(last) = encoder.take() {
+        for (_, last) in std::mem::take(&mut open) {
             upload(last, &mut out)?;
         }
         Ok(out)
@@ -116,6 +158,33 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_label_starts_a_new_file() {
+        let lake = Lake::from_url("memory://").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, false)]));
+        let (tx, rx) = mpsc::channel(2);
+        let writer = tokio::spawn(write_partitioned_dataset(
+            lake.clone(),
+            "numbers".into(),
+            schema.clone(),
+            1000,
+            |part| format!("numbers/{part}.parquet"),
+            rx,
+        ));
+        for (label, start) in [(1, 0), (2, 10), (1, 20), (3, 30), (4, 40), (5, 50), (1, 60)] {
+            let ids = Int32Array::from_iter_values(start..start + 10);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
+            tx.send((label, batch)).await.unwrap();
+        }
+        drop(tx);
+        let written = writer.await.unwrap().unwrap();
+        let rows: Vec<u64> = written.files.iter().map(|f| f.rows).collect();
+        // Opening a fifth label writes the largest open file first: label
+        // 1 (20 rows) for label 5, then one of 10 rows for label 1 again;
+        // the four left are written at the end.
+        assert_eq!(rows, [20, 10, 10, 10, 10, 10], "{rows:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

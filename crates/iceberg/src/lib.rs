@@ -1,0 +1,22 @@
+//! Apache Iceberg tables over the Tributary lake.
+//!
+//! - [`Catalog`] keeps tables in the lake itself: versioned metadata files
+//!   written put-if-absent, so no catalog server is needed and concurrent
+//!   writers are safe (the loser of a race retries on the newer version).
+//! - [`Catalog::commit`] adds a [`Change`] as one snapshot: appended files for
+//!   append-only tables, copy-on-write replacement by key for tables of
+//!   current rows. A change carries a watermark, so it is committed once.
+//! - Files are the lake's own Parquet; Iceberg metadata points at them, with
+//!   counts, bounds and a partition value read from their footers.
+
+mod error;
+mod files;
+mod schema;
+mod table;
+
+pub use error::{Error, Result};
+pub use files::Partitioning;
+pub use table::{Catalog, Change, Committed, NewFile, Outcome, Rows, Table, TableDef, WATERMARK};
+
+/// Re-exported so callers can read metadata without their own dependency.
+pub use iceberg;
