@@ -132,7 +132,10 @@ mod tests {
                 scale: 2
             })
         );
-        assert_eq!(*fields[2].field_type, Type::Primitive(PrimitiveType::Timestamp));
+        assert_eq!(
+            *fields[2].field_type,
+            Type::Primitive(PrimitiveType::Timestamp)
+        );
         let mapping: serde_json::Value = serde_json::from_str(&name_mapping_json(&schema)).unwrap();
         assert_eq!(mapping[4]["names"][0], "name");
         assert_eq!(mapping[4]["field-id"], 5);

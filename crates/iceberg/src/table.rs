@@ -152,8 +152,6 @@ pub(crate) struct LiveFile {
     pub(crate) file: DataFile,
     pub(crate) snapshot_id: i64,
     pub(crate) sequence: i64,
-
-
 }
 
 /// The catalog of the tables kept in one lake.
@@ -238,12 +236,10 @@ impl Catalog {
         if let (Some(column), Some(transform)) =
             (def.partitioning.column(), def.partitioning.transform())
         {
-            let field = schema
-                .field_by_name(column)
-                .ok_or_else(|| Error::Schema {
-                    table: def.name.clone(),
-                    reason: format!("partition column {column} is not a column"),
-                })?;
+            let field = schema.field_by_name(column).ok_or_else(|| Error::Schema {
+                table: def.name.clone(),
+                reason: format!("partition column {column} is not a column"),
+            })?;
             let name = match def.partitioning {
                 Partitioning::Month(_) => format!("{column}_month"),
                 _ => format!("{column}_day"),
@@ -300,7 +296,12 @@ impl Catalog {
     }
 
     /// Writes version `version` put-if-absent; `false` when it exists.
-    async fn put_version(&self, location: &str, version: u64, metadata: &TableMetadata) -> Result<bool> {
+    async fn put_version(
+        &self,
+        location: &str,
+        version: u64,
+        metadata: &TableMetadata,
+    ) -> Result<bool> {
         let json = serde_json::to_vec(metadata).map_err(|source| Error::Metadata {
             key: version_key(location, version),
             source,
@@ -344,7 +345,10 @@ impl Catalog {
 
     /// The live data files of one manifest, with inherited sequence numbers.
     pub(crate) async fn live_files(&self, manifest: &ManifestFile) -> Result<Vec<LiveFile>> {
-        let bytes = self.lake.get(&self.key_of(&manifest.manifest_path)?).await?;
+        let bytes = self
+            .lake
+            .get(&self.key_of(&manifest.manifest_path)?)
+            .await?;
         let parsed = Manifest::parse_avro(&bytes)?;
         Ok(parsed
             .entries()
@@ -369,7 +373,12 @@ impl Catalog {
 
     /// Describes lake files for the table: counts, bounds, and partition;
     /// a file whose rows span partitions is split into new files first.
-    async fn describe(&self, def: &TableDef, table: &Table, files: &[NewFile]) -> Result<Vec<DataFile>> {
+    async fn describe(
+        &self,
+        def: &TableDef,
+        table: &Table,
+        files: &[NewFile],
+    ) -> Result<Vec<DataFile>> {
         let metadata = &table.metadata;
         let schema = metadata.current_schema();
         let spec_id = metadata.default_partition_spec_id();
@@ -392,7 +401,13 @@ impl Catalog {
                 )?),
                 Err(()) => {
                     for (key, bytes, stats, partition) in self.split(def, table, file).await? {
-                        out.push(files::data_file(self.url_of(&key), bytes, &stats, partition, spec_id)?);
+                        out.push(files::data_file(
+                            self.url_of(&key),
+                            bytes,
+                            &stats,
+                            partition,
+                            spec_id,
+                        )?);
                     }
                 }
             }
@@ -423,7 +438,8 @@ impl Catalog {
             })?;
             let distinct: BTreeSet<Option<i32>> = values.iter().copied().collect();
             for value in distinct {
-                let mask = BooleanArray::from(values.iter().map(|v| *v == value).collect::<Vec<_>>());
+                let mask =
+                    BooleanArray::from(values.iter().map(|v| *v == value).collect::<Vec<_>>());
                 groups
                     .entry(value)
                     .or_default()
@@ -467,7 +483,9 @@ impl Catalog {
             }
             let added = match &described {
                 Some(files) => files.clone(),
-                None => described.insert(self.describe(def, &table, &change.files).await?).clone(),
+                None => described
+                    .insert(self.describe(def, &table, &change.files).await?)
+                    .clone(),
             };
             let plan = match &def.rows {
                 Rows::Append => Plan::append(self.manifests(&table).await?, added),
@@ -566,10 +584,16 @@ impl Catalog {
                         self.url_of(&new_key),
                         entry.bytes,
                         &stats,
-                        file.file.partition().fields().first().and_then(|v| match v {
-                            Some(iceberg::spec::Literal::Primitive(PrimitiveLiteral::Int(i))) => Some(*i),
-                            _ => None,
-                        }),
+                        file.file
+                            .partition()
+                            .fields()
+                            .first()
+                            .and_then(|v| match v {
+                                Some(iceberg::spec::Literal::Primitive(PrimitiveLiteral::Int(
+                                    i,
+                                ))) => Some(*i),
+                                _ => None,
+                            }),
                         table.metadata.default_partition_spec_id(),
                     )?);
                 }
@@ -623,7 +647,12 @@ impl Catalog {
                 writer.add_file(file, -1)?;
             }
             for live in existing {
-                writer.add_existing_file(live.file, live.snapshot_id, live.sequence, Some(live.sequence))?;
+                writer.add_existing_file(
+                    live.file,
+                    live.snapshot_id,
+                    live.sequence,
+                    Some(live.sequence),
+                )?;
             }
             let mut manifest = writer.write_manifest_file().await?;
             let key = format!("{}/metadata/{token}-m{index}.avro", def.location);
@@ -633,7 +662,9 @@ impl Catalog {
         }
         let list_path = "memory:///list.avro".to_string();
         let mut list = ManifestListWriter::v2(
-            OutputFile::new(memory.clone(), list_path.clone()).writer().await?,
+            OutputFile::new(memory.clone(), list_path.clone())
+                .writer()
+                .await?,
             snapshot_id,
             parent,
             sequence,
@@ -641,11 +672,15 @@ impl Catalog {
         list.add_manifests(manifests.clone().into_iter())?;
         list.close().await?;
         let list_key = format!("{}/metadata/snap-{snapshot_id}-{token}.avro", def.location);
-        self.lake.put_once(&list_key, memory.read(&list_path).await?).await?;
+        self.lake
+            .put_once(&list_key, memory.read(&list_path).await?)
+            .await?;
 
         let total_files: u64 = manifests
             .iter()
-            .map(|m| u64::from(m.added_files_count.unwrap_or(0) + m.existing_files_count.unwrap_or(0)))
+            .map(|m| {
+                u64::from(m.added_files_count.unwrap_or(0) + m.existing_files_count.unwrap_or(0))
+            })
             .sum();
         let total_rows: u64 = manifests
             .iter()
@@ -689,7 +724,10 @@ impl Catalog {
         .set_branch_snapshot(snapshot, "main")?
         .build()?
         .metadata;
-        if !self.put_version(&def.location, table.version + 1, &next).await? {
+        if !self
+            .put_version(&def.location, table.version + 1, &next)
+            .await?
+        {
             return Ok(None);
         }
         Ok(Some(Committed {
@@ -732,13 +770,21 @@ impl Plan {
 }
 
 /// The per-row partition values of `column` in `batch`.
-fn partition_values(partitioning: &Partitioning, batch: &RecordBatch, column: &str) -> Option<Vec<Option<i32>>> {
+fn partition_values(
+    partitioning: &Partitioning,
+    batch: &RecordBatch,
+    column: &str,
+) -> Option<Vec<Option<i32>>> {
     use arrow_array::{TimestampMicrosecondArray, TimestampMillisecondArray};
     use files::TemporalValue::{Days, Micros};
     let array = batch.column_by_name(column)?;
     let any = array.as_any();
     let values: Vec<Option<files::TemporalValue>> = match array.data_type() {
-        DataType::Date32 => any.downcast_ref::<Date32Array>()?.iter().map(|v| v.map(Days)).collect(),
+        DataType::Date32 => any
+            .downcast_ref::<Date32Array>()?
+            .iter()
+            .map(|v| v.map(Days))
+            .collect(),
         DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => any
             .downcast_ref::<TimestampMillisecondArray>()?
             .iter()
@@ -751,7 +797,12 @@ fn partition_values(partitioning: &Partitioning, batch: &RecordBatch, column: &s
             .collect(),
         _ => return None,
     };
-    Some(values.into_iter().map(|v| v.and_then(|v| partitioning.value_of(v))).collect())
+    Some(
+        values
+            .into_iter()
+            .map(|v| v.and_then(|v| partitioning.value_of(v)))
+            .collect(),
+    )
 }
 
 /// The keys a change brings, to find the rows it replaces.
@@ -764,8 +815,16 @@ struct KeySet {
 fn int_keys(array: &dyn Array) -> Option<Vec<Option<i64>>> {
     let any = array.as_any();
     Some(match array.data_type() {
-        DataType::Int32 => any.downcast_ref::<Int32Array>()?.iter().map(|v| v.map(i64::from)).collect(),
-        DataType::Date32 => any.downcast_ref::<Date32Array>()?.iter().map(|v| v.map(i64::from)).collect(),
+        DataType::Int32 => any
+            .downcast_ref::<Int32Array>()?
+            .iter()
+            .map(|v| v.map(i64::from))
+            .collect(),
+        DataType::Date32 => any
+            .downcast_ref::<Date32Array>()?
+            .iter()
+            .map(|v| v.map(i64::from))
+            .collect(),
         DataType::Int64 => any.downcast_ref::<Int64Array>()?.iter().collect(),
         _ => return None,
     })
@@ -774,7 +833,11 @@ fn int_keys(array: &dyn Array) -> Option<Vec<Option<i64>>> {
 fn string_keys(array: &dyn Array) -> Option<Vec<Option<String>>> {
     let any = array.as_any();
     Some(match array.data_type() {
-        DataType::Utf8 => any.downcast_ref::<StringArray>()?.iter().map(|v| v.map(str::to_string)).collect(),
+        DataType::Utf8 => any
+            .downcast_ref::<StringArray>()?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect(),
         DataType::LargeUtf8 => any
             .downcast_ref::<LargeStringArray>()?
             .iter()
@@ -804,7 +867,11 @@ impl KeySet {
 
     /// Whether a file with these key bounds may hold one of the keys
     /// (unknown bounds: it may).
-    fn may_overlap(&self, low: Option<&iceberg::spec::Datum>, high: Option<&iceberg::spec::Datum>) -> bool {
+    fn may_overlap(
+        &self,
+        low: Option<&iceberg::spec::Datum>,
+        high: Option<&iceberg::spec::Datum>,
+    ) -> bool {
         let as_int = |d: Option<&iceberg::spec::Datum>| match d.map(|d| d.literal()) {
             Some(PrimitiveLiteral::Int(i)) => Some(i64::from(*i)),
             Some(PrimitiveLiteral::Long(l)) => Some(*l),

@@ -1,0 +1,125 @@
+"""Reads Tributary's Iceberg tables with independent readers.
+
+    read.py rows TABLE_DIR [--columns a,b] [--reader pyiceberg|duckdb]
+        the current snapshot's rows as JSON lines
+    read.py query WAREHOUSE_DIR SQL
+        DuckDB over every table under WAREHOUSE_DIR (one view per table,
+        over the data files PyIceberg plans for its current snapshot)
+    read.py describe TABLE_DIR
+        snapshot, file count, average file size and row count as JSON
+
+TABLE_DIR is a table's location (a local path or file:// URL); the newest
+metadata/v<N>.metadata.json is its current version.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+
+def metadata_path(location):
+    path = location[len("file://"):] if location.startswith("file://") else location
+    versions = []
+    for name in glob.glob(os.path.join(path, "metadata", "v*.metadata.json")):
+        match = re.search(r"/v(\d+)\.metadata\.json$", name)
+        if match:
+            versions.append((int(match.group(1)), name))
+    if not versions:
+        sys.exit(f"read.py: no metadata/v<N>.metadata.json under {path}")
+    return max(versions)[1]
+
+
+def load(location):
+    from pyiceberg.table import StaticTable
+
+    return StaticTable.from_metadata(metadata_path(location))
+
+
+def local(path):
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def duckdb_relation(con, table, columns=None):
+    files = [local(task.file.file_path) for task in table.scan().plan_files()]
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    if not files:
+        arrow = table.scan(selected_fields=tuple(columns) if columns else ("*",)).to_arrow()
+        return con.from_arrow(arrow)
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return con.sql(f"select {select} from read_parquet([{listing}], union_by_name = true)")
+
+
+def rows(args):
+    table = load(args.location)
+    columns = args.columns.split(",") if args.columns else None
+    if args.reader == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        arrow = duckdb_relation(con, table, columns).arrow()
+        if hasattr(arrow, "read_all"):
+            arrow = arrow.read_all()
+    else:
+        fields = tuple(columns) if columns else ("*",)
+        arrow = table.scan(selected_fields=fields).to_arrow()
+    for row in arrow.to_pylist():
+        print(json.dumps(row, default=str, sort_keys=True))
+
+
+def describe(args):
+    table = load(args.location)
+    snapshot = table.current_snapshot()
+    files = list(table.scan().plan_files())
+    sizes = [task.file.file_size_in_bytes for task in files]
+    print(json.dumps({
+        "snapshot_id": snapshot.snapshot_id if snapshot else None,
+        "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
+        "operation": str(snapshot.summary.operation.value) if snapshot else None,
+        "snapshots": len(table.metadata.snapshots),
+        "files": len(files),
+        "rows": sum(task.file.record_count for task in files),
+        "average_file_bytes": (sum(sizes) // len(sizes)) if sizes else 0,
+        "partition_fields": [f.name for f in table.spec().fields],
+    }, sort_keys=True))
+
+
+def query(args):
+    import duckdb
+
+    con = duckdb.connect()
+    root = local(args.location)
+    for meta in sorted(glob.glob(os.path.join(root, "*", "metadata"))):
+        location = os.path.dirname(meta)
+        name = os.path.basename(location)
+        relation = duckdb_relation(con, load(location))
+        relation.create_view(name)
+    result = con.sql(args.sql)
+    if result is None:
+        return
+    print(result)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("rows")
+    r.add_argument("location")
+    r.add_argument("--columns")
+    r.add_argument("--reader", choices=["pyiceberg", "duckdb"], default="pyiceberg")
+    r.set_defaults(run=rows)
+    d = sub.add_parser("describe")
+    d.add_argument("location")
+    d.set_defaults(run=describe)
+    q = sub.add_parser("query")
+    q.add_argument("location")
+    q.add_argument("sql")
+    q.set_defaults(run=query)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
