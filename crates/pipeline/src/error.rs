@@ -51,6 +51,10 @@ pub enum Error {
     #[error(transparent)]
     Lake(#[from] tributary_lake::Error),
 
+    /// An Iceberg table of the processed lake could not be read or committed.
+    #[error(transparent)]
+    Iceberg(#[from] tributary_iceberg::Error),
+
     /// Transforming or loading the warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] tributary_warehouse::Error),
@@ -169,6 +173,9 @@ impl Error {
                 | Error::Lake(tributary_lake::Error::ConflictingObject { .. })
                 | Error::Lake(tributary_lake::Error::CorruptManifest { .. })
                 | Error::Lake(tributary_lake::Error::InvalidUrl { .. })
+                | Error::Iceberg(tributary_iceberg::Error::Schema { .. })
+                | Error::Iceberg(tributary_iceberg::Error::Unsupported { .. })
+                | Error::Iceberg(tributary_iceberg::Error::Metadata { .. })
                 | Error::Warehouse(tributary_warehouse::Error::Orphans { .. })
                 | Error::Warehouse(tributary_warehouse::Error::CorruptState { .. })
         )

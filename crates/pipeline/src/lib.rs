@@ -20,6 +20,7 @@ pub mod db;
 mod error;
 pub mod fx;
 pub mod gz;
+pub mod lakehouse;
 pub mod markets;
 pub mod metrics;
 pub mod reconcile;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tributary_lake::{
     FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys,
     parquet::{decode, decode_batches, decode_column_batches, decode_columns},
-    write_dataset,
+    write_dataset, write_partitioned_dataset,
 };
 use tributary_warehouse::{
     WarehouseTable,
@@ -110,6 +110,8 @@ pub struct TransformReport {
     /// of one fact table overlap with its Parquet encoding, which runs on
     /// another thread ("waiting for the encoder" is the part that did not).
     pub phases: Vec<(String, Duration)>,
+    /// What the publication to the Iceberg tables did after the run.
+    pub published: Option<crate::lakehouse::PublishReport>,
 }
 
 impl TransformReport {
@@ -136,11 +138,19 @@ pub async fn transform(
     request: &TransformRequest,
     alerts: &dyn Alerts,
 ) -> Result<TransformReport> {
-    STAGE
+    let mut report = STAGE
         .run(alerts, |run_id| async move {
             transform_run(raw, processed, request, alerts, &run_id).await
         })
-        .await
+        .await?;
+    // The tables catch up with every committed manifest, this run's and any
+    // an earlier failed publication left.
+    let published = crate::lakehouse::STAGE
+        .run(alerts, |_| crate::lakehouse::publish(processed))
+        .await?;
+    report.phases.push(("publish iceberg tables".into(), published.elapsed));
+    report.published = Some(published);
+    Ok(report)
 }
 
 async fn transform_run(
@@ -173,6 +183,7 @@ async fn transform_run(
         repeats: BTreeMap::new(),
         elapsed: Duration::ZERO,
         phases: Vec::new(),
+        published: None,
     };
     let mut lap = started;
     if report.inputs.is_empty() {
@@ -438,8 +449,8 @@ async fn transform_facts(
         transformer
     };
     let looked_up = Instant::now();
-    let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
-    let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
+    let (sender, receiver) = mpsc::channel::<(i64, RecordBatch)>(2);
+    let writer = spawn_month_writer(out.processed, table, out.date, out.run_id, receiver);
     let (mut decoding, mut transforming, mut waiting) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut quarantine = Vec::new();
@@ -458,8 +469,10 @@ async fn transform_facts(
                 quarantine.extend(facts.quarantine);
                 let sending = Instant::now();
                 transforming += sending - transformed;
-                if facts.facts.num_rows() > 0 && sender.send(facts.facts).await.is_err() {
-                    return Ok(());
+                for part in by_month(&facts.facts, BUSINESS_DATE)? {
+                    if sender.send(part).await.is_err() {
+                        return Ok(());
+                    }
                 }
                 waiting += sending.elapsed();
             }
@@ -590,6 +603,83 @@ fn spawn_writer(
         .await?;
         Ok(written.files)
     })
+}
+
+/// The business date of every fact: its files hold one month of it each,
+/// the partitions of the facts' Iceberg tables.
+const BUSINESS_DATE: &str = "created_date";
+
+/// Like [`spawn_writer`], for batches labelled with their month: a file holds
+/// one month only.
+fn spawn_month_writer(
+    processed: &Lake,
+    table: &'static WarehouseTable,
+    date: NaiveDate,
+    run_id: &RunId,
+    receiver: mpsc::Receiver<(i64, RecordBatch)>,
+) -> tokio::task::JoinHandle<Result<Vec<FileEntry>>> {
+    let run = run_id.clone();
+    let lake = processed.clone();
+    tokio::spawn(async move {
+        let written = write_partitioned_dataset(
+            lake,
+            table.name.to_string(),
+            table.arrow_schema(),
+            1_048_576,
+            move |part| keys::processed_warehouse_file(table.name, date, &run, part),
+            receiver,
+        )
+        .await?;
+        Ok(written.files)
+    })
+}
+
+/// Splits a batch by the calendar month of its date column `column`
+/// (months since 1970-01), months in the order they first appear.
+fn by_month(batch: &RecordBatch, column: &str) -> Result<Vec<(i64, RecordBatch)>> {
+    use arrow_array::{Array, BooleanArray, Date32Array};
+    use chrono::Datelike;
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let dates = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+        .ok_or_else(|| {
+            Error::Lake(tributary_lake::Error::Arrow(
+                arrow_schema::ArrowError::SchemaError(format!(
+                    "{column} is not a date column of the facts"
+                )),
+            ))
+        })?;
+    // Days since 1970-01-01 to days since 0001-01-01 (day 1).
+    const CE_DAYS_AT_EPOCH: i32 = 719_163;
+    let months: Vec<i64> = (0..dates.len())
+        .map(|i| {
+            NaiveDate::from_num_days_from_ce_opt(dates.value(i).saturating_add(CE_DAYS_AT_EPOCH))
+                .map_or(0, |day| {
+                    i64::from(day.year() - 1970) * 12 + i64::from(day.month0())
+                })
+        })
+        .collect();
+    let mut order: Vec<i64> = Vec::new();
+    for m in &months {
+        if !order.contains(m) {
+            order.push(*m);
+        }
+    }
+    if order.len() == 1 {
+        return Ok(vec![(order[0], batch.clone())]);
+    }
+    order
+        .into_iter()
+        .map(|month| {
+            let mask: BooleanArray = months.iter().map(|m| Some(*m == month)).collect();
+            let part = arrow_select::filter::filter_record_batch(batch, &mask)
+                .map_err(|e| Error::Lake(tributary_lake::Error::Arrow(e)))?;
+            Ok((month, part))
+        })
+        .collect()
 }
 
 /// One small batch (a dimension, the calendar) as one processed file.
