@@ -6,16 +6,20 @@
 //! - [`Catalog::commit`] adds a [`Change`] as one snapshot: appended files for
 //!   append-only tables, copy-on-write replacement by key for tables of
 //!   current rows. A change carries a watermark, so it is committed once.
+//! - [`Catalog::compact`] merges small files and [`Catalog::expire`] drops old
+//!   snapshots and the files only they reached; both are safe beside writers.
 //! - Files are the lake's own Parquet; Iceberg metadata points at them, with
 //!   counts, bounds and a partition value read from their footers.
 
 mod error;
 mod files;
+mod maintain;
 mod schema;
 mod table;
 
 pub use error::{Error, Result};
 pub use files::Partitioning;
+pub use maintain::{CompactReport, ExpireReport, MaintainOptions};
 pub use table::{Catalog, Change, Committed, NewFile, Outcome, Rows, Table, TableDef, WATERMARK};
 
 /// Re-exported so callers can read metadata without their own dependency.

@@ -164,7 +164,7 @@ fn metadata_dir(location: &str) -> String {
     format!("{location}/metadata/")
 }
 
-fn version_key(location: &str, version: u64) -> String {
+pub(crate) fn version_key(location: &str, version: u64) -> String {
     format!("{location}/metadata/v{version}.metadata.json")
 }
 
@@ -199,8 +199,29 @@ impl Catalog {
             })
     }
 
-    /// The newest version of the table at `location`, if it exists.
+    /// The newest version of the table at `location`, if it exists: from
+    /// the version hint, checking that no later version exists (two small
+    /// reads), or by listing the metadata when the hint is missing or names
+    /// an expired version.
     pub async fn load(&self, location: &str) -> Result<Option<Table>> {
+        let hint = self
+            .lake
+            .get_opt(&format!("{location}/metadata/version-hint.text"))
+            .await?
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u64>().ok());
+        if let Some(mut version) = hint
+            && let Some(mut bytes) = self.lake.get_opt(&version_key(location, version)).await?
+        {
+            while let Some(next) = self
+                .lake
+                .get_opt(&version_key(location, version + 1))
+                .await?
+            {
+                version += 1;
+                bytes = next;
+            }
+            return Ok(Some(self.parse(location, version, &bytes)?));
+        }
         let mut newest: Option<u64> = None;
         for key in self.lake.list(&metadata_dir(location)).await? {
             let Some(name) = key.rsplit('/').next() else {
@@ -217,13 +238,16 @@ impl Catalog {
         let Some(version) = newest else {
             return Ok(None);
         };
-        let key = version_key(location, version);
-        let bytes = self.lake.get(&key).await?;
-        let metadata = serde_json::from_slice(&bytes).map_err(|source| Error::Metadata {
-            key: key.clone(),
+        let bytes = self.lake.get(&version_key(location, version)).await?;
+        Ok(Some(self.parse(location, version, &bytes)?))
+    }
+
+    fn parse(&self, location: &str, version: u64, bytes: &[u8]) -> Result<Table> {
+        let metadata = serde_json::from_slice(bytes).map_err(|source| Error::Metadata {
+            key: version_key(location, version),
             source,
         })?;
-        Ok(Some(Table { version, metadata }))
+        Ok(Table { version, metadata })
     }
 
     /// The table, created empty if it does not exist yet.
@@ -296,7 +320,7 @@ impl Catalog {
     }
 
     /// Writes version `version` put-if-absent; `false` when it exists.
-    async fn put_version(
+    pub(crate) async fn put_version(
         &self,
         location: &str,
         version: u64,

@@ -310,3 +310,104 @@ async fn concurrent_writers_all_land() {
     assert_eq!(table.version, 13, "v1 plus twelve commits");
     eprintln!("12 commits took {attempts} attempts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_beside_appends_and_expiry_keep_every_row_once() {
+    use tributary_iceberg::MaintainOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_in(dir.path());
+    let catalog = Catalog::new(lake.clone());
+    let def = TableDef {
+        name: "facts".into(),
+        location: "warehouse/facts".into(),
+        schema: schema(),
+        partitioning: Partitioning::Month("created".into()),
+        rows: Rows::Append,
+    };
+    let (nov, dec) = (day(2024, 11, 5), day(2024, 12, 5));
+    // Twenty small files over two months, committed one by one.
+    for n in 0..20 {
+        let created = if n % 2 == 0 { nov } else { dec };
+        let file = put(
+            &lake,
+            &format!("warehouse/facts/run-{n}.parquet"),
+            &[(n, created, "x")],
+        )
+        .await;
+        catalog
+            .commit(&def, &change(vec![file], n as u64 + 1))
+            .await
+            .unwrap();
+    }
+    let options = MaintainOptions {
+        target_file_bytes: 1 << 20,
+        ..MaintainOptions::default()
+    };
+    // Compaction while a writer appends twenty more.
+    let writer = {
+        let (catalog, lake, def) = (catalog.clone(), lake.clone(), def.clone());
+        tokio::spawn(async move {
+            for n in 20..40 {
+                let file = put(
+                    &lake,
+                    &format!("warehouse/facts/run-{n}.parquet"),
+                    &[(n, nov, "y")],
+                )
+                .await;
+                catalog
+                    .commit(&def, &change(vec![file], n as u64 + 1))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let compacted = catalog.compact(&def, &options).await.unwrap();
+    writer.await.unwrap();
+    assert!(
+        compacted.version.is_some() && !compacted.abandoned,
+        "{compacted:?}"
+    );
+    assert!(compacted.rewritten_files >= 20, "{compacted:?}");
+    let ids: Vec<i32> = rows(&catalog, &def.location)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        ids,
+        (0..40).collect::<Vec<_>>(),
+        "every row once, beside the writer"
+    );
+    // A second compaction leaves one file per month.
+    let again = catalog.compact(&def, &options).await.unwrap();
+    assert_eq!(again.files_after, 2, "{again:?}");
+    let table = catalog.load(&def.location).await.unwrap().unwrap();
+    assert_eq!(
+        table.watermark(),
+        Some(40),
+        "compaction carries the watermark"
+    );
+
+    // Expiry: every snapshot but the newest five is old enough.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let expired = catalog.expire(&def, &options, later).await.unwrap();
+    assert!(expired.expired_snapshots > 30, "{expired:?}");
+    assert!(expired.deleted_files > 0, "{expired:?}");
+    // The lake's own files stay: expiry deletes only what Iceberg wrote.
+    for n in 0..40 {
+        assert!(
+            lake.exists(&format!("warehouse/facts/run-{n}.parquet"))
+                .await
+                .unwrap()
+        );
+    }
+    let ids: Vec<i32> = rows(&catalog, &def.location)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(ids, (0..40).collect::<Vec<_>>());
+    if let Some(read) = pyiceberg_rows(&dir.path().join("warehouse/facts")) {
+        assert_eq!(read.len(), 40, "PyIceberg after compaction and expiry");
+    }
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, aws::AmazonS3Builder,
@@ -252,6 +253,39 @@ impl Lake {
             .into_iter()
             .map(|(key, _)| key)
             .collect())
+    }
+
+    /// [`Lake::list`], each key with the time its object was last written.
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let prefix_path = self.path(prefix);
+        let metas: Vec<_> = self.store.list(Some(&prefix_path)).try_collect().await?;
+        let root_parts = self.root.parts().count();
+        let mut keys: Vec<(String, DateTime<Utc>)> = metas
+            .into_iter()
+            .map(|meta| {
+                let key = meta
+                    .location
+                    .parts()
+                    .skip(root_parts)
+                    .map(|part| part.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (key, meta.last_modified)
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes the object at `key` (absent is fine). Only for bookkeeping
+    /// that owns its objects, such as Iceberg table maintenance removing
+    /// files no snapshot references: data named by a manifest is never
+    /// deleted.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// [`Lake::list`], each key with a version tag of its object (size, last

@@ -46,10 +46,7 @@ pub const PUBLISHED_HINT: &str = "_state/iceberg/transform-published";
 /// `warehouse/<name>`, beside the files the transform writes.
 pub fn table_def(table: &WarehouseTable) -> TableDef {
     let (partitioning, rows) = match table.kind {
-        Kind::Fact { .. } => (
-            Partitioning::Month("created_date".into()),
-            Rows::Append,
-        ),
+        Kind::Fact { .. } => (Partitioning::Month("created_date".into()), Rows::Append),
         Kind::Dimension | Kind::History | Kind::Date => {
             (Partitioning::None, Rows::ReplaceByKey(table.key.into()))
         }

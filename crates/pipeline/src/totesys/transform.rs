@@ -148,7 +148,9 @@ pub async fn transform(
     let published = crate::lakehouse::STAGE
         .run(alerts, |_| crate::lakehouse::publish(processed))
         .await?;
-    report.phases.push(("publish iceberg tables".into(), published.elapsed));
+    report
+        .phases
+        .push(("publish iceberg tables".into(), published.elapsed));
     report.published = Some(published);
     Ok(report)
 }
