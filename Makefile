@@ -48,6 +48,7 @@ test-deps:
 	  python3 -m pip install --quiet duckdb || { echo "cannot install duckdb: run 'python3 -m pip install duckdb'" >&2; exit 1; }; }
 	@scripts/dbt.sh --install
 	@scripts/dashboard.sh --install
+	@scripts/iceberg.sh --install
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing chromium (apt-get install chromium): the dashboard test renders pages in it"; \

@@ -5,6 +5,8 @@
     read.py query WAREHOUSE_DIR SQL
         DuckDB over every table under WAREHOUSE_DIR (one view per table,
         over the data files PyIceberg plans for its current snapshot)
+    read.py dump WAREHOUSE_DIR '{"table": ["column", ...]}'
+        several tables by both readers, as one JSON object
     read.py describe TABLE_DIR
         snapshot, file count, average file size and row count as JSON
 
@@ -69,6 +71,23 @@ def rows(args):
         print(json.dumps(row, default=str, sort_keys=True))
 
 
+def dump(args):
+    """Several tables at once, by both readers: {table: {reader: [rows]}}."""
+    import duckdb
+
+    wanted = json.loads(args.tables)
+    con = duckdb.connect()
+    out = {}
+    for name, columns in wanted.items():
+        table = load(os.path.join(local(args.location), name))
+        py = table.scan(selected_fields=tuple(columns)).to_arrow().to_pylist()
+        arrow = duckdb_relation(con, table, columns).arrow()
+        if hasattr(arrow, "read_all"):
+            arrow = arrow.read_all()
+        out[name] = {"pyiceberg": py, "duckdb": arrow.to_pylist()}
+    print(json.dumps(out, default=str, sort_keys=True))
+
+
 def describe(args):
     table = load(args.location)
     snapshot = table.current_snapshot()
@@ -110,6 +129,10 @@ def main():
     r.add_argument("--columns")
     r.add_argument("--reader", choices=["pyiceberg", "duckdb"], default="pyiceberg")
     r.set_defaults(run=rows)
+    m = sub.add_parser("dump")
+    m.add_argument("location", help="the warehouse directory holding the tables")
+    m.add_argument("tables", help='JSON: {"table": ["column", ...], ...}')
+    m.set_defaults(run=dump)
     d = sub.add_parser("describe")
     d.add_argument("location")
     d.set_defaults(run=describe)

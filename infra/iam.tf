@@ -206,6 +206,18 @@ data "aws_iam_policy_document" "transform" {
     resources = [aws_s3_bucket.raw.arn, aws_s3_bucket.processed.arn]
   }
 
+  # Iceberg maintenance ({"maintain": {}}) deletes only what Iceberg wrote:
+  # expired metadata, and compacted or rewritten data no snapshot reaches.
+  # The transform's own files, named by its manifests, stay.
+  statement {
+    sid     = "MaintainIcebergTables"
+    actions = ["s3:DeleteObject"]
+    resources = [
+      "${aws_s3_bucket.processed.arn}/warehouse/*/metadata/*",
+      "${aws_s3_bucket.processed.arn}/warehouse/*/data/*",
+    ]
+  }
+
   statement {
     sid = "SyncCatalog"
     actions = [

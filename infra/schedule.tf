@@ -2,7 +2,9 @@
 #   ingest      EventBridge schedule (var.ingest_schedule), and S3 events of
 #               the landing bucket under var.landing_prefixes (a file drop
 #               runs its file source at once; the schedule takes it too)
-#   transform   S3 event: a raw manifest (_manifests/**.json) was created
+#   transform   S3 event: a raw manifest (_manifests/**.json) was created;
+#               hourly (var.maintain_schedule) with {"maintain": {}}: Iceberg
+#               compaction and snapshot expiry
 #   load        EventBridge schedule (var.load_schedule) and S3 event: a
 #               processed manifest was created (so a load follows a transform
 #               at once instead of at the next tick); once a day
@@ -82,6 +84,28 @@ resource "aws_lambda_permission" "load_from_fx_schedule" {
   function_name  = aws_lambda_function.load.function_name
   principal      = "events.amazonaws.com"
   source_arn     = aws_cloudwatch_event_rule.fx.arn
+  source_account = local.account_id
+}
+
+resource "aws_cloudwatch_event_rule" "maintain" {
+  name                = "${var.name}-maintain"
+  description         = "Compacts and expires the Tributary Iceberg tables (the transform function)"
+  schedule_expression = var.maintain_schedule
+  state               = var.enable_schedules ? "ENABLED" : "DISABLED"
+}
+
+resource "aws_cloudwatch_event_target" "maintain" {
+  rule  = aws_cloudwatch_event_rule.maintain.name
+  arn   = aws_lambda_function.transform.arn
+  input = jsonencode({ maintain = {} })
+}
+
+resource "aws_lambda_permission" "transform_from_maintain_schedule" {
+  statement_id   = "AllowEventBridgeMaintainSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.transform.function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.maintain.arn
   source_account = local.account_id
 }
 

@@ -151,6 +151,12 @@ variable "fx_schedule" {
   default     = "cron(0 17 * * ? *)"
 }
 
+variable "maintain_schedule" {
+  description = "EventBridge schedule expression of the Iceberg maintenance (the transform function with {\"maintain\": {}}): compaction of small files into 128 MB files and expiry of snapshots older than a day."
+  type        = string
+  default     = "rate(1 hour)"
+}
+
 variable "reporting_currency" {
   description = "ISO 4217 code of the currency the warehouse's *_reporting views and aggregates convert amounts into."
   type        = string

@@ -124,6 +124,20 @@ for query in sql/dashboard/*.sql; do
   step "dashboard: $(basename "$query" .sql)"
   psql "$WAREHOUSE_DATABASE_URL" -P pager=off -f "$query"
 done
+step "iceberg: compact the processed lake's tables, then read them with DuckDB through PyIceberg (no warehouse)"
+"$bin" iceberg maintain
+"$bin" iceberg describe
+processed_url="${TRIBUTARY_PROCESSED_URL:-file://$root/.tributary/lake/processed}"
+processed_dir="${processed_url#file://}"
+if scripts/iceberg.sh --install; then
+  scripts/iceberg.sh query "$processed_dir/warehouse" "
+    select c.counterparty_legal_country as country, count(*) as order_versions, sum(f.units_sold) as units
+    from fact_sales_order f join dim_counterparty c on c.counterparty_id = f.counterparty_id
+    group by 1 order by 3 desc limit 5"
+else
+  printf 'iceberg: the readers could not be installed (see above); the tables are in %s\n' "$processed_dir/warehouse"
+fi
+
 step "reconcile: every row version in the source, both lakes and the warehouse, once"
 "$bin" reconcile
 

@@ -1029,6 +1029,16 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
                 "processed/warehouse/fact_sales_order/date=2026-11-30/run.parquet",
             ),
             ("s3:ListBucket", "processed"),
+            // Iceberg maintenance: expired metadata and unreachable data
+            // that Iceberg itself wrote.
+            (
+                "s3:DeleteObject",
+                "processed/warehouse/dim_staff/metadata/snap-1-a.avro",
+            ),
+            (
+                "s3:DeleteObject",
+                "processed/warehouse/fact_sales_order/data/compact-a-0.parquet",
+            ),
             ("sns:Publish", "topic"),
             ("s3:GetObject", "processed/_alerts/transform.json"),
             ("s3:PutObject", "processed/_alerts/transform.json"),
@@ -1859,7 +1869,12 @@ fn triggers(blocks: &[Block]) -> BTreeMap<String, Triggers> {
             &attr(body, "rule").map(text).unwrap_or_default(),
             "aws_cloudwatch_event_rule",
         );
-        if rules.iter().any(|r| scheduled_rules.contains(r.as_str())) {
+        // A schedule that sends its own event (`input`, e.g. the hourly
+        // `{"maintain": {}}`) does other work than the function's default
+        // run, so its next tick retries nothing else.
+        if rules.iter().any(|r| scheduled_rules.contains(r.as_str()))
+            && attr(body, "input").is_none()
+        {
             for function in function_refs(body, "arn") {
                 found.entry(function).or_default().schedule = true;
             }

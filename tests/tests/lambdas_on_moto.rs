@@ -181,7 +181,8 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
     .await;
     assert!(headers.contains_key("x-amz-checksum-sha256"), "{headers:?}");
 
-    // Glue: one table per dataset with the schema's columns and partitions.
+    // Glue: the star schema's tables are Iceberg tables registered at their
+    // current metadata file, with the schema's columns for people browsing.
     let glue = aws_sdk_glue::Client::new(&aws.sdk);
     let table = glue
         .get_table()
@@ -192,6 +193,25 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .expect("fact_sales_order in Glue")
         .table
         .unwrap();
+    let parameters = table.parameters().unwrap();
+    assert_eq!(
+        parameters.get("table_type").map(String::as_str),
+        Some("ICEBERG")
+    );
+    let metadata = &parameters["metadata_location"];
+    let processed_url = &aws.env["TRIBUTARY_PROCESSED_URL"];
+    let catalog = tributary_iceberg::Catalog::new(stack.processed.clone());
+    let current = catalog
+        .load("warehouse/fact_sales_order")
+        .await
+        .unwrap()
+        .expect("the Iceberg table on S3");
+    assert_eq!(
+        metadata,
+        &catalog.metadata_url("warehouse/fact_sales_order", &current),
+        "Glue names the newest version"
+    );
+    assert!(metadata.starts_with(processed_url.as_str()), "{metadata}");
     let sd = table.storage_descriptor().unwrap();
     let columns: HashMap<&str, &str> = sd
         .columns()
@@ -200,11 +220,14 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .collect();
     assert_eq!(columns.get("unit_price"), Some(&"decimal(10,2)"));
     assert_eq!(columns.get("created_date"), Some(&"date"));
-    assert_eq!(table.partition_keys()[0].name(), "date");
+    assert!(
+        table.partition_keys().is_empty(),
+        "Iceberg partitions are hidden"
+    );
     assert!(
         sd.location()
             .unwrap()
-            .ends_with("/warehouse/fact_sales_order/")
+            .ends_with("/warehouse/fact_sales_order")
     );
     let tables = glue
         .get_tables()
@@ -217,14 +240,51 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         tributary_warehouse::WAREHOUSE_TABLES.len(),
         "every warehouse table"
     );
-    let partitions = glue
-        .get_partitions()
-        .database_name(&aws.glue_db)
-        .table_name("fact_sales_order")
-        .send()
+    let rows: u64 = catalog
+        .data_files(&current)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.record_count())
+        .sum();
+    let facts: i64 = stack
+        .warehouse
+        .query_one("SELECT count(*) FROM fact_sales_order", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, facts as u64,
+        "the table's snapshot holds the warehouse's facts"
+    );
+
+    // Maintenance on S3: compaction and expiry, and Glue follows the
+    // compacted version.
+    let maintained = transform_handler(&transform, &json!({"maintain": {}}))
         .await
         .unwrap();
-    assert!(!partitions.partitions().is_empty());
+    assert!(
+        maintained["maintain"]["fact_sales_order"].is_object(),
+        "{maintained}"
+    );
+    let after = catalog
+        .load("warehouse/fact_sales_order")
+        .await
+        .unwrap()
+        .unwrap();
+    let registered = glue
+        .get_table()
+        .database_name(&aws.glue_db)
+        .name("fact_sales_order")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(
+        registered.parameters().unwrap()["metadata_location"],
+        catalog.metadata_url("warehouse/fact_sales_order", &after)
+    );
 
     // A warm function whose connection died (failover, idle timeout)
     // reconnects instead of failing.

@@ -71,6 +71,24 @@ fn storage(location: &str, cols: Vec<Column>) -> StorageDescriptor {
 
 /// The table input for a spec: an external Parquet table, partitioned.
 pub fn table_input(spec: &TableSpec) -> Result<TableInput> {
+    if let Some(metadata) = &spec.iceberg_metadata {
+        // An Iceberg table: Athena reads `table_type` and
+        // `metadata_location`; the columns are for people browsing.
+        return TableInput::builder()
+            .name(&spec.name)
+            .table_type("EXTERNAL_TABLE")
+            .parameters("table_type", "ICEBERG")
+            .parameters("metadata_location", metadata)
+            .parameters("EXTERNAL", "TRUE")
+            .storage_descriptor(
+                StorageDescriptor::builder()
+                    .set_columns(Some(columns(&spec.columns)?))
+                    .location(spec.location.trim_end_matches('/'))
+                    .build(),
+            )
+            .build()
+            .map_err(|e| invalid("TableInput", &e));
+    }
     let partition_keys = spec
         .partition_keys
         .iter()
@@ -168,6 +186,32 @@ impl GlueCatalog {
                 }
                 Err(e) => Err(call("CreateTable", &e)),
             },
+            Some(table) if spec.iceberg_metadata.is_some() => {
+                let registered = table.parameters().and_then(|p| p.get("metadata_location"));
+                if registered == spec.iceberg_metadata.as_ref() {
+                    return Ok(());
+                }
+                let mut input = input;
+                if let Some(previous) = registered {
+                    let mut parameters = input.parameters().cloned().unwrap_or_default();
+                    parameters.insert("previous_metadata_location".into(), previous.clone());
+                    input = TableInput::builder()
+                        .name(&spec.name)
+                        .table_type("EXTERNAL_TABLE")
+                        .set_parameters(Some(parameters))
+                        .set_storage_descriptor(input.storage_descriptor().cloned())
+                        .build()
+                        .map_err(|e| invalid("TableInput", &e))?;
+                }
+                self.client
+                    .update_table()
+                    .database_name(&self.database)
+                    .table_input(input)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| call("UpdateTable", &e))
+            }
             Some(table) => {
                 let current = table.storage_descriptor();
                 let same = current.is_some_and(|sd| {
@@ -332,26 +376,45 @@ mod tests {
     fn table_input_is_an_external_parquet_table_with_partition_keys() {
         let specs = tributary_pipeline::catalog::table_specs(
             "s3://processed",
-            ["warehouse/fact_sales_order/date=2024-02-23/r.parquet"],
+            ["markets/trades/date=2024-02-23/r.parquet"],
         );
         let input = table_input(&specs[0]).unwrap();
-        assert_eq!(input.name(), "fact_sales_order");
+        assert_eq!(input.name(), "markets_trades");
         assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
         let sd = input.storage_descriptor().unwrap();
-        assert_eq!(
-            sd.location(),
-            Some("s3://processed/warehouse/fact_sales_order/")
-        );
+        assert_eq!(sd.location(), Some("s3://processed/markets/trades/"));
         assert_eq!(
             sd.serde_info().unwrap().serialization_library(),
             Some(PARQUET_SERDE)
         );
         assert_eq!(input.partition_keys()[0].name(), "date");
-        let unit_price = sd
-            .columns()
-            .iter()
-            .find(|c| c.name() == "unit_price")
-            .unwrap();
-        assert_eq!(unit_price.r#type(), Some("decimal(10,2)"));
+        let price = sd.columns().iter().find(|c| c.name() == "price").unwrap();
+        assert!(price.r#type().is_some());
+    }
+
+    #[test]
+    fn an_iceberg_spec_is_an_iceberg_table_at_its_metadata() {
+        let spec = TableSpec {
+            name: "dim_staff".into(),
+            location: "s3://processed/warehouse/dim_staff/".into(),
+            columns: vec![("staff_id".into(), "int".into())],
+            partition_keys: Vec::new(),
+            partitions: Vec::new(),
+            iceberg_metadata: Some(
+                "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json".into(),
+            ),
+        };
+        let input = table_input(&spec).unwrap();
+        let parameters = input.parameters().unwrap();
+        assert_eq!(parameters["table_type"], "ICEBERG");
+        assert_eq!(
+            parameters["metadata_location"],
+            "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
+        );
+        assert!(input.partition_keys().is_empty());
+        assert_eq!(
+            input.storage_descriptor().unwrap().location(),
+            Some("s3://processed/warehouse/dim_staff")
+        );
     }
 }

@@ -82,6 +82,9 @@ enum Command {
     /// Make up an Olist marketplace database (all nine tables) for a demo
     /// or a benchmark, or apply a month of its business.
     GenerateOlist(sources::GenerateOlistArgs),
+    /// The processed lake's Apache Iceberg tables: publish pending transform
+    /// manifests, compact and expire (maintain), or describe them.
+    Iceberg(IcebergArgs),
     /// Benchmark floor of the transform, after a first transform: decode the
     /// raw files it read and encode its output again, side by side, no work.
     #[command(hide = true)]
@@ -120,6 +123,35 @@ struct ReplayArgs {
     /// Stop after this long; default: until Ctrl-C.
     #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+}
+
+#[derive(Args)]
+struct IcebergArgs {
+    #[command(subcommand)]
+    command: IcebergCommand,
+    #[command(flatten)]
+    locations: Locations,
+}
+
+#[derive(Subcommand)]
+enum IcebergCommand {
+    /// Commit every transform manifest the tables have not seen (the
+    /// transform does this after each run).
+    Publish,
+    /// Merge small files into files of about --target-mb per partition, then
+    /// expire snapshots older than --keep-hours and delete what only they
+    /// reached.
+    Maintain {
+        /// Target size of a compacted file, in MB.
+        #[arg(long, default_value_t = 128)]
+        target_mb: u64,
+        /// Keep snapshots at least this many hours (time travel, readers of
+        /// a recent snapshot).
+        #[arg(long, default_value_t = 24)]
+        keep_hours: u64,
+    },
+    /// Per table: snapshot, files, average file size, rows.
+    Describe,
 }
 
 #[derive(Subcommand)]
@@ -343,5 +375,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Replay(args) => run_replay(args).await,
         Command::BenchMarkets(args) => bench_markets::run_bench_markets(args).await,
         Command::BenchTransformFloor(args) => stages::run_transform_floor(args).await,
+        Command::Iceberg(args) => stages::run_iceberg(args).await,
     }
 }

@@ -111,6 +111,104 @@ fn print_transform(report: &TransformReport) {
             }
         }
     }
+    if let Some(published) = &report.published
+        && !published.commits.is_empty()
+    {
+        print_published(published);
+    }
+}
+
+fn print_published(published: &tributary_pipeline::lakehouse::PublishReport) {
+    let slowest = published
+        .commits
+        .iter()
+        .map(|c| c.2)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "iceberg: {} commit(s) from processed manifest(s) {:?} in {:.3}s (slowest commit {:.3}s, {} file(s) rewritten by replaces)",
+        published.commits.len(),
+        (published.manifests.first(), published.manifests.last()),
+        published.elapsed.as_secs_f64(),
+        slowest.as_secs_f64(),
+        published.rewritten_files
+    );
+}
+
+/// `tributary iceberg ...`: the processed lake's Iceberg tables.
+pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
+    use tributary_pipeline::lakehouse;
+    let settings = args.locations.settings(&[])?;
+    let processed = settings.processed_lake()?;
+    match args.command {
+        IcebergCommand::Publish => {
+            let published = lakehouse::STAGE
+                .run(&LogAlerts, |_| lakehouse::publish(&processed))
+                .await?;
+            if published.commits.is_empty() {
+                println!("iceberg: every table is up to date");
+            } else {
+                print_published(&published);
+            }
+        }
+        IcebergCommand::Maintain {
+            target_mb,
+            keep_hours,
+        } => {
+            let options = tributary_iceberg::MaintainOptions {
+                target_file_bytes: target_mb * 1024 * 1024,
+                keep_snapshots_for: std::time::Duration::from_secs(keep_hours * 3600),
+                ..Default::default()
+            };
+            let done = lakehouse::MAINTAIN_STAGE
+                .run(&LogAlerts, |_| lakehouse::maintain(&processed, &options))
+                .await?;
+            println!(
+                "{:<26} {:>7} {:>7} {:>10} {:>9} {:>8} {:>8}",
+                "table", "files", "after", "rows", "seconds", "expired", "deleted"
+            );
+            for t in done {
+                println!(
+                    "{:<26} {:>7} {:>7} {:>10} {:>9.3} {:>8} {:>8}",
+                    t.table,
+                    t.compaction.files_before,
+                    t.compaction.files_after,
+                    t.compaction.rows,
+                    t.compaction.millis as f64 / 1000.0,
+                    t.expiry.expired_snapshots,
+                    t.expiry.deleted_files
+                );
+            }
+        }
+        IcebergCommand::Describe => {
+            let catalog = tributary_iceberg::Catalog::new(processed.clone());
+            println!(
+                "{:<26} {:>8} {:>9} {:>7} {:>12} {:>10}  metadata",
+                "table", "version", "snapshots", "files", "avg bytes", "rows"
+            );
+            for table in &tributary_warehouse::tables::WAREHOUSE_TABLES {
+                let def = lakehouse::table_def(table);
+                let Some(current) = catalog.load(&def.location).await? else {
+                    println!("{:<26} (not published yet)", table.name);
+                    continue;
+                };
+                let files = catalog.data_files(&current).await?;
+                let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+                let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+                println!(
+                    "{:<26} {:>8} {:>9} {:>7} {:>12} {:>10}  {}",
+                    table.name,
+                    current.version,
+                    current.metadata.snapshots().len(),
+                    files.len(),
+                    bytes / (files.len() as u64).max(1),
+                    rows,
+                    catalog.metadata_url(&def.location, &current)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `tributary bench-transform-floor`: the transform's floor for benchmarks

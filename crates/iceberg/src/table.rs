@@ -188,6 +188,12 @@ impl Catalog {
         format!("{}/{}", self.lake.url().trim_end_matches('/'), key)
     }
 
+    /// The URL of a table version's metadata file (what a catalog such as
+    /// Glue registers as the table's `metadata_location`).
+    pub fn metadata_url(&self, location: &str, table: &Table) -> String {
+        self.url_of(&version_key(location, table.version))
+    }
+
     /// The key of a URL this catalog wrote.
     pub(crate) fn key_of(&self, url: &str) -> Result<String> {
         let root = format!("{}/", self.lake.url().trim_end_matches('/'));

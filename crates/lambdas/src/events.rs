@@ -109,6 +109,30 @@ pub enum TransformEvent {
     Manifests(Touched),
     /// `{"rebuild": true}`: everything again from the first raw manifest.
     Rebuild,
+    /// `{"maintain": {}}` (the hourly schedule), optionally with
+    /// `target_mb` and `keep_hours`: compaction and expiry of the Iceberg
+    /// tables.
+    Maintain(MaintainRequest),
+}
+
+/// What a `maintain` event may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintainRequest {
+    /// Target size of a compacted file in MB (default 128).
+    #[serde(default = "default_target_mb")]
+    pub target_mb: u64,
+    /// Hours snapshots are kept (default 24).
+    #[serde(default = "default_keep_hours")]
+    pub keep_hours: u64,
+}
+
+fn default_target_mb() -> u64 {
+    128
+}
+
+fn default_keep_hours() -> u64 {
+    24
 }
 
 /// Decodes an S3 event key: `+` is a space and `%XX` a byte.
@@ -198,6 +222,17 @@ pub fn transform_event(event: &Value, raw_prefix: &str) -> Result<TransformEvent
                 r#"transform takes {"rebuild": true} to rebuild"#,
             )),
         };
+    }
+    if let Some(maintain) = event.get("maintain") {
+        let request: MaintainRequest = serde_json::from_value(maintain.clone()).map_err(|e| {
+            Failure::bad_event(format!(
+                r#"transform takes {{"maintain": {{}}}} or {{"maintain": {{"target_mb": 128, "keep_hours": 24}}}}: {e}"#
+            ))
+        })?;
+        if request.target_mb == 0 {
+            return Err(Failure::bad_event("maintain: target_mb must be at least 1"));
+        }
+        return Ok(TransformEvent::Maintain(request));
     }
     if is_schedule(event) || is_empty(event) {
         return Ok(TransformEvent::Manifests(Touched {
@@ -449,6 +484,22 @@ mod tests {
             TransformEvent::Rebuild
         );
         assert!(transform_event(&json!({"rebuild": "yes"}), "").is_err());
+        assert_eq!(
+            transform_event(&json!({"maintain": {}}), "").unwrap(),
+            TransformEvent::Maintain(MaintainRequest {
+                target_mb: 128,
+                keep_hours: 24
+            })
+        );
+        assert_eq!(
+            transform_event(&json!({"maintain": {"target_mb": 64}}), "").unwrap(),
+            TransformEvent::Maintain(MaintainRequest {
+                target_mb: 64,
+                keep_hours: 24
+            })
+        );
+        assert!(transform_event(&json!({"maintain": {"target": 64}}), "").is_err());
+        assert!(transform_event(&json!({"maintain": {"target_mb": 0}}), "").is_err());
         assert!(transform_event(&json!({"Records": []}), "").is_err());
         assert_eq!(decode_s3_key("a+b%2Fc%3D1").unwrap(), "a b/c=1");
         assert!(decode_s3_key("bad%2").is_err());

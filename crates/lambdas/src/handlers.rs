@@ -269,6 +269,7 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
     let raw_prefix = ctx.settings.raw_root.key_prefix();
     let parsed = transform_event(event, raw_prefix)?;
     let (totesys, markets, rebuild) = match &parsed {
+        TransformEvent::Maintain(request) => return maintain_handler(ctx, *request).await,
         TransformEvent::Rebuild => (true, false, true),
         TransformEvent::Manifests(t) => {
             if !t.ignored.is_empty() {
@@ -317,6 +318,46 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         summary["catalog_partitions"] = json!(partitions);
     }
     Ok(summary)
+}
+
+/// `{"maintain": {...}}` on the transform function: compaction and expiry
+/// of every Iceberg table, then the catalog points at their new versions.
+async fn maintain_handler(
+    ctx: &Context,
+    request: crate::events::MaintainRequest,
+) -> Result<Value, Failure> {
+    use tributary_pipeline::lakehouse;
+    let options = tributary_iceberg::MaintainOptions {
+        target_file_bytes: request.target_mb * 1024 * 1024,
+        keep_snapshots_for: std::time::Duration::from_secs(request.keep_hours * 3600),
+        ..Default::default()
+    };
+    let done = lakehouse::MAINTAIN_STAGE
+        .run(ctx.alerts.as_ref(), |_| {
+            lakehouse::maintain(&ctx.processed, &options)
+        })
+        .await?;
+    if ctx.catalog_enabled {
+        let specs = tributary_pipeline::catalog::iceberg_specs(&ctx.processed).await?;
+        ctx.catalog.sync(&specs).await?;
+    }
+    let tables: serde_json::Map<String, Value> = done
+        .iter()
+        .map(|t| {
+            (
+                t.table.to_string(),
+                json!({
+                    "files_before": t.compaction.files_before,
+                    "files_after": t.compaction.files_after,
+                    "rows_rewritten": t.compaction.rows,
+                    "compaction_ms": t.compaction.millis,
+                    "expired_snapshots": t.expiry.expired_snapshots,
+                    "deleted_files": t.expiry.deleted_files,
+                }),
+            )
+        })
+        .collect();
+    Ok(json!({ "maintain": tables }))
 }
 
 /// `load`: every pending processed manifest (totesys, then markets), one

@@ -14,7 +14,6 @@ use tributary_lake::{
     Lake, Manifest, ManifestLog,
     keys::{self, ProcessedDataset},
 };
-use tributary_warehouse::tables::WarehouseTable;
 
 use crate::Result;
 
@@ -32,6 +31,9 @@ pub struct TableSpec {
     pub partition_keys: Vec<String>,
     /// Partitions written: the partition values and their location.
     pub partitions: Vec<PartitionSpec>,
+    /// For an Apache Iceberg table: its current metadata file. Readers plan
+    /// its files from there; it has no Hive partitions.
+    pub iceberg_metadata: Option<String>,
 }
 
 impl TableSpec {
@@ -96,10 +98,9 @@ struct Dataset {
 fn dataset_of(key: &str) -> Option<(Dataset, String, String)> {
     let file = keys::parse_processed(key)?;
     let (name, schema) = match &file.dataset {
-        ProcessedDataset::Warehouse(table) => {
-            let table = WarehouseTable::by_name(table)?;
-            (table.name.to_string(), table.arrow_schema())
-        }
+        // The star schema's tables are Iceberg tables ([`iceberg_specs`]):
+        // directories of run files would show every version of a dimension.
+        ProcessedDataset::Warehouse(_) => return None,
         ProcessedDataset::Trades => (
             "markets_trades".to_string(),
             tributary_markets::rollup::trades_schema(),
@@ -181,6 +182,7 @@ pub fn table_specs<'a>(root_url: &str, keys: impl IntoIterator<Item = &'a str>) 
                     .collect(),
                 partition_keys: vec![dataset.partition_key.to_string()],
                 partitions: Vec::new(),
+                iceberg_metadata: None,
             });
         let location = format!("{root}/{dir}/");
         match spec
@@ -227,6 +229,34 @@ async fn sync_manifests(
     Ok(tables.iter().map(|t| t.partitions.len()).sum())
 }
 
+/// The star schema's Iceberg tables as the catalog registers them: each
+/// at its current metadata file, with its columns for people browsing the
+/// catalog (readers take the schema from the metadata).
+pub async fn iceberg_specs(processed: &Lake) -> Result<Vec<TableSpec>> {
+    let catalog = tributary_iceberg::Catalog::new(processed.clone());
+    let mut specs = Vec::new();
+    for table in &tributary_warehouse::tables::WAREHOUSE_TABLES {
+        let def = crate::lakehouse::table_def(table);
+        let Some(current) = catalog.load(&def.location).await? else {
+            continue;
+        };
+        specs.push(TableSpec {
+            name: table.name.to_string(),
+            location: format!("{}/", catalog.url_of(&def.location)),
+            columns: def
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), hive_type(f.data_type())))
+                .collect(),
+            partition_keys: Vec::new(),
+            partitions: Vec::new(),
+            iceberg_metadata: Some(catalog.metadata_url(&def.location, &current)),
+        });
+    }
+    Ok(specs)
+}
+
 /// What the catalog log remembers: the last manifest registered per log.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CatalogState {
@@ -237,7 +267,7 @@ struct CatalogState {
 /// transform logs) not yet in the catalog, then records how far it got in
 /// the catalog's own log. A failed sync is alerted and left for the next
 /// call, which retries it whether or not anything new was transformed.
-/// Returns the number of partitions named.
+/// Returns the number of partitions and Iceberg tables registered.
 pub async fn sync_pending(
     catalog: &dyn Catalog,
     processed: &Lake,
@@ -279,6 +309,11 @@ async fn sync_pending_run(
             continue;
         }
         partitions += sync_manifests(catalog, processed, root_url, source, first..=latest).await?;
+        if source == Log::Transform {
+            let tables = iceberg_specs(processed).await?;
+            catalog.sync(&tables).await?;
+            partitions += tables.len();
+        }
         state.synced.insert(source.to_string(), latest);
         changed = true;
     }
@@ -309,46 +344,28 @@ mod tests {
         ];
         let specs = table_specs("s3://processed/lake/", keys);
         let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
+        // The star schema's tables are Iceberg tables, not Hive partitions.
         assert_eq!(
             names,
             [
-                "fact_payment",
                 "markets_ohlcv_daily",
                 "markets_ohlcv_history",
                 "markets_trades"
             ]
         );
-        let payment = &specs[0];
+        let trades = &specs[2];
+        assert_eq!(trades.location, "s3://processed/lake/markets/trades/");
+        assert_eq!(trades.partition_keys, ["date"]);
         assert_eq!(
-            payment.location,
-            "s3://processed/lake/warehouse/fact_payment/"
+            trades.partitions,
+            [PartitionSpec {
+                values: vec!["2026-11-22".into()],
+                location: "s3://processed/lake/markets/trades/date=2026-11-22/".into()
+            }]
         );
-        assert_eq!(payment.partition_keys, ["date"]);
-        assert_eq!(
-            payment.partitions,
-            [
-                PartitionSpec {
-                    values: vec!["2024-02-23".into()],
-                    location: "s3://processed/lake/warehouse/fact_payment/date=2024-02-23/".into()
-                },
-                PartitionSpec {
-                    values: vec!["2024-02-24".into()],
-                    location: "s3://processed/lake/warehouse/fact_payment/date=2024-02-24/".into()
-                },
-            ]
-        );
-        let column = |name: &str| {
-            payment
-                .columns
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.as_str())
-        };
-        assert_eq!(column("payment_amount"), Some("decimal(10,2)"));
-        assert_eq!(column("created_date"), Some("date"));
-        assert_eq!(column("paid"), Some("boolean"));
-        assert_eq!(specs[1].partition_keys, ["year"]);
-        assert_eq!(specs[1].partitions[0].values, ["2026"]);
+        assert!(trades.iceberg_metadata.is_none());
+        assert_eq!(specs[0].partition_keys, ["year"]);
+        assert_eq!(specs[0].partitions[0].values, ["2026"]);
     }
 
     #[test]
@@ -389,6 +406,8 @@ mod tests {
     #[test]
     fn hive_types_cover_the_lake_types() {
         assert_eq!(hive_type(&DataType::Utf8), "string");
+        assert_eq!(hive_type(&DataType::Boolean), "boolean");
+        assert_eq!(hive_type(&DataType::Date32), "date");
         assert_eq!(hive_type(&DataType::Int32), "int");
         assert_eq!(hive_type(&DataType::Int64), "bigint");
         assert_eq!(hive_type(&DataType::Decimal128(38, 18)), "decimal(38,18)");
@@ -477,12 +496,14 @@ mod tests {
             .fail
             .store(false, std::sync::atomic::Ordering::SeqCst);
 
-        // The next call registers both logs' manifests although nothing is new.
+        // The next call registers both logs' manifests although nothing is
+        // new (the transform log's dim_date is an Iceberg table, registered
+        // once published: none is here).
         assert_eq!(
             sync_pending(&catalog, &lake, "s3://p", &alerts)
                 .await
                 .unwrap(),
-            2
+            1
         );
         let names: Vec<String> = catalog
             .synced
@@ -491,7 +512,7 @@ mod tests {
             .iter()
             .map(|t| t.name.clone())
             .collect();
-        assert_eq!(names, ["dim_date", "markets_trades"]);
+        assert_eq!(names, ["markets_trades"]);
         // Then only what is new.
         assert_eq!(
             sync_pending(&catalog, &lake, "s3://p", &alerts)
@@ -501,8 +522,8 @@ mod tests {
         );
         commit(
             &lake,
-            Log::Transform,
-            "warehouse/dim_date/date=2024-01-02/c.parquet",
+            Log::MarketsTransform,
+            "markets/trades/date=2024-01-02/c.parquet",
         )
         .await;
         assert_eq!(
@@ -511,7 +532,7 @@ mod tests {
                 .unwrap(),
             1
         );
-        assert_eq!(catalog.synced.lock().unwrap().len(), 3);
+        assert_eq!(catalog.synced.lock().unwrap().len(), 2);
         assert_eq!(alerts.sent().len(), 1);
     }
 

@@ -196,3 +196,43 @@ async fn publish_table(
     }
     Ok(report)
 }
+
+/// The maintenance stage and what to do when it fails.
+pub const MAINTAIN_STAGE: Stage = Stage {
+    name: "maintain",
+    retryable: "the tables are as they were or compacted; the next scheduled maintenance retries",
+    needs_fix: "fix the cause named above; readers are not affected, small files and old snapshots wait for the next run",
+};
+
+/// What maintenance did to one table.
+#[derive(Debug, Clone)]
+pub struct TableMaintenance {
+    /// The table.
+    pub table: &'static str,
+    /// Its compaction.
+    pub compaction: tributary_iceberg::CompactReport,
+    /// Its expiry.
+    pub expiry: tributary_iceberg::ExpireReport,
+}
+
+/// Compacts every table's small files, then expires old snapshots and
+/// deletes the files only they reached, table by table. Safe beside a
+/// transform: each commit retries on a newer version.
+pub async fn maintain(
+    processed: &Lake,
+    options: &tributary_iceberg::MaintainOptions,
+) -> Result<Vec<TableMaintenance>> {
+    let catalog = Catalog::new(processed.clone());
+    let mut out = Vec::new();
+    for table in &WAREHOUSE_TABLES {
+        let def = table_def(table);
+        let compaction = catalog.compact(&def, options).await?;
+        let expiry = catalog.expire(&def, options, chrono::Utc::now()).await?;
+        out.push(TableMaintenance {
+            table: table.name,
+            compaction,
+            expiry,
+        });
+    }
+    Ok(out)
+}
