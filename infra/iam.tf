@@ -225,11 +225,8 @@ data "aws_iam_policy_document" "transform" {
       "glue:CreateDatabase",
       "glue:GetTable",
       "glue:CreateTable",
+      # Each Iceberg table is pointed at its newest metadata file.
       "glue:UpdateTable",
-      "glue:BatchCreatePartition",
-      # A closed day's compacted generation moves its partition.
-      "glue:GetPartition",
-      "glue:UpdatePartition",
     ]
     resources = [
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",

@@ -153,7 +153,7 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         "already transformed: {transformed}"
     );
     assert!(
-        transformed["catalog_partitions"].as_u64().unwrap() > 0,
+        transformed["catalog_tables"].as_u64().unwrap() > 0,
         "the failed sync is retried: {transformed}"
     );
     let loaded = load_handler(&load, &fixture("load-s3.json")).await.unwrap();
@@ -473,7 +473,7 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         json!(6),
         "3 produced + 3 in the fixture, once each: {t}"
     );
-    assert!(t["catalog_partitions"].as_u64().unwrap() >= 2, "{t}");
+    assert!(t["catalog_tables"].as_u64().unwrap() >= 2, "{t}");
     let load = aws.context(Function::Load, &[]).await;
     let l = load_handler(&load, &json!({})).await.unwrap();
     assert_eq!(l["trades"], json!(6), "{l}");
@@ -488,31 +488,40 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         .get(0);
     assert_eq!(count, 5);
     // The fixture's trades are from a closed day (2025-11-22): compacted at
-    // once, and that day's Glue partition points at the compacted generation.
+    // once in the lake's own layout; readers use the Iceberg table.
     assert_eq!(t["markets"]["compacted_days"], json!(1), "{t}");
-    let glue = aws_sdk_glue::Client::new(&aws.sdk);
-    let partition_location = || async {
-        glue.get_partition()
-            .database_name(&aws.glue_db)
-            .table_name("markets_trades")
-            .partition_values("2025-11-22")
-            .send()
-            .await
-            .unwrap()
-            .partition
-            .unwrap()
-            .storage_descriptor
-            .unwrap()
-            .location
-            .unwrap()
+    let processed = Lake::from_url(&aws.env["TRIBUTARY_PROCESSED_URL"]).unwrap();
+    let iceberg = tributary_iceberg::Catalog::new(processed.clone());
+    let trades_of_day = || async {
+        let table = iceberg.load("markets/trades").await.unwrap().unwrap();
+        let mut tids = Vec::new();
+        for file in iceberg.data_files(&table).await.unwrap() {
+            let key = iceberg_key(&processed, file.file_path());
+            let (_, batches) =
+                tributary_lake::parquet::decode(processed.get(&key).await.unwrap()).unwrap();
+            for batch in batches {
+                let symbols = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                let ids = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap();
+                for row in 0..batch.num_rows() {
+                    tids.push((symbols.value(row).to_string(), ids.value(row)));
+                }
+            }
+        }
+        tids.sort();
+        tids
     };
-    let first_generation = partition_location().await;
-    assert!(
-        first_generation.contains("/markets/trades_compacted/date=2025-11-22/gen="),
-        "{first_generation}"
-    );
+    assert_eq!(trades_of_day().await.len(), 6, "every trade once");
 
-    // A late trade for that day: a new generation holding all four trades.
+    // A late trade for that day: the lake makes a new generation; the
+    // Iceberg table gains exactly that trade.
     let late = json!({"symbol": "ETH-BRL", "tid": 78, "traded_at_ms": 1763787700000_i64,
         "price": "18200", "amount": "0.1", "side": "sell"});
     let data = aws_smithy_types::base64::encode(format!("{late}\n").as_bytes());
@@ -530,22 +539,11 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         (json!(1), json!(1)),
         "{t}"
     );
-    let second_generation = partition_location().await;
-    assert_ne!(second_generation, first_generation);
-    let processed = Lake::from_url(&aws.env["TRIBUTARY_PROCESSED_URL"]).unwrap();
-    let key = second_generation
-        .split_once(&format!("{}/", aws.env["TRIBUTARY_PROCESSED_URL"]))
-        .unwrap()
-        .1;
-    let files = processed.list(key).await.unwrap();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let (_, batches) =
-        tributary_lake::parquet::decode(processed.get(&files[0]).await.unwrap()).unwrap();
-    assert_eq!(
-        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-        4,
-        "every trade of the day, once"
-    );
+    let tids = trades_of_day().await;
+    assert_eq!(tids.len(), 7, "{tids:?}");
+    let mut distinct = tids.clone();
+    distinct.dedup();
+    assert_eq!(distinct, tids, "no trade twice");
     let l = load_handler(&load, &json!({})).await.unwrap();
     assert_eq!(
         l["trades"],
@@ -553,14 +551,30 @@ async fn trades_go_through_kinesis_and_the_sink_once_even_when_redelivered() {
         "compacted generations are not loaded again: {l}"
     );
 
+    let glue = aws_sdk_glue::Client::new(&aws.sdk);
     for name in ["markets_trades", "markets_ohlcv_daily"] {
-        glue.get_table()
+        let table = glue
+            .get_table()
             .database_name(&aws.glue_db)
             .name(name)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .table
+            .unwrap();
+        assert_eq!(
+            table.parameters().unwrap()["table_type"],
+            "ICEBERG",
+            "{name}"
+        );
     }
+}
+
+/// The lake key of a file URL the Iceberg metadata names.
+fn iceberg_key(lake: &Lake, url: &str) -> String {
+    url.strip_prefix(&format!("{}/", lake.url().trim_end_matches('/')))
+        .unwrap_or_else(|| panic!("{url} is outside {}", lake.url()))
+        .to_string()
 }
 
 /// What the event source mapping would deliver: every record of the

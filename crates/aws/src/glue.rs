@@ -1,20 +1,13 @@
-//! The Glue Data Catalog: one database, one table per processed dataset,
-//! partitions added as they are written, so Athena needs no crawler.
+//! The Glue Data Catalog: one database, one Apache Iceberg table per
+//! processed dataset, each pointed at its current metadata file, so Athena
+//! reads the tables without a crawler.
 
 use std::{future::Future, pin::Pin};
 
-use aws_sdk_glue::types::{
-    Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
-};
+use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
 use tributary_pipeline::catalog::{Catalog, TableSpec};
 
 use crate::{Error, Result, describe};
-
-const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
-const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
-const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
-/// BatchCreatePartition takes at most 100 partitions per call.
-const PARTITIONS_PER_CALL: usize = 100;
 
 /// Registers tables in one Glue database.
 #[derive(Debug, Clone)]
@@ -54,54 +47,26 @@ fn columns(specs: &[(String, String)]) -> Result<Vec<Column>> {
         .collect()
 }
 
-fn storage(location: &str, cols: Vec<Column>) -> StorageDescriptor {
-    StorageDescriptor::builder()
-        .set_columns(Some(cols))
-        .location(location)
-        .input_format(PARQUET_INPUT)
-        .output_format(PARQUET_OUTPUT)
-        .serde_info(
-            SerDeInfo::builder()
-                .serialization_library(PARQUET_SERDE)
-                .parameters("serialization.format", "1")
-                .build(),
-        )
-        .build()
-}
-
-/// The table input for a spec: an external Parquet table, partitioned.
-pub fn table_input(spec: &TableSpec) -> Result<TableInput> {
-    if let Some(metadata) = &spec.iceberg_metadata {
-        // An Iceberg table: Athena reads `table_type` and
-        // `metadata_location`; the columns are for people browsing.
-        return TableInput::builder()
-            .name(&spec.name)
-            .table_type("EXTERNAL_TABLE")
-            .parameters("table_type", "ICEBERG")
-            .parameters("metadata_location", metadata)
-            .parameters("EXTERNAL", "TRUE")
-            .storage_descriptor(
-                StorageDescriptor::builder()
-                    .set_columns(Some(columns(&spec.columns)?))
-                    .location(spec.location.trim_end_matches('/'))
-                    .build(),
-            )
-            .build()
-            .map_err(|e| invalid("TableInput", &e));
-    }
-    let partition_keys = spec
-        .partition_keys
-        .iter()
-        .map(|k| (k.clone(), "string".to_string()))
-        .collect::<Vec<_>>();
-    TableInput::builder()
+/// The table input for a spec: an external Iceberg table. Athena reads
+/// `table_type` and `metadata_location`; the columns are for people
+/// browsing. `previous` is the metadata file registered before, if any.
+pub fn table_input(spec: &TableSpec, previous: Option<&str>) -> Result<TableInput> {
+    let mut input = TableInput::builder()
         .name(&spec.name)
         .table_type("EXTERNAL_TABLE")
-        .parameters("classification", "parquet")
-        .parameters("EXTERNAL", "TRUE")
-        .parameters("parquet.compression", "ZSTD")
-        .storage_descriptor(storage(&spec.location, columns(&spec.columns)?))
-        .set_partition_keys(Some(columns(&partition_keys)?))
+        .parameters("table_type", "ICEBERG")
+        .parameters("metadata_location", &spec.metadata_location)
+        .parameters("EXTERNAL", "TRUE");
+    if let Some(previous) = previous {
+        input = input.parameters("previous_metadata_location", previous);
+    }
+    input
+        .storage_descriptor(
+            StorageDescriptor::builder()
+                .set_columns(Some(columns(&spec.columns)?))
+                .location(&spec.location)
+                .build(),
+        )
         .build()
         .map_err(|e| invalid("TableInput", &e))
 }
@@ -147,9 +112,8 @@ impl GlueCatalog {
         }
     }
 
-    /// Creates the table, or updates it when its columns or location changed.
+    /// Creates the table, or points it at its new metadata file.
     async fn ensure_table(&self, spec: &TableSpec) -> Result<()> {
-        let input = table_input(spec)?;
         let existing = match self
             .client
             .get_table()
@@ -167,17 +131,17 @@ impl GlueCatalog {
             }
             Err(e) => return Err(call("GetTable", &e)),
         };
-        match existing {
-            None => match self
+        let Some(table) = existing else {
+            return match self
                 .client
                 .create_table()
                 .database_name(&self.database)
-                .table_input(input)
+                .table_input(table_input(spec, None)?)
                 .send()
                 .await
             {
                 Ok(_) => Ok(()),
-                // Another run created it meanwhile.
+                // Another run created it meanwhile: the next sync updates it.
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_already_exists_exception()) =>
@@ -185,165 +149,23 @@ impl GlueCatalog {
                     Ok(())
                 }
                 Err(e) => Err(call("CreateTable", &e)),
-            },
-            Some(table) if spec.iceberg_metadata.is_some() => {
-                let registered = table.parameters().and_then(|p| p.get("metadata_location"));
-                if registered == spec.iceberg_metadata.as_ref() {
-                    return Ok(());
-                }
-                let mut input = input;
-                if let Some(previous) = registered {
-                    let mut parameters = input.parameters().cloned().unwrap_or_default();
-                    parameters.insert("previous_metadata_location".into(), previous.clone());
-                    input = TableInput::builder()
-                        .name(&spec.name)
-                        .table_type("EXTERNAL_TABLE")
-                        .set_parameters(Some(parameters))
-                        .set_storage_descriptor(input.storage_descriptor().cloned())
-                        .build()
-                        .map_err(|e| invalid("TableInput", &e))?;
-                }
-                self.client
-                    .update_table()
-                    .database_name(&self.database)
-                    .table_input(input)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| call("UpdateTable", &e))
-            }
-            Some(table) => {
-                let current = table.storage_descriptor();
-                let same = current.is_some_and(|sd| {
-                    sd.location() == Some(spec.location.as_str())
-                        && sd.columns().len() == spec.columns.len()
-                        && sd
-                            .columns()
-                            .iter()
-                            .zip(&spec.columns)
-                            .all(|(c, (n, t))| c.name() == n && c.r#type() == Some(t.as_str()))
-                });
-                if same {
-                    return Ok(());
-                }
-                self.client
-                    .update_table()
-                    .database_name(&self.database)
-                    .table_input(input)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| call("UpdateTable", &e))
-            }
-        }
-    }
-
-    /// Adds partitions; ones already present are fine.
-    async fn add_partitions(&self, spec: &TableSpec) -> Result<()> {
-        let cols = columns(&spec.columns)?;
-        for chunk in spec.partitions.chunks(PARTITIONS_PER_CALL) {
-            let inputs = chunk
-                .iter()
-                .map(|p| {
-                    PartitionInput::builder()
-                        .set_values(Some(p.values.clone()))
-                        .storage_descriptor(storage(&p.location, cols.clone()))
-                        .build()
-                })
-                .collect();
-            let out = self
-                .client
-                .batch_create_partition()
-                .database_name(&self.database)
-                .table_name(&spec.name)
-                .set_partition_input_list(Some(inputs))
-                .send()
-                .await
-                .map_err(|e| call("BatchCreatePartition", &e))?;
-            // Present partitions keep their place unless the spec puts them
-            // elsewhere than the table's own directory (a closed day's
-            // compacted generation): only those are looked up, so the
-            // partition every run writes to (today's) costs no extra call.
-            for error in out.errors() {
-                let exists = error
-                    .error_detail()
-                    .and_then(|d| d.error_code())
-                    .is_some_and(|c| c == "AlreadyExistsException");
-                let values = error.partition_values();
-                let moved = chunk
-                    .iter()
-                    .find(|p| p.values.as_slice() == values)
-                    .filter(|p| !spec.is_default_location(p));
-                if let (true, Some(partition)) = (exists, moved) {
-                    self.move_partition(spec, partition, &cols).await?;
-                }
-            }
-            let failures: Vec<String> = out
-                .errors()
-                .iter()
-                .filter_map(|e| {
-                    let detail = e.error_detail()?;
-                    let code = detail.error_code().unwrap_or_default();
-                    (code != "AlreadyExistsException").then(|| {
-                        format!(
-                            "{:?}: {} {}",
-                            e.partition_values(),
-                            code,
-                            detail.error_message().unwrap_or_default()
-                        )
-                    })
-                })
-                .collect();
-            if !failures.is_empty() {
-                return Err(Error::Call {
-                    service: "glue",
-                    operation: "BatchCreatePartition",
-                    reason: format!("table {}: {}", spec.name, failures.join("; ")),
-                    retryable: true,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Points an existing partition at the spec's location when it differs.
-    async fn move_partition(
-        &self,
-        spec: &TableSpec,
-        partition: &tributary_pipeline::catalog::PartitionSpec,
-        cols: &[Column],
-    ) -> Result<()> {
-        let current = self
-            .client
-            .get_partition()
-            .database_name(&self.database)
-            .table_name(&spec.name)
-            .set_partition_values(Some(partition.values.clone()))
-            .send()
-            .await
-            .map_err(|e| call("GetPartition", &e))?;
-        let location = current
-            .partition()
-            .and_then(|p| p.storage_descriptor())
-            .and_then(|sd| sd.location());
-        if location == Some(partition.location.as_str()) {
+            };
+        };
+        let registered = table
+            .parameters()
+            .and_then(|p| p.get("metadata_location"))
+            .map(String::as_str);
+        if registered == Some(spec.metadata_location.as_str()) {
             return Ok(());
         }
         self.client
-            .update_partition()
+            .update_table()
             .database_name(&self.database)
-            .table_name(&spec.name)
-            .set_partition_value_list(Some(partition.values.clone()))
-            .partition_input(
-                PartitionInput::builder()
-                    .set_values(Some(partition.values.clone()))
-                    .storage_descriptor(storage(&partition.location, cols.to_vec()))
-                    .build(),
-            )
+            .table_input(table_input(spec, registered)?)
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| call("UpdatePartition", &e))
+            .map_err(|e| call("UpdateTable", &e))
     }
 
     async fn sync_all(&self, tables: &[TableSpec]) -> Result<()> {
@@ -353,7 +175,6 @@ impl GlueCatalog {
         self.ensure_database().await?;
         for spec in tables {
             self.ensure_table(spec).await?;
-            self.add_partitions(spec).await?;
         }
         Ok(())
     }
@@ -373,48 +194,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_input_is_an_external_parquet_table_with_partition_keys() {
-        let specs = tributary_pipeline::catalog::table_specs(
-            "s3://processed",
-            ["markets/trades/date=2024-02-23/r.parquet"],
-        );
-        let input = table_input(&specs[0]).unwrap();
-        assert_eq!(input.name(), "markets_trades");
-        assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
-        let sd = input.storage_descriptor().unwrap();
-        assert_eq!(sd.location(), Some("s3://processed/markets/trades/"));
-        assert_eq!(
-            sd.serde_info().unwrap().serialization_library(),
-            Some(PARQUET_SERDE)
-        );
-        assert_eq!(input.partition_keys()[0].name(), "date");
-        let price = sd.columns().iter().find(|c| c.name() == "price").unwrap();
-        assert!(price.r#type().is_some());
-    }
-
-    #[test]
-    fn an_iceberg_spec_is_an_iceberg_table_at_its_metadata() {
+    fn a_table_is_an_iceberg_table_at_its_metadata() {
         let spec = TableSpec {
             name: "dim_staff".into(),
-            location: "s3://processed/warehouse/dim_staff/".into(),
+            location: "s3://processed/warehouse/dim_staff".into(),
             columns: vec![("staff_id".into(), "int".into())],
-            partition_keys: Vec::new(),
-            partitions: Vec::new(),
-            iceberg_metadata: Some(
-                "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json".into(),
-            ),
+            metadata_location: "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
+                .into(),
         };
-        let input = table_input(&spec).unwrap();
+        let input = table_input(&spec, None).unwrap();
+        assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
         let parameters = input.parameters().unwrap();
         assert_eq!(parameters["table_type"], "ICEBERG");
-        assert_eq!(
-            parameters["metadata_location"],
-            "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
-        );
+        assert_eq!(parameters["metadata_location"], spec.metadata_location);
+        assert!(!parameters.contains_key("previous_metadata_location"));
         assert!(input.partition_keys().is_empty());
+        let sd = input.storage_descriptor().unwrap();
+        assert_eq!(sd.location(), Some("s3://processed/warehouse/dim_staff"));
+        assert_eq!(sd.columns()[0].r#type(), Some("int"));
+        let next = table_input(
+            &spec,
+            Some("s3://processed/warehouse/dim_staff/metadata/v2.metadata.json"),
+        )
+        .unwrap();
         assert_eq!(
-            input.storage_descriptor().unwrap().location(),
-            Some("s3://processed/warehouse/dim_staff")
+            next.parameters().unwrap()["previous_metadata_location"],
+            "s3://processed/warehouse/dim_staff/metadata/v2.metadata.json"
         );
     }
 }

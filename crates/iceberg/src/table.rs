@@ -12,7 +12,7 @@
 //! memory and stored in the lake with the same put-if-absent writes.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::Instant,
 };
@@ -52,8 +52,11 @@ pub enum Rows {
     /// Every file adds rows; nothing is replaced (facts, events).
     Append,
     /// A file's rows replace every row of the same key (current rows of a
-    /// dimension, the whole history of an entity): copy-on-write.
-    ReplaceByKey(String),
+    /// dimension, the whole history of an entity): copy-on-write. The key
+    /// is one column or several (a composite key, e.g. symbol and day).
+    ReplaceByKey(Vec<String>),
+    /// Each change is the whole table (a snapshot): it replaces every row.
+    Snapshot,
 }
 
 /// What a table is: its place, its columns, its partitioning and how rows
@@ -286,7 +289,8 @@ impl Catalog {
                 "tributary.rows".to_string(),
                 match &def.rows {
                     Rows::Append => "append".to_string(),
-                    Rows::ReplaceByKey(k) => format!("replace-by-key:{k}"),
+                    Rows::ReplaceByKey(k) => format!("replace-by-key:{}", k.join(",")),
+                    Rows::Snapshot => "snapshot".to_string(),
                 },
             ),
         ]);
@@ -520,6 +524,13 @@ impl Catalog {
             let plan = match &def.rows {
                 Rows::Append => Plan::append(self.manifests(&table).await?, added),
                 Rows::ReplaceByKey(key) => self.plan_replace(def, &table, key, added).await?,
+                Rows::Snapshot => {
+                    let mut plan = Plan::append(Vec::new(), added);
+                    for manifest in &self.manifests(&table).await? {
+                        plan.removed += self.live_files(manifest).await?.len() as u64;
+                    }
+                    plan
+                }
             };
             let mut properties = change.properties.clone();
             if let Some(w) = change.watermark.or(table.watermark()) {
@@ -545,18 +556,26 @@ impl Catalog {
         &self,
         def: &TableDef,
         table: &Table,
-        key: &str,
+        columns: &[String],
         added: Vec<DataFile>,
     ) -> Result<Plan> {
         let manifests = self.manifests(table).await?;
+        let key = columns
+            .first()
+            .map(String::as_str)
+            .ok_or_else(|| Error::Schema {
+                table: def.name.clone(),
+                reason: "a replace by key needs a key column".into(),
+            })?;
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
         let mut incoming = KeySet::default();
         for file in &added {
             let (_, batches) = lake_parquet::decode_columns(
                 self.lake.get(&self.key_of(file.file_path())?).await?,
-                &[key],
+                &names,
             )?;
             for batch in &batches {
-                incoming.extend(def, key, batch.column(0).as_ref())?;
+                incoming.extend(def, columns, batch)?;
             }
         }
         let field_id = table
@@ -588,8 +607,7 @@ impl Catalog {
                 let mut survivors = Vec::new();
                 let mut dropped = 0usize;
                 for batch in batches {
-                    let position = arrow.index_of(key)?;
-                    let keep = incoming.keep_mask(batch.column(position).as_ref());
+                    let keep = incoming.keep_mask(columns, &batch)?;
                     dropped += keep.iter().filter(|k| !k.unwrap_or(true)).count();
                     survivors.push(arrow_select::filter::filter_record_batch(&batch, &keep)?);
                 }
@@ -835,11 +853,14 @@ fn partition_values(
     )
 }
 
-/// The keys a change brings, to find the rows it replaces.
+/// The keys a change brings, to find the rows it replaces: the first key
+/// column's values (to skip files by their bounds) and, for a composite
+/// key, every whole key.
 #[derive(Debug, Default)]
 struct KeySet {
     ints: BTreeSet<i64>,
     strings: BTreeSet<String>,
+    composite: HashSet<String>,
 }
 
 fn int_keys(array: &dyn Array) -> Option<Vec<Option<i64>>> {
@@ -877,26 +898,72 @@ fn string_keys(array: &dyn Array) -> Option<Vec<Option<String>>> {
     })
 }
 
+/// One column's keys as text (for composite keys).
+fn text_keys(def: &TableDef, column: &str, array: &dyn Array) -> Result<Vec<Option<String>>> {
+    if let Some(ints) = int_keys(array) {
+        return Ok(ints.into_iter().map(|v| v.map(|v| v.to_string())).collect());
+    }
+    string_keys(array).ok_or_else(|| Error::Schema {
+        table: def.name.clone(),
+        reason: format!(
+            "key column {column} is {}; keys must be integers, dates or text",
+            array.data_type()
+        ),
+    })
+}
+
+/// Every row's whole key (`None` when a part is NULL).
+fn composite_keys(
+    def: &TableDef,
+    columns: &[String],
+    batch: &RecordBatch,
+) -> Result<Vec<Option<String>>> {
+    let mut parts = Vec::with_capacity(columns.len());
+    for column in columns {
+        let array = batch.column_by_name(column).ok_or_else(|| Error::Schema {
+            table: def.name.clone(),
+            reason: format!("key column {column} is not in the file"),
+        })?;
+        parts.push(text_keys(def, column, array.as_ref())?);
+    }
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let mut key = String::new();
+            for part in &parts {
+                key.push_str(part[row].as_deref()?);
+                key.push('\u{1f}');
+            }
+            Some(key)
+        })
+        .collect())
+}
+
 impl KeySet {
-    fn extend(&mut self, def: &TableDef, key: &str, array: &dyn Array) -> Result<()> {
-        if let Some(ints) = int_keys(array) {
-            self.ints.extend(ints.into_iter().flatten());
-        } else if let Some(strings) = string_keys(array) {
-            self.strings.extend(strings.into_iter().flatten());
-        } else {
-            return Err(Error::Schema {
+    fn extend(&mut self, def: &TableDef, columns: &[String], batch: &RecordBatch) -> Result<()> {
+        let first = batch
+            .column_by_name(&columns[0])
+            .ok_or_else(|| Error::Schema {
                 table: def.name.clone(),
-                reason: format!(
-                    "key column {key} is {}; keys must be integers, dates or text",
-                    array.data_type()
-                ),
-            });
+                reason: format!("key column {} is not in the file", columns[0]),
+            })?;
+        if let Some(ints) = int_keys(first.as_ref()) {
+            self.ints.extend(ints.into_iter().flatten());
+        } else {
+            self.strings.extend(
+                text_keys(def, &columns[0], first.as_ref())?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        if columns.len() > 1 {
+            self.composite
+                .extend(composite_keys(def, columns, batch)?.into_iter().flatten());
         }
         Ok(())
     }
 
-    /// Whether a file with these key bounds may hold one of the keys
-    /// (unknown bounds: it may).
+    /// Whether a file with these bounds of the first key column may hold
+    /// one of the keys (unknown bounds: it may).
     fn may_overlap(
         &self,
         low: Option<&iceberg::spec::Datum>,
@@ -927,19 +994,35 @@ impl KeySet {
     }
 
     /// `true` for rows whose key is not replaced.
-    fn keep_mask(&self, array: &dyn Array) -> BooleanArray {
-        if let Some(ints) = int_keys(array) {
-            return ints
+    fn keep_mask(&self, columns: &[String], batch: &RecordBatch) -> Result<BooleanArray> {
+        if columns.len() > 1 {
+            let def = TableDef {
+                name: String::new(),
+                location: String::new(),
+                schema: batch.schema(),
+                partitioning: Partitioning::None,
+                rows: Rows::Append,
+            };
+            return Ok(composite_keys(&def, columns, batch)?
+                .into_iter()
+                .map(|k| Some(k.is_none_or(|k| !self.composite.contains(&k))))
+                .collect());
+        }
+        let Some(array) = batch.column_by_name(&columns[0]) else {
+            return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
+        };
+        if let Some(ints) = int_keys(array.as_ref()) {
+            return Ok(ints
                 .into_iter()
                 .map(|k| Some(k.is_none_or(|k| !self.ints.contains(&k))))
-                .collect();
+                .collect());
         }
-        if let Some(strings) = string_keys(array) {
-            return strings
+        if let Some(strings) = string_keys(array.as_ref()) {
+            return Ok(strings
                 .into_iter()
                 .map(|k| Some(k.is_none_or(|k| !self.strings.contains(&k))))
-                .collect();
+                .collect());
         }
-        BooleanArray::from(vec![true; array.len()])
+        Ok(BooleanArray::from(vec![true; batch.num_rows()]))
     }
 }

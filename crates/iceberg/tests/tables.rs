@@ -197,7 +197,7 @@ async fn a_replace_by_key_keeps_one_current_row_per_key() {
         location: "warehouse/dim".into(),
         schema: schema(),
         partitioning: Partitioning::None,
-        rows: Rows::ReplaceByKey("id".into()),
+        rows: Rows::ReplaceByKey(vec!["id".into()]),
     };
     let d = day(2024, 1, 1);
     let first = put(

@@ -308,14 +308,9 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         });
     }
     if ctx.catalog_enabled {
-        let partitions = sync_pending(
-            ctx.catalog.as_ref(),
-            &ctx.processed,
-            ctx.settings.processed_root.as_str(),
-            ctx.alerts.as_ref(),
-        )
-        .await?;
-        summary["catalog_partitions"] = json!(partitions);
+        let tables =
+            sync_pending(ctx.catalog.as_ref(), &ctx.processed, ctx.alerts.as_ref()).await?;
+        summary["catalog_tables"] = json!(tables);
     }
     Ok(summary)
 }

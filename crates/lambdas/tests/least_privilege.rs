@@ -1045,12 +1045,6 @@ const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "transform",
-        "SyncCatalog",
-        "glue:UpdateTable",
-        "only when a table's columns, location or Iceberg version change; one transform creates each table",
-    ),
-    (
-        "transform",
         "MaintainIcebergTables",
         "s3:DeleteObject",
         "maintenance deletes only files older than an hour or metadata beyond 20 versions; a run here is younger",
@@ -1791,7 +1785,7 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     assert!(transformed["totesys"]["manifest"].is_u64(), "{transformed}");
     assert_eq!(transformed["markets"]["trades"], json!(3), "{transformed}");
     assert!(
-        transformed["catalog_partitions"].as_u64().unwrap_or(0) > 0,
+        transformed["catalog_tables"].as_u64().unwrap_or(0) > 0,
         "{transformed}"
     );
     // Iceberg maintenance under the same role: reads every table's metadata
@@ -1864,8 +1858,8 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
 
     // --- A closed day (the committed fixture's trades, 2025-11-22) is
     // compacted at once; a late trade for it makes a new generation, and the
-    // transform moves that day's Glue partition (GetPartition,
-    // UpdatePartition).
+    // transform points the markets tables in Glue at their new Iceberg
+    // versions (UpdateTable).
     let closed_day = fixture("stream-sink-kinesis.json");
     assert_eq!(sink.succeed(&closed_day, budget).await, sunk);
     let all = json!({});

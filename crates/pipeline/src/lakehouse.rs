@@ -23,7 +23,6 @@ use std::{
 };
 
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 use tributary_iceberg::{Catalog, Change, NewFile, Outcome, Partitioning, Rows, TableDef};
 use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 use tributary_warehouse::tables::{Kind, WAREHOUSE_TABLES, WarehouseTable};
@@ -37,19 +36,23 @@ pub const STAGE: Stage = Stage {
     needs_fix: "fix the cause named above; the transform and the load are not affected, and the next run publishes everything pending",
 };
 
-/// Where the highest processed manifest every table has seen is noted: a
-/// hint that bounds the manifests a publication reads. The tables'
+/// Where the highest transform manifest every star-schema table has seen is
+/// noted: a hint that bounds the manifests a publication reads. The tables'
 /// watermarks are the truth.
 pub const PUBLISHED_HINT: &str = "_state/iceberg/transform-published";
+
+/// The same for the markets transform's tables.
+pub const MARKETS_PUBLISHED_HINT: &str = "_state/iceberg/markets-published";
 
 /// The Iceberg table of a warehouse table, in the processed lake at
 /// `warehouse/<name>`, beside the files the transform writes.
 pub fn table_def(table: &WarehouseTable) -> TableDef {
     let (partitioning, rows) = match table.kind {
         Kind::Fact { .. } => (Partitioning::Month("created_date".into()), Rows::Append),
-        Kind::Dimension | Kind::History | Kind::Date => {
-            (Partitioning::None, Rows::ReplaceByKey(table.key.into()))
-        }
+        Kind::Dimension | Kind::History | Kind::Date => (
+            Partitioning::None,
+            Rows::ReplaceByKey(vec![table.key.into()]),
+        ),
     };
     TableDef {
         name: table.name.into(),
@@ -58,6 +61,78 @@ pub fn table_def(table: &WarehouseTable) -> TableDef {
         partitioning,
         rows,
     }
+}
+
+/// One Iceberg table fed by a processed log: its definition, and the
+/// dataset name its files carry in that log's manifests.
+#[derive(Debug, Clone)]
+pub struct Projected {
+    /// The table.
+    pub def: TableDef,
+    /// `FileEntry::table` of its files.
+    pub dataset: &'static str,
+}
+
+/// The markets transform's tables: trades (append-only, by day of
+/// `traded_at`), daily bars from trades and from candles (current bar per
+/// symbol and day), and the newest CoinCap assets snapshot. The compacted
+/// generations of closed days are not published: they repeat trades the
+/// table has, and Iceberg compaction does their job.
+pub fn markets_defs() -> Vec<Projected> {
+    use tributary_markets::rollup::{assets_schema, history_schema, ohlcv_schema, trades_schema};
+    let bars = || Rows::ReplaceByKey(vec!["symbol".into(), "day".into()]);
+    vec![
+        Projected {
+            def: TableDef {
+                name: "markets_trades".into(),
+                location: "markets/trades".into(),
+                schema: trades_schema(),
+                partitioning: Partitioning::Day("traded_at".into()),
+                rows: Rows::Append,
+            },
+            dataset: "trades",
+        },
+        Projected {
+            def: TableDef {
+                name: "markets_ohlcv_daily".into(),
+                location: "markets/ohlcv_daily".into(),
+                schema: ohlcv_schema(),
+                partitioning: Partitioning::Month("day".into()),
+                rows: bars(),
+            },
+            dataset: "ohlcv_daily",
+        },
+        Projected {
+            def: TableDef {
+                name: "markets_ohlcv_history".into(),
+                location: "markets/ohlcv_history".into(),
+                schema: history_schema(),
+                partitioning: Partitioning::None,
+                rows: bars(),
+            },
+            dataset: "ohlcv_history",
+        },
+        Projected {
+            def: TableDef {
+                name: "markets_assets".into(),
+                location: "markets/assets".into(),
+                schema: assets_schema(),
+                partitioning: Partitioning::None,
+                rows: Rows::Snapshot,
+            },
+            dataset: "assets",
+        },
+    ]
+}
+
+/// Every Iceberg table of the processed lake: the star schema's, then the
+/// markets'.
+pub fn all_defs() -> Vec<TableDef> {
+    WAREHOUSE_TABLES
+        .iter()
+        .map(table_def)
+        .chain(markets_defs().into_iter().map(|p| p.def))
+        .collect()
 }
 
 /// What one publication did.
@@ -75,19 +150,39 @@ pub struct PublishReport {
     pub elapsed: Duration,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RunInputs {
-    inputs: Vec<u64>,
-    rebuild: bool,
+/// Publishes every transform manifest not yet in the star schema's tables.
+pub async fn publish(processed: &Lake) -> Result<PublishReport> {
+    let tables: Vec<Projected> = WAREHOUSE_TABLES
+        .iter()
+        .map(|t| Projected {
+            def: table_def(t),
+            dataset: t.name,
+        })
+        .collect();
+    publish_log(processed, Log::Transform, PUBLISHED_HINT, &tables).await
 }
 
-/// Publishes every transform manifest not yet in the tables.
-pub async fn publish(processed: &Lake) -> Result<PublishReport> {
+/// Publishes every markets transform manifest not yet in the markets tables.
+pub async fn publish_markets(processed: &Lake) -> Result<PublishReport> {
+    publish_log(
+        processed,
+        Log::MarketsTransform,
+        MARKETS_PUBLISHED_HINT,
+        &markets_defs(),
+    )
+    .await
+}
+
+async fn publish_log(
+    processed: &Lake,
+    source: Log,
+    hint_key: &str,
+    tables: &[Projected],
+) -> Result<PublishReport> {
     let started = Instant::now();
-    let log = ManifestLog::new(processed.clone(), Log::Transform);
+    let log = ManifestLog::new(processed.clone(), source);
     let latest = log.latest_seq().await?;
-    let hint: u64 = match processed.get_opt(PUBLISHED_HINT).await? {
+    let hint: u64 = match processed.get_opt(hint_key).await? {
         Some(bytes) => String::from_utf8_lossy(&bytes).trim().parse().unwrap_or(0),
         None => 0,
     };
@@ -96,8 +191,8 @@ pub async fn publish(processed: &Lake) -> Result<PublishReport> {
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let manifests: Vec<Manifest<RunInputs>> = futures_util::stream::iter(hint + 1..=latest)
-        .map(|seq| log.read::<RunInputs>(seq))
+    let manifests: Vec<Manifest<serde_json::Value>> = futures_util::stream::iter(hint + 1..=latest)
+        .map(|seq| log.read::<serde_json::Value>(seq))
         .buffered(16)
         .try_collect::<Vec<_>>()
         .await?
@@ -106,12 +201,12 @@ pub async fn publish(processed: &Lake) -> Result<PublishReport> {
         .collect();
     report.manifests = manifests.iter().map(|m| m.seq).collect();
     let catalog = Catalog::new(processed.clone());
-    let tables = WAREHOUSE_TABLES.iter().map(|table| {
+    let work = tables.iter().map(|table| {
         let catalog = &catalog;
         let manifests = &manifests;
         async move { publish_table(catalog, table, manifests).await }
     });
-    let results: Vec<TableReport> = futures_util::stream::iter(tables)
+    let results: Vec<TableReport> = futures_util::stream::iter(work)
         .buffer_unordered(4)
         .try_collect()
         .await?;
@@ -121,11 +216,12 @@ pub async fn publish(processed: &Lake) -> Result<PublishReport> {
         report.rewritten_files += table.rewritten_files;
     }
     processed
-        .put_replace(PUBLISHED_HINT, bytes::Bytes::from(latest.to_string()))
+        .put_replace(hint_key, bytes::Bytes::from(latest.to_string()))
         .await?;
     report.elapsed = started.elapsed();
     tracing::info!(
         stage = STAGE.name,
+        log = source.name(),
         manifests = report.manifests.len(),
         commits = report.commits.len(),
         already = report.already,
@@ -142,18 +238,49 @@ struct TableReport {
     rewritten_files: u64,
 }
 
+/// The raw manifests a processed manifest consumed, as its state records
+/// them: the totesys transform's `inputs`, the markets transform's last
+/// sink, poll and candle manifests.
+fn raw_manifests(state: &serde_json::Value) -> String {
+    let seqs = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    let inputs = seqs(&state["inputs"]);
+    if let (Some(a), Some(b)) = (inputs.first(), inputs.last()) {
+        return if a == b {
+            format!("totesys:{a}")
+        } else {
+            format!("totesys:{a}-{b}")
+        };
+    }
+    ["sink_seq", "poll_seq", "candles_seq"]
+        .iter()
+        .filter_map(|field| {
+            let seq = state[*field].as_u64()?;
+            let log = match *field {
+                "sink_seq" => Log::MarketsTrades,
+                "poll_seq" => Log::MarketsPoll,
+                _ => Log::MarketsCandles,
+            };
+            Some(format!("{}:..{seq}", log.name()))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 async fn publish_table(
     catalog: &Catalog,
-    table: &WarehouseTable,
-    manifests: &[Manifest<RunInputs>],
+    table: &Projected,
+    manifests: &[Manifest<serde_json::Value>],
 ) -> Result<TableReport> {
-    let def = table_def(table);
     let mut report = TableReport::default();
     for manifest in manifests {
         let files: Vec<NewFile> = manifest
             .files
             .iter()
-            .filter(|f| f.table == table.name)
+            .filter(|f| f.table == table.dataset)
             .map(|f| NewFile {
                 key: f.key.clone(),
                 bytes: f.bytes,
@@ -162,30 +289,30 @@ async fn publish_table(
         if files.is_empty() {
             continue;
         }
-        let inputs = &manifest.state.inputs;
-        let raw = match (inputs.first(), inputs.last()) {
-            (Some(a), Some(b)) if a == b => format!("totesys:{a}"),
-            (Some(a), Some(b)) => format!("totesys:{a}-{b}"),
-            _ => String::new(),
-        };
         let change = Change {
             files,
             watermark: Some(manifest.seq),
             properties: BTreeMap::from([
                 ("tributary.run-id".into(), manifest.run_id.to_string()),
                 ("tributary.processed-seq".into(), manifest.seq.to_string()),
-                ("tributary.raw-manifests".into(), raw),
+                (
+                    "tributary.raw-manifests".into(),
+                    raw_manifests(&manifest.state),
+                ),
                 (
                     "tributary.rebuild".into(),
-                    manifest.state.rebuild.to_string(),
+                    manifest.state["rebuild"]
+                        .as_bool()
+                        .unwrap_or(false)
+                        .to_string(),
                 ),
             ]),
         };
-        match catalog.commit(&def, &change).await? {
+        match catalog.commit(&table.def, &change).await? {
             Outcome::Committed(done) => {
                 report.rewritten_files += done.removed_files;
                 report.commits.push((
-                    table.name.to_string(),
+                    table.def.name.clone(),
                     manifest.seq,
                     Duration::from_millis(done.millis),
                 ));
@@ -208,7 +335,7 @@ pub const MAINTAIN_STAGE: Stage = Stage {
 #[derive(Debug, Clone)]
 pub struct TableMaintenance {
     /// The table.
-    pub table: &'static str,
+    pub table: String,
     /// Its compaction.
     pub compaction: tributary_iceberg::CompactReport,
     /// Its expiry.
@@ -224,12 +351,11 @@ pub async fn maintain(
 ) -> Result<Vec<TableMaintenance>> {
     let catalog = Catalog::new(processed.clone());
     let mut out = Vec::new();
-    for table in &WAREHOUSE_TABLES {
-        let def = table_def(table);
+    for def in all_defs() {
         let compaction = catalog.compact(&def, options).await?;
         let expiry = catalog.expire(&def, options, chrono::Utc::now()).await?;
         out.push(TableMaintenance {
-            table: table.name,
+            table: def.name,
             compaction,
             expiry,
         });

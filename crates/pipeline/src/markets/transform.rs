@@ -85,6 +85,8 @@ pub struct MarketsReport {
     pub compacted_days: u64,
     /// Daily candles of the history written.
     pub history_days: u64,
+    /// What the publication to the markets' Iceberg tables did after the run.
+    pub published: Option<crate::lakehouse::PublishReport>,
 }
 
 /// The markets transform (part of the transform stage) and what to do when it fails.
@@ -101,11 +103,17 @@ pub async fn transform_markets(
     processed: &Lake,
     alerts: &dyn crate::alerts::Alerts,
 ) -> Result<MarketsReport> {
-    STAGE
+    let mut report = STAGE
         .run(alerts, |run_id| async move {
             transform_markets_run(raw, processed, &run_id).await
         })
-        .await
+        .await?;
+    report.published = Some(
+        crate::lakehouse::STAGE
+            .run(alerts, |_| crate::lakehouse::publish_markets(processed))
+            .await?,
+    );
+    Ok(report)
 }
 
 /// The manifest logs the markets transform reads, and how far each has
