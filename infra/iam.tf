@@ -215,6 +215,8 @@ data "aws_iam_policy_document" "transform" {
     resources = [
       "${aws_s3_bucket.processed.arn}/warehouse/*/metadata/*",
       "${aws_s3_bucket.processed.arn}/warehouse/*/data/*",
+      "${aws_s3_bucket.processed.arn}/markets/*/metadata/*",
+      "${aws_s3_bucket.processed.arn}/markets/*/data/*",
     ]
   }
 

@@ -152,7 +152,7 @@ variable "fx_schedule" {
 }
 
 variable "maintain_schedule" {
-  description = "EventBridge schedule expression of the Iceberg maintenance (the transform function with {\"maintain\": {}}): compaction of small files into 128 MB files and expiry of snapshots older than a day."
+  description = "EventBridge schedule expression of the Iceberg maintenance (the transform function with {\"maintain\": {}}): compaction of small files into 128 MB files and expiry of snapshots older than six hours."
   type        = string
   default     = "rate(1 hour)"
 }

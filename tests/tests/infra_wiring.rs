@@ -1039,6 +1039,14 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
                 "s3:DeleteObject",
                 "processed/warehouse/fact_sales_order/data/compact-a-0.parquet",
             ),
+            (
+                "s3:DeleteObject",
+                "processed/markets/trades/metadata/v1.metadata.json",
+            ),
+            (
+                "s3:DeleteObject",
+                "processed/markets/ohlcv_daily/data/cow-a-0.parquet",
+            ),
             ("sns:Publish", "topic"),
             ("s3:GetObject", "processed/_alerts/transform.json"),
             ("s3:PutObject", "processed/_alerts/transform.json"),

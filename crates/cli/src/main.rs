@@ -147,7 +147,7 @@ enum IcebergCommand {
         target_mb: u64,
         /// Keep snapshots at least this many hours (time travel, readers of
         /// a recent snapshot).
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 6)]
         keep_hours: u64,
     },
     /// Per table: snapshot, files, average file size, rows.

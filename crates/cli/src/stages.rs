@@ -161,13 +161,16 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let done = lakehouse::MAINTAIN_STAGE
-                .run(&LogAlerts, |_| lakehouse::maintain(&processed, &options))
+                .run(&LogAlerts, |_| async {
+                    let report = lakehouse::maintain(&processed, &options).await;
+                    report.result().map(|()| report)
+                })
                 .await?;
             println!(
                 "{:<26} {:>7} {:>7} {:>10} {:>9} {:>8} {:>8}",
                 "table", "files", "after", "rows", "seconds", "expired", "deleted"
             );
-            for t in done {
+            for t in done.tables {
                 println!(
                     "{:<26} {:>7} {:>7} {:>10} {:>9.3} {:>8} {:>8}",
                     t.table,

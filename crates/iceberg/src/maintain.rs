@@ -20,7 +20,7 @@ use tributary_lake::parquet::{ParquetEncoder, decode_batches, read_footer};
 
 use crate::{
     Catalog, Error, Result, TableDef, files,
-    table::{LiveFile, Plan, Table, version_key},
+    table::{LiveFile, MAX_BASE_AGE, Plan, Table, version_key},
 };
 
 /// What maintenance aims for.
@@ -29,8 +29,10 @@ pub struct MaintainOptions {
     /// Target size of a compacted file (default 128 MB). Files under three
     /// quarters of it are small and are merged, partition by partition.
     pub target_file_bytes: u64,
-    /// Snapshots younger than this are kept (default one day), so readers
-    /// of a recent snapshot and time travel within a day keep working.
+    /// Snapshots younger than this are kept (default six hours), so
+    /// readers of a recent snapshot and time travel within it keep working.
+    /// A table committed every minute carries every kept snapshot in each
+    /// metadata version, so this also bounds the size of a commit.
     pub keep_snapshots_for: Duration,
     /// At least this many of the newest snapshots are kept (default 5).
     pub keep_snapshots: usize,
@@ -45,7 +47,7 @@ impl Default for MaintainOptions {
     fn default() -> Self {
         Self {
             target_file_bytes: 128 * 1024 * 1024,
-            keep_snapshots_for: Duration::from_secs(24 * 3600),
+            keep_snapshots_for: Duration::from_secs(6 * 3600),
             keep_snapshots: 5,
             orphan_grace: Duration::from_secs(3600),
             keep_versions: 20,
@@ -93,6 +95,16 @@ pub struct ExpireReport {
 }
 
 const COMMIT_ATTEMPTS: u32 = 8;
+
+fn gone(def: &TableDef) -> Error {
+    Error::Schema {
+        table: def.name.clone(),
+        reason: format!(
+            "the table's metadata under {} disappeared during maintenance",
+            def.location
+        ),
+    }
+}
 
 fn partition_key(file: &DataFile) -> String {
     format!("{:?}", file.partition())
@@ -223,11 +235,21 @@ impl Catalog {
                 .cloned()
                 .collect();
             let files_after = (kept.len() + outputs.len()) as u64;
+            if started.elapsed() > MAX_BASE_AGE {
+                // Its first output may be older than expiry's grace period
+                // by the time it commits: give up rather than risk
+                // committing a file expiry deleted as an orphan.
+                report.abandoned = true;
+                tracing::warn!(table = %def.name, "compaction took too long to commit safely; abandoned");
+                break;
+            }
             let plan = Plan {
                 keep: Vec::new(),
                 rewrite: vec![kept],
                 added: outputs.clone(),
                 removed: inputs.len() as u64,
+                removed_rows: report.rows,
+                removed_bytes: report.bytes_read,
                 rewritten_rows: report.rows,
                 operation: Some(Operation::Replace),
             };
@@ -243,7 +265,7 @@ impl Catalog {
                 report.files_after = files_after;
                 break;
             }
-            table = self.load(&def.location).await?.expect("the table exists");
+            table = self.load(&def.location).await?.ok_or_else(|| gone(def))?;
             live = self.all_live(&table).await?;
         }
         report.millis = started.elapsed().as_millis() as u64;
@@ -268,10 +290,13 @@ impl Catalog {
             };
             out.insert(snapshot.manifest_list().to_string());
             for manifest in self.manifests_of(snapshot).await? {
-                for live in self.live_files(&manifest).await? {
-                    out.insert(live.file.file_path().to_string());
+                // Manifests never change: one shared by many snapshots is
+                // read once.
+                if out.insert(manifest.manifest_path.clone()) {
+                    for live in self.live_files(&manifest).await? {
+                        out.insert(live.file.file_path().to_string());
+                    }
                 }
-                out.insert(manifest.manifest_path);
             }
         }
         Ok(out)
@@ -334,11 +359,11 @@ impl Catalog {
                     attempts: attempt,
                 });
             }
-            table = self.load(&def.location).await?.expect("the table exists");
+            table = self.load(&def.location).await?.ok_or_else(|| gone(def))?;
         }
         // Files: everything under metadata/ and data/ that no kept snapshot
         // reaches, except recent versions and young files.
-        let table = self.load(&def.location).await?.expect("the table exists");
+        let table = self.load(&def.location).await?.ok_or_else(|| gone(def))?;
         let ids: Vec<i64> = table
             .metadata
             .snapshots()
@@ -362,7 +387,9 @@ impl Catalog {
                     .and_then(|s| s.strip_suffix(".metadata.json"))
                     .and_then(|s| s.parse::<u64>().ok())
                 {
-                    if v < oldest_version {
+                    // Old enough by number and by time: a writer holding
+                    // it as its base has given up (MAX_BASE_AGE).
+                    if v < oldest_version && modified <= grace {
                         self.lake().delete(&key).await?;
                         report.deleted_files += 1;
                     }

@@ -134,7 +134,16 @@ pub struct Table {
     pub version: u64,
     /// Its metadata.
     pub metadata: TableMetadata,
+    /// When it was read: a commit on a base older than [`MAX_BASE_AGE`]
+    /// reloads first (see [`crate::MaintainOptions::orphan_grace`]).
+    pub loaded_at: Instant,
 }
+
+/// The oldest base a commit may build on. Expiry deletes metadata versions
+/// and unreferenced files only once they are older than an hour (the
+/// orphan grace), so a writer whose base, or whose first new file, is
+/// younger than this cannot have either deleted under it.
+pub const MAX_BASE_AGE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 impl Table {
     /// The watermark of the current snapshot, if any.
@@ -256,7 +265,11 @@ impl Catalog {
             key: version_key(location, version),
             source,
         })?;
-        Ok(Table { version, metadata })
+        Ok(Table {
+            version,
+            metadata,
+            loaded_at: Instant::now(),
+        })
     }
 
     /// The table, created empty if it does not exist yet.
@@ -279,7 +292,27 @@ impl Catalog {
             };
             spec = spec.add_partition_field(field.id, name, transform)?;
         }
+        if let Rows::ReplaceByKey(columns) = &def.rows {
+            for column in columns {
+                match def.schema.field_with_name(column) {
+                    Ok(field) if !field.is_nullable() => {}
+                    _ => {
+                        return Err(Error::Schema {
+                            table: def.name.clone(),
+                            reason: format!(
+                                "key column {column} must be a non-null column: a row with a NULL key could never be replaced"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         let properties = HashMap::from([
+            // The lake's own files are data files of these tables: an
+            // engine's own snapshot expiry or orphan removal (Spark, Athena
+            // VACUUM) must not delete them. Tributary's maintenance deletes
+            // only what Iceberg wrote.
+            ("gc.enabled".to_string(), "false".to_string()),
             ("write.format.default".to_string(), "parquet".to_string()),
             (
                 "write.parquet.compression-codec".to_string(),
@@ -317,6 +350,7 @@ impl Catalog {
             true => Ok(Table {
                 version: 1,
                 metadata,
+                loaded_at: Instant::now(),
             }),
             // Another writer created it first: theirs is the table.
             false => self
@@ -527,7 +561,11 @@ impl Catalog {
                 Rows::Snapshot => {
                     let mut plan = Plan::append(Vec::new(), added);
                     for manifest in &self.manifests(&table).await? {
-                        plan.removed += self.live_files(manifest).await?.len() as u64;
+                        for live in self.live_files(manifest).await? {
+                            plan.removed += 1;
+                            plan.removed_rows += live.file.record_count();
+                            plan.removed_bytes += live.file.file_size_in_bytes();
+                        }
                     }
                     plan
                 }
@@ -617,6 +655,8 @@ impl Catalog {
                 }
                 touched = true;
                 plan.removed += 1;
+                plan.removed_rows += file.file.record_count();
+                plan.removed_bytes += file.file.file_size_in_bytes();
                 let batch = arrow_select::concat::concat_batches(&arrow, &survivors)?;
                 if batch.num_rows() > 0 {
                     let new_key = format!(
@@ -664,6 +704,11 @@ impl Catalog {
         plan: Plan,
         properties: BTreeMap<String, String>,
     ) -> Result<Option<Committed>> {
+        if table.loaded_at.elapsed() > MAX_BASE_AGE {
+            // Too old a base to trust put-if-absent on the next version
+            // (expiry may have deleted it): reload and try again.
+            return Ok(None);
+        }
         let metadata = &table.metadata;
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().as_ref().clone();
@@ -742,6 +787,11 @@ impl Catalog {
             ("added-records".to_string(), added_rows.to_string()),
             ("added-files-size".to_string(), added_bytes.to_string()),
             ("deleted-data-files".to_string(), plan.removed.to_string()),
+            ("deleted-records".to_string(), plan.removed_rows.to_string()),
+            (
+                "removed-files-size".to_string(),
+                plan.removed_bytes.to_string(),
+            ),
             ("total-data-files".to_string(), total_files.to_string()),
             ("total-records".to_string(), total_rows.to_string()),
             ("total-delete-files".to_string(), "0".to_string()),
@@ -799,8 +849,10 @@ pub(crate) struct Plan {
     pub(crate) rewrite: Vec<Vec<LiveFile>>,
     /// New data files.
     pub(crate) added: Vec<DataFile>,
-    /// Data files dropped.
+    /// Data files dropped, their rows and bytes.
     pub(crate) removed: u64,
+    pub(crate) removed_rows: u64,
+    pub(crate) removed_bytes: u64,
     /// Rows copied into new files.
     pub(crate) rewritten_rows: u64,
     /// The operation, when not implied (compaction is a replace).
@@ -928,10 +980,13 @@ fn composite_keys(
     }
     Ok((0..batch.num_rows())
         .map(|row| {
+            // Each part prefixed with its length: no two keys share a text.
             let mut key = String::new();
             for part in &parts {
-                key.push_str(part[row].as_deref()?);
-                key.push('\u{1f}');
+                let value = part[row].as_deref()?;
+                key.push_str(&value.len().to_string());
+                key.push(':');
+                key.push_str(value);
             }
             Some(key)
         })

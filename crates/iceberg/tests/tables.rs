@@ -411,3 +411,52 @@ async fn compaction_beside_appends_and_expiry_keep_every_row_once() {
         assert_eq!(read.len(), 40, "PyIceberg after compaction and expiry");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_key_replaces_only_the_same_pair_and_a_nullable_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_in(dir.path());
+    let catalog = Catalog::new(lake.clone());
+    let def = TableDef {
+        name: "bars".into(),
+        location: "markets/bars".into(),
+        schema: schema(),
+        partitioning: Partitioning::Month("created".into()),
+        rows: Rows::ReplaceByKey(vec!["id".into(), "created".into()]),
+    };
+    let (d1, d2) = (day(2024, 11, 1), day(2024, 11, 2));
+    let first = put(
+        &lake,
+        "markets/bars/1.parquet",
+        &[(1, d1, "a"), (1, d2, "b"), (2, d1, "c")],
+    )
+    .await;
+    catalog.commit(&def, &change(vec![first], 1)).await.unwrap();
+    let late = put(&lake, "markets/bars/2.parquet", &[(1, d2, "B")]).await;
+    catalog.commit(&def, &change(vec![late], 2)).await.unwrap();
+    assert_eq!(
+        rows(&catalog, &def.location).await,
+        vec![
+            (1, "B".to_string()),
+            (1, "a".to_string()),
+            (2, "c".to_string())
+        ],
+        "only (1, day 2) was replaced"
+    );
+    // A key column that may hold NULL could never be replaced: refused.
+    let note_keyed = TableDef {
+        name: "by_note".into(),
+        location: "t/by_note".into(),
+        rows: Rows::ReplaceByKey(vec!["note".into()]),
+        ..def
+    };
+    let error = catalog
+        .load_or_create(&note_keyed)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("note") && error.contains("non-null"),
+        "{error}"
+    );
+}

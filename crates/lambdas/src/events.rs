@@ -122,7 +122,7 @@ pub struct MaintainRequest {
     /// Target size of a compacted file in MB (default 128).
     #[serde(default = "default_target_mb")]
     pub target_mb: u64,
-    /// Hours snapshots are kept (default 24).
+    /// Hours snapshots are kept (default 6).
     #[serde(default = "default_keep_hours")]
     pub keep_hours: u64,
 }
@@ -132,7 +132,7 @@ fn default_target_mb() -> u64 {
 }
 
 fn default_keep_hours() -> u64 {
-    24
+    6
 }
 
 /// Decodes an S3 event key: `+` is a space and `%XX` a byte.
@@ -226,7 +226,7 @@ pub fn transform_event(event: &Value, raw_prefix: &str) -> Result<TransformEvent
     if let Some(maintain) = event.get("maintain") {
         let request: MaintainRequest = serde_json::from_value(maintain.clone()).map_err(|e| {
             Failure::bad_event(format!(
-                r#"transform takes {{"maintain": {{}}}} or {{"maintain": {{"target_mb": 128, "keep_hours": 24}}}}: {e}"#
+                r#"transform takes {{"maintain": {{}}}} or {{"maintain": {{"target_mb": 128, "keep_hours": 6}}}}: {e}"#
             ))
         })?;
         if request.target_mb == 0 {
@@ -488,14 +488,14 @@ mod tests {
             transform_event(&json!({"maintain": {}}), "").unwrap(),
             TransformEvent::Maintain(MaintainRequest {
                 target_mb: 128,
-                keep_hours: 24
+                keep_hours: 6
             })
         );
         assert_eq!(
             transform_event(&json!({"maintain": {"target_mb": 64}}), "").unwrap(),
             TransformEvent::Maintain(MaintainRequest {
                 target_mb: 64,
-                keep_hours: 24
+                keep_hours: 6
             })
         );
         assert!(transform_event(&json!({"maintain": {"target": 64}}), "").is_err());

@@ -327,20 +327,22 @@ async fn maintain_handler(
         keep_snapshots_for: std::time::Duration::from_secs(request.keep_hours * 3600),
         ..Default::default()
     };
-    let done = lakehouse::MAINTAIN_STAGE
-        .run(ctx.alerts.as_ref(), |_| {
-            lakehouse::maintain(&ctx.processed, &options)
-        })
-        .await?;
+    let done = lakehouse::maintain(&ctx.processed, &options).await;
+    // Glue follows whatever versions maintenance committed, even when a
+    // table failed.
     if ctx.catalog_enabled {
         let specs = tributary_pipeline::catalog::iceberg_specs(&ctx.processed).await?;
         ctx.catalog.sync(&specs).await?;
     }
+    lakehouse::MAINTAIN_STAGE
+        .run(ctx.alerts.as_ref(), |_| async { done.result() })
+        .await?;
     let tables: serde_json::Map<String, Value> = done
+        .tables
         .iter()
         .map(|t| {
             (
-                t.table.to_string(),
+                t.table.clone(),
                 json!({
                     "files_before": t.compaction.files_before,
                     "files_after": t.compaction.files_after,

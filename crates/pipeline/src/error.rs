@@ -55,6 +55,10 @@ pub enum Error {
     #[error(transparent)]
     Iceberg(#[from] tributary_iceberg::Error),
 
+    /// Maintenance failed for some tables; the others were maintained.
+    #[error("iceberg maintenance failed for {0}")]
+    Maintenance(String),
+
     /// Transforming or loading the warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] tributary_warehouse::Error),

@@ -182,17 +182,37 @@ async fn publish_log(
     let started = Instant::now();
     let log = ManifestLog::new(processed.clone(), source);
     let latest = log.latest_seq().await?;
-    let hint: u64 = match processed.get_opt(hint_key).await? {
-        Some(bytes) => String::from_utf8_lossy(&bytes).trim().parse().unwrap_or(0),
-        None => 0,
+    let catalog = Catalog::new(processed.clone());
+    let names: Vec<&str> = tables.iter().map(|t| t.def.name.as_str()).collect();
+    // The hint holds for the tables it names; a table added since (or
+    // removed to be recreated) starts from its own watermark.
+    let hint: Option<Hint> = processed
+        .get_opt(hint_key)
+        .await?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|h: &Hint| h.tables == names);
+    let from = match hint {
+        Some(hint) => hint.seq,
+        None => {
+            let mut lowest = latest;
+            for table in tables {
+                let seen = catalog
+                    .load(&table.def.location)
+                    .await?
+                    .and_then(|t| t.watermark())
+                    .unwrap_or(0);
+                lowest = lowest.min(seen);
+            }
+            lowest
+        }
     };
     let mut report = PublishReport::default();
-    if hint >= latest {
+    if from >= latest {
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let manifests: Vec<Manifest<serde_json::Value>> = futures_util::stream::iter(hint + 1..=latest)
-        .map(|seq| log.read::<serde_json::Value>(seq))
+    let manifests: Vec<Manifest<RunState>> = futures_util::stream::iter(from + 1..=latest)
+        .map(|seq| log.read::<RunState>(seq))
         .buffered(16)
         .try_collect::<Vec<_>>()
         .await?
@@ -200,7 +220,6 @@ async fn publish_log(
         .flatten()
         .collect();
     report.manifests = manifests.iter().map(|m| m.seq).collect();
-    let catalog = Catalog::new(processed.clone());
     let work = tables.iter().map(|table| {
         let catalog = &catalog;
         let manifests = &manifests;
@@ -215,8 +234,12 @@ async fn publish_log(
         report.already += table.already;
         report.rewritten_files += table.rewritten_files;
     }
+    let hint = Hint {
+        seq: latest,
+        tables: names.iter().map(|n| n.to_string()).collect(),
+    };
     processed
-        .put_replace(hint_key, bytes::Bytes::from(latest.to_string()))
+        .put_replace(hint_key, bytes::Bytes::from(serde_json::to_vec(&hint)?))
         .await?;
     report.elapsed = started.elapsed();
     tracing::info!(
@@ -231,6 +254,28 @@ async fn publish_log(
     Ok(report)
 }
 
+/// The publication hint: every table named has seen manifest `seq`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Hint {
+    seq: u64,
+    tables: Vec<String>,
+}
+
+/// What publication reads of a processed manifest's state: the raw
+/// manifests it consumed (the rest, such as the version index, is skipped).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RunState {
+    inputs: Vec<u64>,
+    rebuild: bool,
+    sink_seq: Option<u64>,
+    poll_seq: Option<u64>,
+    candles_seq: Option<u64>,
+}
+
+/// Manifests an append-only table takes in one commit when catching up.
+const MANIFESTS_PER_APPEND: usize = 240;
+
 #[derive(Debug, Default)]
 struct TableReport {
     commits: Vec<(String, u64, Duration)>,
@@ -238,73 +283,89 @@ struct TableReport {
     rewritten_files: u64,
 }
 
-/// The raw manifests a processed manifest consumed, as its state records
+/// The raw manifests processed manifests consumed, as their states record
 /// them: the totesys transform's `inputs`, the markets transform's last
 /// sink, poll and candle manifests.
-fn raw_manifests(state: &serde_json::Value) -> String {
-    let seqs = |v: &serde_json::Value| -> Vec<u64> {
-        v.as_array()
-            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default()
-    };
-    let inputs = seqs(&state["inputs"]);
-    if let (Some(a), Some(b)) = (inputs.first(), inputs.last()) {
+fn raw_manifests(states: &[&RunState]) -> String {
+    let inputs: Vec<u64> = states
+        .iter()
+        .flat_map(|s| s.inputs.iter().copied())
+        .collect();
+    if let (Some(a), Some(b)) = (inputs.iter().min(), inputs.iter().max()) {
         return if a == b {
             format!("totesys:{a}")
         } else {
             format!("totesys:{a}-{b}")
         };
     }
-    ["sink_seq", "poll_seq", "candles_seq"]
-        .iter()
-        .filter_map(|field| {
-            let seq = state[*field].as_u64()?;
-            let log = match *field {
-                "sink_seq" => Log::MarketsTrades,
-                "poll_seq" => Log::MarketsPoll,
-                _ => Log::MarketsCandles,
-            };
-            Some(format!("{}:..{seq}", log.name()))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let Some(last) = states.last() else {
+        return String::new();
+    };
+    [
+        (Log::MarketsTrades, last.sink_seq),
+        (Log::MarketsPoll, last.poll_seq),
+        (Log::MarketsCandles, last.candles_seq),
+    ]
+    .iter()
+    .filter_map(|(log, seq)| Some(format!("{}:..{}", log.name(), (*seq)?)))
+    .collect::<Vec<_>>()
+    .join(",")
 }
 
 async fn publish_table(
     catalog: &Catalog,
     table: &Projected,
-    manifests: &[Manifest<serde_json::Value>],
+    manifests: &[Manifest<RunState>],
 ) -> Result<TableReport> {
     let mut report = TableReport::default();
-    for manifest in manifests {
-        let files: Vec<NewFile> = manifest
-            .files
-            .iter()
-            .filter(|f| f.table == table.dataset)
-            .map(|f| NewFile {
-                key: f.key.clone(),
-                bytes: f.bytes,
-            })
-            .collect();
-        if files.is_empty() {
-            continue;
-        }
+    let have = catalog
+        .load(&table.def.location)
+        .await?
+        .and_then(|t| t.watermark())
+        .unwrap_or(0);
+    // Manifests with files for this table, in order. An append-only table
+    // takes consecutive ones in one commit (a catch-up is a few commits,
+    // not one per manifest); a replace takes one manifest at a time, since
+    // a later manifest's rows replace an earlier one's.
+    let pending: Vec<(&Manifest<RunState>, Vec<NewFile>)> = manifests
+        .iter()
+        .filter(|m| m.seq > have)
+        .map(|m| {
+            let files: Vec<NewFile> = m
+                .files
+                .iter()
+                .filter(|f| f.table == table.dataset)
+                .map(|f| NewFile {
+                    key: f.key.clone(),
+                    bytes: f.bytes,
+                })
+                .collect();
+            (m, files)
+        })
+        .filter(|(_, files)| !files.is_empty())
+        .collect();
+    let per_commit = match table.def.rows {
+        Rows::Append => MANIFESTS_PER_APPEND,
+        _ => 1,
+    };
+    for group in pending.chunks(per_commit) {
+        let (first, last) = (group[0].0, group[group.len() - 1].0);
+        let states: Vec<&RunState> = group.iter().map(|(m, _)| &m.state).collect();
+        let seqs = if first.seq == last.seq {
+            last.seq.to_string()
+        } else {
+            format!("{}-{}", first.seq, last.seq)
+        };
         let change = Change {
-            files,
-            watermark: Some(manifest.seq),
+            files: group.iter().flat_map(|(_, f)| f.iter().cloned()).collect(),
+            watermark: Some(last.seq),
             properties: BTreeMap::from([
-                ("tributary.run-id".into(), manifest.run_id.to_string()),
-                ("tributary.processed-seq".into(), manifest.seq.to_string()),
-                (
-                    "tributary.raw-manifests".into(),
-                    raw_manifests(&manifest.state),
-                ),
+                ("tributary.run-id".into(), last.run_id.to_string()),
+                ("tributary.processed-seq".into(), seqs),
+                ("tributary.raw-manifests".into(), raw_manifests(&states)),
                 (
                     "tributary.rebuild".into(),
-                    manifest.state["rebuild"]
-                        .as_bool()
-                        .unwrap_or(false)
-                        .to_string(),
+                    states.iter().any(|s| s.rebuild).to_string(),
                 ),
             ]),
         };
@@ -313,7 +374,7 @@ async fn publish_table(
                 report.rewritten_files += done.removed_files;
                 report.commits.push((
                     table.def.name.clone(),
-                    manifest.seq,
+                    last.seq,
                     Duration::from_millis(done.millis),
                 ));
             }
@@ -342,23 +403,59 @@ pub struct TableMaintenance {
     pub expiry: tributary_iceberg::ExpireReport,
 }
 
+/// What one maintenance run did.
+#[derive(Debug, Clone, Default)]
+pub struct MaintainReport {
+    /// The tables maintained.
+    pub tables: Vec<TableMaintenance>,
+    /// The tables that failed, with the error; the others went on.
+    pub failed: Vec<(String, String)>,
+}
+
+impl MaintainReport {
+    /// `Err` naming every table that failed.
+    pub fn result(&self) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::Maintenance(
+            self.failed
+                .iter()
+                .map(|(t, e)| format!("{t}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+}
+
 /// Compacts every table's small files, then expires old snapshots and
-/// deletes the files only they reached, table by table. Safe beside a
-/// transform: each commit retries on a newer version.
+/// deletes the files only they reached, table by table; a table that fails
+/// is reported and the others go on. Safe beside a transform: each commit
+/// retries on a newer version.
 pub async fn maintain(
     processed: &Lake,
     options: &tributary_iceberg::MaintainOptions,
-) -> Result<Vec<TableMaintenance>> {
+) -> MaintainReport {
     let catalog = Catalog::new(processed.clone());
-    let mut out = Vec::new();
+    let mut report = MaintainReport::default();
     for def in all_defs() {
-        let compaction = catalog.compact(&def, options).await?;
-        let expiry = catalog.expire(&def, options, chrono::Utc::now()).await?;
-        out.push(TableMaintenance {
-            table: def.name,
-            compaction,
-            expiry,
-        });
+        let done = async {
+            let compaction = catalog.compact(&def, options).await?;
+            let expiry = catalog.expire(&def, options, chrono::Utc::now()).await?;
+            Ok::<_, tributary_iceberg::Error>((compaction, expiry))
+        }
+        .await;
+        match done {
+            Ok((compaction, expiry)) => report.tables.push(TableMaintenance {
+                table: def.name,
+                compaction,
+                expiry,
+            }),
+            Err(error) => {
+                tracing::error!(stage = MAINTAIN_STAGE.name, table = %def.name, %error, "maintenance failed");
+                report.failed.push((def.name, error.to_string()));
+            }
+        }
     }
-    Ok(out)
+    report
 }
