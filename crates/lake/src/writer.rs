@@ -2,8 +2,9 @@
 //!
 //! Encoding runs on a blocking thread fed by a bounded channel, so the
 //! producer (a database COPY, a transform) and the encoder use both cores,
-//! and at most one file is held in memory: a file is rolled and uploaded once
-//! it reaches `file_rows` rows.
+//! and at most `file_rows` rows are held in memory: a file is rolled and
+//! uploaded once it reaches `file_rows` rows. A partitioned write fills up
+//! to four files at once within that same bound.
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -51,8 +52,9 @@ pub(crate) const OPEN_PARTITIONS: usize = 4;
 
 /// [`write_dataset`] for batches labelled with a partition: a file holds one
 /// label only. Up to [`OPEN_PARTITIONS`] files are filled at once (a fan-out
-/// writer with bounded memory), so interleaved labels do not make a file per
-/// switch.
+/// writer), so interleaved labels do not make a file per switch; memory
+/// stays within one file's: when the open files hold `file_rows` rows
+/// together, the largest is written.
 pub async fn write_partitioned_dataset(
     lake: Lake,
     table: String,
@@ -93,10 +95,16 @@ pub async fn write_partitioned_dataset(
                 }
             };
             current.write(&batch)?;
-            if current.rows() >= file_rows
-                && let Some(full) = open.remove(&label)
-            {
-                upload(full, &mut out)?;
+            let held: u64 = open.values().map(ParquetEncoder::rows).sum();
+            if held >= file_rows {
+                let largest = open
+                    .iter()
+                    .max_by_key(|(_, e)| e.rows())
+                    .map(|(l, _)| *l)
+                    .expect("open partitions");
+                if let Some(full) = open.remove(&largest) {
+                    upload(full, &mut out)?;
+                }
             }
         }
         for (_, last) in std::mem::take(&mut open) {
@@ -185,6 +193,36 @@ mod tests {
         // 1 (20 rows) for label 5, then one of 10 rows for label 1 again;
         // the four left are written at the end.
         assert_eq!(rows, [20, 10, 10, 10, 10, 10], "{rows:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_partitions_together_hold_at_most_file_rows() {
+        let lake = Lake::from_url("memory://").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, false)]));
+        let (tx, rx) = mpsc::channel(2);
+        let writer = tokio::spawn(write_partitioned_dataset(
+            lake.clone(),
+            "numbers".into(),
+            schema.clone(),
+            100,
+            |part| format!("numbers/{part}.parquet"),
+            rx,
+        ));
+        // Two months interleaved, 30 rows at a time: 240 rows.
+        for n in 0..8 {
+            let ids = Int32Array::from_iter_values(n * 30..n * 30 + 30);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
+            tx.send((i64::from(n % 2), batch)).await.unwrap();
+        }
+        drop(tx);
+        let written = writer.await.unwrap().unwrap();
+        let rows: Vec<u64> = written.files.iter().map(|f| f.rows).collect();
+        assert_eq!(written.rows, 240);
+        // Each time the two open files reach 100 rows together, the larger
+        // is written (label 1 at 60 of 120, then label 0 at 90 of 120); the
+        // last two at the end.
+        assert!(rows.iter().all(|r| *r <= 100), "{rows:?}");
+        assert_eq!(rows, [60, 90, 30, 60], "{rows:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
