@@ -7,6 +7,9 @@
         over the data files PyIceberg plans for its current snapshot)
     read.py dump WAREHOUSE_DIR '{"table": ["column", ...]}'
         several tables by both readers, as one JSON object
+    read.py glue DATABASE '{"table": ["column", ...]}'
+        tables through the Glue Data Catalog (moto_server when
+        AWS_ENDPOINT_URL is set), as PyIceberg reads them
     read.py describe TABLE_DIR
         snapshot, file count, average file size and row count as JSON
 
@@ -88,6 +91,31 @@ def dump(args):
     print(json.dumps(out, default=str, sort_keys=True))
 
 
+def glue(args):
+    """Tables through the Glue Data Catalog (AWS, or moto_server at
+    AWS_ENDPOINT_URL): {table: [rows]} as PyIceberg reads them."""
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    properties = {"glue.region": region, "s3.region": region}
+    for prefix in ("glue", "s3"):
+        if endpoint:
+            properties[f"{prefix}.endpoint"] = endpoint
+        if os.environ.get("AWS_ACCESS_KEY_ID"):
+            properties[f"{prefix}.access-key-id"] = os.environ["AWS_ACCESS_KEY_ID"]
+            properties[f"{prefix}.secret-access-key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    catalog = GlueCatalog("tributary", **properties)
+    out = {}
+    for name, columns in json.loads(args.tables).items():
+        table = catalog.load_table((args.database, name))
+        out[name] = {
+            "metadata": table.metadata_location,
+            "rows": table.scan(selected_fields=tuple(columns)).to_arrow().to_pylist(),
+        }
+    print(json.dumps(out, default=str, sort_keys=True))
+
+
 def describe(args):
     table = load(args.location)
     snapshot = table.current_snapshot()
@@ -133,6 +161,10 @@ def main():
     m.add_argument("location", help="the warehouse directory holding the tables")
     m.add_argument("tables", help='JSON: {"table": ["column", ...], ...}')
     m.set_defaults(run=dump)
+    g = sub.add_parser("glue")
+    g.add_argument("database", help="the Glue database")
+    g.add_argument("tables", help='JSON: {"table": ["column", ...], ...}')
+    g.set_defaults(run=glue)
     d = sub.add_parser("describe")
     d.add_argument("location")
     d.set_defaults(run=describe)

@@ -258,6 +258,48 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         "the table's snapshot holds the warehouse's facts"
     );
 
+    // PyIceberg, an independent reader, finds every table through Glue on
+    // moto and reads it from S3: the warehouse's rows, every table.
+    let wanted: std::collections::BTreeMap<&str, Vec<&str>> = tributary_warehouse::WAREHOUSE_TABLES
+        .iter()
+        .map(|t| (t.name, vec![t.key]))
+        .collect();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/iceberg.sh");
+    let output = std::process::Command::new(script)
+        .args([
+            "glue",
+            &aws.glue_db,
+            &serde_json::to_string(&wanted).unwrap(),
+        ])
+        .output()
+        .expect("run scripts/iceberg.sh glue");
+    assert!(
+        output.status.success(),
+        "PyIceberg through Glue: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for table in &tributary_warehouse::WAREHOUSE_TABLES {
+        let rows: i64 = stack
+            .warehouse
+            .query_one(&format!("SELECT count(*) FROM {}", table.name), &[])
+            .await
+            .unwrap()
+            .get(0);
+        let through_glue = read[table.name]["rows"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            through_glue as i64, rows,
+            "{}: PyIceberg through Glue vs the warehouse",
+            table.name
+        );
+        assert!(
+            read[table.name]["metadata"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(processed_url.as_str())),
+            "{read}"
+        );
+    }
+
     // Maintenance on S3: compaction and expiry, and Glue follows the
     // compacted version.
     let maintained = transform_handler(&transform, &json!({"maintain": {}}))
