@@ -8,7 +8,7 @@ SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 CARGO ?= cargo
 
-.PHONY: demo dashboard dashboard-screenshots test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-sources bench-pipeline bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
+.PHONY: demo dashboard dashboard-screenshots test test-deps stack stack-stop lint fmt deny coverage bench-ingest bench-sources bench-pipeline bench-iceberg bench-scale bench-markets bench-sizing build package deploy destroy check-infra bench-lambdas
 
 ## Run the pipeline locally on generated data and show what happened. It
 ## builds only the CLI (no AWS SDK): minutes from an empty build cache.
@@ -108,6 +108,11 @@ bench-sources: stack
 ## Transform and load at that scale, and a one-minute change set end to end.
 bench-pipeline:
 	scripts/bench-pipeline.sh
+
+## Iceberg tables over a stretch of one-minute cycles: publication cost,
+## small files gathered, compaction throughput.
+bench-iceberg:
+	scripts/bench-iceberg.sh
 
 ## Per-stage time and peak RSS at a scale: BENCH_DB=bench_totesys_10m
 ## BENCH_SCALE=1827 for 10M orders (generated once, about 5 minutes).

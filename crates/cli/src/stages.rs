@@ -386,4 +386,10 @@ fn print_cycle(report: &CycleReport) {
     println!(
         "  dimension histories {histories:.1} ms; aggregates: {days} day(s) recomputed in {aggregates_ms:.1} ms"
     );
+    if let Some(published) = &report.transform.published
+        && !published.commits.is_empty()
+    {
+        print!("  ");
+        print_published(published);
+    }
 }
