@@ -46,9 +46,10 @@ for _ in $(seq "$cycles"); do
 done
 
 printf '\n================ iceberg benchmark (%s one-minute cycles) ================\n' "$cycles"
-awk '{ n++; c += $1; t += $2; if ($2 > max) max = $2; if ($3 > slow) slow = $3; v[n] = $2 }
-  END { asort(v); printf "publication per cycle: %d cycles, %.1f commits, mean %.3f s, median %.3f s, max %.3f s; slowest single commit %.3f s\n",
-        n, c / n, t / n, v[int((n + 1) / 2)], max, slow }' "$work/publish.txt"
+median=$(cut -d' ' -f2 "$work/publish.txt" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+awk -v median="$median" '{ n++; c += $1; t += $2; if ($2 > max) max = $2; if ($3 > slow) slow = $3 }
+  END { printf "publication per cycle: %d cycles, %.1f commits, mean %.3f s, median %.3f s, max %.3f s; slowest single commit %.3f s\n",
+        n, c / n, t / n, median, max, slow }' "$work/publish.txt"
 printf '\nbefore maintenance:\n'
 "$bin" iceberg describe | cut -c1-75
 start=$(date +%s.%N)
