@@ -625,6 +625,17 @@ impl Catalog {
                 table: def.name.clone(),
                 reason: format!("key column {key} is not a column"),
             })?;
+        // When the key holds the partition column, a replaced row lives in
+        // the partition of the row replacing it: other partitions' files
+        // are left unread.
+        let by_partition = def
+            .partitioning
+            .column()
+            .is_some_and(|c| columns.iter().any(|k| k == c));
+        let partitions: HashSet<String> = added
+            .iter()
+            .map(|f| format!("{:?}", f.partition()))
+            .collect();
         let mut plan = Plan::append(Vec::new(), added);
         let token = random_token();
         for manifest in &manifests {
@@ -632,6 +643,10 @@ impl Catalog {
             let mut touched = false;
             let mut kept = Vec::new();
             for file in live {
+                if by_partition && !partitions.contains(&format!("{:?}", file.file.partition())) {
+                    kept.push(file);
+                    continue;
+                }
                 let may_hold = incoming.may_overlap(
                     file.file.lower_bounds().get(&field_id),
                     file.file.upper_bounds().get(&field_id),
