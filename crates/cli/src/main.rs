@@ -129,15 +129,16 @@ struct ReplayArgs {
 struct IcebergArgs {
     #[command(subcommand)]
     command: IcebergCommand,
-    #[command(flatten)]
-    locations: Locations,
 }
 
 #[derive(Subcommand)]
 enum IcebergCommand {
     /// Commit every transform manifest the tables have not seen (the
     /// transform does this after each run).
-    Publish,
+    Publish {
+        #[command(flatten)]
+        locations: Locations,
+    },
     /// Merge small files into files of about --target-mb per partition, then
     /// expire snapshots older than --keep-hours and delete what only they
     /// reached.
@@ -149,9 +150,14 @@ enum IcebergCommand {
         /// a recent snapshot).
         #[arg(long, default_value_t = 6)]
         keep_hours: u64,
+        #[command(flatten)]
+        locations: Locations,
     },
     /// Per table: snapshot, files, average file size, rows.
-    Describe,
+    Describe {
+        #[command(flatten)]
+        locations: Locations,
+    },
 }
 
 #[derive(Subcommand)]

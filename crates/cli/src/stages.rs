@@ -138,10 +138,12 @@ fn print_published(published: &tributary_pipeline::lakehouse::PublishReport) {
 /// `tributary iceberg ...`: the processed lake's Iceberg tables.
 pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
     use tributary_pipeline::lakehouse;
-    let settings = args.locations.settings(&[])?;
-    let processed = settings.processed_lake()?;
+    let (IcebergCommand::Publish { locations }
+    | IcebergCommand::Maintain { locations, .. }
+    | IcebergCommand::Describe { locations }) = &args.command;
+    let processed = locations.settings(&[])?.processed_lake()?;
     match args.command {
-        IcebergCommand::Publish => {
+        IcebergCommand::Publish { .. } => {
             let published = lakehouse::STAGE
                 .run(&LogAlerts, |_| lakehouse::publish(&processed))
                 .await?;
@@ -154,6 +156,7 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
         IcebergCommand::Maintain {
             target_mb,
             keep_hours,
+            ..
         } => {
             let options = tributary_iceberg::MaintainOptions {
                 target_file_bytes: target_mb * 1024 * 1024,
@@ -183,16 +186,15 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        IcebergCommand::Describe => {
+        IcebergCommand::Describe { .. } => {
             let catalog = tributary_iceberg::Catalog::new(processed.clone());
             println!(
                 "{:<26} {:>8} {:>9} {:>7} {:>12} {:>10}  metadata",
                 "table", "version", "snapshots", "files", "avg bytes", "rows"
             );
-            for table in &tributary_warehouse::tables::WAREHOUSE_TABLES {
-                let def = lakehouse::table_def(table);
+            for def in lakehouse::all_defs() {
                 let Some(current) = catalog.load(&def.location).await? else {
-                    println!("{:<26} (not published yet)", table.name);
+                    println!("{:<26} (not published yet)", def.name);
                     continue;
                 };
                 let files = catalog.data_files(&current).await?;
@@ -200,7 +202,7 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
                 println!(
                     "{:<26} {:>8} {:>9} {:>7} {:>12} {:>10}  {}",
-                    table.name,
+                    def.name,
                     current.version,
                     current.metadata.snapshots().len(),
                     files.len(),

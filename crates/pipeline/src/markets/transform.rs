@@ -13,11 +13,12 @@
 //!
 //! Once a day is closed (older than the open days), its small per-run trade
 //! files are compacted into one generation under
-//! `markets/trades_compacted/date=D/gen=<run_id>/`, which the catalog's
-//! partition for that day then points at. A late trade for a closed day
-//! makes a new generation (the previous one plus the late files), so a
-//! reader of one partition never sees a trade twice; the lake keeps every
-//! object, as always.
+//! `markets/trades_compacted/date=D/gen=<run_id>/`. A late trade for a
+//! closed day makes a new generation (the previous one plus the late
+//! files), so a reader of one day's directory never sees a trade twice; the
+//! lake keeps every object, as always. Readers of the catalog use the
+//! Iceberg table `markets_trades` instead ([`crate::lakehouse`]), which takes
+//! the per-run files only and is compacted by Iceberg maintenance.
 
 use std::{collections::BTreeMap, time::Instant};
 
