@@ -241,11 +241,38 @@ async fn run_takes_a_change_from_source_to_warehouse() {
         .unwrap()
         .get(0);
     assert_eq!(facts, 45, "3 days of 15 sales orders");
+    assert!(
+        text.contains("iceberg: 17 commit(s)"),
+        "the run published every star-schema table: {text}"
+    );
     let second = tributary(&["run"], &env);
     assert!(
         String::from_utf8_lossy(&second.stdout).contains("no source change"),
         "{second:?}"
     );
+    // The tables as the CLI describes them: fact_sales_order holds the 45
+    // facts, each dimension at least one row; maintenance leaves them so.
+    let describe = |label: &str| {
+        let out = tributary(&["iceberg", "describe"], &env);
+        assert!(out.status.success(), "{label}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("fact_sales_order "))
+            .unwrap_or_else(|| panic!("{label}: {text}"))
+            .to_string();
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        (columns[5].to_string(), text)
+    };
+    let (rows, text) = describe("after the run");
+    assert_eq!(rows, "45", "{text}");
+    assert!(
+        text.contains("markets_trades") && text.contains("(not published yet)"),
+        "{text}"
+    );
+    let maintained = tributary(&["iceberg", "maintain"], &env);
+    assert!(maintained.status.success(), "{maintained:?}");
+    assert_eq!(describe("after maintenance").0, "45");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
