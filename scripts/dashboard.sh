@@ -23,16 +23,8 @@ req="$root/dashboards/requirements.txt"
 pages="${TRIBUTARY_DASHBOARD_PAGES:-sales=/,payments=/payments,crypto=/crypto}"
 die() { printf 'dashboard.sh: %s\n' "$*" >&2; exit 1; }
 
-if ! "$venv/bin/python" -c 'import streamlit, psycopg, websockets' >/dev/null 2>&1 ||
-    ! cmp -s "$req" "$venv/tributary-requirements.txt"; then
-    command -v python3 >/dev/null || die "python3 is missing: install Python 3.9 or later"
-    echo "dashboard.sh: installing Streamlit into $venv (pip install -r dashboards/requirements.txt)" >&2
-    python3 -m venv "$venv" >/dev/null ||
-        die "cannot create a virtualenv in $venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
-        die "cannot install the dashboard's packages: run '$venv/bin/pip install -r $req' and read its error"
-    cp "$req" "$venv/tributary-requirements.txt"
-fi
+. "$root/scripts/venv.sh"
+ensure_venv dashboard.sh "$venv" "$req" 'import streamlit, psycopg, websockets' "Streamlit and the dashboard's packages"
 mode="${1:-serve}"
 if [[ "$mode" == "--install" ]]; then
     exit 0

@@ -16,15 +16,8 @@ venv="$tools/dbt-venv"
 req="$root/dbt/requirements.txt"
 die() { printf 'dbt.sh: %s\n' "$*" >&2; exit 1; }
 
-if ! "$venv/bin/dbt" --version >/dev/null 2>&1 || ! cmp -s "$req" "$venv/tributary-requirements.txt"; then
-    command -v python3 >/dev/null || die "python3 is missing: install Python 3.9 or later"
-    echo "dbt.sh: installing dbt-postgres into $venv (python3 -m pip install -r dbt/requirements.txt)" >&2
-    python3 -m venv "$venv" >/dev/null ||
-        die "cannot create a virtualenv in $venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
-        die "cannot install dbt: run '$venv/bin/pip install -r $req' and read its error"
-    cp "$req" "$venv/tributary-requirements.txt"
-fi
+. "$root/scripts/venv.sh"
+ensure_venv dbt.sh "$venv" "$req" 'import dbt.adapters.postgres' "dbt-postgres"
 if [[ "${1:-}" == "--install" ]]; then
     exit 0
 fi

@@ -15,18 +15,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${TRIBUTARY_TOOLS:-$HOME/.cache/tributary}"
 venv="$tools/iceberg-venv"
 req="$root/iceberg/requirements.txt"
-die() { printf 'iceberg.sh: %s\n' "$*" >&2; exit 1; }
 
-if ! "$venv/bin/python" -c 'import pyiceberg, duckdb' >/dev/null 2>&1 || ! cmp -s "$req" "$venv/tributary-requirements.txt"; then
-    command -v python3 >/dev/null || die "cannot install the readers: python3 is missing (install Python 3.9 or later)"
-    echo "iceberg.sh: installing PyIceberg and DuckDB into $venv (pip install -r iceberg/requirements.txt)" >&2
-    mkdir -p "$tools"
-    python3 -m venv "$venv" >/dev/null ||
-        die "cannot install the readers: no virtualenv in $venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
-        die "cannot install the readers: run '$venv/bin/pip install -r $req' and read its error"
-    cp "$req" "$venv/tributary-requirements.txt"
-fi
+. "$root/scripts/venv.sh"
+ensure_venv iceberg.sh "$venv" "$req" 'import pyiceberg, duckdb' "PyIceberg and DuckDB"
 if [[ "${1:-}" == "--install" ]]; then
     exit 0
 fi

@@ -163,12 +163,13 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 keep_snapshots_for: std::time::Duration::from_secs(keep_hours * 3600),
                 ..Default::default()
             };
-            let done = lakehouse::MAINTAIN_STAGE
-                .run(&LogAlerts, |_| async {
-                    let report = lakehouse::maintain(&processed, &options).await;
-                    report.result().map(|()| report)
-                })
-                .await?;
+            let done = lakehouse::run_maintenance(
+                &processed,
+                &options,
+                &tributary_pipeline::catalog::NoCatalog,
+                &LogAlerts,
+            )
+            .await?;
             println!(
                 "{:<26} {:>7} {:>7} {:>10} {:>9} {:>8} {:>8}",
                 "table", "files", "after", "rows", "seconds", "expired", "deleted"

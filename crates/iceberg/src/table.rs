@@ -660,7 +660,7 @@ impl Catalog {
                 let mut survivors = Vec::new();
                 let mut dropped = 0usize;
                 for batch in batches {
-                    let keep = incoming.keep_mask(columns, &batch)?;
+                    let keep = incoming.keep_mask(&def.name, columns, &batch)?;
                     dropped += keep.iter().filter(|k| !k.unwrap_or(true)).count();
                     survivors.push(arrow_select::filter::filter_record_batch(&batch, &keep)?);
                 }
@@ -966,12 +966,12 @@ fn string_keys(array: &dyn Array) -> Option<Vec<Option<String>>> {
 }
 
 /// One column's keys as text (for composite keys).
-fn text_keys(def: &TableDef, column: &str, array: &dyn Array) -> Result<Vec<Option<String>>> {
+fn text_keys(table: &str, column: &str, array: &dyn Array) -> Result<Vec<Option<String>>> {
     if let Some(ints) = int_keys(array) {
         return Ok(ints.into_iter().map(|v| v.map(|v| v.to_string())).collect());
     }
     string_keys(array).ok_or_else(|| Error::Schema {
-        table: def.name.clone(),
+        table: table.to_string(),
         reason: format!(
             "key column {column} is {}; keys must be integers, dates or text",
             array.data_type()
@@ -981,17 +981,17 @@ fn text_keys(def: &TableDef, column: &str, array: &dyn Array) -> Result<Vec<Opti
 
 /// Every row's whole key (`None` when a part is NULL).
 fn composite_keys(
-    def: &TableDef,
+    table: &str,
     columns: &[String],
     batch: &RecordBatch,
 ) -> Result<Vec<Option<String>>> {
     let mut parts = Vec::with_capacity(columns.len());
     for column in columns {
         let array = batch.column_by_name(column).ok_or_else(|| Error::Schema {
-            table: def.name.clone(),
+            table: table.to_string(),
             reason: format!("key column {column} is not in the file"),
         })?;
-        parts.push(text_keys(def, column, array.as_ref())?);
+        parts.push(text_keys(table, column, array.as_ref())?);
     }
     Ok((0..batch.num_rows())
         .map(|row| {
@@ -1020,14 +1020,17 @@ impl KeySet {
             self.ints.extend(ints.into_iter().flatten());
         } else {
             self.strings.extend(
-                text_keys(def, &columns[0], first.as_ref())?
+                text_keys(&def.name, &columns[0], first.as_ref())?
                     .into_iter()
                     .flatten(),
             );
         }
         if columns.len() > 1 {
-            self.composite
-                .extend(composite_keys(def, columns, batch)?.into_iter().flatten());
+            self.composite.extend(
+                composite_keys(&def.name, columns, batch)?
+                    .into_iter()
+                    .flatten(),
+            );
         }
         Ok(())
     }
@@ -1064,16 +1067,14 @@ impl KeySet {
     }
 
     /// `true` for rows whose key is not replaced.
-    fn keep_mask(&self, columns: &[String], batch: &RecordBatch) -> Result<BooleanArray> {
+    fn keep_mask(
+        &self,
+        table: &str,
+        columns: &[String],
+        batch: &RecordBatch,
+    ) -> Result<BooleanArray> {
         if columns.len() > 1 {
-            let def = TableDef {
-                name: String::new(),
-                location: String::new(),
-                schema: batch.schema(),
-                partitioning: Partitioning::None,
-                rows: Rows::Append,
-            };
-            return Ok(composite_keys(&def, columns, batch)?
+            return Ok(composite_keys(table, columns, batch)?
                 .into_iter()
                 .map(|k| Some(k.is_none_or(|k| !self.composite.contains(&k))))
                 .collect());

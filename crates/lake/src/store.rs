@@ -257,24 +257,12 @@ impl Lake {
 
     /// [`Lake::list`], each key with the time its object was last written.
     pub async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let prefix_path = self.path(prefix);
-        let metas: Vec<_> = self.store.list(Some(&prefix_path)).try_collect().await?;
-        let root_parts = self.root.parts().count();
-        let mut keys: Vec<(String, DateTime<Utc>)> = metas
+        Ok(self
+            .list_meta(prefix)
+            .await?
             .into_iter()
-            .map(|meta| {
-                let key = meta
-                    .location
-                    .parts()
-                    .skip(root_parts)
-                    .map(|part| part.as_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                (key, meta.last_modified)
-            })
-            .collect();
-        keys.sort();
-        Ok(keys)
+            .map(|(key, meta)| (key, meta.last_modified))
+            .collect())
     }
 
     /// Deletes the object at `key` (absent is fine). Only for bookkeeping
@@ -292,10 +280,29 @@ impl Lake {
     /// modified time and entity tag where the store has one): an object
     /// whose tag did not change need not be read again to know it.
     pub async fn list_with_versions(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, meta)| {
+                let version = format!(
+                    "{}:{}:{}",
+                    meta.size,
+                    meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+                    meta.e_tag.unwrap_or_default()
+                );
+                (key, version)
+            })
+            .collect())
+    }
+
+    /// Every object under `prefix` with its metadata, keyed relative to the
+    /// lake root, sorted by key.
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
         let prefix_path = self.path(prefix);
         let metas: Vec<_> = self.store.list(Some(&prefix_path)).try_collect().await?;
         let root_parts = self.root.parts().count();
-        let mut keys: Vec<(String, String)> = metas
+        let mut keys: Vec<(String, object_store::ObjectMeta)> = metas
             .into_iter()
             .map(|meta| {
                 let key = meta
@@ -305,16 +312,10 @@ impl Lake {
                     .map(|part| part.as_ref().to_string())
                     .collect::<Vec<_>>()
                     .join("/");
-                let version = format!(
-                    "{}:{}:{}",
-                    meta.size,
-                    meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
-                    meta.e_tag.unwrap_or_default()
-                );
-                (key, version)
+                (key, meta)
             })
             .collect();
-        keys.sort();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(keys)
     }
 }

@@ -32,18 +32,8 @@ pub async fn write_dataset(
     key_for_part: impl Fn(u32) -> String + Send + 'static,
     mut batches: mpsc::Receiver<RecordBatch>,
 ) -> Result<DatasetFiles> {
-    let (sender, labelled) = mpsc::channel(1);
-    let forward = tokio::spawn(async move {
-        while let Some(batch) = batches.recv().await {
-            if sender.send((0, batch)).await.is_err() {
-                break;
-            }
-        }
-    });
-    let written =
-        write_partitioned_dataset(lake, table, schema, file_rows, key_for_part, labelled).await;
-    forward.abort();
-    written
+    let next = move || batches.blocking_recv().map(|batch| (0, batch));
+    write_labelled(lake, table, schema, file_rows, key_for_part, next).await
 }
 
 /// Partitions a writer keeps open at once; opening one more closes the
@@ -63,6 +53,19 @@ pub async fn write_partitioned_dataset(
     key_for_part: impl Fn(u32) -> String + Send + 'static,
     mut batches: mpsc::Receiver<(i64, RecordBatch)>,
 ) -> Result<DatasetFiles> {
+    let next = move || batches.blocking_recv();
+    write_labelled(lake, table, schema, file_rows, key_for_part, next).await
+}
+
+/// Both writers: `next` gives labelled batches on the encoding thread.
+async fn write_labelled(
+    lake: Lake,
+    table: String,
+    schema: SchemaRef,
+    file_rows: u64,
+    key_for_part: impl Fn(u32) -> String + Send + 'static,
+    mut next: impl FnMut() -> Option<(i64, RecordBatch)> + Send + 'static,
+) -> Result<DatasetFiles> {
     let handle = Handle::current();
     let task = tokio::task::spawn_blocking(move || -> Result<DatasetFiles> {
         let mut out = DatasetFiles::default();
@@ -77,7 +80,7 @@ pub async fn write_partitioned_dataset(
             out.files.push(entry);
             Ok(())
         };
-        while let Some((label, batch)) = batches.blocking_recv() {
+        while let Some((label, batch)) = next() {
             if !open.contains_key(&label) && open.len() >= OPEN_PARTITIONS {
                 let largest = open
                     .iter()

@@ -327,16 +327,14 @@ async fn maintain_handler(
         keep_snapshots_for: std::time::Duration::from_secs(request.keep_hours * 3600),
         ..Default::default()
     };
-    let done = lakehouse::maintain(&ctx.processed, &options).await;
-    // Glue follows whatever versions maintenance committed, even when a
-    // table failed.
-    if ctx.catalog_enabled {
-        let specs = tributary_pipeline::catalog::iceberg_specs(&ctx.processed).await?;
-        ctx.catalog.sync(&specs).await?;
-    }
-    lakehouse::MAINTAIN_STAGE
-        .run(ctx.alerts.as_ref(), |_| async { done.result() })
-        .await?;
+    let no_catalog = tributary_pipeline::catalog::NoCatalog;
+    let catalog: &dyn tributary_pipeline::catalog::Catalog = if ctx.catalog_enabled {
+        ctx.catalog.as_ref()
+    } else {
+        &no_catalog
+    };
+    let done =
+        lakehouse::run_maintenance(&ctx.processed, &options, catalog, ctx.alerts.as_ref()).await?;
     let tables: serde_json::Map<String, Value> = done
         .tables
         .iter()

@@ -15,7 +15,9 @@
 //! Facts are append-only and partitioned by the month of their business date
 //! (`created_date`); dimensions, their histories and the calendar keep
 //! current rows: a run's rows replace every row of the same key
-//! (copy-on-write of the files holding those keys).
+//! (copy-on-write of the files holding those keys). The markets transform's
+//! log feeds the markets tables the same way ([`publish_markets`],
+//! [`markets_defs`]). [`run_maintenance`] is the maintenance stage.
 
 use std::{
     collections::BTreeMap,
@@ -318,18 +320,10 @@ async fn publish_table(
     manifests: &[Manifest<RunState>],
 ) -> Result<TableReport> {
     let mut report = TableReport::default();
-    let have = catalog
-        .load(&table.def.location)
-        .await?
-        .and_then(|t| t.watermark())
-        .unwrap_or(0);
-    // Manifests with files for this table, in order. An append-only table
-    // takes consecutive ones in one commit (a catch-up is a few commits,
-    // not one per manifest); a replace takes one manifest at a time, since
-    // a later manifest's rows replace an earlier one's.
-    let pending: Vec<(&Manifest<RunState>, Vec<NewFile>)> = manifests
+    // Manifests with files for this table, in order; a table no pending
+    // manifest touches costs no read at all.
+    let touched: Vec<(&Manifest<RunState>, Vec<NewFile>)> = manifests
         .iter()
-        .filter(|m| m.seq > have)
         .map(|m| {
             let files: Vec<NewFile> = m
                 .files
@@ -344,6 +338,19 @@ async fn publish_table(
         })
         .filter(|(_, files)| !files.is_empty())
         .collect();
+    if touched.is_empty() {
+        return Ok(report);
+    }
+    let have = catalog
+        .load(&table.def.location)
+        .await?
+        .and_then(|t| t.watermark())
+        .unwrap_or(0);
+    // An append-only table takes consecutive manifests in one commit (a
+    // catch-up is a few commits, not one per manifest); a replace takes one
+    // manifest at a time, since a later manifest's rows replace an earlier
+    // one's.
+    let pending: Vec<_> = touched.into_iter().filter(|(m, _)| m.seq > have).collect();
     let per_commit = match table.def.rows {
         Rows::Append => MANIFESTS_PER_APPEND,
         _ => 1,
@@ -458,4 +465,25 @@ pub async fn maintain(
         }
     }
     report
+}
+
+/// The maintenance stage: [`maintain`] every table, then point `catalog` at
+/// the versions it committed (even when a table failed), then alert any
+/// failure. The CLI and the transform function call this.
+pub async fn run_maintenance(
+    processed: &Lake,
+    options: &tributary_iceberg::MaintainOptions,
+    catalog: &dyn crate::catalog::Catalog,
+    alerts: &dyn crate::alerts::Alerts,
+) -> Result<MaintainReport> {
+    let done = maintain(processed, options).await;
+    MAINTAIN_STAGE
+        .run(alerts, |_| async move {
+            catalog
+                .sync(&crate::catalog::iceberg_specs(processed).await?)
+                .await?;
+            done.result()?;
+            Ok(done)
+        })
+        .await
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tributary_lake::{
     FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys,
     parquet::{decode, decode_batches, decode_column_batches, decode_columns},
-    write_dataset, write_partitioned_dataset,
+    write_partitioned_dataset,
 };
 use tributary_warehouse::{
     WarehouseTable,
@@ -394,14 +394,14 @@ async fn transform_transactions(
         return Ok(());
     }
     let table = WarehouseTable::by_name("dim_transaction").expect("listed warehouse table");
-    let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+    let (sender, receiver) = mpsc::channel::<(i64, RecordBatch)>(2);
     let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
     let mut emitted = roaring::RoaringBitmap::new();
     let produced: Result<()> = async {
         for file in files.iter().rev() {
             for batch in decode_batches(raw.get(&file.key).await?)? {
                 let rows = transactions_to_emit(state, &batch?, &mut emitted)?;
-                if rows.num_rows() > 0 && sender.send(rows).await.is_err() {
+                if rows.num_rows() > 0 && sender.send((0, rows)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -456,7 +456,7 @@ async fn transform_facts(
     };
     let looked_up = Instant::now();
     let (sender, receiver) = mpsc::channel::<(i64, RecordBatch)>(2);
-    let writer = spawn_month_writer(out.processed, table, out.date, out.run_id, receiver);
+    let writer = spawn_writer(out.processed, table, out.date, out.run_id, receiver);
     let (mut decoding, mut transforming, mut waiting) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut quarantine = Vec::new();
@@ -588,36 +588,14 @@ async fn index_committed_facts(
     Ok(versions)
 }
 
-fn spawn_writer(
-    processed: &Lake,
-    table: &'static WarehouseTable,
-    date: NaiveDate,
-    run_id: &RunId,
-    receiver: mpsc::Receiver<RecordBatch>,
-) -> tokio::task::JoinHandle<Result<Vec<FileEntry>>> {
-    let run = run_id.clone();
-    let lake = processed.clone();
-    tokio::spawn(async move {
-        let written = write_dataset(
-            lake,
-            table.name.to_string(),
-            table.arrow_schema(),
-            1_048_576,
-            move |part| keys::processed_warehouse_file(table.name, date, &run, part),
-            receiver,
-        )
-        .await?;
-        Ok(written.files)
-    })
-}
-
 /// The business date of every fact: its files hold one month of it each,
 /// the partitions of the facts' Iceberg tables.
 const BUSINESS_DATE: &str = "created_date";
 
-/// Like [`spawn_writer`], for batches labelled with their month: a file holds
-/// one month only.
-fn spawn_month_writer(
+/// The writer of one table's rows, on another thread; batches come labelled
+/// with a partition (their month for facts, 0 otherwise), and a file holds
+/// one label only.
+fn spawn_writer(
     processed: &Lake,
     table: &'static WarehouseTable,
     date: NaiveDate,
@@ -856,10 +834,10 @@ pub async fn transform_floor(raw: &Lake, processed: &Lake) -> Result<FloorReport
             let Some(table) = WarehouseTable::by_name(&table) else {
                 continue;
             };
-            let (sender, receiver) = mpsc::channel::<RecordBatch>(2);
+            let (sender, receiver) = mpsc::channel::<(i64, RecordBatch)>(2);
             let writer = spawn_writer(&scratch, table, Utc::now().date_naive(), &run_id, receiver);
             for batch in batches {
-                if sender.send(batch).await.is_err() {
+                if sender.send((0, batch)).await.is_err() {
                     break;
                 }
             }
