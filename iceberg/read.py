@@ -12,6 +12,11 @@
         AWS_ENDPOINT_URL is set), as PyIceberg reads them
     read.py describe TABLE_DIR
         snapshot, file count, average file size and row count as JSON
+    read.py raw DATABASE
+        the raw zone's tables as the Glue Data Catalog declares them: each
+        table's files found through its partition projection template and
+        read with its declared format, as JSON {table: {rows, files, days,
+        problems}}
 
 TABLE_DIR is a table's location (a local path or file:// URL); the newest
 metadata/v<N>.metadata.json is its current version.
@@ -116,6 +121,78 @@ def glue(args):
     print(json.dumps(out, default=str, sort_keys=True))
 
 
+def raw(args):
+    """Reads every raw table of DATABASE the way its Glue definition says:
+    the files under its location must sit in the folders its projection
+    template names (a date within the projected range), and each is read
+    with the declared format; every declared column must be in every file."""
+    import datetime
+    import gzip
+    import io
+
+    import boto3
+    import pyarrow.parquet as pq
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    glue = boto3.client("glue", endpoint_url=endpoint)
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    out = {}
+    for page in glue.get_paginator("get_tables").paginate(DatabaseName=args.database):
+        for table in page["TableList"]:
+            params = table.get("Parameters", {})
+            if params.get("projection.enabled") != "true":
+                continue
+            sd = table["StorageDescriptor"]
+            serde = sd["SerdeInfo"]["SerializationLibrary"]
+            columns = [c["Name"] for c in sd["Columns"]]
+            [key] = [k["Name"] for k in table["PartitionKeys"]]
+            since, until = params[f"projection.{key}.range"].split(",")
+            first = datetime.date.fromisoformat(since)
+            last = datetime.date.today() if until == "NOW" else datetime.date.fromisoformat(until)
+            template = params["storage.location.template"]
+            head, tail = template.split("${" + key + "}")
+            bucket, _, prefix = head[len("s3://"):].partition("/")
+            result = {"rows": 0, "files": 0, "days": set(), "problems": []}
+            objects = []
+            for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                objects += [o["Key"] for o in listing.get("Contents", [])]
+            for object_key in objects:
+                rest = object_key[len(prefix):]
+                day, _, name = rest.partition(tail) if tail else rest.partition("/")
+                try:
+                    date = datetime.date.fromisoformat(day)
+                except ValueError:
+                    result["problems"].append(f"{object_key}: not in a projected folder")
+                    continue
+                if not first <= date <= last or "/" in name:
+                    result["problems"].append(f"{object_key}: outside the projection")
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=object_key)["Body"].read()
+                result["files"] += 1
+                result["days"].add(day)
+                if serde.endswith("ParquetHiveSerDe"):
+                    read = pq.read_table(io.BytesIO(body))
+                    missing = [c for c in columns if c not in read.column_names]
+                    result["rows"] += read.num_rows
+                else:
+                    text = gzip.decompress(body) if object_key.endswith(".gz") else body
+                    lines = [line for line in text.decode("utf-8").split("\n") if line.strip()]
+                    result["rows"] += len(lines)
+                    missing = []
+                    for line in lines:
+                        value = json.loads(line)
+                        if serde.endswith("JsonSerDe"):
+                            keys = {k.lower() for k in value} if isinstance(value, dict) else set()
+                            missing += [c for c in columns if c not in keys]
+                        elif len(columns) != 1:
+                            missing.append("one column a line")
+                if missing:
+                    result["problems"].append(f"{object_key}: no {sorted(set(missing))}")
+            result["days"] = sorted(result["days"])
+            out[table["Name"]] = result
+    print(json.dumps(out, sort_keys=True))
+
+
 def describe(args):
     table = load(args.location)
     snapshot = table.current_snapshot()
@@ -165,6 +242,9 @@ def main():
     g.add_argument("database", help="the Glue database")
     g.add_argument("tables", help='JSON: {"table": ["column", ...], ...}')
     g.set_defaults(run=glue)
+    w = sub.add_parser("raw")
+    w.add_argument("database", help="the Glue database")
+    w.set_defaults(run=raw)
     d = sub.add_parser("describe")
     d.add_argument("location")
     d.set_defaults(run=describe)

@@ -235,10 +235,23 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .send()
         .await
         .unwrap();
+    let iceberg_tables = tables
+        .table_list()
+        .iter()
+        .filter(|t| {
+            t.parameters()
+                .is_some_and(|p| p.get("table_type").is_some_and(|v| v == "ICEBERG"))
+        })
+        .count();
     assert_eq!(
-        tables.table_list().len(),
+        iceberg_tables,
         tributary_warehouse::WAREHOUSE_TABLES.len(),
         "every warehouse table"
+    );
+    assert_eq!(
+        tables.table_list().len() - iceberg_tables,
+        tributary_pipeline::catalog::raw_specs(&transform.raw).len(),
+        "and the raw zone's tables"
     );
     let rows: u64 = catalog
         .data_files(&current)
@@ -789,6 +802,66 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
     let load = aws.context(Function::Load, &[]).await;
     let l = load_handler(&load, &json!({})).await.unwrap();
     assert_eq!(l["trades"], json!(3), "{l}");
+
+    // The raw zone as Glue declares it. An independent reader (pyarrow and
+    // boto3) finds each table's files through its projection template and
+    // reads them in the declared format: every file, every declared column,
+    // the rows the raw manifests recorded.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/iceberg.sh");
+    let output = std::process::Command::new(script)
+        .args(["raw", &aws.glue_db])
+        .output()
+        .expect("run scripts/iceberg.sh raw");
+    assert!(
+        output.status.success(),
+        "raw tables through Glue: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let recorded = |log: tributary_lake::Log, table: &'static str| {
+        let raw = transform.raw.clone();
+        async move {
+            let log = tributary_lake::ManifestLog::new(raw, log);
+            let latest = log.latest_seq().await.unwrap();
+            let files = log.committed_files(latest).await.unwrap();
+            let files: Vec<_> = files.into_iter().filter(|f| f.table == table).collect();
+            (
+                files.len() as u64,
+                files.iter().map(|f| f.rows).sum::<u64>(),
+            )
+        }
+    };
+    for table in &tributary_totesys::tables::TABLES {
+        let name = format!("raw_totesys_{}", table.name);
+        let (files, rows) = recorded(tributary_lake::Log::Totesys, table.name).await;
+        assert!(rows > 0, "{name}: the first extract kept rows");
+        assert_eq!(read[&name]["files"], json!(files), "{name}: {read}");
+        assert_eq!(read[&name]["rows"], json!(rows), "{name}: {read}");
+        assert_eq!(read[&name]["problems"], json!([]), "{name}: {read}");
+    }
+    let (_, trades) = recorded(tributary_lake::Log::MarketsTrades, "trades").await;
+    assert_eq!(trades, 3);
+    assert_eq!(read["raw_mercado_trades"]["rows"], json!(3), "{read}");
+    // Two polls, each `/tickers` reply kept as one line.
+    let (replies, _) = recorded(tributary_lake::Log::MarketsPoll, "tickers").await;
+    assert_eq!(replies, 2);
+    assert_eq!(read["raw_mercado_tickers"]["rows"], json!(2), "{read}");
+    for name in [
+        "raw_mercado_trades",
+        "raw_mercado_tickers",
+        "raw_mercado_candles",
+        "raw_coincap_assets",
+    ] {
+        assert_eq!(read[name]["problems"], json!([]), "{name}: {read}");
+    }
+    assert_eq!(
+        read["raw_mercado_trades"]["days"],
+        json!([chrono::DateTime::from_timestamp(now - 30, 0)
+            .unwrap()
+            .date_naive()
+            .to_string()]),
+        "{read}"
+    );
 }
 
 /// An RDS-managed secret holds only the username and password; the host,

@@ -310,6 +310,26 @@ async fn daily_candles_fill_the_history_before_polling_and_trades_win_where_both
         Some(&3),
         "2019-12-31 is before since"
     );
+    // Each reply is kept as received: the API's parallel arrays, its
+    // decimal strings untouched, the symbol named by the key.
+    let kept_files = stack
+        .raw
+        .list(tributary_lake::keys::RAW_CANDLES)
+        .await
+        .unwrap();
+    let btc: Vec<&String> = kept_files
+        .iter()
+        .filter(|k| k.ends_with("-BTC-BRL.json.gz"))
+        .collect();
+    assert_eq!(btc.len(), 1, "{kept_files:?}");
+    let reply: serde_json::Value = serde_json::from_str(
+        &tributary_pipeline::gz::read_text(&stack.raw, btc[0])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply["t"].as_array().map(Vec::len), Some(3), "{reply}");
+    assert!(reply["o"][0].is_string(), "{reply}");
     let mut markets = Markets {
         mercado,
         server,

@@ -1,11 +1,14 @@
 //! The Glue Data Catalog: one database, one Apache Iceberg table per
-//! processed dataset, each pointed at its current metadata file, so Athena
-//! reads the tables without a crawler.
+//! processed dataset, each pointed at its current metadata file, and one
+//! table per raw dataset over its files as received (partition projection
+//! on the `date=` folders), so Athena reads both without a crawler.
 
 use std::{future::Future, pin::Pin};
 
-use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
-use tributary_pipeline::catalog::{Catalog, TableSpec};
+use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+use tributary_pipeline::catalog::{
+    Catalog, RAW_PARTITION, RAW_SINCE, RawFormat, TableFormat, TableSpec, definition_digest,
+};
 
 use crate::{Error, Result, describe};
 
@@ -47,28 +50,115 @@ fn columns(specs: &[(String, String)]) -> Result<Vec<Column>> {
         .collect()
 }
 
-/// The table input for a spec: an external Iceberg table. Athena reads
-/// `table_type` and `metadata_location`; the columns are for people
-/// browsing. `previous` is the metadata file registered before, if any.
+/// The table parameter holding a raw table's [`definition_digest`]: the
+/// catalog updates the table when it differs.
+pub const DEFINITION: &str = "tributary_definition";
+
+/// The table input for a spec. An Iceberg table: Athena reads `table_type`
+/// and `metadata_location`, the columns are for people browsing, and
+/// `previous` is the metadata file registered before, if any. A raw table:
+/// a Hive table of the files as received, its `date` folders found by
+/// partition projection.
 pub fn table_input(spec: &TableSpec, previous: Option<&str>) -> Result<TableInput> {
-    let mut input = TableInput::builder()
+    let input = TableInput::builder()
         .name(&spec.name)
         .table_type("EXTERNAL_TABLE")
-        .parameters("table_type", "ICEBERG")
-        .parameters("metadata_location", &spec.metadata_location)
         .parameters("EXTERNAL", "TRUE");
-    if let Some(previous) = previous {
-        input = input.parameters("previous_metadata_location", previous);
-    }
+    let descriptor = StorageDescriptor::builder()
+        .set_columns(Some(columns(&spec.columns)?))
+        .location(&spec.location);
+    let (input, descriptor) = match &spec.format {
+        TableFormat::Iceberg { metadata_location } => {
+            let mut input = input
+                .parameters("table_type", "ICEBERG")
+                .parameters("metadata_location", metadata_location);
+            if let Some(previous) = previous {
+                input = input.parameters("previous_metadata_location", previous);
+            }
+            (input, descriptor)
+        }
+        TableFormat::Raw(format) => raw_input(spec, *format, input, descriptor)?,
+    };
     input
-        .storage_descriptor(
-            StorageDescriptor::builder()
-                .set_columns(Some(columns(&spec.columns)?))
-                .location(&spec.location)
-                .build(),
-        )
+        .storage_descriptor(descriptor.build())
         .build()
         .map_err(|e| invalid("TableInput", &e))
+}
+
+/// A raw table: its file format, and projection of the `date=YYYY-MM-DD`
+/// folders from [`RAW_SINCE`] to today, so a new day needs no registration.
+fn raw_input(
+    spec: &TableSpec,
+    format: RawFormat,
+    input: aws_sdk_glue::types::builders::TableInputBuilder,
+    descriptor: aws_sdk_glue::types::builders::StorageDescriptorBuilder,
+) -> Result<(
+    aws_sdk_glue::types::builders::TableInputBuilder,
+    aws_sdk_glue::types::builders::StorageDescriptorBuilder,
+)> {
+    const TEXT_IN: &str = "org.apache.hadoop.mapred.TextInputFormat";
+    const TEXT_OUT: &str = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat";
+    let (classification, input_format, output_format, serde, serde_parameters): (
+        &str,
+        &str,
+        &str,
+        &str,
+        &[(&str, &str)],
+    ) = match format {
+        RawFormat::Parquet => (
+            "parquet",
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+            &[("serialization.format", "1")],
+        ),
+        RawFormat::JsonLines => (
+            "json",
+            TEXT_IN,
+            TEXT_OUT,
+            "org.openx.data.jsonserde.JsonSerDe",
+            &[("case.insensitive", "TRUE")],
+        ),
+        // One column a line: the default field delimiter (\u0001) never
+        // occurs unescaped in JSON.
+        RawFormat::Lines => (
+            "csv",
+            TEXT_IN,
+            TEXT_OUT,
+            "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+            &[("serialization.format", "1")],
+        ),
+    };
+    let mut serde_info = SerDeInfo::builder().serialization_library(serde);
+    for (key, value) in serde_parameters {
+        serde_info = serde_info.parameters(*key, *value);
+    }
+    let column = format!("projection.{RAW_PARTITION}");
+    let input = input
+        .parameters("classification", classification)
+        .parameters("projection.enabled", "true")
+        .parameters(format!("{column}.type"), "date")
+        .parameters(format!("{column}.format"), "yyyy-MM-dd")
+        .parameters(format!("{column}.range"), format!("{RAW_SINCE},NOW"))
+        .parameters(format!("{column}.interval"), "1")
+        .parameters(format!("{column}.interval.unit"), "DAYS")
+        .parameters(
+            "storage.location.template",
+            format!("{}/{RAW_PARTITION}=${{{RAW_PARTITION}}}/", spec.location),
+        )
+        .parameters(DEFINITION, definition_digest(std::slice::from_ref(spec)))
+        .partition_keys(
+            Column::builder()
+                .name(RAW_PARTITION)
+                .r#type("string")
+                .build()
+                .map_err(|e| invalid("Column", &e))?,
+        );
+    let descriptor = descriptor
+        .input_format(input_format)
+        .output_format(output_format)
+        .serde_info(serde_info.build());
+    Ok((input, descriptor))
 }
 
 impl GlueCatalog {
@@ -151,11 +241,20 @@ impl GlueCatalog {
                 Err(e) => Err(call("CreateTable", &e)),
             };
         };
-        let registered = table
-            .parameters()
+        let parameters = table.parameters();
+        let registered = parameters
             .and_then(|p| p.get("metadata_location"))
             .map(String::as_str);
-        if registered == Some(spec.metadata_location.as_str()) {
+        let current = match &spec.format {
+            TableFormat::Iceberg { metadata_location } => registered == Some(metadata_location),
+            TableFormat::Raw(_) => {
+                parameters
+                    .and_then(|p| p.get(DEFINITION))
+                    .map(String::as_str)
+                    == Some(definition_digest(std::slice::from_ref(spec)).as_str())
+            }
+        };
+        if current {
             return Ok(());
         }
         self.client
@@ -199,14 +298,19 @@ mod tests {
             name: "dim_staff".into(),
             location: "s3://processed/warehouse/dim_staff".into(),
             columns: vec![("staff_id".into(), "int".into())],
-            metadata_location: "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
-                .into(),
+            format: TableFormat::Iceberg {
+                metadata_location: "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
+                    .into(),
+            },
         };
         let input = table_input(&spec, None).unwrap();
         assert_eq!(input.table_type(), Some("EXTERNAL_TABLE"));
         let parameters = input.parameters().unwrap();
         assert_eq!(parameters["table_type"], "ICEBERG");
-        assert_eq!(parameters["metadata_location"], spec.metadata_location);
+        assert_eq!(
+            parameters["metadata_location"],
+            "s3://processed/warehouse/dim_staff/metadata/v3.metadata.json"
+        );
         assert!(!parameters.contains_key("previous_metadata_location"));
         assert!(input.partition_keys().is_empty());
         let sd = input.storage_descriptor().unwrap();
@@ -220,6 +324,46 @@ mod tests {
         assert_eq!(
             next.parameters().unwrap()["previous_metadata_location"],
             "s3://processed/warehouse/dim_staff/metadata/v2.metadata.json"
+        );
+    }
+
+    #[test]
+    fn a_raw_table_reads_its_files_as_received_by_projected_day() {
+        let raw = tributary_lake::Lake::from_url("memory://raw").unwrap();
+        let specs = tributary_pipeline::catalog::raw_specs(&raw);
+        let by_name = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+        let trades = table_input(by_name("raw_mercado_trades"), None).unwrap();
+        let parameters = trades.parameters().unwrap();
+        assert_eq!(parameters["projection.enabled"], "true");
+        assert_eq!(parameters["projection.date.type"], "date");
+        assert_eq!(parameters["projection.date.range"], "2020-01-01,NOW");
+        assert_eq!(
+            parameters["storage.location.template"],
+            format!("{}/date=${{date}}/", by_name("raw_mercado_trades").location)
+        );
+        assert!(
+            !parameters.contains_key("table_type"),
+            "not an Iceberg table"
+        );
+        assert_eq!(trades.partition_keys()[0].name(), "date");
+        let sd = trades.storage_descriptor().unwrap();
+        assert_eq!(
+            sd.serde_info().and_then(|s| s.serialization_library()),
+            Some("org.openx.data.jsonserde.JsonSerDe")
+        );
+        let orders = table_input(by_name("raw_totesys_sales_order"), None).unwrap();
+        let sd = orders.storage_descriptor().unwrap();
+        assert_eq!(
+            sd.input_format(),
+            Some("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+        );
+        assert_eq!(orders.parameters().unwrap()["classification"], "parquet");
+        let tickers = table_input(by_name("raw_mercado_tickers"), None).unwrap();
+        let sd = tickers.storage_descriptor().unwrap();
+        assert_eq!(sd.columns().len(), 1);
+        assert_eq!(
+            sd.serde_info().and_then(|s| s.serialization_library()),
+            Some("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe")
         );
     }
 }

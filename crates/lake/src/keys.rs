@@ -157,6 +157,12 @@ pub fn raw_totesys_file(table: &str, date: NaiveDate, run_id: &RunId, part: u32)
     )
 }
 
+/// `totesys/<table>`: the folder of a totesys table's raw files, one
+/// `date=YYYY-MM-DD/` folder per extract day.
+pub fn raw_totesys_dir(table: &str) -> String {
+    format!("totesys/{table}")
+}
+
 /// `markets/mercado_bitcoin/trades/date=D/<shard>-<first sequence>.jsonl.gz`:
 /// one Kinesis batch, named by where it came from so a redelivery of the same
 /// batch lands on the same key.
@@ -167,29 +173,41 @@ pub fn raw_trades_batch(date: NaiveDate, shard_id: &str, first_sequence: &str) -
     )
 }
 
-/// Where the stream sink's trade batches live.
-const RAW_TRADES: &str = "markets/mercado_bitcoin/trades";
+/// Where the stream sink's trade batches live (one trade a line).
+pub const RAW_TRADES: &str = "markets/mercado_bitcoin/trades";
+/// Where the polls' `/tickers` replies live.
+pub const RAW_TICKERS: &str = "markets/mercado_bitcoin/tickers";
+/// Where the polls' CoinCap `/assets` replies live.
+pub const RAW_COINCAP_ASSETS: &str = "markets/coincap/assets";
+/// Where the history backfills' `/candles` replies live.
+pub const RAW_CANDLES: &str = "markets/mercado_bitcoin/candles";
 
-/// `markets/mercado_bitcoin/tickers/date=D/<run_id>.json.gz`: one poll's tickers, as received.
+/// `markets/mercado_bitcoin/tickers/date=D/<run_id>.json.gz`: one poll's
+/// `/tickers` reply, as received.
 pub fn raw_tickers(date: NaiveDate, run_id: &RunId) -> String {
-    format!(
-        "markets/mercado_bitcoin/tickers/date={}/{run_id}.json.gz",
-        day(date)
-    )
+    format!("{RAW_TICKERS}/date={}/{run_id}.json.gz", day(date))
 }
 
-/// `markets/coincap/assets/date=D/<run_id>.json.gz`: one poll's CoinCap assets, as received.
+/// `markets/coincap/assets/date=D/<run_id>.json.gz`: one poll's CoinCap
+/// `/assets` reply, as received.
 pub fn raw_coincap_assets(date: NaiveDate, run_id: &RunId) -> String {
-    format!("markets/coincap/assets/date={}/{run_id}.json.gz", day(date))
+    format!("{RAW_COINCAP_ASSETS}/date={}/{run_id}.json.gz", day(date))
 }
 
 /// `markets/mercado_bitcoin/candles/date=D/<run_id>-<symbol>.json.gz`: one
-/// symbol's daily candles fetched by a history backfill on day `date`.
+/// symbol's `/candles` reply, as received, fetched by a history backfill on
+/// day `date`.
 pub fn raw_candles(date: NaiveDate, run_id: &RunId, symbol: &str) -> String {
-    format!(
-        "markets/mercado_bitcoin/candles/date={}/{run_id}-{symbol}.json.gz",
-        day(date)
-    )
+    format!("{RAW_CANDLES}/date={}/{run_id}-{symbol}.json.gz", day(date))
+}
+
+/// The symbol of a [`raw_candles`] key (the reply itself does not name it).
+pub fn raw_candles_symbol(key: &str) -> Option<&str> {
+    let name = key.rsplit('/').next()?.strip_suffix(".json.gz")?;
+    // `<run_id>-<symbol>`, and a run id holds exactly one `-`.
+    let mut parts = name.splitn(3, '-');
+    let (_, _, symbol) = (parts.next()?, parts.next()?, parts.next()?);
+    (!symbol.is_empty()).then_some(symbol)
 }
 
 /// `fx/<api>/base=<base>/month=YYYY-MM/<sha256>.json`: one exchange-rate
@@ -315,6 +333,14 @@ mod tests {
             raw_trades_batch(day, "shardId-000000000000", "4959"),
             "markets/mercado_bitcoin/trades/date=2024-02-03/shardId-000000000000-4959.jsonl.gz"
         );
+        let candles = raw_candles(day, &run, "BTC-BRL");
+        assert_eq!(
+            candles,
+            format!("markets/mercado_bitcoin/candles/date=2024-02-03/{run}-BTC-BRL.json.gz")
+        );
+        assert_eq!(raw_candles_symbol(&candles), Some("BTC-BRL"));
+        assert_eq!(raw_candles_symbol(&raw_tickers(day, &run)), None);
+        assert!(raw_totesys_file("payment", day, &run, 0).starts_with(&raw_totesys_dir("payment")));
         assert_eq!(
             raw_fx_month("frankfurter", "EUR", day, "ab12"),
             "fx/frankfurter/base=EUR/month=2024-02/ab12.json"

@@ -308,8 +308,13 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         });
     }
     if ctx.catalog_enabled {
-        let tables =
-            sync_pending(ctx.catalog.as_ref(), &ctx.processed, ctx.alerts.as_ref()).await?;
+        let tables = sync_pending(
+            ctx.catalog.as_ref(),
+            &ctx.raw,
+            &ctx.processed,
+            ctx.alerts.as_ref(),
+        )
+        .await?;
         summary["catalog_tables"] = json!(tables);
     }
     Ok(summary)

@@ -2,7 +2,7 @@
 
 use crate::{
     Error, Result,
-    http::{JsonClient, RetryPolicy},
+    http::{JsonClient, Received, RetryPolicy},
     models::{AssetPage, PriceHistory, PricePoint},
 };
 
@@ -46,11 +46,12 @@ impl CoinCap {
         Ok(history.data)
     }
 
-    /// One page of assets by rank. The shut-down v2 API's notice (an object
-    /// where the list belongs) is refused as a shape error naming it.
-    pub async fn assets(&self, limit: usize, offset: usize) -> Result<AssetPage> {
+    /// One page of assets by rank, with the reply as received. The
+    /// shut-down v2 API's notice (an object where the list belongs) is
+    /// refused as a shape error naming it.
+    pub async fn assets(&self, limit: usize, offset: usize) -> Result<Received<AssetPage>> {
         let url = format!("{}/assets?limit={limit}&offset={offset}", self.base);
-        self.client.get("assets", &url).await.map_err(|e| match e {
+        self.client.get_received("assets", &url).await.map_err(|e| match e {
             Error::Shape { endpoint, detail } if detail.contains("expected a sequence") => Error::Shape {
                 endpoint,
                 detail: format!(

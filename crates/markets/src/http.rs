@@ -84,6 +84,16 @@ impl RateLimiter {
     }
 }
 
+/// A reply decoded, with its body byte for byte as received (what the raw
+/// lake keeps).
+#[derive(Debug, Clone)]
+pub struct Received<T> {
+    /// The body as it came off the wire.
+    pub body: Vec<u8>,
+    /// The body decoded.
+    pub value: T,
+}
+
 /// The shared client of one market source.
 #[derive(Debug)]
 pub struct JsonClient {
@@ -126,6 +136,16 @@ impl JsonClient {
             serde_json::from_slice(body).map(|value| (body.to_vec(), value))
         })
         .await
+    }
+
+    /// [`JsonClient::get_with_body`] as a [`Received`].
+    pub async fn get_received<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        url: &str,
+    ) -> Result<Received<T>> {
+        let (body, value) = self.get_with_body(endpoint, url).await?;
+        Ok(Received { body, value })
     }
 
     /// GETs `url` with every retry rule, then `decode`s the body of a

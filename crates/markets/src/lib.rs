@@ -35,6 +35,8 @@ pub mod simulated;
 pub use error::{Error, Result};
 
 pub use decimal::{Decimal18, DecimalError};
+pub use http::Received;
 pub use models::{
     Asset, AssetPage, Candle, Instrument, PricePoint, Side, Ticker, Trade, WireTrade,
+    candles_from_raw,
 };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     Error, Result,
-    http::{JsonClient, RetryPolicy},
+    http::{JsonClient, Received, RetryPolicy},
     models::{Candle, ColumnarCandles, ColumnarSymbols, Instrument, Ticker, WireTrade},
 };
 
@@ -40,26 +40,38 @@ impl MercadoBitcoin {
     }
 
     /// Daily candles of `symbol` from `from` to `to` (unix seconds): the
-    /// history before Tributary polled its trades.
-    pub async fn daily_candles(&self, symbol: &str, from: i64, to: i64) -> Result<Vec<Candle>> {
+    /// history before Tributary polled its trades, with the reply as
+    /// received.
+    pub async fn daily_candles(
+        &self,
+        symbol: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Received<Vec<Candle>>> {
         let url = format!(
             "{}/candles?symbol={symbol}&resolution=1d&from={from}&to={to}",
             self.base
         );
-        let columns: ColumnarCandles = self.client.get("candles", &url).await?;
-        columns.rows(symbol).ok_or_else(|| Error::Shape {
+        let reply: Received<ColumnarCandles> = self.client.get_received("candles", &url).await?;
+        let rows = reply.value.rows(symbol).ok_or_else(|| Error::Shape {
             endpoint: "candles".to_string(),
             detail: "the parallel arrays differ in length or a time is out of range".to_string(),
+        })?;
+        Ok(Received {
+            body: reply.body,
+            value: rows,
         })
     }
 
-    /// Tickers of `symbols`, in one request (unknown symbols are dropped by the API).
-    pub async fn tickers(&self, symbols: &[String]) -> Result<Vec<Ticker>> {
+    /// Tickers of `symbols`, in one request (unknown symbols are dropped by
+    /// the API), with the reply as received; `None` without symbols (no
+    /// request is sent).
+    pub async fn tickers(&self, symbols: &[String]) -> Result<Option<Received<Vec<Ticker>>>> {
         if symbols.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let url = format!("{}/tickers?symbols={}", self.base, symbols.join(","));
-        self.client.get("tickers", &url).await
+        self.client.get_received("tickers", &url).await.map(Some)
     }
 
     /// Every trade of `symbol` after `after_tid`, ascending by tid, each once,

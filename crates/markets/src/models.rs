@@ -173,6 +173,27 @@ impl ColumnarCandles {
     }
 }
 
+/// The candles of one raw backfill file. The file is the `/candles` reply
+/// as received (parallel arrays; the symbol is not in it, so it comes from
+/// the file's key); files written before replies were kept as received hold
+/// a list of [`Candle`]s, which is read as it is.
+pub fn candles_from_raw(text: &str, symbol: Option<&str>) -> crate::Result<Vec<Candle>> {
+    let shape = |detail: String| crate::Error::Shape {
+        endpoint: "candles".to_string(),
+        detail,
+    };
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(|e| shape(e.to_string()));
+    }
+    let symbol = symbol.ok_or_else(|| {
+        shape("a reply as received needs its symbol (from the file's key)".to_string())
+    })?;
+    let columns: ColumnarCandles = serde_json::from_str(text).map_err(|e| shape(e.to_string()))?;
+    columns.rows(symbol).ok_or_else(|| {
+        shape("the parallel arrays differ in length or a time is out of range".to_string())
+    })
+}
+
 /// One instrument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instrument {
@@ -292,6 +313,22 @@ mod tests {
         )
         .unwrap();
         assert!(ragged.rows("BTC-BRL").is_none());
+    }
+
+    #[test]
+    fn raw_candle_files_read_as_received_and_as_written_before() {
+        let reply = r#"{"t":[1577836800],"o":["29000.5"],"h":["29500"],"l":["28800.25"],"c":["29300"],"v":["12.00000001"]}"#;
+        let rows = candles_from_raw(reply, Some("BTC-BRL")).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].symbol, "BTC-BRL");
+        assert_eq!(rows[0].close.to_string(), "29300");
+        // A file written before replies were kept as received: its rows.
+        let older = serde_json::to_string(&rows).unwrap();
+        assert_eq!(candles_from_raw(&older, None).unwrap(), rows);
+        let no_symbol = candles_from_raw(reply, None).unwrap_err();
+        assert!(no_symbol.to_string().contains("symbol"), "{no_symbol}");
+        let ragged = r#"{"t":[1577836800],"o":[],"h":["1"],"l":["1"],"c":["1"],"v":["1"]}"#;
+        assert!(candles_from_raw(ragged, Some("BTC-BRL")).is_err());
     }
 
     #[test]

@@ -106,7 +106,8 @@ async fn requests_to_one_endpoint_are_at_least_a_second_apart() {
     let server = server_with_trades("BTC-BRL", 3).await;
     let client = MercadoBitcoin::new(&server.mercado_base(), quick(Duration::from_secs(1)));
     for _ in 0..3 {
-        client.tickers(&["BTC-BRL".to_string()]).await.unwrap();
+        let reply = client.tickers(&["BTC-BRL".to_string()]).await.unwrap();
+        assert!(reply.is_some_and(|r| r.body.starts_with(b"[")));
     }
     let times = server.requests("/api/v4/tickers");
     assert_eq!(times.len(), 3);

@@ -1,5 +1,5 @@
-//! The catalog: the processed lake's tables, so Athena can query it without
-//! a crawler.
+//! The catalog: the lake's tables, so Athena can query it without a
+//! crawler.
 //!
 //! Every processed dataset is an Apache Iceberg table ([`crate::lakehouse`]).
 //! After a transform, [`sync_pending`] registers each table at its current
@@ -7,6 +7,11 @@
 //! with, for people browsing the catalog) with a [`Catalog`]: the Glue Data
 //! Catalog in AWS (`tributary-aws`), nothing locally. Maintenance registers
 //! the versions it commits the same way ([`iceberg_specs`]).
+//!
+//! The raw zone is catalogued as received ([`raw_specs`]): the totesys
+//! extracts' Parquet and the market replies' JSON, each dataset one table
+//! over its `date=YYYY-MM-DD/` folders, found by partition projection, so no
+//! partition is ever registered and a new day is readable at once.
 
 use std::{collections::BTreeMap, future::Future, pin::Pin};
 
@@ -15,19 +20,56 @@ use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 
 use crate::Result;
 
-/// One table of the catalog: an Apache Iceberg table at a metadata file.
+/// One table of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
-    /// Catalog table name, e.g. `fact_sales_order`, `markets_trades`.
+    /// Catalog table name, e.g. `fact_sales_order`, `raw_mercado_trades`.
     pub name: String,
     /// The table's location: the lake root URL and the table's prefix,
     /// without a trailing slash.
     pub location: String,
-    /// Columns as (name, Hive type), for people browsing the catalog.
+    /// Columns as (name, Hive type). Readers of an Iceberg table take the
+    /// schema from its metadata (these are for people browsing); readers of
+    /// a raw table read the files with these.
     pub columns: Vec<(String, String)>,
-    /// The current metadata file. Readers plan the table's files from it.
-    pub metadata_location: String,
+    /// What the files are and how readers find them.
+    pub format: TableFormat,
 }
+
+/// How a table's files are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableFormat {
+    /// An Apache Iceberg table at its current metadata file: readers plan
+    /// the table's files from it.
+    Iceberg {
+        /// The current metadata file.
+        metadata_location: String,
+    },
+    /// Raw files as received under `<location>/date=YYYY-MM-DD/`: readers
+    /// find the day folders by partition projection on the string column
+    /// `date`, from [`RAW_SINCE`] to today.
+    Raw(RawFormat),
+}
+
+/// The files of a raw dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawFormat {
+    /// Parquet (the totesys extracts).
+    Parquet,
+    /// gzip JSON, one object a line (trade batches, and replies that are
+    /// one JSON object on one line).
+    JsonLines,
+    /// gzip text, each line one string column `reply` (replies whose top
+    /// level is a JSON array, which a JSON SerDe cannot read as a row; SQL
+    /// reads them with `json_parse` and `UNNEST`).
+    Lines,
+}
+
+/// The first day partition projection offers for raw tables.
+pub const RAW_SINCE: &str = "2020-01-01";
+
+/// The partition column of raw tables (the lake's `date=` folders).
+pub const RAW_PARTITION: &str = "date";
 
 /// Where tables are registered.
 pub trait Catalog: Send + Sync {
@@ -75,6 +117,97 @@ pub fn hive_type(data_type: &DataType) -> String {
     }
 }
 
+/// The raw zone's tables, as received, over the `raw` lake: each totesys
+/// table's extracts (`raw_totesys_<table>`, Parquet with the extract's
+/// columns) and the market sources (`raw_mercado_trades`: the stream's
+/// trades, one a line; `raw_coincap_assets` and `raw_mercado_candles`: one
+/// reply a line; `raw_mercado_tickers`: one `/tickers` reply a line, as
+/// text). Their columns come from the same definitions the files are
+/// written and read with.
+pub fn raw_specs(raw: &Lake) -> Vec<TableSpec> {
+    use tributary_lake::keys;
+    let at = |prefix: &str| format!("{}/{prefix}", raw.url().trim_end_matches('/'));
+    let named = |columns: &[(&str, &str)]| -> Vec<(String, String)> {
+        columns
+            .iter()
+            .map(|(name, ty)| (name.to_string(), ty.to_string()))
+            .collect()
+    };
+    let mut specs: Vec<TableSpec> = tributary_totesys::tables::TABLES
+        .iter()
+        .map(|table| TableSpec {
+            name: format!("raw_totesys_{}", table.name),
+            location: at(&keys::raw_totesys_dir(table.name)),
+            columns: table
+                .arrow_schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), hive_type(f.data_type())))
+                .collect(),
+            format: TableFormat::Raw(RawFormat::Parquet),
+        })
+        .collect();
+    // The line the stream sink keeps (`tributary_markets::Trade`).
+    specs.push(TableSpec {
+        name: "raw_mercado_trades".into(),
+        location: at(keys::RAW_TRADES),
+        columns: named(&[
+            ("symbol", "string"),
+            ("tid", "bigint"),
+            ("traded_at_ms", "bigint"),
+            ("price", "string"),
+            ("amount", "string"),
+            ("side", "string"),
+        ]),
+        format: TableFormat::Raw(RawFormat::JsonLines),
+    });
+    specs.push(TableSpec {
+        name: "raw_mercado_tickers".into(),
+        location: at(keys::RAW_TICKERS),
+        columns: named(&[("reply", "string")]),
+        format: TableFormat::Raw(RawFormat::Lines),
+    });
+    // `/candles` as received: parallel arrays; the symbol is in the file
+    // name (`"$path"` in Athena).
+    specs.push(TableSpec {
+        name: "raw_mercado_candles".into(),
+        location: at(keys::RAW_CANDLES),
+        columns: named(&[
+            ("t", "array<bigint>"),
+            ("o", "array<string>"),
+            ("h", "array<string>"),
+            ("l", "array<string>"),
+            ("c", "array<string>"),
+            ("v", "array<string>"),
+        ]),
+        format: TableFormat::Raw(RawFormat::JsonLines),
+    });
+    // CoinCap `/assets` as received (a JSON SerDe matches keys without
+    // regard to case, so the struct's fields are lower case).
+    specs.push(TableSpec {
+        name: "raw_coincap_assets".into(),
+        location: at(keys::RAW_COINCAP_ASSETS),
+        columns: named(&[
+            ("timestamp", "bigint"),
+            (
+                "data",
+                "array<struct<id:string,rank:string,symbol:string,name:string,supply:string,\
+                 maxsupply:string,marketcapusd:string,volumeusd24hr:string,priceusd:string,\
+                 changepercent24hr:string,vwap24hr:string,explorer:string>>",
+            ),
+        ]),
+        format: TableFormat::Raw(RawFormat::JsonLines),
+    });
+    specs
+}
+
+/// A stable digest of table definitions: the catalog registers the raw
+/// tables again only when it changes.
+pub fn definition_digest(specs: &[TableSpec]) -> String {
+    let text: String = specs.iter().map(|spec| format!("{spec:?}\n")).collect();
+    tributary_lake::sha256_hex(text.as_bytes())
+}
+
 /// The processed lake's Iceberg tables as the catalog registers them: each
 /// at its current metadata file, with its columns for people browsing the
 /// catalog (readers take the schema from the metadata). Tables not
@@ -95,29 +228,36 @@ pub async fn iceberg_specs(processed: &Lake) -> Result<Vec<TableSpec>> {
                 .iter()
                 .map(|f| (f.name().clone(), hive_type(f.data_type())))
                 .collect(),
-            metadata_location: catalog.metadata_url(&def.location, &current),
+            format: TableFormat::Iceberg {
+                metadata_location: catalog.metadata_url(&def.location, &current),
+            },
         });
     }
     Ok(specs)
 }
 
-/// What the catalog log remembers: the last manifest registered per log.
+/// What the catalog log remembers: the last manifest registered per log,
+/// and the digest of the raw tables' definitions registered.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CatalogState {
     synced: BTreeMap<String, u64>,
+    #[serde(default)]
+    raw_definitions: Option<String>,
 }
 
 /// Registers every Iceberg table at its current version once either
-/// transform log has moved since the last sync, then records how far it got
-/// in the catalog's own log. A failed sync is alerted and left for the next
-/// call, which retries it whether or not anything new was transformed.
+/// transform log has moved since the last sync, and the raw zone's tables
+/// ([`raw_specs`]) when their definitions are new, then records how far it
+/// got in the catalog's own log. A failed sync is alerted and left for the
+/// next call, which retries it whether or not anything new was transformed.
 /// Returns the number of tables registered.
 pub async fn sync_pending(
     catalog: &dyn Catalog,
+    raw: &Lake,
     processed: &Lake,
     alerts: &dyn crate::alerts::Alerts,
 ) -> Result<usize> {
-    let result = sync_pending_run(catalog, processed).await;
+    let result = sync_pending_run(catalog, raw, processed).await;
     if let Err(error) = &result {
         alerts
             .send(&crate::alerts::Alert {
@@ -132,7 +272,7 @@ pub async fn sync_pending(
     result
 }
 
-async fn sync_pending_run(catalog: &dyn Catalog, processed: &Lake) -> Result<usize> {
+async fn sync_pending_run(catalog: &dyn Catalog, raw: &Lake, processed: &Lake) -> Result<usize> {
     let log = ManifestLog::new(processed.clone(), Log::Catalog);
     let previous: Option<Manifest<CatalogState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
@@ -147,10 +287,21 @@ async fn sync_pending_run(catalog: &dyn Catalog, processed: &Lake) -> Result<usi
             changed = true;
         }
     }
-    if !changed {
+    let raw_tables = raw_specs(raw);
+    let raw_digest = definition_digest(&raw_tables);
+    let raw_new = state.raw_definitions.as_deref() != Some(raw_digest.as_str());
+    if !changed && !raw_new {
         return Ok(0);
     }
-    let tables = iceberg_specs(processed).await?;
+    let mut tables = if changed {
+        iceberg_specs(processed).await?
+    } else {
+        Vec::new()
+    };
+    if raw_new {
+        tables.extend(raw_tables);
+        state.raw_definitions = Some(raw_digest);
+    }
     catalog.sync(&tables).await?;
     let run_id = tributary_lake::RunId::now();
     log.commit(previous_seq, &run_id, chrono::Utc::now(), Vec::new(), state)
@@ -231,32 +382,106 @@ mod tests {
         let alerts = crate::alerts::RecordedAlerts::default();
         commit(&lake, Log::Transform).await;
 
+        let raw = Lake::from_url("memory://raw").unwrap();
+        let raw_tables = raw_specs(&raw).len();
+
         // The catalog is down: nothing is recorded as synced, and an alert says so.
         catalog
             .fail
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(sync_pending(&catalog, &lake, &alerts).await.is_err());
+        assert!(sync_pending(&catalog, &raw, &lake, &alerts).await.is_err());
         assert!(alerts.sent()[0].message.contains("catalog sync failed"));
         catalog
             .fail
             .store(false, std::sync::atomic::Ordering::SeqCst);
 
-        // The next call registers the table although nothing is new.
-        assert_eq!(sync_pending(&catalog, &lake, &alerts).await.unwrap(), 1);
+        // The next call registers the table although nothing is new, and
+        // the raw zone's tables the first time.
+        assert_eq!(
+            sync_pending(&catalog, &raw, &lake, &alerts).await.unwrap(),
+            1 + raw_tables
+        );
         {
             let synced = catalog.synced.lock().unwrap();
             assert_eq!(synced[0].name, "dim_date");
             assert_eq!(
-                synced[0].metadata_location,
-                iceberg.metadata_url(&dim_date.location, &table)
+                synced[0].format,
+                TableFormat::Iceberg {
+                    metadata_location: iceberg.metadata_url(&dim_date.location, &table)
+                }
+            );
+            assert!(
+                synced[1..]
+                    .iter()
+                    .all(|t| matches!(t.format, TableFormat::Raw(_)))
             );
         }
-        // Then only when a log moves.
-        assert_eq!(sync_pending(&catalog, &lake, &alerts).await.unwrap(), 0);
+        // Then only when a log moves; the raw tables are not registered again.
+        assert_eq!(
+            sync_pending(&catalog, &raw, &lake, &alerts).await.unwrap(),
+            0
+        );
         commit(&lake, Log::MarketsTransform).await;
-        assert_eq!(sync_pending(&catalog, &lake, &alerts).await.unwrap(), 1);
-        assert_eq!(catalog.synced.lock().unwrap().len(), 2);
+        assert_eq!(
+            sync_pending(&catalog, &raw, &lake, &alerts).await.unwrap(),
+            1
+        );
+        assert_eq!(catalog.synced.lock().unwrap().len(), 2 + raw_tables);
         assert_eq!(alerts.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn raw_tables_sit_where_the_lake_writes_each_dataset() {
+        let raw = Lake::from_url("memory://raw").unwrap();
+        let root = raw.url().trim_end_matches('/').to_string();
+        let specs = raw_specs(&raw);
+        let run = tributary_lake::RunId::now();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        use tributary_lake::keys;
+        let written = [
+            (
+                "raw_totesys_sales_order",
+                keys::raw_totesys_file("sales_order", day, &run, 0),
+            ),
+            (
+                "raw_mercado_trades",
+                keys::raw_trades_batch(day, "shard", "1"),
+            ),
+            ("raw_mercado_tickers", keys::raw_tickers(day, &run)),
+            ("raw_coincap_assets", keys::raw_coincap_assets(day, &run)),
+            (
+                "raw_mercado_candles",
+                keys::raw_candles(day, &run, "BTC-BRL"),
+            ),
+        ];
+        for (name, key) in written {
+            let spec = specs.iter().find(|s| s.name == name).expect(name);
+            // Partition projection's template, at the file's day, is the
+            // file's folder.
+            let folder = format!("{}/{RAW_PARTITION}=2026-11-30/", spec.location);
+            assert!(
+                format!("{root}/{key}").starts_with(&folder),
+                "{name}: {key} is not under {folder}"
+            );
+        }
+        let payment = specs
+            .iter()
+            .find(|s| s.name == "raw_totesys_payment")
+            .unwrap();
+        assert_eq!(payment.columns[0], ("payment_id".into(), "int".into()));
+        assert_eq!(
+            specs.len(),
+            tributary_totesys::tables::TABLES.len() + 4,
+            "every totesys table and four market datasets"
+        );
+        // The digest moves with any definition.
+        let mut changed = specs.clone();
+        changed[0].columns.pop();
+        assert_ne!(definition_digest(&specs), definition_digest(&changed));
+        assert_eq!(
+            definition_digest(&specs),
+            definition_digest(&raw_specs(&raw))
+        );
     }
 
     #[tokio::test]

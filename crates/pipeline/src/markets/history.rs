@@ -82,12 +82,14 @@ pub async fn backfill_history(
     let mut files = Vec::new();
     let today = Utc::now().date_naive();
     for symbol in &symbols {
-        let candles = mercado.daily_candles(symbol, from, to).await?;
+        let reply = mercado.daily_candles(symbol, from, to).await?;
+        let candles = reply.value;
         state.candles.insert(symbol.clone(), candles.len() as u64);
         if candles.is_empty() {
             continue;
         }
-        let body = crate::gz::gzip(&serde_json::to_vec(&candles)?)?;
+        // Kept as received: the reply's arrays, named by symbol in the key.
+        let body = crate::gz::gzip(&reply.body)?;
         let key = keys::raw_candles(today, &run_id, symbol);
         files.push(
             raw.put_file(

@@ -204,14 +204,9 @@ pub fn plan_tick(
     }
 }
 
-/// Writes a JSON snapshot (gzip) and names it for the manifest.
-async fn snapshot<T: Serialize>(
-    raw: &Lake,
-    table: &str,
-    key: String,
-    value: &T,
-) -> Result<FileEntry> {
-    let body = crate::gz::gzip(&serde_json::to_vec(value)?)?;
+/// Keeps a reply as received (gzip) and names it for the manifest.
+async fn keep_reply(raw: &Lake, table: &str, key: String, body: &[u8]) -> Result<FileEntry> {
+    let body = crate::gz::gzip(body)?;
     Ok(raw
         .put_file(&key, table, 1, bytes::Bytes::from(body))
         .await?)
@@ -260,18 +255,24 @@ async fn poll_tick(
             .collect();
         state.symbols_at = Some(now);
     }
-    let tickers = mercado.tickers(&state.symbols).await?;
     let date = now.date_naive();
-    let mut files =
-        vec![snapshot(raw, "tickers", keys::raw_tickers(date, &run_id), &tickers).await?];
+    let mut files = Vec::new();
+    let tickers = match mercado.tickers(&state.symbols).await? {
+        Some(reply) => {
+            let key = keys::raw_tickers(date, &run_id);
+            files.push(keep_reply(raw, "tickers", key, &reply.body).await?);
+            reply.value
+        }
+        None => Vec::new(),
+    };
     if let Some(coincap) = coincap {
         match coincap.assets(100, 0).await {
-            Ok(page) => files.push(
-                snapshot(
+            Ok(reply) => files.push(
+                keep_reply(
                     raw,
                     "assets",
                     keys::raw_coincap_assets(date, &run_id),
-                    &page,
+                    &reply.body,
                 )
                 .await?,
             ),

@@ -41,7 +41,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio_postgres::Client;
 use tributary_lake::{Lake, Log, ManifestLog, parquet::decode};
 use tributary_markets::{
-    Candle, Decimal18, Side, Trade,
+    Decimal18, Side, Trade,
     rollup::{RollupError, refusal},
 };
 
@@ -494,8 +494,10 @@ impl RawLayer {
 
         let mut candles = BTreeMap::new();
         let backfills = committed_files(&candles_log, latest_candles, |_| true).await?;
-        read_each(backfills, read_text, |_, text| {
-            for candle in serde_json::from_str::<Vec<Candle>>(&text)? {
+        let backfill_keys: Vec<String> = backfills.iter().map(|(_, key)| key.clone()).collect();
+        read_each(backfills, read_text, |index, text| {
+            let symbol = tributary_lake::keys::raw_candles_symbol(&backfill_keys[index]);
+            for candle in tributary_markets::candles_from_raw(&text, symbol)? {
                 let symbol = symbols.get(&candle.symbol);
                 candles.insert(
                     (Arc::clone(&symbol), candle.day),

@@ -502,7 +502,10 @@ async fn write_history(
         let manifest: Option<Manifest<serde_json::Value>> = candles_log.read(seq).await?;
         for file in manifest.into_iter().flat_map(|m| m.files) {
             let text = crate::gz::read_text(raw, &file.key).await?;
-            let candles: Vec<tributary_markets::Candle> = serde_json::from_str(&text)?;
+            let candles = tributary_markets::candles_from_raw(
+                &text,
+                tributary_lake::keys::raw_candles_symbol(&file.key),
+            )?;
             for candle in candles {
                 newest.insert((candle.symbol.clone(), candle.day), candle);
             }
