@@ -74,7 +74,7 @@ queries = {
       JOIN counterparties c USING (counterparty_id)
       GROUP BY ALL ORDER BY ALL""",
     "agg_sales_hourly": """
-      SELECT created_date, hour(created_time), count(*), sum(units_sold)
+      SELECT created_date, CAST(created_time // 3600000000 AS INTEGER), count(*), sum(units_sold)
       FROM latest_sales GROUP BY ALL ORDER BY ALL""",
     "agg_delivery_lead_time_daily": """
       SELECT created_date, count(*),
@@ -83,7 +83,7 @@ queries = {
              quantile_cont(datediff('day', created_date, agreed_delivery_date), 0.9)
       FROM latest_sales GROUP BY ALL ORDER BY ALL""",
     "agg_payment_delay_daily": """
-      WITH v AS (SELECT *, last_updated_date + last_updated_time AS updated_at FROM payments),
+      WITH v AS (SELECT *, last_updated_date + to_microseconds(last_updated_time) AS updated_at FROM payments),
       per_payment AS (
         SELECT payment_id,
                arg_max(payment_date, updated_at) AS payment_date,

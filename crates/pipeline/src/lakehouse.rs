@@ -487,3 +487,40 @@ pub async fn run_maintenance(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    /// Athena reads Iceberg `boolean, int, long, float, double, decimal,
+    /// date, timestamp, timestamptz, string, binary` (and nested types):
+    /// no `time` (a time of day is a `long` of microseconds), no unsigned
+    /// or small integers, no `fixed`.
+    #[test]
+    fn every_table_uses_only_types_athena_reads() {
+        for def in super::all_defs() {
+            for field in def.schema.fields() {
+                let readable = matches!(
+                    field.data_type(),
+                    DataType::Boolean
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::Float32
+                        | DataType::Float64
+                        | DataType::Decimal128(..)
+                        | DataType::Date32
+                        | DataType::Timestamp(..)
+                        | DataType::Utf8
+                        | DataType::Binary
+                );
+                assert!(
+                    readable,
+                    "{}.{}: {} has no Athena type",
+                    def.name,
+                    field.name(),
+                    field.data_type()
+                );
+            }
+        }
+    }
+}

@@ -113,7 +113,12 @@ impl<'a> Column<'a> {
             WType::Int => Column::Int(any.downcast_ref()?),
             WType::Text => Column::Text(any.downcast_ref()?),
             WType::Date => Column::Date(any.downcast_ref()?),
-            WType::Time => Column::Time(any.downcast_ref()?),
+            // Microseconds since midnight are `time`'s binary form.
+            WType::Time => match any.downcast_ref::<Int64Array>() {
+                Some(micros) => Column::BigInt(micros),
+                // Parquet TIME, in files written before December 2026.
+                None => Column::Time(any.downcast_ref()?),
+            },
             WType::Money => Column::Money(any.downcast_ref()?),
             WType::Bool => Column::Bool(any.downcast_ref()?),
             WType::BigInt => Column::BigInt(any.downcast_ref()?),
@@ -224,6 +229,30 @@ pub fn put_numeric(buf: &mut BytesMut, value: i128, scale: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_of_day_encodes_alike_from_the_lakes_long_and_from_parquet_time() {
+        // 12:34:56.789
+        let at = 45_296_789_000_i64;
+        let micros = Int64Array::from(vec![Some(at), None]);
+        let time = Time64MicrosecondArray::from(vec![Some(at), None]);
+        let (mut from_long, mut from_time) = (BytesMut::new(), BytesMut::new());
+        for row in 0..2 {
+            Column::of(WType::Time, &micros)
+                .unwrap()
+                .put(&mut from_long, row);
+            Column::of(WType::Time, &time)
+                .unwrap()
+                .put(&mut from_time, row);
+        }
+        assert_eq!(from_long, from_time);
+        let mut expected = BytesMut::new();
+        expected.put_i32(8);
+        expected.put_i64(at);
+        expected.put_i32(-1);
+        assert_eq!(from_long, expected);
+        assert!(Column::of(WType::Time, &StringArray::from(vec!["12:34"])).is_none());
+    }
 
     fn numeric(value: i128) -> Vec<u16> {
         let mut buf = BytesMut::new();

@@ -14,7 +14,11 @@ pub enum WType {
     Text,
     /// `date` → Date32.
     Date,
-    /// `time` → Time64(µs) (source precision is ms).
+    /// `time` → Int64: microseconds since midnight (source precision is
+    /// ms). Not Parquet's TIME: Athena has no type for Iceberg `time`, so
+    /// the lake keeps a `long` that every engine reads (`created_date +
+    /// to_microseconds(created_time)` in DuckDB, `date_add('microsecond',
+    /// created_time, cast(created_date AS timestamp))` in Athena).
     Time,
     /// `numeric(10,2)` (and unconstrained `numeric` holding source money) → Decimal128(10,2).
     Money,
@@ -33,13 +37,25 @@ impl WType {
             WType::Int => DataType::Int32,
             WType::Text => DataType::Utf8,
             WType::Date => DataType::Date32,
-            WType::Time => DataType::Time64(TimeUnit::Microsecond),
+            WType::Time => DataType::Int64,
             WType::Money => DataType::Decimal128(10, 2),
             WType::Bool => DataType::Boolean,
             WType::BigInt => DataType::Int64,
             WType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
         }
     }
+}
+
+/// The microseconds since midnight of a time-of-day column: the lake's
+/// Int64 ([`WType::Time`]), or Parquet TIME(µs) in files written before
+/// December 2026.
+pub fn micros_of_day(array: &dyn arrow_array::Array) -> Option<&[i64]> {
+    let any = array.as_any();
+    if let Some(micros) = any.downcast_ref::<arrow_array::Int64Array>() {
+        return Some(micros.values());
+    }
+    any.downcast_ref::<arrow_array::Time64MicrosecondArray>()
+        .map(|time| &**time.values())
 }
 
 /// What kind of table, which decides how it is loaded.

@@ -14,7 +14,7 @@ use std::{
 
 use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, Time64MicrosecondArray, TimestampMillisecondArray,
+    StringArray, TimestampMillisecondArray,
 };
 use chrono::NaiveDate;
 use tokio_postgres::Client;
@@ -72,12 +72,11 @@ fn batch(table: &WarehouseTable, rows: &[Vec<V>]) -> RecordBatch {
                     V::D(x) => Some(epoch_days(x)),
                     _ => None,
                 }))),
-                WType::Time => {
-                    Arc::new(Time64MicrosecondArray::from_iter(values.map(|v| match v {
-                        V::Tm(x) => Some(x * 1_000_000),
-                        _ => None,
-                    })))
-                }
+                // Microseconds since midnight.
+                WType::Time => Arc::new(Int64Array::from_iter(values.map(|v| match v {
+                    V::Tm(x) => Some(x * 1_000_000),
+                    _ => None,
+                }))),
                 WType::Money => Arc::new(
                     Decimal128Array::from_iter(values.map(|v| match v {
                         V::M(x) => Some(x),

@@ -280,16 +280,13 @@ mod tests {
 
     /// A fact file with only the columns the index reads.
     async fn segment(lake: &Lake, key: &str, versions: &[(i32, i64)]) -> FileEntry {
-        use arrow_array::{Date32Array, Int32Array, RecordBatch, Time64MicrosecondArray};
-        use arrow_schema::{DataType, Field, Schema, TimeUnit};
+        use arrow_array::{Date32Array, Int32Array, Int64Array, RecordBatch};
+        use arrow_schema::{DataType, Field, Schema};
         let schema = std::sync::Arc::new(Schema::new(vec![
             Field::new("payment_id", DataType::Int32, false),
             Field::new("last_updated_date", DataType::Date32, false),
-            Field::new(
-                "last_updated_time",
-                DataType::Time64(TimeUnit::Microsecond),
-                false,
-            ),
+            // Microseconds since midnight, as the transform writes it.
+            Field::new("last_updated_time", DataType::Int64, false),
         ]));
         let day = 86_400_000;
         let batch = RecordBatch::try_new(
@@ -299,7 +296,7 @@ mod tests {
                 std::sync::Arc::new(Date32Array::from_iter_values(
                     versions.iter().map(|v| (v.1 / day) as i32),
                 )),
-                std::sync::Arc::new(Time64MicrosecondArray::from_iter_values(
+                std::sync::Arc::new(Int64Array::from_iter_values(
                     versions.iter().map(|v| v.1 % day * 1000),
                 )),
             ],

@@ -287,9 +287,8 @@ fn build(source: Source, raw: &RecordBatch, reasons: &mut [Option<String>]) -> R
                 .unary::<_, arrow_array::types::Date32Type>(|ms| ms.div_euclid(DAY_MS) as i32),
         ),
         TimeOf(name) => Arc::new(
-            timestamps(raw, name)?.unary::<_, arrow_array::types::Time64MicrosecondType>(|ms| {
-                ms.rem_euclid(DAY_MS) * 1_000
-            }),
+            timestamps(raw, name)?
+                .unary::<_, arrow_array::types::Int64Type>(|ms| ms.rem_euclid(DAY_MS) * 1_000),
         ) as ArrayRef,
         ParseDate(name) => {
             let texts = strings(raw, name)?;

@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{
-    Array, Date32Array, Int32Array, Int64Array, RecordBatch, Time64MicrosecondArray,
-};
+use arrow_array::{Array, Date32Array, Int32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use tributary_lake::parquet::{decode, encode};
@@ -112,15 +110,14 @@ pub fn fact_versions(batch: &RecordBatch, key: &str) -> Result<Vec<Version>> {
         .as_any()
         .downcast_ref::<Date32Array>()
         .ok_or_else(|| wrong("last_updated_date"))?;
-    let times = column("last_updated_time")?
-        .as_any()
-        .downcast_ref::<Time64MicrosecondArray>()
-        .ok_or_else(|| wrong("last_updated_time"))?;
+    let time = column("last_updated_time")?;
+    let times =
+        crate::tables::micros_of_day(time.as_ref()).ok_or_else(|| wrong("last_updated_time"))?;
     Ok((0..batch.num_rows())
         .map(|row| {
             (
                 ids.value(row),
-                dates.value(row) as i64 * DAY_MS + times.value(row) / 1_000,
+                dates.value(row) as i64 * DAY_MS + times[row] / 1_000,
             )
         })
         .collect())
@@ -180,9 +177,7 @@ mod tests {
             let array: Arc<dyn Array> = match column.name().as_str() {
                 "payment_id" => Arc::new(Int32Array::from(vec![42])),
                 "last_updated_date" => Arc::new(Date32Array::from(vec![(ms / DAY_MS) as i32])),
-                "last_updated_time" => {
-                    Arc::new(Time64MicrosecondArray::from(vec![(ms % DAY_MS) * 1_000]))
-                }
+                "last_updated_time" => Arc::new(Int64Array::from(vec![(ms % DAY_MS) * 1_000])),
                 _ => arrow_array::new_null_array(column.data_type(), rows),
             };
             columns.push(array);
