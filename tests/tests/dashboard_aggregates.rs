@@ -169,7 +169,7 @@ async fn aggregates_equal_duckdb_over_the_processed_lake_after_each_load() {
 /// country and design, each currency at its day's rate; a missing rate
 /// gives NULL and names the currency.
 async fn reporting_totals(stack: &Stack) {
-    tributary_warehouse::fx::init(&stack.warehouse)
+    tributary_warehouse::fx::init(&stack.warehouse, false)
         .await
         .unwrap();
     let rate = |code: &str| match code {

@@ -343,7 +343,7 @@ pub fn day_rates(
 /// `created_date`), creating the exchange-rate tables and views first;
 /// `None` when the facts are empty.
 pub async fn fact_date_range(client: &Client) -> Result<Option<(NaiveDate, NaiveDate)>> {
-    tributary_warehouse::fx::init(client).await?;
+    tributary_warehouse::fx::init(client, false).await?;
     Ok(tributary_warehouse::fx::fact_date_range(client).await?)
 }
 
@@ -369,7 +369,7 @@ pub async fn apply_fx(
     to: NaiveDate,
     reporting: &str,
 ) -> Result<FxApplyReport> {
-    tributary_warehouse::fx::init(client).await?;
+    tributary_warehouse::fx::init(client, false).await?;
     let rates = rates_for(raw, from, to, reporting).await?;
     if !rates.without_reporting.is_empty() {
         tracing::warn!(

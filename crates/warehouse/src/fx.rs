@@ -19,13 +19,13 @@ const ROWS_PER_STATEMENT: usize = 5_000;
 
 /// Creates the star schema (if absent) and the exchange-rate tables and
 /// views, in one transaction; safe to run at any time and concurrently.
-pub async fn init(client: &Client) -> Result<()> {
-    client
-        .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock(hashtext('tributary.fx_init'));\n{WAREHOUSE_DDL}\n{FX_DDL}"
-        ))
-        .await?;
-    Ok(())
+/// Without `force`, only when this version's DDL is not in place already
+/// ([`crate::apply_ddl`]).
+pub async fn init(client: &Client, force: bool) -> Result<()> {
+    let ddl = format!(
+        "SELECT pg_advisory_xact_lock(hashtext('tributary.fx_init'));\n{WAREHOUSE_DDL}\n{FX_DDL}"
+    );
+    crate::apply_ddl(client, "warehouse_fx", &ddl, force).await
 }
 
 /// One day's rate of one currency.

@@ -971,3 +971,44 @@ async fn a_history_load_replaces_the_whole_history_of_each_entity_it_carries() {
     let again = load(&mut client, &lake, 3, &second).await.unwrap();
     assert_eq!(again.rows["dim_payment_type_history"], 0);
 }
+
+#[tokio::test]
+async fn the_schema_ddl_runs_once_per_version_unless_forced() {
+    let Some((_db, client)) = warehouse("ddl_once").await else {
+        return;
+    };
+    // A DDL with a visible side effect: each run adds a row.
+    let ddl = |version: i32| {
+        format!(
+            "CREATE TABLE IF NOT EXISTS ddl_runs (version int); \
+             INSERT INTO ddl_runs VALUES ({version});"
+        )
+    };
+    let rows = || async { count(&client, "SELECT count(*) FROM ddl_runs").await };
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), false)
+        .await
+        .unwrap();
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), false)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 1, "the same text runs once");
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), false)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 2, "a new version runs");
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), true)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 3, "forced, it runs again");
+    // The loader's own schema: a second init finds it in place.
+    tributary_warehouse::load::init(&client).await.unwrap();
+    tributary_warehouse::load::init(&client).await.unwrap();
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM tributary.ddl_applied WHERE name = 'warehouse'"
+        )
+        .await,
+        1
+    );
+}

@@ -105,8 +105,10 @@ async fn load_run(warehouse: &mut Client, processed: &Lake, run_id: &RunId) -> R
 }
 
 /// Creates the warehouse schema, load log, exchange-rate tables and
-/// reporting views (idempotent): `tributary warehouse init`.
+/// reporting views (idempotent): `tributary warehouse init`. It always runs
+/// the DDL, so a table dropped by hand comes back (the loads run it only
+/// for a new version of it).
 pub async fn init_warehouse(warehouse: &Client) -> Result<()> {
     // The star schema and the exchange-rate tables and views together.
-    Ok(tributary_warehouse::fx::init(warehouse).await?)
+    Ok(tributary_warehouse::fx::init(warehouse, true).await?)
 }
