@@ -231,12 +231,26 @@ impl GlueCatalog {
                 .await
             {
                 Ok(_) => Ok(()),
-                // Another run created it meanwhile: the next sync updates it.
+                // Another run created it meanwhile. An Iceberg table is
+                // pointed at its newer version by the next sync; a raw
+                // table's definition is written now (it is synced again
+                // only when it changes, or by the hourly maintenance).
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_already_exists_exception()) =>
                 {
-                    Ok(())
+                    match spec.format {
+                        TableFormat::Iceberg { .. } => Ok(()),
+                        TableFormat::Raw(_) => self
+                            .client
+                            .update_table()
+                            .database_name(&self.database)
+                            .table_input(table_input(spec, None)?)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| call("UpdateTable", &e)),
+                    }
                 }
                 Err(e) => Err(call("CreateTable", &e)),
             };

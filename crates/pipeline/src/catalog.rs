@@ -15,7 +15,7 @@
 
 use std::{collections::BTreeMap, future::Future, pin::Pin};
 
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::DataType;
 use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 
 use crate::Result;
@@ -93,9 +93,9 @@ impl Catalog for NoCatalog {
     }
 }
 
-/// The Hive type Athena reads an Arrow column as. Times of day are stored
-/// as Parquet TIME(MICROS), which the Hive type system lacks: they are
-/// declared `bigint` (microseconds since midnight).
+/// The Hive type Athena reads an Arrow column as. Times of day in the
+/// processed lake are Int64 (microseconds since midnight); a Parquet TIME
+/// column, which the Hive type system lacks, is declared `bigint` too.
 pub fn hive_type(data_type: &DataType) -> String {
     match data_type {
         DataType::Boolean => "boolean".into(),
@@ -108,10 +108,7 @@ pub fn hive_type(data_type: &DataType) -> String {
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
         DataType::Date32 | DataType::Date64 => "date".into(),
         DataType::Timestamp(_, _) => "timestamp".into(),
-        DataType::Time32(_) | DataType::Time64(TimeUnit::Microsecond | TimeUnit::Nanosecond) => {
-            "bigint".into()
-        }
-        DataType::Time64(_) => "bigint".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "bigint".into(),
         DataType::Binary | DataType::LargeBinary => "binary".into(),
         _ => "string".into(),
     }
@@ -312,6 +309,7 @@ async fn sync_pending_run(catalog: &dyn Catalog, raw: &Lake, processed: &Lake) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_schema::TimeUnit;
 
     #[test]
     fn hive_types_cover_the_lake_types() {
@@ -428,6 +426,72 @@ mod tests {
         );
         assert_eq!(catalog.synced.lock().unwrap().len(), 2 + raw_tables);
         assert_eq!(alerts.sent().len(), 1);
+    }
+
+    #[test]
+    fn raw_market_columns_are_the_keys_of_what_is_kept() {
+        let raw = Lake::from_url("memory://raw").unwrap();
+        let specs = raw_specs(&raw);
+        let declared = |name: &str| -> Vec<String> {
+            let spec = specs.iter().find(|s| s.name == name).unwrap();
+            spec.columns.iter().map(|(c, _)| c.clone()).collect()
+        };
+        let keys = |value: serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = value
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.to_lowercase())
+                .collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        // The line the stream sink keeps is a serialised `Trade`.
+        let trade = tributary_markets::Trade {
+            symbol: "BTC-BRL".into(),
+            tid: 1,
+            traded_at_ms: 0,
+            price: "1".into(),
+            amount: "1".into(),
+            side: tributary_markets::Side::Buy,
+        };
+        assert_eq!(
+            keys(serde_json::to_value(&trade).unwrap()),
+            sorted(declared("raw_mercado_trades"))
+        );
+        // Replies as the APIs send them (markets/API.md), as the replay
+        // servers answer them.
+        let candles = serde_json::json!({"t": [1], "o": ["1"], "h": ["1"], "l": ["1"], "c": ["1"], "v": ["1"]});
+        assert_eq!(keys(candles), sorted(declared("raw_mercado_candles")));
+        let assets = serde_json::json!({"timestamp": 1, "data": []});
+        assert_eq!(keys(assets), sorted(declared("raw_coincap_assets")));
+        // Every field an asset row carries is in the struct declared.
+        let row = specs
+            .iter()
+            .find(|s| s.name == "raw_coincap_assets")
+            .unwrap()
+            .columns[1]
+            .1
+            .clone();
+        let asset = tributary_markets::Asset {
+            id: "bitcoin".into(),
+            rank: 1,
+            symbol: "BTC".into(),
+            name: "Bitcoin".into(),
+            supply: None,
+            max_supply: None,
+            market_cap_usd: None,
+            volume_usd_24h: None,
+            price_usd: None,
+            change_percent_24h: None,
+        };
+        for key in keys(serde_json::to_value(&asset).unwrap()) {
+            assert!(row.contains(&format!("{key}:")), "{key} not in {row}");
+        }
     }
 
     #[tokio::test]

@@ -25,7 +25,9 @@ pub async fn init(client: &Client, force: bool) -> Result<()> {
     let ddl = format!(
         "SELECT pg_advisory_xact_lock(hashtext('tributary.fx_init'));\n{WAREHOUSE_DDL}\n{FX_DDL}"
     );
-    crate::apply_ddl(client, "warehouse_fx", &ddl, force).await
+    let mut expected = crate::warehouse_relations();
+    expected.push("fact_exchange_rate");
+    crate::apply_ddl(client, "warehouse_fx", &ddl, &expected, force).await
 }
 
 /// One day's rate of one currency.

@@ -29,17 +29,23 @@ pub use tables::{Kind, WAREHOUSE_TABLES, WType, WarehouseTable};
 pub const WAREHOUSE_DDL: &str = include_str!("warehouse.sql");
 
 /// Runs an idempotent `ddl` unless the warehouse records this very text as
-/// applied under `name` (`tributary.ddl_applied`), or always with `force`.
+/// applied under `name` (`tributary.ddl_applied`) and every relation of
+/// `expected` (schema-qualified where not in `public`) is there; always
+/// with `force`.
 ///
 /// Loads call it every minute, and the DDL is not free to run: `CREATE
 /// INDEX IF NOT EXISTS` takes a SHARE lock on its table before it finds the
 /// index there, which waits for autovacuum until the deadlock timeout
 /// (a second) cancels the vacuum, so a large fact table would seldom finish
-/// one. A new Tributary version (a changed text) applies it once.
+/// one. A new Tributary version (a changed text) applies it once; a table
+/// dropped by hand brings it back. The DDL and its record are one
+/// transaction under an advisory lock, so concurrent loaders apply it one
+/// after the other.
 pub async fn apply_ddl(
     client: &tokio_postgres::Client,
     name: &str,
     ddl: &str,
+    expected: &[&str],
     force: bool,
 ) -> Result<()> {
     let digest = tributary_lake::sha256_hex(ddl.as_bytes());
@@ -52,33 +58,40 @@ pub async fn apply_ddl(
             .await?
             .get(0);
         if recorded {
-            let applied: Option<String> = client
-                .query_opt(
-                    "SELECT digest FROM tributary.ddl_applied WHERE name = $1",
-                    &[&name],
+            // `to_regclass` takes no lock.
+            let applied: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM tributary.ddl_applied WHERE name = $1 AND digest = $2) \
+                       AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) r WHERE to_regclass(r) IS NULL)",
+                    &[&name, &digest, &expected],
                 )
                 .await?
-                .map(|row| row.get(0));
-            if applied.as_deref() == Some(digest.as_str()) {
+                .get(0);
+            if applied {
                 return Ok(());
             }
         }
     }
-    client.batch_execute(ddl).await?;
+    // One simple query: one implicit transaction, rolled back whole on an
+    // error. `name` comes from this crate and the digest is hex.
     client
-        .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS tributary; \
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock(hashtext('tributary.ddl'));\n{ddl}\n\
+             CREATE SCHEMA IF NOT EXISTS tributary;\n\
              CREATE TABLE IF NOT EXISTS tributary.ddl_applied ( \
                name text PRIMARY KEY, digest text NOT NULL, \
-               applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
-    client
-        .execute(
-            "INSERT INTO tributary.ddl_applied (name, digest) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, applied_at = now()",
-            &[&name, &digest],
-        )
+               applied_at timestamptz NOT NULL DEFAULT now());\n\
+             INSERT INTO tributary.ddl_applied (name, digest) VALUES ('{name}', '{digest}') \
+             ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, applied_at = now();"
+        ))
         .await?;
     Ok(())
+}
+
+/// The relations [`load::init`] must find in place: every warehouse table
+/// and the load log.
+pub fn warehouse_relations() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = WAREHOUSE_TABLES.iter().map(|t| t.name).collect();
+    names.push("tributary.load_log");
+    names
 }

@@ -74,7 +74,14 @@ const MOVE_WORK_KB: i64 = 128 * 1024;
 /// Creates the schema (idempotent), unless this version's schema is in
 /// place already ([`crate::apply_ddl`]).
 pub async fn init(client: &Client) -> Result<()> {
-    crate::apply_ddl(client, "warehouse", WAREHOUSE_DDL, false).await
+    crate::apply_ddl(
+        client,
+        "warehouse",
+        WAREHOUSE_DDL,
+        &crate::warehouse_relations(),
+        false,
+    )
+    .await
 }
 
 /// The highest processed manifest number the warehouse holds (0: none).

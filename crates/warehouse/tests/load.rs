@@ -985,21 +985,27 @@ async fn the_schema_ddl_runs_once_per_version_unless_forced() {
         )
     };
     let rows = || async { count(&client, "SELECT count(*) FROM ddl_runs").await };
-    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), false)
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), &["ddl_runs"], false)
         .await
         .unwrap();
-    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), false)
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(1), &["ddl_runs"], false)
         .await
         .unwrap();
     assert_eq!(rows().await, 1, "the same text runs once");
-    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), false)
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), &["ddl_runs"], false)
         .await
         .unwrap();
     assert_eq!(rows().await, 2, "a new version runs");
-    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), true)
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), &["ddl_runs"], true)
         .await
         .unwrap();
     assert_eq!(rows().await, 3, "forced, it runs again");
+    // A table dropped by hand: the same text runs again and brings it back.
+    client.batch_execute("DROP TABLE ddl_runs").await.unwrap();
+    tributary_warehouse::apply_ddl(&client, "probe", &ddl(2), &["ddl_runs"], false)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 1, "recreated, with this run's row");
     // The loader's own schema: a second init finds it in place.
     tributary_warehouse::load::init(&client).await.unwrap();
     tributary_warehouse::load::init(&client).await.unwrap();
