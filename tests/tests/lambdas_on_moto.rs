@@ -695,6 +695,23 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
         "BTC".into(),
         "BRL".into(),
     ));
+    // A CoinCap asset and two daily candles, for the raw tables' replies.
+    state.assets.push(
+        json!({"id": "bitcoin", "rank": "1", "symbol": "BTC", "name": "Bitcoin",
+        "priceUsd": "57435.2862859343831301"}),
+    );
+    let day_start = |days_ago: i64| {
+        (chrono::Utc::now().date_naive() - chrono::Days::new(days_ago as u64))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let bar = |price: &str| [price, price, price, price, "1.5"].map(str::to_string);
+    state.candles.insert(
+        "BTC-BRL".into(),
+        vec![(day_start(3), bar("480000")), (day_start(2), bar("481000"))],
+    );
     let server = tributary_markets::replay::ReplayServer::start(state)
         .await
         .unwrap();
@@ -776,10 +793,27 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
             .any(|a| a.message.contains("cannot connect to the totesys database")),
         "{alerts:?}"
     );
-    // With the source back, totesys flows and no trade is polled twice.
-    let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), Some(deadline()))
-        .await
-        .unwrap();
+    // With the source back, totesys flows and no trade is polled twice;
+    // CoinCap is configured now.
+    let coincap = server.coincap_base();
+    let with_coincap = aws
+        .context(
+            Function::Ingest,
+            &[
+                ("TRIBUTARY_STREAM_NAME", &stream_name),
+                ("TRIBUTARY_MERCADO_URL", &mercado),
+                ("TRIBUTARY_COINCAP_URL", &coincap),
+                ("COINCAP_API_KEY", "test-key"),
+            ],
+        )
+        .await;
+    let summary = ingest_handler(
+        &with_coincap,
+        &fixture("ingest-schedule.json"),
+        Some(deadline()),
+    )
+    .await
+    .unwrap();
     assert!(summary["rows"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["market_polls"], json!(1), "{summary}");
     assert_eq!(
@@ -787,6 +821,16 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
         json!(0),
         "polled while the source was down: {summary}"
     );
+
+    // The history before polling: one `/candles` reply kept.
+    let since = (chrono::Utc::now().date_naive() - chrono::Days::new(5)).to_string();
+    ingest_handler(
+        &with_coincap,
+        &json!({"candles": {"since": since, "symbols": ["BTC-BRL"]}}),
+        Some(deadline()),
+    )
+    .await
+    .unwrap();
 
     let event = kinesis_event(&kinesis, &stream_name).await;
     let sink = aws.context(Function::StreamSink, &[]).await;
@@ -846,6 +890,16 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
     let (replies, _) = recorded(tributary_lake::Log::MarketsPoll, "tickers").await;
     assert_eq!(replies, 2);
     assert_eq!(read["raw_mercado_tickers"]["rows"], json!(2), "{read}");
+    // One CoinCap reply (the second poll) and one `/candles` reply, each a
+    // line the JSON SerDe reads with every declared column.
+    let (assets, _) = recorded(tributary_lake::Log::MarketsPoll, "assets").await;
+    assert_eq!(assets, 1);
+    assert_eq!(read["raw_coincap_assets"]["files"], json!(1), "{read}");
+    assert_eq!(read["raw_coincap_assets"]["rows"], json!(1), "{read}");
+    let (candle_files, _) = recorded(tributary_lake::Log::MarketsCandles, "candles").await;
+    assert_eq!(candle_files, 1);
+    assert_eq!(read["raw_mercado_candles"]["files"], json!(1), "{read}");
+    assert_eq!(read["raw_mercado_candles"]["rows"], json!(1), "{read}");
     for name in [
         "raw_mercado_trades",
         "raw_mercado_tickers",
