@@ -52,10 +52,14 @@ pub async fn marks(tx: &Transaction<'_>) -> Result<FactMarks> {
 }
 
 /// The newest version of each sales order created on a touched day.
+///
+/// The touched days are given as an array (`= ANY (ARRAY(…))`), not `IN
+/// (SELECT …)`: with the semi-join the planner read all of `fact_payment`
+/// (1.4 M rows, 335 ms for 13 days) instead of its date index (75 ms).
 const LATEST_SALES: &str = "\
     SELECT DISTINCT ON (f.sales_order_id) f.* \
     FROM fact_sales_order f \
-    WHERE f.created_date IN (SELECT day FROM touched_sales) \
+    WHERE f.created_date = ANY (ARRAY(SELECT day FROM touched_sales)) \
     ORDER BY f.sales_order_id, f.last_updated_date DESC, f.last_updated_time DESC";
 
 /// Recomputes the aggregates of the days that fact rows numbered after
@@ -153,7 +157,8 @@ pub async fn refresh(tx: &Transaction<'_>, marks: FactMarks) -> Result<Refreshed
                    delay_days_sum, delay_days_mean, delay_days_p90) \
                  WITH versions AS ( \
                    SELECT f.*, f.last_updated_date + f.last_updated_time AS updated_at \
-                   FROM fact_payment f WHERE f.payment_date IN (SELECT day FROM touched_payments)), \
+                   FROM fact_payment f \
+                   WHERE f.payment_date = ANY (ARRAY(SELECT day FROM touched_payments))), \
                  per_payment AS ( \
                    SELECT DISTINCT ON (payment_id) payment_id, payment_date, currency_id, payment_amount, \
                           min(updated_at) FILTER (WHERE paid) OVER (PARTITION BY payment_id) AS paid_at \
