@@ -92,8 +92,8 @@ pub struct TableState {
 /// for an event that is rare, so it gets about 1% of the time (less for a
 /// check over 6 s, which the `late_check_every` cap makes come more often):
 /// a table checked in 10 ms is checked every run, a million-row table
-/// checked in 0.7 s every other one-minute run (at 5%, as before, every run
-/// paid 2.5 s for the four large tables of the 1M-order bench).
+/// checked in 0.5–0.8 s every run or every other one (at 5%, as before,
+/// its check was due again after 10–16 s).
 pub const CHECK_SHARE: u32 = 100;
 
 /// How long after its last check a table is checked again: its measured
