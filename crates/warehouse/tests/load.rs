@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 use tributary_lake::{FileEntry, Lake};
 use tributary_testkit::{TestDb, temp_lake};
 use tributary_warehouse::{
-    Error, WType, WarehouseTable,
+    Error, WAREHOUSE_TABLES, WType, WarehouseTable,
     load::{LoadedManifest, init, load_manifest},
 };
 
@@ -1017,4 +1017,62 @@ async fn the_schema_ddl_runs_once_per_version_unless_forced() {
         .await,
         1
     );
+}
+
+/// Autovacuum holds SHARE UPDATE EXCLUSIVE on a table it vacuums. A minute's
+/// load must not queue behind it: a SHARE lock would wait until the
+/// deadlock timeout cancels the vacuum (a second, every minute, and the
+/// vacuum never finishes). Another session holds that lock on every
+/// warehouse table here, and the load must go through well within a
+/// lock timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minutes_load_does_not_wait_for_a_vacuum() {
+    let Some((db, mut client)) = warehouse("load_vacuum").await else {
+        return;
+    };
+    let (_dir, url) = temp_lake();
+    let lake = Lake::from_url(&url).unwrap();
+    let mut first = dimensions(5, &[1, 2, 3]);
+    first.insert(
+        "fact_sales_order",
+        (1..=200).map(|id| order(id, 1, 1 + id % 5, 1)).collect(),
+    );
+    first.extend(payment_dimensions(50));
+    first.insert(
+        "fact_payment",
+        (1..=50).map(|id| payment(id, 1, id)).collect(),
+    );
+    load(&mut client, &lake, 1, &first).await.unwrap();
+
+    let vacuum = db.connect().await;
+    let tables: Vec<&str> = WAREHOUSE_TABLES.iter().map(|t| t.name).collect();
+    vacuum
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE",
+            tables.join(", ")
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET lock_timeout = '3s'")
+        .await
+        .unwrap();
+    // The schema is in place: the DDL (CREATE INDEX IF NOT EXISTS takes
+    // SHARE) is not run again.
+    init(&client).await.unwrap();
+    // New orders and a second version of five payments: staged, probed.
+    let mut next = BTreeMap::new();
+    next.insert(
+        "fact_sales_order",
+        (201..=210).map(|id| order(id, 1, 1, 1)).collect::<Vec<_>>(),
+    );
+    next.insert(
+        "fact_payment",
+        (1..=5).map(|id| payment(id, 2, id)).collect(),
+    );
+    let loaded = load(&mut client, &lake, 2, &next).await.unwrap();
+    assert_eq!(loaded.rows["fact_sales_order"], 10);
+    assert_eq!(loaded.rows["fact_payment"], 5);
+    assert_eq!(loaded.paths["fact_payment"], "staged");
+    vacuum.batch_execute("ROLLBACK").await.unwrap();
 }
