@@ -27,6 +27,22 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture json")
 }
 
+/// The independent readers (`scripts/iceberg.sh <args>`, PyIceberg and
+/// pyarrow against moto): their JSON answer.
+fn iceberg_sh(args: &[&str]) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/iceberg.sh");
+    let output = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("run scripts/iceberg.sh");
+    assert!(
+        output.status.success(),
+        "scripts/iceberg.sh {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The AWS side of one test: buckets, topic + inbox, secrets, Glue database.
 struct Aws {
     sdk: aws_config::SdkConfig,
@@ -277,21 +293,11 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
         .iter()
         .map(|t| (t.name, vec![t.key]))
         .collect();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/iceberg.sh");
-    let output = std::process::Command::new(script)
-        .args([
-            "glue",
-            &aws.glue_db,
-            &serde_json::to_string(&wanted).unwrap(),
-        ])
-        .output()
-        .expect("run scripts/iceberg.sh glue");
-    assert!(
-        output.status.success(),
-        "PyIceberg through Glue: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read = iceberg_sh(&[
+        "glue",
+        &aws.glue_db,
+        &serde_json::to_string(&wanted).unwrap(),
+    ]);
     for table in &tributary_warehouse::WAREHOUSE_TABLES {
         let rows: i64 = stack
             .warehouse
@@ -314,7 +320,14 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
     }
 
     // Maintenance on S3: compaction and expiry, and Glue follows the
-    // compacted version.
+    // compacted version. A raw table deleted in Glue by hand comes back
+    // (the transform registers raw tables only when their definitions change).
+    glue.delete_table()
+        .database_name(&aws.glue_db)
+        .name("raw_totesys_payment")
+        .send()
+        .await
+        .unwrap();
     let maintained = transform_handler(&transform, &json!({"maintain": {}}))
         .await
         .unwrap();
@@ -339,6 +352,20 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
     assert_eq!(
         registered.parameters().unwrap()["metadata_location"],
         catalog.metadata_url("warehouse/fact_sales_order", &after)
+    );
+    let restored = glue
+        .get_table()
+        .database_name(&aws.glue_db)
+        .name("raw_totesys_payment")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(
+        restored.parameters().unwrap()["projection.enabled"],
+        "true",
+        "the raw table is registered again"
     );
 
     // A warm function whose connection died (failover, idle timeout)
@@ -851,17 +878,7 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
     // boto3) finds each table's files through its projection template and
     // reads them in the declared format: every file, every declared column,
     // the rows the raw manifests recorded.
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/iceberg.sh");
-    let output = std::process::Command::new(script)
-        .args(["raw", &aws.glue_db])
-        .output()
-        .expect("run scripts/iceberg.sh raw");
-    assert!(
-        output.status.success(),
-        "raw tables through Glue: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read = iceberg_sh(&["raw", &aws.glue_db]);
     let recorded = |log: tributary_lake::Log, table: &'static str| {
         let raw = transform.raw.clone();
         async move {

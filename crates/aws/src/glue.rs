@@ -241,15 +241,7 @@ impl GlueCatalog {
                 {
                     match spec.format {
                         TableFormat::Iceberg { .. } => Ok(()),
-                        TableFormat::Raw(_) => self
-                            .client
-                            .update_table()
-                            .database_name(&self.database)
-                            .table_input(table_input(spec, None)?)
-                            .send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| call("UpdateTable", &e)),
+                        TableFormat::Raw(_) => self.update_table(spec, None).await,
                     }
                 }
                 Err(e) => Err(call("CreateTable", &e)),
@@ -271,10 +263,16 @@ impl GlueCatalog {
         if current {
             return Ok(());
         }
+        self.update_table(spec, registered).await
+    }
+
+    /// Writes the spec over the registered table (`previous`: its metadata
+    /// file, for an Iceberg table).
+    async fn update_table(&self, spec: &TableSpec, previous: Option<&str>) -> Result<()> {
         self.client
             .update_table()
             .database_name(&self.database)
-            .table_input(table_input(spec, registered)?)
+            .table_input(table_input(spec, previous)?)
             .send()
             .await
             .map(|_| ())

@@ -141,7 +141,8 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
     let (IcebergCommand::Publish { locations }
     | IcebergCommand::Maintain { locations, .. }
     | IcebergCommand::Describe { locations }) = &args.command;
-    let processed = locations.settings(&[])?.processed_lake()?;
+    let settings = locations.settings(&[])?;
+    let processed = settings.processed_lake()?;
     match args.command {
         IcebergCommand::Publish { .. } => {
             let published = lakehouse::STAGE
@@ -164,6 +165,7 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let done = lakehouse::run_maintenance(
+                &settings.raw_lake()?,
                 &processed,
                 &options,
                 &tributary_pipeline::catalog::NoCatalog,

@@ -338,17 +338,14 @@ async fn maintain_handler(
     } else {
         &no_catalog
     };
-    let done =
-        lakehouse::run_maintenance(&ctx.processed, &options, catalog, ctx.alerts.as_ref()).await?;
-    // The raw zone's tables, checked hourly: one deleted or changed by hand
-    // in Glue comes back (the transform registers them only when their
-    // definitions change).
-    if let Err(error) = catalog
-        .sync(&tributary_pipeline::catalog::raw_specs(&ctx.raw))
-        .await
-    {
-        tracing::warn!(error = %error, "raw tables not registered; the next maintenance retries");
-    }
+    let done = lakehouse::run_maintenance(
+        &ctx.raw,
+        &ctx.processed,
+        &options,
+        catalog,
+        ctx.alerts.as_ref(),
+    )
+    .await?;
     let tables: serde_json::Map<String, Value> = done
         .tables
         .iter()

@@ -214,7 +214,8 @@ impl Frankfurter {
 
     async fn fetch_day(&self, path: String, base: &str) -> Result<Fetched<DayRates>> {
         let url = format!("{}/{path}", self.base_url);
-        let (body, wire): (Vec<u8>, WireDay) = self.client.get_with_body("fx", &url).await?;
+        let crate::Received { body, value: wire } =
+            self.client.get_received::<WireDay>("fx", &url).await?;
         let value = day_from_wire(wire).map_err(|e| shape("fx day", e))?;
         if value.base != base {
             return Err(shape(
@@ -265,7 +266,8 @@ impl Frankfurter {
         }
         let path = format!("{start}..{end}?{}", Self::query(base, symbols)?);
         let url = format!("{}/{path}", self.base_url);
-        let (body, wire): (Vec<u8>, WireSeries) = self.client.get_with_body("fx", &url).await?;
+        let crate::Received { body, value: wire } =
+            self.client.get_received::<WireSeries>("fx", &url).await?;
         let value = series_from_wire(wire).map_err(|e| shape("fx series", e))?;
         if value.base != base {
             return Err(shape(

@@ -127,25 +127,18 @@ impl JsonClient {
 
     /// [`JsonClient::get`], also returning the body byte for byte as
     /// received, for sources kept as received in the raw lake.
-    pub async fn get_with_body<T: DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        url: &str,
-    ) -> Result<(Vec<u8>, T)> {
-        self.get_decoded(endpoint, url, |body| {
-            serde_json::from_slice(body).map(|value| (body.to_vec(), value))
-        })
-        .await
-    }
-
-    /// [`JsonClient::get_with_body`] as a [`Received`].
     pub async fn get_received<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         url: &str,
     ) -> Result<Received<T>> {
-        let (body, value) = self.get_with_body(endpoint, url).await?;
-        Ok(Received { body, value })
+        self.get_decoded(endpoint, url, |body| {
+            serde_json::from_slice(body).map(|value| Received {
+                body: body.to_vec(),
+                value,
+            })
+        })
+        .await
     }
 
     /// GETs `url` with every retry rule, then `decode`s the body of a

@@ -468,9 +468,12 @@ pub async fn maintain(
 }
 
 /// The maintenance stage: [`maintain`] every table, then point `catalog` at
-/// the versions it committed (even when a table failed), then alert any
-/// failure. The CLI and the transform function call this.
+/// the versions it committed (even when a table failed) and register the
+/// raw zone's tables again (one deleted or changed by hand comes back: the
+/// transform registers them only when their definitions change), then
+/// alert any failure. The CLI and the transform function call this.
 pub async fn run_maintenance(
+    raw: &Lake,
     processed: &Lake,
     options: &tributary_iceberg::MaintainOptions,
     catalog: &dyn crate::catalog::Catalog,
@@ -479,9 +482,9 @@ pub async fn run_maintenance(
     let done = maintain(processed, options).await;
     MAINTAIN_STAGE
         .run(alerts, |_| async move {
-            catalog
-                .sync(&crate::catalog::iceberg_specs(processed).await?)
-                .await?;
+            let mut tables = crate::catalog::iceberg_specs(processed).await?;
+            tables.extend(crate::catalog::raw_specs(raw));
+            catalog.sync(&tables).await?;
             done.result()?;
             Ok(done)
         })
