@@ -29,7 +29,7 @@ fi
 step "warehouse init (idempotent)"
 "$bin" warehouse init
 
-step "run: ingest → transform → load (first run takes everything not yet loaded)"
+step "run: ingest (the tables sources/totesys.toml names) → transform → load (first run takes everything not yet loaded)"
 "$bin" run
 
 step "simulate: $simulate_for of live orders, payments and reference changes, with the pipeline running every 5s"

@@ -151,6 +151,7 @@ async fn a_backfill_larger_than_a_run_comes_in_parts_one_per_schedule() {
             tables: Some(tables.clone()),
             since: Some(since),
         },
+        &stack.options.source,
     )
     .await
     .unwrap();
@@ -161,6 +162,7 @@ async fn a_backfill_larger_than_a_run_comes_in_parts_one_per_schedule() {
             tables: Some(vec!["currency".to_string()]),
             since: Some(since),
         },
+        &stack.options.source,
     )
     .await
     .unwrap();

@@ -24,6 +24,7 @@ fn options() -> IngestOptions {
         file_rows: 100_000,
         late_check_every: Duration::ZERO,
         max_rows: 5_000_000,
+        source: std::sync::Arc::new(tributary_testkit::pipeline::shipped_totesys_source()),
     }
 }
 
@@ -353,6 +354,7 @@ async fn a_late_check_after_lookback_only_runs_does_not_ingest_their_rows_again(
         lookback: Duration::from_secs(2),
         late_check_every: Duration::from_secs(3600),
         max_rows: 5_000_000,
+        source: std::sync::Arc::new(tributary_testkit::pipeline::shipped_totesys_source()),
         ..options()
     };
     let request = IngestRequest::default();

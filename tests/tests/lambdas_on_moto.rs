@@ -266,7 +266,7 @@ async fn handlers_carry_totesys_to_the_warehouse_catalog_and_alert_on_failure() 
     );
     assert_eq!(
         tables.table_list().len() - iceberg_tables,
-        tributary_pipeline::catalog::raw_specs(&transform.raw).len(),
+        tributary_pipeline::catalog::raw_specs(&transform.raw, &Default::default()).len(),
         "and the raw zone's tables"
     );
     let rows: u64 = catalog
@@ -892,7 +892,7 @@ async fn a_scheduled_ingest_polls_the_markets_into_kinesis_and_on_to_the_warehou
             )
         }
     };
-    for table in &tributary_totesys::tables::TABLES {
+    for table in &tributary_totesys::tables::MODEL_INPUTS {
         let name = format!("raw_totesys_{}", table.name);
         let (files, rows) = recorded(tributary_lake::Log::Totesys, table.name).await;
         assert!(rows > 0, "{name}: the first extract kept rows");
@@ -1047,7 +1047,13 @@ async fn a_scheduled_ingest_runs_the_backfills_queued_in_the_raw_bucket() {
         tables: Some(vec!["payment".to_string()]),
         since: Some("2000-01-01T00:00:00Z".parse().unwrap()),
     };
-    let id = queue(&ingest.raw, &request).await.unwrap();
+    let id = queue(
+        &ingest.raw,
+        &request,
+        &tributary_pipeline::totesys::source::model_defaults(),
+    )
+    .await
+    .unwrap();
     let summary = ingest_handler(&ingest, &fixture("ingest-schedule.json"), None)
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use tributary_pipeline::{
     alerts::RecordedAlerts,
     totesys::ingest::{IngestOptions, IngestReport, IngestRequest, IngestState, ingest},
 };
-use tributary_totesys::{PgType, TABLES, TableDef};
+use tributary_totesys::{MODEL_INPUTS, PgType, TableDef};
 
 fn options() -> IngestOptions {
     IngestOptions {
@@ -22,6 +22,7 @@ fn options() -> IngestOptions {
         file_rows: 6_000,
         late_check_every: Duration::ZERO,
         max_rows: 5_000_000,
+        source: std::sync::Arc::new(tributary_testkit::pipeline::shipped_totesys_source()),
     }
 }
 
@@ -124,7 +125,7 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
         alerts.sent()
     );
     let first_files = run_files(&lake, dir.path(), &first).await;
-    for table in &TABLES {
+    for table in &MODEL_INPUTS {
         let expected = source_rows(&client, "public", table).await;
         let files = first_files.get(table.name).cloned().unwrap_or_default();
         let read = read_parquet_independently(&files);
@@ -153,7 +154,7 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
     stage_snapshot(&client, &shared.join("snapshot-2024-11-15.sql.gz")).await;
     let mut expected_changes = HashMap::new();
     let mut changed_in_place = HashMap::new();
-    for table in &TABLES {
+    for table in &MODEL_INPUTS {
         let changed: i64 = client
             .query_one(
                 &format!(
@@ -213,7 +214,8 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
     .unwrap();
     for report in &second.tables {
         assert_eq!(
-            report.rows, expected_changes[report.table],
+            report.rows,
+            expected_changes[report.table.as_str()],
             "{}: the second run extracts exactly the new and changed rows",
             report.table
         );
@@ -250,7 +252,7 @@ async fn real_snapshots_first_run_extracts_everything_then_exactly_the_changes()
     }
 
     // Nothing twice: no identical row version in both runs.
-    for table in &TABLES {
+    for table in &MODEL_INPUTS {
         let mut files = first_files.get(table.name).cloned().unwrap_or_default();
         files.extend(second_files.get(table.name).cloned().unwrap_or_default());
         let mut rows = read_parquet_independently(&files).rows;

@@ -16,7 +16,7 @@ use tributary_pipeline::{
     totesys::ingest::{IngestOptions, IngestRequest, IngestState, ingest},
 };
 use tributary_totesys::{
-    TABLES,
+    MODEL_INPUTS,
     generate::{GenerateOptions, generate},
     row_fingerprint,
 };
@@ -35,7 +35,7 @@ async fn lake_rows(lake: &Lake) -> Vec<(String, Vec<u64>)> {
         .unwrap()
         .unwrap();
     let mut out = Vec::new();
-    for table in &TABLES {
+    for table in &MODEL_INPUTS {
         let mut prints = Vec::new();
         for file in manifest.files.iter().filter(|f| f.table == table.name) {
             let (_, batches) = decode(lake.get(&file.key).await.unwrap()).unwrap();
@@ -80,6 +80,7 @@ async fn the_same_ingest_works_on_s3_through_moto_and_on_local_files() {
         file_rows: 200,
         late_check_every: Duration::ZERO,
         max_rows: 5_000_000,
+        source: std::sync::Arc::new(tributary_testkit::pipeline::shipped_totesys_source()),
     };
     let alerts = RecordedAlerts::default();
     let on_s3 = ingest(

@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn a_raw_table_reads_its_files_as_received_by_projected_day() {
         let raw = tributary_lake::Lake::from_url("memory://raw").unwrap();
-        let specs = tributary_pipeline::catalog::raw_specs(&raw);
+        let specs = tributary_pipeline::catalog::raw_specs(&raw, &Default::default());
         let by_name = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
         let trades = table_input(by_name("raw_mercado_trades"), None).unwrap();
         let parameters = trades.parameters().unwrap();

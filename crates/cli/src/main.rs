@@ -21,7 +21,7 @@ use tributary_pipeline::{
     },
     run::{CycleReport, Pipeline},
     status::ingest_status,
-    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, ingest},
+    totesys::ingest::{IngestOptions, IngestReport, IngestRequest, ingest, ingest_options},
     totesys::load::{LoadReport, load},
     totesys::transform::{TransformReport, TransformRequest, transform},
 };

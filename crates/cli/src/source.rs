@@ -7,23 +7,19 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         .locations
         .settings(&[(TRIBUTARY_LOOKBACK, args.lookback.clone())])?;
     let raw = settings.raw_lake()?;
-    let mut source = settings.connect_totesys().await?;
+    let options = ingest_options(&settings)?;
     let request = IngestRequest {
         tables: args.tables,
         since: args.since,
     };
+    // A typo in --tables fails before the source is asked anything.
+    tributary_pipeline::totesys::ingest::selected_tables(&request, &options.source)?;
+    let mut source = settings.connect_totesys().await?;
     // A first extract larger than TRIBUTARY_INGEST_MAX_ROWS is read in
     // parts, one manifest each; here the parts follow one another (on AWS,
     // each scheduled invocation reads the next).
     loop {
-        let report = ingest(
-            &mut source,
-            &raw,
-            &IngestOptions::from(&settings),
-            &request,
-            &LogAlerts,
-        )
-        .await?;
+        let report = ingest(&mut source, &raw, &options, &request, &LogAlerts).await?;
         print_ingest(&report);
         if !report.backfill_pending.is_empty() {
             if args.one_run {
@@ -109,7 +105,7 @@ pub(crate) async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
         tables: args.tables,
         since: args.since,
     };
-    let id = queue(&raw, &request).await?;
+    let id = queue(&raw, &request, &ingest_options(&settings)?.source).await?;
     println!(
         "queued backfill {id} in {}: the next scheduled ingest (or `tributary run`) runs it before its own run; `tributary backfill --status` shows how it ended",
         raw.url()
@@ -138,6 +134,12 @@ fn print_ingest(report: &IngestReport) {
             t.already_ingested,
             t.late_rows + t.changed_in_place,
             show_time(t.watermark)
+        );
+    }
+    for stop in &report.stopped {
+        println!(
+            "{:<16} not read this run: {}; {}",
+            stop.table, stop.reason, stop.action
         );
     }
 }

@@ -112,6 +112,18 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
     let raw = settings.raw_lake()?;
     let mut files = SourceFile::read_dir(&args.dir)?;
+    if let Some(modelled) = files
+        .iter()
+        .find(|f| f.model.is_some() && args.source.as_ref() == Some(&f.name))
+    {
+        anyhow::bail!(
+            "{} feeds the built-in {} star schema: `tributary ingest` (or `tributary run`) reads it",
+            modelled.path.display(),
+            modelled.model.as_deref().unwrap_or_default()
+        );
+    }
+    // A source feeding a built-in model is read by that model's stages.
+    files.retain(|f| f.model.is_none());
     if let Some(only) = &args.source {
         files.retain(|f| &f.name == only);
         anyhow::ensure!(

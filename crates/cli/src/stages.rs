@@ -285,7 +285,7 @@ pub(crate) async fn run_cycles(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
     let raw = settings.raw_lake()?;
     let processed = settings.processed_lake()?;
-    let options = IngestOptions::from(&settings);
+    let options = ingest_options(&settings)?;
     let cycle = || async {
         let report = one_cycle(&settings, &raw, &processed, &options).await?;
         tracing::info!(

@@ -323,7 +323,9 @@ async fn a_queued_backfill_that_keeps_failing_is_given_up_with_an_alert() {
         tables: Some(vec!["payment".to_string()]),
         since: Some("2000-01-01T00:00:00Z".parse().unwrap()),
     };
-    queue(&stack.raw, &request).await.unwrap();
+    queue(&stack.raw, &request, &stack.options.source)
+        .await
+        .unwrap();
     stack
         .source
         .batch_execute("ALTER TABLE payment RENAME TO payment_away")

@@ -204,7 +204,7 @@ pub fn decode_columns(bytes: Bytes, names: &[&str]) -> Result<(SchemaRef, Vec<Re
 pub fn decode_column_batches(
     bytes: Bytes,
     names: &[&str],
-) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
     Ok(projected_reader(bytes, names)?.map(|batch| batch.map_err(crate::Error::from)))
 }
 

@@ -58,7 +58,7 @@ fn kind_of(error: &tributary_pipeline::Error) -> &'static str {
         E::Rollup(_) => "Rollup",
         E::Compress(_) | E::NotGzip { .. } => "Gzip",
         E::Market(_) => "Market",
-        E::Source(_) | E::SourceConfig(_) => "Source",
+        E::Source(_) | E::SourceConfig(_) | E::TableStopped(_) => "Source",
         E::Postgres(_) => "Database",
         E::Aws { .. } => "Aws",
         _ => "Other",

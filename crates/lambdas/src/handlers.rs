@@ -13,7 +13,7 @@ use tributary_pipeline::{
     markets::transform::transform_markets,
     metrics::{FreshnessLag, record},
     status::freshness_lag,
-    totesys::ingest::{IngestOptions, IngestRequest, ingest},
+    totesys::ingest::{IngestRequest, ingest},
     totesys::load::load,
     totesys::requests::run_pending,
     totesys::transform::{TransformRequest, transform},
@@ -210,7 +210,17 @@ async fn ingest_totesys(
     tributary_pipeline::Result<()>,
     tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport>,
 ) {
-    let options = IngestOptions::from(&ctx.settings);
+    // The source file is read on every run (it is small), so a bad one
+    // fails here, before anything is read, and names itself.
+    let options = match tributary_pipeline::totesys::ingest::ingest_options(&ctx.settings).and_then(
+        |options| {
+            tributary_pipeline::totesys::ingest::selected_tables(request, &options.source)
+                .map(|_| options)
+        },
+    ) {
+        Ok(options) => options,
+        Err(error) => return (Ok(()), Err(error)),
+    };
     let mut queued = Ok(());
     if scheduled {
         let mut slot = match open_totesys(ctx).await {

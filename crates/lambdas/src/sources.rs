@@ -148,6 +148,11 @@ impl Sources {
                             sources.variables.insert(variable.clone(), value);
                         }
                     }
+                    if file.model.is_some() {
+                        // The totesys stage reads it (it reads the folder
+                        // itself on every run).
+                        continue;
+                    }
                     sources.files.push(file);
                 }
                 Err(error) => {

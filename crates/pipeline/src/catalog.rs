@@ -114,6 +114,15 @@ pub fn hive_type(data_type: &DataType) -> String {
     }
 }
 
+/// The totesys tables' columns as the latest ingest manifest recorded them.
+pub async fn totesys_columns(
+    raw: &Lake,
+) -> Result<BTreeMap<String, Vec<tributary_totesys::source::SourceColumn>>> {
+    let latest: Option<Manifest<crate::totesys::ingest::IngestState>> =
+        ManifestLog::new(raw.clone(), Log::Totesys).latest().await?;
+    Ok(latest.map(|m| m.state.schemas).unwrap_or_default())
+}
+
 /// The raw zone's tables, as received, over the `raw` lake: each totesys
 /// table's extracts (`raw_totesys_<table>`, Parquet with the extract's
 /// columns) and the market sources (`raw_mercado_trades`: the stream's
@@ -121,7 +130,14 @@ pub fn hive_type(data_type: &DataType) -> String {
 /// reply a line; `raw_mercado_tickers`: one `/tickers` reply a line, as
 /// text). Their columns come from the same definitions the files are
 /// written and read with.
-pub fn raw_specs(raw: &Lake) -> Vec<TableSpec> {
+///
+/// The totesys tables are those the ingest has recorded (`totesys`: their
+/// columns as last discovered, see [`totesys_columns`]), and every table the
+/// star schema reads, as it reads them, until the ingest has recorded it.
+pub fn raw_specs(
+    raw: &Lake,
+    totesys: &std::collections::BTreeMap<String, Vec<tributary_totesys::source::SourceColumn>>,
+) -> Vec<TableSpec> {
     use tributary_lake::keys;
     let at = |prefix: &str| format!("{}/{prefix}", raw.url().trim_end_matches('/'));
     let named = |columns: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -130,16 +146,22 @@ pub fn raw_specs(raw: &Lake) -> Vec<TableSpec> {
             .map(|(name, ty)| (name.to_string(), ty.to_string()))
             .collect()
     };
-    let mut specs: Vec<TableSpec> = tributary_totesys::tables::TABLES
+    let mut totesys = totesys.clone();
+    for table in &tributary_totesys::tables::MODEL_INPUTS {
+        totesys.entry(table.name.to_string()).or_insert_with(|| {
+            tributary_totesys::SourceTable::from_model(table)
+                .columns
+                .clone()
+        });
+    }
+    let mut specs: Vec<TableSpec> = totesys
         .iter()
-        .map(|table| TableSpec {
-            name: format!("raw_totesys_{}", table.name),
-            location: at(&keys::raw_totesys_dir(table.name)),
-            columns: table
-                .arrow_schema()
-                .fields()
+        .map(|(table, columns)| TableSpec {
+            name: format!("raw_totesys_{table}"),
+            location: at(&keys::raw_totesys_dir(table)),
+            columns: columns
                 .iter()
-                .map(|f| (f.name().clone(), hive_type(f.data_type())))
+                .map(|c| (c.name.clone(), hive_type(&c.pg.arrow_type())))
                 .collect(),
             format: TableFormat::Raw(RawFormat::Parquet),
         })
@@ -284,7 +306,7 @@ async fn sync_pending_run(catalog: &dyn Catalog, raw: &Lake, processed: &Lake) -
             changed = true;
         }
     }
-    let raw_tables = raw_specs(raw);
+    let raw_tables = raw_specs(raw, &totesys_columns(raw).await?);
     let raw_digest = definition_digest(&raw_tables);
     let raw_new = state.raw_definitions.as_deref() != Some(raw_digest.as_str());
     if !changed && !raw_new {
@@ -381,7 +403,7 @@ mod tests {
         commit(&lake, Log::Transform).await;
 
         let raw = Lake::from_url("memory://raw").unwrap();
-        let raw_tables = raw_specs(&raw).len();
+        let raw_tables = raw_specs(&raw, &BTreeMap::new()).len();
 
         // The catalog is down: nothing is recorded as synced, and an alert says so.
         catalog
@@ -431,7 +453,7 @@ mod tests {
     #[test]
     fn raw_market_columns_are_the_keys_of_what_is_kept() {
         let raw = Lake::from_url("memory://raw").unwrap();
-        let specs = raw_specs(&raw);
+        let specs = raw_specs(&raw, &BTreeMap::new());
         let declared = |name: &str| -> Vec<String> {
             let spec = specs.iter().find(|s| s.name == name).unwrap();
             spec.columns.iter().map(|(c, _)| c.clone()).collect()
@@ -498,7 +520,7 @@ mod tests {
     async fn raw_tables_sit_where_the_lake_writes_each_dataset() {
         let raw = Lake::from_url("memory://raw").unwrap();
         let root = raw.url().trim_end_matches('/').to_string();
-        let specs = raw_specs(&raw);
+        let specs = raw_specs(&raw, &BTreeMap::new());
         let run = tributary_lake::RunId::now();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
         use tributary_lake::keys;
@@ -535,7 +557,7 @@ mod tests {
         assert_eq!(payment.columns[0], ("payment_id".into(), "int".into()));
         assert_eq!(
             specs.len(),
-            tributary_totesys::tables::TABLES.len() + 4,
+            tributary_totesys::tables::MODEL_INPUTS.len() + 4,
             "every totesys table and four market datasets"
         );
         // The digest moves with any definition.
@@ -544,7 +566,7 @@ mod tests {
         assert_ne!(definition_digest(&specs), definition_digest(&changed));
         assert_eq!(
             definition_digest(&specs),
-            definition_digest(&raw_specs(&raw))
+            definition_digest(&raw_specs(&raw, &BTreeMap::new()))
         );
     }
 

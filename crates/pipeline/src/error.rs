@@ -43,9 +43,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// A request named something that is not in the fixed table list.
-    #[error("unknown table {0:?}; the totesys tables are: {1}")]
+    /// A request named a table the totesys source file does not configure.
+    #[error("unknown table {0:?}; the configured totesys tables are: {1}")]
     UnknownTable(String, String),
+
+    /// A configured totesys table no longer reads as the star schema needs
+    /// it (a backfill of it cannot go on; a scheduled run leaves it out).
+    #[error("{}: {}; {}", .0.table, .0.reason, .0.action)]
+    TableStopped(tributary_totesys::TableStop),
 
     /// The lake failed.
     #[error(transparent)]
@@ -171,6 +176,7 @@ impl Error {
                 | Error::SourceConfig(_)
                 | Error::Authentication { .. }
                 | Error::UnknownTable(..)
+                | Error::TableStopped(..)
                 | Error::Rollup(_)
                 | Error::Compress(_)
                 | Error::NotGzip { .. }

@@ -483,7 +483,10 @@ pub async fn run_maintenance(
     MAINTAIN_STAGE
         .run(alerts, |_| async move {
             let mut tables = crate::catalog::iceberg_specs(processed).await?;
-            tables.extend(crate::catalog::raw_specs(raw));
+            tables.extend(crate::catalog::raw_specs(
+                raw,
+                &crate::catalog::totesys_columns(raw).await?,
+            ));
             catalog.sync(&tables).await?;
             done.result()?;
             Ok(done)

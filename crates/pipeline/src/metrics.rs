@@ -163,7 +163,7 @@ impl Figures for IngestReport {
             .filter(|t| t.rows > 0)
             .map(|t| {
                 TableFigures::table(
-                    t.table,
+                    t.table.clone(),
                     vec![
                         Sample::count("RowsIngested", t.rows),
                         Sample::count("LateRows", t.late_rows),

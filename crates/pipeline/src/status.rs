@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use tributary_lake::{Lake, Log, Manifest, ManifestLog};
-use tributary_totesys::TABLES;
+use tributary_totesys::MODEL_INPUTS;
 
 use crate::{Result, totesys::ingest::IngestState};
 
@@ -10,7 +10,7 @@ use crate::{Result, totesys::ingest::IngestState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableStatus {
     /// Table name.
-    pub table: &'static str,
+    pub table: String,
     /// Newest last_updated ingested.
     pub watermark: Option<DateTime<Utc>>,
     /// Rows written by the last run that read the table.
@@ -40,12 +40,21 @@ pub async fn ingest_status(raw: &Lake) -> Result<IngestStatus> {
         Some(m) => (m.seq, Some(m.committed_at), m.state),
         None => (0, None, IngestState::default()),
     };
-    let tables = TABLES
-        .iter()
+    // The star schema's tables, then any other table the ingest has read.
+    let mut names: Vec<String> = MODEL_INPUTS.iter().map(|t| t.name.to_string()).collect();
+    names.extend(
+        state
+            .tables
+            .keys()
+            .filter(|name| !MODEL_INPUTS.iter().any(|t| t.name == name.as_str()))
+            .cloned(),
+    );
+    let tables = names
+        .into_iter()
         .map(|table| {
-            let s = state.tables.get(table.name).cloned().unwrap_or_default();
+            let s = state.tables.get(&table).cloned().unwrap_or_default();
             TableStatus {
-                table: table.name,
+                table,
                 watermark: s.watermark,
                 last_run_rows: s.last_run_rows,
                 last_run_at: s.last_run_at,

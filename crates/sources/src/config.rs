@@ -11,6 +11,7 @@
 //! exclude = ["tmp_*"]               # default none
 //! deletes_every = "1h"              # key-set comparison for deletes; "off" never
 //! trust_statistics = true           # skip tables whose change counters did not move
+//! # model = "totesys"               # feeds the built-in totesys star schema (below)
 //!
 //! [tables.order_payments]
 //! primary_key = ["order_id", "payment_sequential"]   # default: the catalog's
@@ -35,6 +36,13 @@
 //! columns = ["order_id text", "amount numeric(10,2)", "op text"]
 //! deletes = { column = "op", values = ["D"] }   # or "snapshot"; default none
 //! ```
+//!
+//! A source with `model = "totesys"` feeds the built-in totesys star schema
+//! rather than a `src_<name>` schema: its raw files keep the layout the
+//! star schema's transform reads (`totesys/<table>/date=…/`), and it is read
+//! by its cursors, with the late-commit check. Its tables are exactly its
+//! `[tables.<name>]` sections, each naming its `cursor`; the tables the star
+//! schema reads must be among them (see `sources/totesys.toml`).
 //!
 //! Unknown keys are errors (a typo must not silently change what is read).
 
@@ -84,6 +92,9 @@ pub struct SourceFile {
     pub trust_statistics: bool,
     /// Per table overrides, by table name.
     pub tables: BTreeMap<String, TableOverride>,
+    /// The built-in model this source feeds (`"totesys"`), if any: then the
+    /// generic path leaves it alone, and the model's own stages read it.
+    pub model: Option<String>,
 }
 
 /// What a source file may say about one table.
@@ -172,6 +183,8 @@ struct RawSource {
     deletes_every: Option<String>,
     #[serde(default)]
     trust_statistics: Option<bool>,
+    #[serde(default)]
+    model: Option<String>,
 }
 
 impl SourceFile {
@@ -261,6 +274,9 @@ impl SourceFile {
                     .to_string(),
             ));
         }
+        if let Some(model) = &raw.source.model {
+            check_model(model, &raw).map_err(fail)?;
+        }
         let deletes_every = match raw.source.deletes_every.as_deref() {
             None => Some(DEFAULT_DELETES_EVERY),
             Some("off") => None,
@@ -295,6 +311,7 @@ impl SourceFile {
             deletes_every,
             trust_statistics: raw.source.trust_statistics.unwrap_or(true),
             tables: raw.tables,
+            model: raw.source.model,
         })
     }
 
@@ -379,6 +396,62 @@ impl SourceFile {
     }
 }
 
+/// What a source feeding a built-in model may say.
+fn check_model(model: &str, raw: &RawFile) -> std::result::Result<(), String> {
+    if model != "totesys" {
+        return Err(format!(
+            "model = {model:?} is not a built-in model; the one there is is \"totesys\""
+        ));
+    }
+    let source = &raw.source;
+    if source.kind != "postgres" {
+        return Err(
+            "model = \"totesys\" reads a PostgreSQL database: kind = \"postgres\"".to_string(),
+        );
+    }
+    if source.include.is_some() || !source.exclude.is_empty() {
+        return Err(
+            "model = \"totesys\" reads exactly its [tables.<name>] sections: \
+                    remove include and exclude"
+                .to_string(),
+        );
+    }
+    if source.deletes_every.is_some() || source.trust_statistics.is_some() {
+        return Err(
+            "model = \"totesys\" keeps every version by its cursor and looks for \
+                    no deletes: remove deletes_every and trust_statistics"
+                .to_string(),
+        );
+    }
+    if raw.tables.is_empty() {
+        return Err(
+            "model = \"totesys\" needs its tables: one [tables.<name>] each, \
+                    with cursor = \"last_updated\""
+                .to_string(),
+        );
+    }
+    for (table, o) in &raw.tables {
+        if o.cursor.is_none() {
+            return Err(format!(
+                "[tables.{table}] names no cursor: the totesys model reads every table by a \
+                 timestamp column (cursor = \"last_updated\")"
+            ));
+        }
+        if o.primary_key.as_ref().is_some_and(|k| k.len() != 1) {
+            return Err(format!(
+                "[tables.{table}] primary_key: the totesys model reads by one integer key column"
+            ));
+        }
+        if !o.types.is_empty() {
+            return Err(format!(
+                "[tables.{table}.types]: the totesys model reads its columns as they are; \
+                 read this table through a source without a model to cast columns"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An environment variable's name as the files write them: `A_Z0_9`,
 /// starting with a letter.
 fn is_variable_name(name: &str) -> bool {
@@ -420,6 +493,45 @@ mod tests {
         let partner = &files[2];
         assert!(partner.landing_url.is_some());
         assert_eq!(partner.table("orders").columns.len(), 5);
+    }
+
+    #[test]
+    fn the_shipped_totesys_file_feeds_its_model_and_what_a_model_refuses_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sources/totesys.toml");
+        let file = SourceFile::read(&path).unwrap();
+        assert_eq!(file.model.as_deref(), Some("totesys"));
+        assert_eq!(file.url_env, "TOTESYS_DATABASE_URL");
+        assert_eq!(file.tables.len(), 11);
+        assert!(
+            file.tables
+                .values()
+                .all(|t| t.cursor.as_deref() == Some("last_updated"))
+        );
+        let head = "[source]\nkind = \"postgres\"\nurl_env = \"T\"\n";
+        for (extra, refusal) in [
+            ("model = \"shop\"\n", "not a built-in model"),
+            ("model = \"totesys\"\n", "needs its tables"),
+            (
+                "model = \"totesys\"\ninclude = [\"*\"]\n[tables.a]\ncursor = \"u\"\n",
+                "remove include",
+            ),
+            (
+                "model = \"totesys\"\ndeletes_every = \"1h\"\n[tables.a]\ncursor = \"u\"\n",
+                "remove deletes_every",
+            ),
+            ("model = \"totesys\"\n[tables.a]\n", "names no cursor"),
+            (
+                "model = \"totesys\"\n[tables.a]\ncursor = \"u\"\nprimary_key = [\"x\", \"y\"]\n",
+                "one integer key column",
+            ),
+            (
+                "model = \"totesys\"\n[tables.a]\ncursor = \"u\"\n[tables.a.types]\nx = \"text\"\n",
+                "as they are",
+            ),
+        ] {
+            let error = parse(&format!("{head}{extra}")).unwrap_err().to_string();
+            assert!(error.contains(refusal), "{extra}: {error}");
+        }
     }
 
     #[test]

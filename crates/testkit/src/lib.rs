@@ -274,7 +274,7 @@ pub async fn stage_snapshot(client: &Client, dump: &Path) {
         .batch_execute("CREATE SCHEMA next")
         .await
         .expect("create schema next");
-    for table in &tributary_totesys::TABLES {
+    for table in &tributary_totesys::MODEL_INPUTS {
         client
             .batch_execute(&format!(
                 "CREATE TABLE next.\"{0}\" (LIKE public.\"{0}\")",
@@ -289,7 +289,7 @@ pub async fn stage_snapshot(client: &Client, dump: &Path) {
 /// Brings the source up to the staged snapshot as its application would:
 /// new rows inserted, changed rows updated, identical rows left alone.
 pub async fn apply_staged_snapshot(client: &Client) {
-    for table in &tributary_totesys::TABLES {
+    for table in &tributary_totesys::MODEL_INPUTS {
         let columns = &table.columns[1..];
         let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
         let incoming: Vec<String> = columns

@@ -57,6 +57,7 @@ impl Stack {
                 file_rows: 100_000,
                 late_check_every: Duration::ZERO,
                 max_rows: 5_000_000,
+                source: std::sync::Arc::new(shipped_totesys_source()),
             },
             dirs: (raw_dir, processed_dir),
         })
@@ -201,4 +202,12 @@ impl Stack {
         tributary_pipeline::totesys::load::load(&mut self.warehouse, &self.processed, &self.alerts)
             .await
     }
+}
+
+/// The repository's `sources/totesys.toml`, as the ingest reads it: the
+/// tests read totesys through the file a deployment ships.
+pub fn shipped_totesys_source() -> tributary_totesys::SourceSpec {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sources/totesys.toml");
+    let file = tributary_sources::config::SourceFile::read(&path).expect("sources/totesys.toml");
+    tributary_pipeline::totesys::source::spec_of(&file).expect("sources/totesys.toml")
 }

@@ -13,7 +13,7 @@ use arrow_array::{
     },
 };
 
-use crate::{Error, PgType, Result, TableDef};
+use crate::{Error, PgType, Result, SourceTable};
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Milliseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
@@ -140,7 +140,7 @@ pub(crate) fn numeric_to_scaled(value: &[u8], scale: i8) -> std::result::Result<
 
 /// Decodes one table's binary COPY output into batches of `batch_rows` rows.
 pub struct CopyDecoder {
-    table: &'static TableDef,
+    table: Arc<SourceTable>,
     builders: Vec<ColumnBuilder>,
     batch_rows: usize,
     rows_in_batch: usize,
@@ -152,11 +152,11 @@ pub struct CopyDecoder {
 
 impl CopyDecoder {
     /// A decoder for `table`, emitting batches of `batch_rows` rows.
-    pub fn new(table: &'static TableDef, batch_rows: usize) -> Self {
+    pub fn new(table: Arc<SourceTable>, batch_rows: usize) -> Self {
         let batch_rows = batch_rows.max(1);
         Self {
+            builders: Self::builders(&table, batch_rows),
             table,
-            builders: Self::builders(table, batch_rows),
             batch_rows,
             rows_in_batch: 0,
             carry: Vec::new(),
@@ -166,7 +166,7 @@ impl CopyDecoder {
         }
     }
 
-    fn builders(table: &TableDef, capacity: usize) -> Vec<ColumnBuilder> {
+    fn builders(table: &SourceTable, capacity: usize) -> Vec<ColumnBuilder> {
         table
             .columns
             .iter()
@@ -208,7 +208,7 @@ impl CopyDecoder {
 
     fn malformed(&self, reason: &str) -> Error {
         Error::MalformedCopy {
-            table: self.table.name,
+            table: self.table.name.clone(),
             row: self.rows_total + 1,
             reason: reason.to_string(),
         }
@@ -287,7 +287,7 @@ impl CopyDecoder {
                 if len < 0 {
                     let column = &self.table.columns[index];
                     if !column.nullable {
-                        let name = column.name;
+                        let name = column.name.clone();
                         return Err(self.malformed(&format!(
                             "column {name}: NULL in a column the source declares NOT NULL"
                         )));
@@ -297,7 +297,7 @@ impl CopyDecoder {
                     let value = &buf[field..field + len as usize];
                     field += len as usize;
                     if let Err(reason) = builder.append(value) {
-                        let column = self.table.columns[index].name;
+                        let column = self.table.columns[index].name.clone();
                         return Err(self.malformed(&format!("column {column}: {reason}")));
                     }
                 }
@@ -315,6 +315,7 @@ impl CopyDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TableDef;
     use arrow_array::{Array, Decimal128Array, Int32Array, StringArray, TimestampMillisecondArray};
 
     fn numeric(ndigits: &[u16], weight: i16, sign: u16, dscale: u16) -> Vec<u8> {
@@ -400,7 +401,7 @@ mod tests {
         ];
         let stream = currency_stream(&rows);
         for chunk_size in [1, 3, 7, 19, 64, stream.len()] {
-            let mut decoder = CopyDecoder::new(table, 2);
+            let mut decoder = CopyDecoder::new(SourceTable::from_model(table), 2);
             let mut batches = Vec::new();
             for chunk in stream.chunks(chunk_size) {
                 decoder.feed(chunk, &mut batches).unwrap();
@@ -448,7 +449,7 @@ mod tests {
     fn a_truncated_stream_is_an_error_not_a_short_table() {
         let table = TableDef::by_name("currency").unwrap();
         let stream = currency_stream(&[(1, "GBP", 0)]);
-        let mut decoder = CopyDecoder::new(table, 10);
+        let mut decoder = CopyDecoder::new(SourceTable::from_model(table), 10);
         let mut batches = Vec::new();
         decoder
             .feed(&stream[..stream.len() - 2], &mut batches)
@@ -460,7 +461,7 @@ mod tests {
     #[test]
     fn garbage_and_wrong_widths_are_rejected_with_the_column() {
         let table = TableDef::by_name("currency").unwrap();
-        let mut decoder = CopyDecoder::new(table, 10);
+        let mut decoder = CopyDecoder::new(SourceTable::from_model(table), 10);
         let err = decoder
             .feed(b"COPY 1 2 3 4 5 6 7 8 9 10 11 12", &mut Vec::new())
             .unwrap_err();
@@ -473,7 +474,7 @@ mod tests {
         field(&mut stream, Some(b"GBP"));
         field(&mut stream, None);
         field(&mut stream, None);
-        let mut decoder = CopyDecoder::new(table, 10);
+        let mut decoder = CopyDecoder::new(SourceTable::from_model(table), 10);
         let err = decoder
             .feed(&stream, &mut Vec::new())
             .unwrap_err()
@@ -494,7 +495,7 @@ mod tests {
         field(&mut stream, None);
         field(&mut stream, Some(&0i64.to_be_bytes()));
         field(&mut stream, Some(&0i64.to_be_bytes()));
-        let err = CopyDecoder::new(table, 10)
+        let err = CopyDecoder::new(SourceTable::from_model(table), 10)
             .feed(&stream, &mut Vec::new())
             .unwrap_err()
             .to_string();

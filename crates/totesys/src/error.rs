@@ -12,7 +12,7 @@ pub enum Error {
     #[error("malformed COPY data for {table} at row {row}: {reason}")]
     MalformedCopy {
         /// The table being read.
-        table: &'static str,
+        table: String,
         /// 1-based row number within this extract.
         row: u64,
         /// What was wrong.
@@ -23,7 +23,7 @@ pub enum Error {
     #[error("extract of {table} stopped: the batch receiver closed")]
     ReceiverClosed {
         /// The table being read.
-        table: &'static str,
+        table: String,
     },
 
     /// Building an Arrow batch failed.

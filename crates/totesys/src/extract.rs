@@ -14,14 +14,14 @@
 //!   when their `last_updated` is older than the lookback. They are counted as
 //!   late so the caller can report them.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use arrow_array::{Array, BooleanArray, Int32Array, RecordBatch, TimestampMillisecondArray};
 use futures_util::{StreamExt, pin_mut};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
-use crate::{Error, LAST_UPDATED, Result, TableDef, copy_binary::CopyDecoder};
+use crate::{Error, Result, SourceTable, copy_binary::CopyDecoder, source::quote_ident};
 
 /// The source's view for one ingest run.
 #[derive(Debug, Clone)]
@@ -58,8 +58,8 @@ pub async fn open_snapshot(client: &mut Client) -> Result<(Transaction<'_>, Snap
 /// What one table's extract reads.
 #[derive(Debug, Clone)]
 pub struct ExtractPlan {
-    /// The table.
-    pub table: &'static TableDef,
+    /// The table, as discovered this run.
+    pub table: Arc<SourceTable>,
     /// Read rows with `last_updated` strictly after this (ms since the epoch);
     /// `None` reads the whole table.
     pub lower_bound_ms: Option<i64>,
@@ -185,28 +185,29 @@ pub const PREVIOUS_SNAPSHOT: &str = "(SELECT prev, \
 pub const NOT_VISIBLE_TO_PREVIOUS: &str = "(age(t.xmin) <= b.prev_age \
     AND NOT pg_visible_in_snapshot((b.prev_xmin + (b.prev_age - age(t.xmin)))::text::xid8, b.prev))";
 
-/// The COPY statement. Identifiers come from the static table list; values
+/// The COPY statement. Identifiers come from the catalog, quoted; values
 /// travel as transaction-local settings set with bind parameters, because
 /// COPY itself cannot take parameters.
 fn copy_statement(plan: &ExtractPlan) -> String {
-    let table = plan.table;
+    let table = &plan.table;
     let columns = table.quoted_columns("t");
+    let cursor = quote_ident(&table.cursor);
     let name = table.quoted_name();
     let filter = match (plan.lower_bound_ms, &plan.previous_snapshot) {
         (None, _) => String::new(),
         (Some(_), None) => format!(
-            "WHERE t.{LAST_UPDATED} > (SELECT current_setting('tributary.lower_bound')::timestamp)"
+            "WHERE t.{cursor} > (SELECT current_setting('tributary.lower_bound')::timestamp)"
         ),
         (Some(_), Some(_)) => format!(
             ", {PREVIOUS_SNAPSHOT} \
-             WHERE t.{LAST_UPDATED} > (SELECT current_setting('tributary.lower_bound')::timestamp) \
+             WHERE t.{cursor} > (SELECT current_setting('tributary.lower_bound')::timestamp) \
                 OR {NOT_VISIBLE_TO_PREVIOUS}"
         ),
     };
     let (filter, order) = match plan.part {
         None => (filter, String::new()),
         Some(part) => {
-            let key = format!("t.\"{}\"", table.primary_key);
+            let key = format!("t.{}", quote_ident(&table.primary_key));
             let after = part.after_key.map_or(String::new(), |_| {
                 format!("{key} > current_setting('tributary.after_key')::int")
             });
@@ -227,7 +228,6 @@ pub async fn extract_table(
     plan: &ExtractPlan,
     batches: mpsc::Sender<RecordBatch>,
 ) -> Result<ExtractStats> {
-    let table = plan.table;
     tx.execute(
         "SELECT set_config('tributary.lower_bound', $1, true), \
                 set_config('tributary.previous_snapshot', $2, true), \
@@ -249,7 +249,7 @@ pub async fn extract_table(
     let stream = tx.copy_out(copy_statement(plan).as_str()).await?;
     pin_mut!(stream);
 
-    let mut decoder = CopyDecoder::new(table, plan.batch_rows);
+    let mut decoder = CopyDecoder::new(plan.table.clone(), plan.batch_rows);
     let mut tracker = ExtractTracker::new(plan);
     let mut ready = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -282,8 +282,11 @@ impl<'a> ExtractTracker<'a> {
     fn new(plan: &'a ExtractPlan) -> Self {
         Self {
             plan,
-            key_column: 0,
-            lu_column: plan.table.column_index(LAST_UPDATED).unwrap_or(0),
+            key_column: plan
+                .table
+                .column_index(&plan.table.primary_key)
+                .unwrap_or(0),
+            lu_column: plan.table.column_index(&plan.table.cursor).unwrap_or(0),
             stats: ExtractStats::default(),
             prune_at: 4096,
             seen_keys: plan
@@ -295,7 +298,7 @@ impl<'a> ExtractTracker<'a> {
     }
 
     async fn forward(&mut self, batch: RecordBatch, to: &mpsc::Sender<RecordBatch>) -> Result<()> {
-        let table = self.plan.table.name;
+        let table = self.plan.table.name.clone();
         let batch = self.drop_already_ingested(batch)?;
         if batch.num_rows() == 0 {
             return Ok(());
@@ -424,11 +427,11 @@ impl<'a> ExtractTracker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TABLES;
+    use crate::{MODEL_INPUTS, SourceTable};
 
     fn plan(lower: Option<i64>, snapshot: Option<&str>) -> ExtractPlan {
         ExtractPlan {
-            table: &TABLES[10],
+            table: SourceTable::from_model(&MODEL_INPUTS[10]),
             lower_bound_ms: lower,
             previous_snapshot: snapshot.map(str::to_string),
             already_ingested: HashSet::new(),

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, pin_mut};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use tokio_postgres::{Client, Transaction};
 
-use crate::{Error, Result, TABLES};
+use crate::{Error, MODEL_INPUTS, Result};
 
 /// The DDL of the source, as the generator creates it.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
@@ -66,7 +66,7 @@ pub async fn generate(client: &mut Client, options: &GenerateOptions) -> Result<
         .query_one(
             "SELECT count(*) FROM information_schema.tables \
              WHERE table_schema = current_schema() AND table_name = ANY($1)",
-            &[&TABLES.iter().map(|t| t.name).collect::<Vec<_>>()],
+            &[&MODEL_INPUTS.iter().map(|t| t.name).collect::<Vec<_>>()],
         )
         .await?
         .get(0);
@@ -98,7 +98,7 @@ pub async fn generate(client: &mut Client, options: &GenerateOptions) -> Result<
     for (i, table) in ORDER_TABLES.iter().enumerate() {
         report.rows.push((table, totals[i]));
     }
-    for table in &TABLES {
+    for table in &MODEL_INPUTS {
         // Serial sequences must continue after the generated ids.
         tx.batch_execute(&format!(
             "SELECT setval(pg_get_serial_sequence('{0}', '{1}'), \

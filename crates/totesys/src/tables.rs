@@ -1,14 +1,17 @@
-//! The 11 totesys tables: the exact layout of the source, as typed definitions.
-//!
-//! This list is the only place table and column names come from; nothing a
-//! user or an event supplies is ever spliced into SQL.
+//! What the totesys star schema reads from the source: the 11 tables and
+//! the columns the transform turns into facts and dimensions, with their
+//! types. This is the model's contract, as a dbt project's `sources` would
+//! be: which tables are extracted, and the columns they have today, come
+//! from the source file (`sources/totesys.toml`) and the catalog at run time
+//! ([`crate::source`]), and are checked against it.
 
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// A source column type, as PostgreSQL sends it in binary COPY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PgType {
     /// `integer` / `serial` → Int32.
     Int4,
@@ -86,8 +89,8 @@ const MONEY: PgType = PgType::Numeric {
     scale: 2,
 };
 
-/// Every totesys table, parents before children.
-pub static TABLES: [TableDef; 11] = [
+/// Every table the star schema reads, parents before children.
+pub static MODEL_INPUTS: [TableDef; 11] = [
     TableDef {
         name: "address",
         primary_key: "address_id",
@@ -246,9 +249,9 @@ pub static TABLES: [TableDef; 11] = [
 pub const LAST_UPDATED: &str = "last_updated";
 
 impl TableDef {
-    /// Looks a table up by name; `None` for anything not in [`TABLES`].
+    /// Looks a model table up by name; `None` for anything not in [`MODEL_INPUTS`].
     pub fn by_name(name: &str) -> Option<&'static TableDef> {
-        TABLES.iter().find(|table| table.name == name)
+        MODEL_INPUTS.iter().find(|table| table.name == name)
     }
 
     /// The Arrow schema of the table's raw files.
@@ -265,20 +268,6 @@ impl TableDef {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
-
-    /// `"a", "b", …` for a SELECT list; names come from this static list only.
-    pub fn quoted_columns(&self, alias: &str) -> String {
-        self.columns
-            .iter()
-            .map(|c| format!("{alias}.\"{}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The quoted table name (`transaction` is a reserved word).
-    pub fn quoted_name(&self) -> String {
-        format!("\"{}\"", self.name)
-    }
 }
 
 #[cfg(test)]
@@ -287,8 +276,8 @@ mod tests {
 
     #[test]
     fn every_table_has_its_key_first_and_a_last_updated_timestamp() {
-        assert_eq!(TABLES.len(), 11);
-        for table in &TABLES {
+        assert_eq!(MODEL_INPUTS.len(), 11);
+        for table in &MODEL_INPUTS {
             assert_eq!(table.columns[0].name, table.primary_key, "{}", table.name);
             assert_eq!(table.columns[0].pg, PgType::Int4);
             let lu = table.column_index(LAST_UPDATED).expect(table.name);

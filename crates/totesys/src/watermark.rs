@@ -10,13 +10,13 @@
 //! `last_updated`, as often as that check's measured cost allows (see
 //! [`check_interval`]), and at least every `late_check_every`.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tributary_lake::RunId;
 
-use crate::{ExtractPlan, ExtractStats, KeyRange, RowVersion, TableDef};
+use crate::{ExtractPlan, ExtractStats, KeyRange, RowVersion, SourceSpec, SourceTable};
 
 /// Tuning of the stage.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct IngestOptions {
     /// larger than what is left of it is read in parts, in primary-key
     /// order, one part per run, so every run fits its time and memory.
     pub max_rows: u64,
+    /// Which tables are read, by which key and cursor (the source file).
+    pub source: Arc<SourceSpec>,
 }
 
 /// A first extract read in parts over several runs.
@@ -125,7 +127,7 @@ pub enum Mode {
 
 /// Decides what one table's extract reads.
 pub fn plan_extract(
-    table: &'static TableDef,
+    table: Arc<SourceTable>,
     state: &TableState,
     since: Option<DateTime<Utc>>,
     (current_snapshot, source_now_ms): (&str, i64),
@@ -189,7 +191,7 @@ pub fn plan_extract(
         }
         None => {
             tracing::warn!(
-                table = table.name,
+                table = incremental.table.name.as_str(),
                 "no usable snapshot for the late-commit check (restored or replaced source database?); \
                  this run uses the lookback only and becomes the new reference"
             );
@@ -330,7 +332,7 @@ pub fn update_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TABLES;
+    use crate::{MODEL_INPUTS, SourceTable};
 
     #[test]
     fn rescue_is_only_used_while_transaction_ids_move_forward() {
@@ -372,19 +374,41 @@ mod tests {
             file_rows: 100,
             late_check_every: most,
             max_rows: 0,
+            source: Arc::default(),
         };
-        let (_, mode) = plan_extract(&TABLES[0], &state, None, ("104:110:", 0), now, &options);
+        let (_, mode) = plan_extract(
+            SourceTable::from_model(&MODEL_INPUTS[0]),
+            &state,
+            None,
+            ("104:110:", 0),
+            now,
+            &options,
+        );
         assert_eq!(mode, Mode::Check);
         // An expensive one is not.
         let expensive = TableState {
             check_ms: Some(60_000),
             ..state
         };
-        let (_, mode) = plan_extract(&TABLES[0], &expensive, None, ("104:110:", 0), now, &options);
+        let (_, mode) = plan_extract(
+            SourceTable::from_model(&MODEL_INPUTS[0]),
+            &expensive,
+            None,
+            ("104:110:", 0),
+            now,
+            &options,
+        );
         assert_eq!(mode, Mode::Incremental);
         // Its cost is what the extract measured.
         let mut after = expensive.clone();
-        let (plan, _) = plan_extract(&TABLES[0], &expensive, None, ("104:110:", 0), now, &options);
+        let (plan, _) = plan_extract(
+            SourceTable::from_model(&MODEL_INPUTS[0]),
+            &expensive,
+            None,
+            ("104:110:", 0),
+            now,
+            &options,
+        );
         let stats = ExtractStats {
             elapsed_ms: 15,
             ..ExtractStats::default()
@@ -404,7 +428,7 @@ mod tests {
     fn recent_keys_keep_only_the_lookback_window() {
         let mut state = TableState::default();
         let plan = ExtractPlan {
-            table: &TABLES[0],
+            table: SourceTable::from_model(&MODEL_INPUTS[0]),
             lower_bound_ms: None,
             previous_snapshot: None,
             already_ingested: [(1, 1_000, 7), (2, 9_000, 8)].into_iter().collect(),

@@ -4,7 +4,7 @@
 
 use arrow_array::{Array, Int32Array, StringArray, TimestampMillisecondArray};
 use proptest::prelude::*;
-use tributary_totesys::{TableDef, copy_binary::CopyDecoder};
+use tributary_totesys::{SourceTable, TableDef, copy_binary::CopyDecoder};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 const PG_EPOCH_MS: i64 = 946_684_800_000;
@@ -34,7 +34,7 @@ fn stream(rows: &[(i32, Option<String>, i64)]) -> Vec<u8> {
 
 fn decode(bytes: &[u8], cuts: &[usize]) -> Result<Vec<arrow_array::RecordBatch>, String> {
     let table = TableDef::by_name("currency").unwrap();
-    let mut decoder = CopyDecoder::new(table, 7);
+    let mut decoder = CopyDecoder::new(SourceTable::from_model(table), 7);
     let mut out = Vec::new();
     let mut start = 0;
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();

@@ -1,7 +1,11 @@
-//! The ingest stage: an incremental extract of the 11 totesys tables into the
+//! The ingest stage: an incremental extract of the configured totesys tables
+//! (the source file with `model = "totesys"`, see [`super::source`]) into the
 //! raw lake, committed by one manifest.
 //!
-//! A run reads its state (watermark, recent keys, source snapshot per table)
+//! A run discovers each table's columns in the catalog, inside its snapshot,
+//! and records them in the manifest; a table whose columns no longer give
+//! the star schema what it reads is left out of the run with an alert, and
+//! the others go on. A run reads its state (watermark, recent keys, source snapshot per table)
 //! from the latest `totesys` manifest, reads every selected table inside one
 //! REPEATABLE READ snapshot, writes the changed rows as Parquet under
 //! `totesys/<table>/date=…/<run_id>.parquet`, and commits the next manifest.
@@ -10,6 +14,7 @@
 
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -20,7 +25,9 @@ use tokio_postgres::Client;
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys, write_dataset};
 pub use tributary_totesys::watermark::{IngestOptions, TableState};
 use tributary_totesys::{
-    ExtractPlan, ExtractStats, KeyRange, TABLES, TableDef, extract_table, open_snapshot,
+    ExtractPlan, ExtractStats, KeyRange, SourceSpec, SourceTable, TableStop, extract_table,
+    open_snapshot,
+    source::{SourceColumn, discover},
     watermark::{Mode, bound_first_extract, plan_extract, update_state},
 };
 
@@ -58,16 +65,17 @@ pub struct IngestRequest {
     pub since: Option<DateTime<Utc>>,
 }
 
-impl From<&Settings> for IngestOptions {
-    fn from(settings: &Settings) -> Self {
-        Self {
-            lookback: settings.lookback,
-            batch_rows: settings.batch_rows,
-            file_rows: settings.file_rows,
-            late_check_every: settings.late_check_every,
-            max_rows: settings.ingest_max_rows,
-        }
-    }
+/// The stage's tuning from the settings, and what it reads from the source
+/// file ([`super::source::configured`]).
+pub fn ingest_options(settings: &Settings) -> Result<IngestOptions> {
+    Ok(IngestOptions {
+        lookback: settings.lookback,
+        batch_rows: settings.batch_rows,
+        file_rows: settings.file_rows,
+        late_check_every: settings.late_check_every,
+        max_rows: settings.ingest_max_rows,
+        source: super::source::configured(settings)?,
+    })
 }
 
 /// The stage's state, carried from manifest to manifest.
@@ -80,6 +88,10 @@ pub struct IngestState {
     /// manifest that holds the rows, so a part is taken exactly once.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backfills: BTreeMap<String, BackfillProgress>,
+    /// Per table read, its columns as the catalog described them at the last
+    /// run that read it (what its raw files hold from then on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schemas: BTreeMap<String, Vec<SourceColumn>>,
 }
 
 /// How far a backfill read in parts has got.
@@ -110,7 +122,7 @@ pub fn backfill_key(request: &IngestRequest) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableReport {
     /// Table name.
-    pub table: &'static str,
+    pub table: String,
     /// Rows written.
     pub rows: u64,
     /// Files written.
@@ -143,10 +155,12 @@ pub struct IngestReport {
     pub elapsed: Duration,
     /// Tables whose first extract goes on in the next run (read in parts:
     /// `TRIBUTARY_INGEST_MAX_ROWS`), or that wait for it.
-    pub first_loads_pending: Vec<&'static str>,
+    pub first_loads_pending: Vec<String>,
     /// For a backfill larger than `TRIBUTARY_INGEST_MAX_ROWS`: the tables
     /// still to read, in the next run of the same request.
-    pub backfill_pending: Vec<&'static str>,
+    pub backfill_pending: Vec<String>,
+    /// Tables left out of this run, and why (each alerted).
+    pub stopped: Vec<TableStop>,
 }
 
 impl IngestReport {
@@ -176,22 +190,34 @@ pub async fn ingest(
         .await
 }
 
-/// Resolves a request's table names against the fixed list.
-pub fn selected_tables(request: &IngestRequest) -> Result<Vec<&'static TableDef>> {
-    match &request.tables {
-        None => Ok(TABLES.iter().collect()),
+/// The configured tables a request reads (all of them for the scheduled
+/// run); a name that is not configured is refused.
+pub fn selected_tables(request: &IngestRequest, source: &SourceSpec) -> Result<SourceSpec> {
+    if source.tables.is_empty() {
+        return Err(Error::UnknownTable(
+            request
+                .tables
+                .as_ref()
+                .map_or_else(String::new, |t| t.join(",")),
+            "none are configured (sources/totesys.toml)".to_string(),
+        ));
+    }
+    let tables = match &request.tables {
+        None => source.tables.clone(),
         Some(names) => names
             .iter()
             .map(|name| {
-                TableDef::by_name(name).ok_or_else(|| {
-                    Error::UnknownTable(
-                        name.clone(),
-                        TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
-                    )
-                })
+                source
+                    .table(name)
+                    .cloned()
+                    .ok_or_else(|| Error::UnknownTable(name.clone(), source.names()))
             })
-            .collect(),
-    }
+            .collect::<Result<_>>()?,
+    };
+    Ok(SourceSpec {
+        schema: source.schema.clone(),
+        tables,
+    })
 }
 
 async fn ingest_run(
@@ -204,14 +230,28 @@ async fn ingest_run(
 ) -> Result<IngestReport> {
     let started = Instant::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
-    let tables = selected_tables(request)?;
+    let selected = selected_tables(request, &options.source)?;
     let log = ManifestLog::new(raw.clone(), Log::Totesys);
     let previous: Option<Manifest<IngestState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
     let mut state = previous.map(|m| m.state).unwrap_or_default();
-    tracing::info!(stage = STAGE.name, run_id = %run_id, previous_seq, tables = tables.len(), "run started");
+    tracing::info!(stage = STAGE.name, run_id = %run_id, previous_seq, tables = selected.tables.len(), "run started");
 
     let (tx, snapshot) = open_snapshot(source).await?;
+    let mut tables = Vec::new();
+    let mut stopped = Vec::new();
+    for found in discover(&tx, &selected).await? {
+        match found {
+            Ok(table) => tables.push(table),
+            // A backfill asked for this table: it fails, and stays queued.
+            Err(stop) if request.since.is_some() => return Err(Error::TableStopped(stop)),
+            Err(stop) => {
+                tracing::warn!(stage = STAGE.name, run_id = %run_id, table = %stop.table, reason = %stop.reason, "table left out of this run");
+                alerts.send(&stop_alert(run_id, &stop)).await;
+                stopped.push(stop);
+            }
+        }
+    }
     let mut files = Vec::new();
     let mut reports = Vec::new();
     let mut rows_left = options.max_rows;
@@ -224,13 +264,20 @@ async fn ingest_run(
     for table in tables {
         if progress
             .as_ref()
-            .is_some_and(|p| p.done.iter().any(|t| t == table.name))
+            .is_some_and(|p| p.done.iter().any(|t| *t == table.name))
         {
             continue;
         }
-        let table_state = state.tables.entry(table.name.to_string()).or_default();
+        let table_state = state.tables.entry(table.name.clone()).or_default();
+        if record_schema(&mut state.schemas, &table) {
+            // Fingerprints cover every column: with another set of columns,
+            // rows read again would all look changed in place. They are
+            // written again instead, and dropped downstream as versions seen.
+            table_state.recent_keys.clear();
+            table_state.ingested_since_check.clear();
+        }
         let (mut plan, mode) = plan_extract(
-            table,
+            table.clone(),
             table_state,
             request.since,
             (&snapshot.snapshot, snapshot.now_ms),
@@ -238,23 +285,23 @@ async fn ingest_run(
             options,
         );
         let estimate = match mode {
-            Mode::Full => estimated_rows(&tx, table, rows_left).await?,
+            Mode::Full => estimated_rows(&tx, &table, rows_left).await?,
             _ => None,
         };
         if !bound_first_extract(&mut plan, mode, table_state, rows_left, estimate, options) {
             tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, max_rows = options.max_rows, "first extract waits for the next run: this run read its bound");
-            pending.push(table.name);
+            pending.push(table.name.clone());
             continue;
         }
         if let Some(progress) = progress.as_ref().filter(|_| options.max_rows > 0) {
             // A backfill is read in primary-key order, in parts that each
             // fit one run, like a first load.
             if rows_left == 0 {
-                backfill_pending.push(table.name);
+                backfill_pending.push(table.name.clone());
                 continue;
             }
             plan.part = Some(KeyRange {
-                after_key: progress.after_key.get(table.name).copied(),
+                after_key: progress.after_key.get(&table.name).copied(),
                 limit: rows_left,
             });
         }
@@ -267,13 +314,13 @@ async fn ingest_run(
             match plan.part {
                 Some(part) if stats.rows_read >= part.limit => {
                     if let Some(key) = stats.max_key {
-                        progress.after_key.insert(table.name.to_string(), key);
+                        progress.after_key.insert(table.name.clone(), key);
                     }
-                    backfill_pending.push(table.name);
+                    backfill_pending.push(table.name.clone());
                 }
                 _ => {
-                    progress.after_key.remove(table.name);
-                    progress.done.push(table.name.to_string());
+                    progress.after_key.remove(&table.name);
+                    progress.done.push(table.name.clone());
                 }
             }
         }
@@ -286,7 +333,7 @@ async fn ingest_run(
             started_at,
         );
         let report = TableReport {
-            table: table.name,
+            table: table.name.clone(),
             rows: stats.rows_sent,
             files: written.len(),
             bytes: written.iter().map(|f| f.bytes).sum(),
@@ -297,13 +344,13 @@ async fn ingest_run(
             first_load_parts: table_state.first_load.as_ref().map(|load| load.parts),
         };
         if let Some(parts) = report.first_load_parts {
-            tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, parts, "first extract read in parts: the next run reads the next one");
-            pending.push(table.name);
+            tracing::info!(stage = STAGE.name, run_id = %run_id, table = %table.name, parts, "first extract read in parts: the next run reads the next one");
+            pending.push(table.name.clone());
         }
         tracing::info!(
             stage = STAGE.name,
             run_id = %run_id,
-            table = table.name,
+            table = %table.name,
             rows = report.rows,
             files = report.files,
             bytes = report.bytes,
@@ -317,7 +364,7 @@ async fn ingest_run(
                 .send(&Alert {
                     stage: STAGE.name,
                     run_id: run_id.to_string(),
-                    table: Some(table.name.to_string()),
+                    table: Some(table.name.clone()),
                     message: format!(
                         "{} row(s) have last_updated after the source's clock; they were ingested, and the watermark stays at the newest present change",
                         stats.future_rows
@@ -330,7 +377,7 @@ async fn ingest_run(
             alerts
                 .send(&late_rows_alert(
                     run_id,
-                    table,
+                    &table,
                     &plan,
                     &stats,
                     options.lookback,
@@ -360,6 +407,7 @@ async fn ingest_run(
         elapsed: started.elapsed(),
         first_loads_pending: pending,
         backfill_pending,
+        stopped,
     };
     tracing::info!(
         stage = STAGE.name,
@@ -377,7 +425,7 @@ async fn ingest_run(
 /// after `limit + 1` rows.
 async fn estimated_rows(
     tx: &tokio_postgres::Transaction<'_>,
-    table: &TableDef,
+    table: &SourceTable,
     limit: u64,
 ) -> Result<Option<u64>> {
     let name = table.quoted_name();
@@ -409,16 +457,16 @@ async fn extract_to_lake(
     started_at: DateTime<Utc>,
     file_rows: u64,
 ) -> Result<(ExtractStats, Vec<FileEntry>)> {
-    let table = plan.table;
+    let table = Arc::clone(&plan.table);
     let (sender, receiver) = mpsc::channel(2);
     let date = started_at.date_naive();
     let run = run_id.clone();
     let writer = tokio::spawn(write_dataset(
         raw.clone(),
-        table.name.to_string(),
+        table.name.clone(),
         table.arrow_schema(),
         file_rows,
-        move |part| keys::raw_totesys_file(table.name, date, &run, part),
+        move |part| keys::raw_totesys_file(&table.name, date, &run, part),
         receiver,
     ));
     let extracted = extract_table(tx, plan, sender).await;
@@ -431,9 +479,32 @@ async fn extract_to_lake(
     Ok((extracted?, written.files))
 }
 
+/// Records `table`'s columns; true when they differ from the recorded ones
+/// (not for a table seen the first time).
+fn record_schema(schemas: &mut BTreeMap<String, Vec<SourceColumn>>, table: &SourceTable) -> bool {
+    match schemas.insert(table.name.clone(), table.columns.clone()) {
+        Some(before) => before != table.columns,
+        None => false,
+    }
+}
+
+/// The alert for a table left out of a run.
+fn stop_alert(run_id: &RunId, stop: &TableStop) -> Alert {
+    Alert {
+        stage: STAGE.name,
+        run_id: run_id.to_string(),
+        table: Some(stop.table.clone()),
+        message: format!(
+            "{}; this table is not read until it is mended, the other tables go on",
+            stop.reason
+        ),
+        action: stop.action.clone(),
+    }
+}
+
 fn late_rows_alert(
     run_id: &RunId,
-    table: &TableDef,
+    table: &SourceTable,
     plan: &ExtractPlan,
     stats: &ExtractStats,
     lookback: Duration,
@@ -447,7 +518,7 @@ fn late_rows_alert(
     Alert {
         stage: STAGE.name,
         run_id: run_id.to_string(),
-        table: Some(table.name.to_string()),
+        table: Some(table.name.clone()),
         message: format!(
             "{} row(s) changed since the previous run with last_updated older than the {} lookback \
              (oldest {}, lookback started at {}), and {} changed inside the lookback without a new \
@@ -495,10 +566,26 @@ mod tests {
             tables: Some(vec!["payment".into(), "users; --".into()]),
             since: None,
         };
-        let err = selected_tables(&request).unwrap_err().to_string();
+        let source = crate::totesys::source::model_defaults();
+        let err = selected_tables(&request, &source).unwrap_err().to_string();
         assert!(
             err.contains("\"users; --\"") && err.contains("sales_order"),
             "{err}"
+        );
+        let one = IngestRequest {
+            tables: Some(vec!["payment".into()]),
+            since: None,
+        };
+        let selected = selected_tables(&one, &source).unwrap();
+        assert_eq!(
+            selected.tables,
+            vec![source.table("payment").unwrap().clone()]
+        );
+        let none = selected_tables(&IngestRequest::default(), &SourceSpec::default());
+        assert!(
+            none.unwrap_err()
+                .to_string()
+                .contains("none are configured")
         );
     }
 }

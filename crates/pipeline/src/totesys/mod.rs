@@ -8,5 +8,6 @@ pub mod ingest;
 pub mod load;
 pub mod reconcile;
 pub mod requests;
+pub mod source;
 pub mod transform;
 pub mod versions;

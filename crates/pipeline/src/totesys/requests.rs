@@ -69,9 +69,14 @@ pub struct RequestStatus {
 }
 
 /// Queues `request` for the next scheduled ingest; returns its id. The
-/// tables are checked now, so a typo fails here and not a minute later.
-pub async fn queue(raw: &Lake, request: &IngestRequest) -> Result<String> {
-    selected_tables(request)?;
+/// tables are checked against the configured ones now, so a typo fails
+/// here and not a minute later.
+pub async fn queue(
+    raw: &Lake,
+    request: &IngestRequest,
+    source: &tributary_totesys::SourceSpec,
+) -> Result<String> {
+    selected_tables(request, source)?;
     let id = RunId::now().to_string();
     let queued = QueuedBackfill {
         request: request.clone(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_lake::{
     FileEntry, Lake, Log, Manifest, ManifestLog, RunId, keys,
-    parquet::{decode, decode_batches, decode_column_batches, decode_columns},
+    parquet::{decode, decode_column_batches, decode_columns},
     write_partitioned_dataset,
 };
 use tributary_warehouse::{
@@ -338,6 +338,71 @@ async fn raw_files_by_table(
 /// Raw files per source table.
 type RawFiles = HashMap<&'static str, Vec<FileEntry>>;
 
+/// A raw file's batches as the star schema reads them: its model columns
+/// (`tributary_totesys::MODEL_INPUTS`), in the model's order, whatever other
+/// columns the source has gained since. Streams batch by batch.
+async fn modelled_batches(
+    raw: &Lake,
+    table: &'static str,
+    file: &FileEntry,
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
+    let def = tributary_totesys::TableDef::by_name(table).ok_or_else(|| {
+        Error::Lake(tributary_lake::Error::CorruptManifest {
+            key: file.key.clone(),
+            reason: format!("{table} is not a table the star schema reads"),
+        })
+    })?;
+    let names: Vec<&str> = def.columns.iter().map(|c| c.name).collect();
+    let batches = decode_column_batches(raw.get(&file.key).await?, &names)?;
+    let key = file.key.clone();
+    Ok(batches.map(move |batch| as_modelled(def, &key, batch?)))
+}
+
+/// [`modelled_batches`], all of them.
+async fn read_as_modelled(
+    raw: &Lake,
+    table: &'static str,
+    file: &FileEntry,
+) -> Result<Vec<RecordBatch>> {
+    modelled_batches(raw, table, file).await?.collect()
+}
+
+/// `batch` (a projection of a raw file of `def`) in the model's schema.
+fn as_modelled(
+    def: &'static tributary_totesys::TableDef,
+    key: &str,
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
+    let schema = def.arrow_schema();
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = def
+        .columns
+        .iter()
+        .map(|c| {
+            batch.column_by_name(c.name).cloned().ok_or_else(|| {
+                Error::Lake(tributary_lake::Error::CorruptManifest {
+                    key: key.to_string(),
+                    reason: format!(
+                        "the raw file has no column {}.{}, which the star schema reads",
+                        def.name, c.name
+                    ),
+                })
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema, columns).map_err(|e| {
+        Error::Lake(tributary_lake::Error::CorruptManifest {
+            key: key.to_string(),
+            reason: format!(
+                "its {} columns do not read as the star schema's: {e}",
+                def.name
+            ),
+        })
+    })
+}
+
 /// When the ingest run that wrote a raw file started (ms), by key.
 type ReadAt = HashMap<String, i64>;
 
@@ -355,7 +420,7 @@ async fn transform_dimensions(
     let mut versions: HashMap<&'static str, Vec<(RecordBatch, i64)>> = HashMap::new();
     for name in REFERENCE_TABLES {
         for file in raw_files.get(name).into_iter().flatten() {
-            let (_, batches) = decode(raw.get(&file.key).await?)?;
+            let batches = read_as_modelled(raw, name, file).await?;
             let at = read_at.get(&file.key).copied().unwrap_or_default();
             versions
                 .entry(name)
@@ -399,7 +464,7 @@ async fn transform_transactions(
     let mut emitted = roaring::RoaringBitmap::new();
     let produced: Result<()> = async {
         for file in files.iter().rev() {
-            for batch in decode_batches(raw.get(&file.key).await?)? {
+            for batch in modelled_batches(raw, "transaction", file).await? {
                 let rows = transactions_to_emit(state, &batch?, &mut emitted)?;
                 if rows.num_rows() > 0 && sender.send((0, rows)).await.is_err() {
                     return Ok(());
@@ -463,7 +528,7 @@ async fn transform_facts(
     let produced: Result<()> = async {
         for file in files {
             let clock = Instant::now();
-            let mut batches = decode_batches(raw.get(&file.key).await?)?;
+            let mut batches = modelled_batches(raw, source, file).await?;
             decoding += clock.elapsed();
             loop {
                 let clock = Instant::now();

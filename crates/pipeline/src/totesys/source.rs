@@ -1,0 +1,185 @@
+//! Where the totesys ingest learns what to read: the source file with
+//! `model = "totesys"` (the repository ships `sources/totesys.toml`).
+//!
+//! The folder is `TRIBUTARY_SOURCES_DIR` (the functions on AWS:
+//! `/var/task/sources`, packaged by `scripts/package.sh`), or `sources/`
+//! under the working directory. A deployment with no such file, but with the
+//! source's connection set (`TOTESYS_DATABASE_URL` or `TOTESYS_SECRET_ARN`),
+//! reads what the star schema needs: each of its tables by `last_updated`,
+//! keyed by the catalog's primary key. That is what the shipped file says.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tributary_sources::config::SourceFile;
+use tributary_totesys::{
+    LAST_UPDATED, MODEL_INPUTS, SourceSpec,
+    source::{ConfiguredTable, quote_ident},
+};
+
+use crate::{Result, Settings};
+
+/// The folder a run looks for source files in.
+pub fn sources_dir(settings: &Settings) -> PathBuf {
+    settings
+        .aws
+        .sources_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("sources"))
+}
+
+/// The source file that feeds the totesys model among the `*.toml` files of
+/// `dir`; `None` when there is none (or no folder). Two such files are an
+/// error: which one would be read is not clear.
+pub fn find(dir: &Path) -> Result<Option<SourceFile>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut found: Vec<SourceFile> = SourceFile::read_dir(dir)?
+        .into_iter()
+        .filter(|f| f.model.as_deref() == Some("totesys"))
+        .collect();
+    if found.len() > 1 {
+        return Err(tributary_sources::Error::Config {
+            file: dir.display().to_string(),
+            reason: format!(
+                "{} files say model = \"totesys\" ({}); keep one",
+                found.len(),
+                found
+                    .iter()
+                    .map(|f| f.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        .into());
+    }
+    Ok(found.pop())
+}
+
+/// What the totesys ingest reads, from the file in the settings' folder or,
+/// without one, the star schema's needs.
+pub fn configured(settings: &Settings) -> Result<Arc<SourceSpec>> {
+    let spec = match find(&sources_dir(settings))? {
+        Some(file) => spec_of(&file)?,
+        None => model_defaults(),
+    };
+    Ok(Arc::new(spec))
+}
+
+/// The ingest's view of a `model = "totesys"` source file. Every table the
+/// star schema reads must be configured: without it the facts would lose
+/// their dimensions.
+pub fn spec_of(file: &SourceFile) -> Result<SourceSpec> {
+    let missing: Vec<&str> = MODEL_INPUTS
+        .iter()
+        .map(|t| t.name)
+        .filter(|name| !file.tables.contains_key(*name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(tributary_sources::Error::Config {
+            file: file.path.display().to_string(),
+            reason: format!(
+                "the star schema reads {}: add a [tables.<name>] section with cursor = \"{LAST_UPDATED}\" for each",
+                missing.join(", ")
+            ),
+        }
+        .into());
+    }
+    // The star schema's tables first, parents before children; then any
+    // other configured table, by name.
+    let mut names: Vec<&str> = MODEL_INPUTS.iter().map(|t| t.name).collect();
+    names.extend(
+        file.tables
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !MODEL_INPUTS.iter().any(|t| t.name == *name)),
+    );
+    let tables = names
+        .into_iter()
+        .map(|name| {
+            let table = file.table(name);
+            ConfiguredTable {
+                name: name.to_string(),
+                cursor: table.cursor.unwrap_or_else(|| LAST_UPDATED.to_string()),
+                primary_key: table.primary_key.and_then(|k| k.into_iter().next()),
+            }
+        })
+        .collect();
+    Ok(SourceSpec {
+        schema: file.schema.clone(),
+        tables,
+    })
+}
+
+/// Without a source file: the star schema's tables by `last_updated`.
+pub fn model_defaults() -> SourceSpec {
+    SourceSpec {
+        schema: "public".to_string(),
+        tables: MODEL_INPUTS
+            .iter()
+            .map(|t| ConfiguredTable {
+                name: t.name.to_string(),
+                cursor: LAST_UPDATED.to_string(),
+                primary_key: None,
+            })
+            .collect(),
+    }
+}
+
+/// The quoted `"schema"."table"` of a configured table (for SQL outside the
+/// extract, such as the reconcile's counts).
+pub fn quoted(spec: &SourceSpec, table: &str) -> String {
+    format!("{}.{}", quote_ident(&spec.schema), quote_ident(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> SourceFile {
+        SourceFile::parse("totesys", Path::new("sources/totesys.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_file_reads_what_the_star_schema_needs_and_nothing_else() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sources");
+        let file = find(&dir).unwrap().expect("sources/totesys.toml");
+        assert_eq!(spec_of(&file).unwrap(), model_defaults());
+    }
+
+    #[test]
+    fn a_table_the_model_does_not_read_may_be_added_but_none_it_reads_left_out() {
+        let mut text = String::from(
+            "[source]\nkind = \"postgres\"\nmodel = \"totesys\"\nurl_env = \"TOTESYS_DATABASE_URL\"\nschema = \"ops\"\n",
+        );
+        for t in &MODEL_INPUTS {
+            text.push_str(&format!("[tables.{}]\ncursor = \"last_updated\"\n", t.name));
+        }
+        text.push_str("[tables.stock]\ncursor = \"changed_at\"\nprimary_key = [\"item_id\"]\n");
+        let spec = spec_of(&file(&text)).unwrap();
+        assert_eq!(spec.schema, "ops");
+        assert_eq!(spec.tables.len(), 12);
+        assert_eq!(spec.tables[0].name, "address");
+        let stock = spec.table("stock").unwrap();
+        assert_eq!(stock.cursor, "changed_at");
+        assert_eq!(stock.primary_key.as_deref(), Some("item_id"));
+
+        let without_payment = text.replace("[tables.payment]\ncursor = \"last_updated\"\n", "");
+        let error = spec_of(&file(&without_payment)).unwrap_err().to_string();
+        assert!(error.contains("the star schema reads payment"), "{error}");
+    }
+
+    #[test]
+    fn two_files_for_the_model_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sources/totesys.toml");
+        std::fs::copy(&shipped, dir.path().join("totesys.toml")).unwrap();
+        std::fs::copy(&shipped, dir.path().join("ops.toml")).unwrap();
+        let error = find(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("2 files say model = \"totesys\""), "{error}");
+        assert!(find(&dir.path().join("absent")).unwrap().is_none());
+    }
+}
