@@ -19,7 +19,10 @@ use tributary_totesys::{
     source::{ConfiguredTable, quote_ident},
 };
 
-use crate::{Result, Settings};
+use crate::{
+    Result, Settings,
+    config::{TOTESYS_DATABASE_URL, TOTESYS_SECRET_ARN},
+};
 
 /// The folder a run looks for source files in.
 pub fn sources_dir(settings: &Settings) -> PathBuf {
@@ -73,6 +76,23 @@ pub fn configured(settings: &Settings) -> Result<Arc<SourceSpec>> {
 /// star schema reads must be configured: without it the facts would lose
 /// their dimensions.
 pub fn spec_of(file: &SourceFile) -> Result<SourceSpec> {
+    // The connection keeps the stack's own settings (the secret's rotation,
+    // the endpoint override, TLS): a file naming others would be ignored.
+    let connection_ok = file.url_env == TOTESYS_DATABASE_URL
+        && file
+            .secret_env
+            .as_deref()
+            .is_none_or(|s| s == TOTESYS_SECRET_ARN);
+    if !connection_ok {
+        return Err(tributary_sources::Error::Config {
+            file: file.path.display().to_string(),
+            reason: format!(
+                "model = \"totesys\" connects through the stack's own settings: \
+                 url_env = \"{TOTESYS_DATABASE_URL}\" (and, on AWS, secret_env = \"{TOTESYS_SECRET_ARN}\")"
+            ),
+        }
+        .into());
+    }
     let missing: Vec<&str> = MODEL_INPUTS
         .iter()
         .map(|t| t.name)
@@ -166,6 +186,13 @@ mod tests {
         let stock = spec.table("stock").unwrap();
         assert_eq!(stock.cursor, "changed_at");
         assert_eq!(stock.primary_key.as_deref(), Some("item_id"));
+
+        let elsewhere = text.replace("TOTESYS_DATABASE_URL", "OPS_DATABASE_URL");
+        let error = spec_of(&file(&elsewhere)).unwrap_err().to_string();
+        assert!(
+            error.contains("url_env = \"TOTESYS_DATABASE_URL\""),
+            "{error}"
+        );
 
         let without_payment = text.replace("[tables.payment]\ncursor = \"last_updated\"\n", "");
         let error = spec_of(&file(&without_payment)).unwrap_err().to_string();
