@@ -29,7 +29,10 @@ async fn a_column_added_at_the_source_reaches_the_raw_lake_and_the_star_schema_g
         .batch_execute(
             "ALTER TABLE payment ADD COLUMN note text; \
              UPDATE payment SET note = 'paid by wire \\ ok', last_updated = now() \
-              WHERE payment_id IN (SELECT payment_id FROM payment ORDER BY payment_id LIMIT 5);",
+              WHERE payment_id IN (SELECT payment_id FROM payment ORDER BY payment_id LIMIT 5); \
+             ALTER TABLE staff ADD COLUMN profile jsonb; \
+             UPDATE staff SET profile = '{\"desk\": 7}', last_updated = now() \
+              WHERE staff_id = (SELECT min(staff_id) FROM staff);",
         )
         .await
         .unwrap();
@@ -45,10 +48,9 @@ async fn a_column_added_at_the_source_reaches_the_raw_lake_and_the_star_schema_g
         .iter()
         .find(|t| t.table == "payment")
         .unwrap();
-    // The changed payments, and the rows of the lookback read again: with
-    // another set of columns they are written again (the transform keeps
-    // each version once), not taken for changes made in place.
-    assert!(payment.rows >= 5, "{payment:?}");
+    // Exactly the changed payments: the rows of the lookback read again are
+    // compared on the columns their kept versions were taken over.
+    assert_eq!(payment.rows, 5, "{payment:?}");
     assert_eq!(
         payment.changed_in_place, 0,
         "rows read again with a new column are not changes made in place"
@@ -78,6 +80,21 @@ async fn a_column_added_at_the_source_reaches_the_raw_lake_and_the_star_schema_g
         .filter_map(|r| r[position].clone())
         .collect();
     assert_eq!(notes, vec!["paid by wire \\ ok".to_string(); 5]);
+
+    // A type the extract has no decoding for, in a column the star schema
+    // does not read, is kept as its text; the table goes on.
+    let profile = manifest.state.schemas["staff"].last().unwrap();
+    assert_eq!((profile.name.as_str(), profile.as_text), ("profile", true));
+    let staff: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|f| f.table == "staff")
+        .map(|f| stack.dirs.0.path().join(&f.key))
+        .collect();
+    let read = tributary_testkit::read_parquet_independently(&staff);
+    let at = manifest.state.schemas["staff"].len() - 1;
+    let profiles: Vec<_> = read.rows.iter().filter_map(|r| r[at].clone()).collect();
+    assert_eq!(profiles, ["{\"desk\": 7}"]);
 
     // The raw catalog declares it; the Iceberg tables and the warehouse do
     // not change, and every layer still equals the source.
@@ -114,7 +131,13 @@ async fn a_star_schema_column_renamed_away_stops_that_table_only_until_it_is_bac
         .await
         .unwrap();
     let before = stack.alerts.sent().len();
+    let kept = latest_state(&stack).await.state.tables["payment"].clone();
     let report = stack.cycle().await;
+    assert_eq!(
+        latest_state(&stack).await.state.tables["payment"],
+        kept,
+        "a stopped table's state stays where it was"
+    );
     let stopped: Vec<_> = report.ingest.stopped.iter().map(|s| &s.table).collect();
     assert_eq!(stopped, ["payment"]);
     assert!(

@@ -17,8 +17,9 @@ async fn reconcile_once(settings: &Settings) -> anyhow::Result<()> {
     let source = settings.connect_totesys().await?;
     let warehouse = settings.connect_warehouse().await?;
     let (raw, processed) = (settings.raw_lake()?, settings.processed_lake()?);
+    let schema = ingest_options(settings)?.source.schema.clone();
     let mut report = tributary_pipeline::totesys::reconcile::reconcile(
-        &source, &raw, &processed, &warehouse, &LogAlerts,
+        &source, &schema, &raw, &processed, &warehouse, &LogAlerts,
     )
     .await?;
     report.comparisons.extend(

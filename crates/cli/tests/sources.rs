@@ -50,6 +50,34 @@ async fn a_source_file_reads_a_database_into_its_warehouse_schema_once() {
         .collect();
     assert_eq!(names, ["Ann", "Bob"]);
 
+    // The raw catalog declares the table as its manifest recorded it, over
+    // the folders the extract wrote; pyarrow reads those columns there.
+    let raw_url = install.env()[2].1.to_string();
+    let raw = tributary_lake::Lake::from_url(&raw_url).unwrap();
+    let specs = tributary_pipeline::catalog::source_raw_specs(&raw)
+        .await
+        .unwrap();
+    assert_eq!(specs.len(), 1, "{specs:?}");
+    let spec = &specs[0];
+    assert_eq!(spec.name, "raw_src_shop_customer");
+    assert_eq!(spec.location, format!("{raw_url}/sources/shop/customer"));
+    let declared = [("id", "int"), ("name", "string")].map(|(n, t)| (n.to_string(), t.to_string()));
+    assert_eq!(spec.columns, declared);
+    let root = raw_url.trim_start_matches("file://");
+    let files: Vec<std::path::PathBuf> = raw
+        .list("sources/shop/customer")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|key| key.starts_with("sources/shop/customer/date="))
+        .map(|key| std::path::Path::new(root).join(key))
+        .collect();
+    assert!(!files.is_empty());
+    let read = tributary_testkit::read_parquet_independently(&files);
+    assert_eq!(read.rows.len(), 2);
+    assert_eq!(read.schema["id"], "int32");
+    assert_eq!(read.schema["name"], "string");
+
     // Its variable unset: the run fails naming it.
     let missing = tributary(&["sources", "--dir", folder], &install.env());
     let said = String::from_utf8_lossy(&missing.stderr);

@@ -255,6 +255,22 @@ impl Lake {
             .collect())
     }
 
+    /// The names of the folders directly under `prefix` (one listing with a
+    /// delimiter: the objects inside them are not listed), sorted.
+    pub async fn folders(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.path(prefix)))
+            .await?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// [`Lake::list`], each key with the time its object was last written.
     pub async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
         Ok(self
@@ -386,6 +402,31 @@ mod tests {
         assert!(!same_bytes(b"abcdf", &payload));
         assert!(!same_bytes(b"abcd", &payload));
         assert_eq!(payload_sha256_hex(&payload), sha256_hex(b"abcde"));
+    }
+
+    #[tokio::test]
+    async fn folders_are_the_names_directly_under_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in [
+            "memory://bucket/raw".to_string(),
+            format!("file://{}/raw", dir.path().display()),
+        ] {
+            let lake = Lake::from_url(&url).unwrap();
+            for key in [
+                "sources/shop/_manifests/source/1.json",
+                "sources/olist/orders/date=2026-12-01/a.parquet",
+                "sources/README",
+                "totesys/payment/x.parquet",
+            ] {
+                lake.put_once(key, Bytes::from_static(b"1")).await.unwrap();
+            }
+            assert_eq!(
+                lake.folders("sources").await.unwrap(),
+                ["olist", "shop"],
+                "{url}"
+            );
+            assert!(lake.folders("absent").await.unwrap().is_empty(), "{url}");
+        }
     }
 
     #[tokio::test]

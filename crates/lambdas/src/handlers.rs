@@ -211,16 +211,22 @@ async fn ingest_totesys(
     tributary_pipeline::Result<tributary_pipeline::totesys::ingest::IngestReport>,
 ) {
     // The source file is read on every run (it is small), so a bad one
-    // fails here, before anything is read, and names itself.
-    let options = match tributary_pipeline::totesys::ingest::ingest_options(&ctx.settings).and_then(
-        |options| {
-            tributary_pipeline::totesys::ingest::selected_tables(request, &options.source)
-                .map(|_| options)
-        },
-    ) {
+    // fails here, before anything is read, names itself and is alerted.
+    let options = match tributary_pipeline::totesys::ingest::ingest_options(&ctx.settings) {
         Ok(options) => options,
-        Err(error) => return (Ok(()), Err(error)),
+        Err(error) => {
+            tributary_pipeline::totesys::ingest::STAGE
+                .failed(ctx.alerts.as_ref(), "-", &error)
+                .await;
+            return (Ok(()), Err(error));
+        }
     };
+    // A typo in a backfill's tables is the caller's to see, not an alert.
+    if let Err(error) =
+        tributary_pipeline::totesys::ingest::selected_tables(request, &options.source)
+    {
+        return (Ok(()), Err(error));
+    }
     let mut queued = Ok(());
     if scheduled {
         let mut slot = match open_totesys(ctx).await {

@@ -110,8 +110,52 @@ pub fn hive_type(data_type: &DataType) -> String {
         DataType::Timestamp(_, _) => "timestamp".into(),
         DataType::Time32(_) | DataType::Time64(_) => "bigint".into(),
         DataType::Binary | DataType::LargeBinary => "binary".into(),
+        DataType::List(item) | DataType::LargeList(item) => {
+            format!("array<{}>", hive_type(item.data_type()))
+        }
         _ => "string".into(),
     }
+}
+
+/// Every raw table: [`raw_specs`] with the totesys columns as recorded, and
+/// the configured sources' tables ([`source_raw_specs`]).
+pub async fn all_raw_specs(raw: &Lake) -> Result<Vec<TableSpec>> {
+    let mut specs = raw_specs(raw, &totesys_columns(raw).await?);
+    specs.extend(source_raw_specs(raw).await?);
+    Ok(specs)
+}
+
+/// The configured sources' raw tables: for each source whose manifest log
+/// the raw lake holds (`sources/<name>/`), one table per table its latest
+/// manifest records, `raw_src_<source>_<table>`, over the Parquet files of
+/// its `date=` folders (what was read or parsed; a file drop's received
+/// files, key sets and tombstones sit beside them, outside the folders the
+/// table reads), with the columns as last read.
+pub async fn source_raw_specs(raw: &Lake) -> Result<Vec<TableSpec>> {
+    let at = |prefix: &str| format!("{}/{prefix}", raw.url().trim_end_matches('/'));
+    let mut specs = Vec::new();
+    for source in raw.folders("sources").await? {
+        let lake = tributary_sources::ingest::source_lake(raw, &source);
+        let latest: Option<Manifest<tributary_sources::ingest::SourceState>> =
+            ManifestLog::new(lake, Log::Source).latest().await?;
+        let Some(latest) = latest else { continue };
+        for (table, state) in &latest.state.tables {
+            if state.columns.is_empty() {
+                continue;
+            }
+            specs.push(TableSpec {
+                name: format!("raw_src_{source}_{table}").to_lowercase(),
+                location: at(&format!("sources/{source}/{table}")),
+                columns: state
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), hive_type(&c.ty.arrow_type())))
+                    .collect(),
+                format: TableFormat::Raw(RawFormat::Parquet),
+            });
+        }
+    }
+    Ok(specs)
 }
 
 /// The totesys tables' columns as the latest ingest manifest recorded them.
@@ -306,7 +350,7 @@ async fn sync_pending_run(catalog: &dyn Catalog, raw: &Lake, processed: &Lake) -
             changed = true;
         }
     }
-    let raw_tables = raw_specs(raw, &totesys_columns(raw).await?);
+    let raw_tables = all_raw_specs(raw).await?;
     let raw_digest = definition_digest(&raw_tables);
     let raw_new = state.raw_definitions.as_deref() != Some(raw_digest.as_str());
     if !changed && !raw_new {

@@ -483,10 +483,7 @@ pub async fn run_maintenance(
     MAINTAIN_STAGE
         .run(alerts, |_| async move {
             let mut tables = crate::catalog::iceberg_specs(processed).await?;
-            tables.extend(crate::catalog::raw_specs(
-                raw,
-                &crate::catalog::totesys_columns(raw).await?,
-            ));
+            tables.extend(crate::catalog::all_raw_specs(raw).await?);
             catalog.sync(&tables).await?;
             done.result()?;
             Ok(done)

@@ -146,6 +146,7 @@ impl Stack {
     pub async fn reconcile(&self) -> tributary_pipeline::totesys::reconcile::ReconcileReport {
         tributary_pipeline::totesys::reconcile::reconcile(
             &self.source,
+            &self.options.source.schema,
             &self.raw,
             &self.processed,
             &self.warehouse,

@@ -79,6 +79,10 @@ pub struct ExtractPlan {
     /// A bounded part of a first extract too large for one run: rows in
     /// primary-key order after a key, at most so many. `None`: no bound.
     pub part: Option<KeyRange>,
+    /// The columns `already_ingested`'s fingerprints were taken over, when
+    /// the table has gained columns since (positions in this read); `None`:
+    /// all of them.
+    pub compare_columns: Option<Vec<usize>>,
 }
 
 /// One part of a first extract read in primary-key order.
@@ -333,6 +337,12 @@ impl<'a> ExtractTracker<'a> {
             return Ok(batch);
         }
         let (keys, lus) = self.columns(&batch);
+        // Fingerprints stored before the table gained columns cover only
+        // the columns it had then.
+        let compared = match &self.plan.compare_columns {
+            Some(columns) => batch.project(columns)?,
+            None => batch.clone(),
+        };
         let mut in_place = 0;
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|row| {
@@ -340,7 +350,7 @@ impl<'a> ExtractTracker<'a> {
                 if !self.seen_keys.contains(&(key, lu)) {
                     return Some(true);
                 }
-                let version = (key, lu, row_fingerprint(&batch, row));
+                let version = (key, lu, row_fingerprint(&compared, row));
                 let known = self.plan.already_ingested.contains(&version);
                 in_place += u64::from(!known);
                 Some(!known)
@@ -440,6 +450,7 @@ mod tests {
             record_versions: false,
             source_now_ms: i64::MAX,
             part: None,
+            compare_columns: None,
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
@@ -61,6 +61,10 @@ pub struct SourceColumn {
     pub pg: PgType,
     /// Whether the source allows NULL.
     pub nullable: bool,
+    /// Read as its text (`::text`): a column the star schema does not read,
+    /// of a type the extract has no exact decoding for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_text: bool,
 }
 
 /// One source table as this run reads it.
@@ -95,6 +99,7 @@ impl SourceTable {
                     name: c.name.to_string(),
                     pg: c.pg,
                     nullable: c.nullable,
+                    as_text: false,
                 })
                 .collect(),
         })
@@ -115,11 +120,14 @@ impl SourceTable {
         self.columns.iter().position(|c| c.name == name)
     }
 
-    /// `alias."a", alias."b", …` for a SELECT list.
+    /// `alias."a", alias."b"::text, …` for a SELECT list.
     pub fn quoted_columns(&self, alias: &str) -> String {
         self.columns
             .iter()
-            .map(|c| format!("{alias}.{}", quote_ident(&c.name)))
+            .map(|c| {
+                let cast = if c.as_text { "::text" } else { "" };
+                format!("{alias}.{}{cast}", quote_ident(&c.name))
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -194,13 +202,37 @@ pub async fn discover(
         .await?;
     let keys: BTreeMap<String, Vec<String>> =
         keys.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    // Columns a unique index covers alone (and in every row): what may key a
+    // table in place of its primary key.
+    let unique = tx
+        .query(
+            "SELECT c.relname::text, a.attname::text \
+             FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] \
+             WHERE i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL \
+               AND n.nspname = $1 AND c.relname = ANY($2)",
+            &[&spec.schema, &names],
+        )
+        .await?;
+    let mut unique_columns: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in unique {
+        unique_columns
+            .entry(row.get(0))
+            .or_default()
+            .push(row.get(1));
+    }
     Ok(spec
         .tables
         .iter()
         .map(|configured| {
             let found = columns.get(&configured.name).map(Vec::as_slice);
             let key = keys.get(&configured.name).map(Vec::as_slice);
-            describe(&spec.schema, configured, found, key)
+            let unique = unique_columns
+                .get(&configured.name)
+                .map_or(&[][..], Vec::as_slice);
+            describe(&spec.schema, configured, found, key, unique)
                 .and_then(|table| check_against_model(&table).map(|()| Arc::new(table)))
         })
         .collect())
@@ -258,6 +290,7 @@ pub fn describe(
     configured: &ConfiguredTable,
     columns: Option<&[CatalogColumn]>,
     catalog_key: Option<&[String]>,
+    unique: &[String],
 ) -> Result<SourceTable, TableStop> {
     let table = configured.name.as_str();
     let stop = |reason: String, action: &str| TableStop {
@@ -271,23 +304,32 @@ pub fn describe(
             "create it, or remove it from the totesys source file",
         ));
     };
+    let model = TableDef::by_name(table);
     let mut read = Vec::with_capacity(columns.len());
     for column in columns {
-        let Some(pg) = pg_type_of(column) else {
-            return Err(stop(
-                format!(
-                    "{table}.{} has type {}, which the totesys extract does not read \
-                     (it reads {READ_TYPES})",
-                    column.name, column.shown
-                ),
-                "change the column's type at the source, or read this table through a \
-                 generic source file, which reads every common type",
-            ));
+        let (pg, as_text) = match pg_type_of(column) {
+            Some(pg) => (pg, false),
+            // A column nothing downstream reads: kept, as its text.
+            None if model.is_none_or(|m| m.columns.iter().all(|c| c.name != column.name)) => {
+                (PgType::Text, true)
+            }
+            None => {
+                return Err(stop(
+                    format!(
+                        "{table}.{} has type {}, which the star schema does not read \
+                         (the totesys extract reads {READ_TYPES})",
+                        column.name, column.shown
+                    ),
+                    "change the column back to the type the star schema reads \
+                     (crates/totesys/src/tables.rs)",
+                ));
+            }
         };
         read.push(SourceColumn {
             name: column.name.clone(),
             pg,
             nullable: !column.not_null,
+            as_text,
         });
     }
     let primary_key = match (&configured.primary_key, catalog_key) {
@@ -310,21 +352,46 @@ pub fn describe(
             ));
         }
     };
-    let kind_of = |name: &str| read.iter().find(|c| c.name == name).map(|c| c.pg);
-    if kind_of(&primary_key) != Some(PgType::Int4) {
+    let column = |name: &str| read.iter().find(|c| c.name == name);
+    if column(&primary_key).is_none_or(|c| c.pg != PgType::Int4 || c.as_text) {
         return Err(stop(
             format!("{table}.{primary_key}, its key, is not an integer column of the table"),
             "name an integer key column in the source file",
         ));
     }
-    if kind_of(&configured.cursor) != Some(PgType::Timestamp) {
+    // The catalog's primary key is unique and never NULL; another key must
+    // be too, or a read in key order could skip rows that share a value.
+    let is_primary = catalog_key.is_some_and(|k| k == [primary_key.clone()]);
+    if !is_primary
+        && (column(&primary_key).is_some_and(|c| c.nullable) || !unique.contains(&primary_key))
+    {
         return Err(stop(
             format!(
-                "{table}.{}, its cursor, is not a timestamp column of the table",
-                configured.cursor
+                "{table}.{primary_key}, its key, is not NOT NULL with a unique index of its own"
             ),
-            "name a timestamp column that every change moves forward: cursor = \"…\"",
+            "add the constraint at the source, or name a column that has it",
         ));
+    }
+    match column(&configured.cursor) {
+        Some(c) if c.pg == PgType::Timestamp && !c.as_text && !c.nullable => {}
+        Some(c) if c.pg == PgType::Timestamp && c.nullable => {
+            return Err(stop(
+                format!(
+                    "{table}.{}, its cursor, may be NULL: such rows would never be read again",
+                    configured.cursor
+                ),
+                "make the column NOT NULL at the source, or name another cursor",
+            ));
+        }
+        _ => {
+            return Err(stop(
+                format!(
+                    "{table}.{}, its cursor, is not a timestamp column of the table",
+                    configured.cursor
+                ),
+                "name a timestamp column that every change moves forward: cursor = \"…\"",
+            ));
+        }
     }
     Ok(SourceTable {
         schema: schema.to_string(),
@@ -386,21 +453,6 @@ pub fn check_against_model(table: &SourceTable) -> Result<(), TableStop> {
     Ok(())
 }
 
-/// The columns a table gives the star schema, in the model's order, for a
-/// raw file of any later shape: the names to read.
-pub fn model_columns(table: &str) -> Option<Vec<&'static str>> {
-    TableDef::by_name(table).map(|def| def.columns.iter().map(|c| c.name).collect())
-}
-
-/// The Arrow type a model column is read as, for checks.
-pub fn model_type(table: &str, column: &str) -> Option<DataType> {
-    TableDef::by_name(table)?
-        .columns
-        .iter()
-        .find(|c| c.name == column)
-        .map(|c| c.pg.arrow_type())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +466,15 @@ mod tests {
             not_null,
             shown: typname.to_string(),
         }
+    }
+
+    fn describe_t(
+        schema: &str,
+        configured: &ConfiguredTable,
+        columns: Option<&[CatalogColumn]>,
+        key: Option<&[String]>,
+    ) -> Result<SourceTable, TableStop> {
+        describe(schema, configured, columns, key, &[])
     }
 
     fn configured(name: &str) -> ConfiguredTable {
@@ -450,7 +511,7 @@ mod tests {
     #[test]
     fn every_model_table_is_discovered_as_the_model_reads_it() {
         for def in &crate::MODEL_INPUTS {
-            let table = describe(
+            let table = describe_t(
                 "public",
                 &configured(def.name),
                 Some(&catalog_of(def)),
@@ -468,7 +529,8 @@ mod tests {
         let mut columns = catalog_of(def);
         columns.push(column("note", "text", -1, false));
         let key = [def.primary_key.to_string()];
-        let table = describe("public", &configured("payment"), Some(&columns), Some(&key)).unwrap();
+        let table =
+            describe_t("public", &configured("payment"), Some(&columns), Some(&key)).unwrap();
         check_against_model(&table).unwrap();
         assert_eq!(table.columns.last().unwrap().name, "note");
         assert!(table.arrow_schema().field_with_name("note").is_ok());
@@ -477,7 +539,8 @@ mod tests {
             .into_iter()
             .filter(|c| c.name != "payment_amount")
             .collect();
-        let table = describe("public", &configured("payment"), Some(&dropped), Some(&key)).unwrap();
+        let table =
+            describe_t("public", &configured("payment"), Some(&dropped), Some(&key)).unwrap();
         let stop = check_against_model(&table).unwrap_err();
         assert!(
             stop.reason.contains("payment.payment_amount is gone"),
@@ -490,7 +553,7 @@ mod tests {
             .find(|c| c.name == "payment_amount")
             .unwrap();
         amount.typmod = ((8 << 16) | 2) + 4;
-        let table = describe(
+        let table = describe_t(
             "public",
             &configured("payment"),
             Some(&narrowed),
@@ -503,7 +566,7 @@ mod tests {
 
         let mut nullable = catalog_of(def);
         nullable[1].not_null = false;
-        let table = describe(
+        let table = describe_t(
             "public",
             &configured("payment"),
             Some(&nullable),
@@ -527,26 +590,67 @@ mod tests {
             shown: "jsonb".to_string(),
             ..column("profile", "jsonb", -1, false)
         });
+        // A column the star schema does not read is kept as its text.
+        let table = describe_t("public", &configured("staff"), Some(&columns), Some(&key)).unwrap();
+        let profile = table.columns.last().unwrap();
+        assert!(profile.as_text && profile.pg == PgType::Text, "{profile:?}");
+        assert!(table.quoted_columns("t").ends_with("t.\"profile\"::text"));
+        check_against_model(&table).unwrap();
+        // One it reads is not.
+        let mut retyped = catalog_of(def);
+        retyped[1] = CatalogColumn {
+            shown: "jsonb".to_string(),
+            ..column(&retyped[1].name, "jsonb", -1, true)
+        };
         let stop =
-            describe("public", &configured("staff"), Some(&columns), Some(&key)).unwrap_err();
+            describe_t("public", &configured("staff"), Some(&retyped), Some(&key)).unwrap_err();
         assert!(
-            stop.reason.contains("staff.profile has type jsonb"),
+            stop.reason.contains("staff.first_name has type jsonb"),
             "{stop:?}"
         );
-        assert!(stop.action.contains("generic source"), "{stop:?}");
+        assert!(stop.action.contains("change the column back"), "{stop:?}");
 
-        let stop = describe("public", &configured("staff"), None, None).unwrap_err();
+        let stop = describe_t("public", &configured("staff"), None, None).unwrap_err();
         assert!(stop.reason.contains("public.staff is not in the source"));
 
         let stop =
-            describe("public", &configured("staff"), Some(&catalog_of(def)), None).unwrap_err();
+            describe_t("public", &configured("staff"), Some(&catalog_of(def)), None).unwrap_err();
         assert!(stop.reason.contains("no primary key"), "{stop:?}");
+
+        // Another key must be unique and NOT NULL.
+        let keyed = ConfiguredTable {
+            primary_key: Some("department_id".to_string()),
+            ..configured("staff")
+        };
+        let stop = describe("public", &keyed, Some(&catalog_of(def)), Some(&key), &[]).unwrap_err();
+        assert!(stop.reason.contains("unique index"), "{stop:?}");
+        let unique = ["department_id".to_string()];
+        describe(
+            "public",
+            &keyed,
+            Some(&catalog_of(def)),
+            Some(&key),
+            &unique,
+        )
+        .unwrap();
+        // A cursor that may be NULL would lose rows.
+        let mut nullable_cursor = catalog_of(def);
+        nullable_cursor.last_mut().unwrap().not_null = false;
+        let stop = describe_t(
+            "public",
+            &configured("staff"),
+            Some(&nullable_cursor),
+            Some(&key),
+        )
+        .unwrap_err();
+        assert!(stop.reason.contains("may be NULL"), "{stop:?}");
 
         let other_cursor = ConfiguredTable {
             cursor: "created_at".to_string(),
             ..configured("staff")
         };
-        let table = describe("public", &other_cursor, Some(&catalog_of(def)), Some(&key)).unwrap();
+        let table =
+            describe_t("public", &other_cursor, Some(&catalog_of(def)), Some(&key)).unwrap();
         assert!(
             check_against_model(&table)
                 .unwrap_err()

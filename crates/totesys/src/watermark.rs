@@ -145,6 +145,7 @@ pub fn plan_extract(
         record_versions: false,
         source_now_ms,
         part: None,
+        compare_columns: None,
     };
     if let Some(since) = since {
         // A backfill re-reads on purpose: rows already in the lake are written
@@ -437,6 +438,7 @@ mod tests {
             record_versions: false,
             source_now_ms: i64::MAX,
             part: None,
+            compare_columns: None,
         };
         let stats = ExtractStats {
             rows_sent: 2,

@@ -269,13 +269,7 @@ async fn ingest_run(
             continue;
         }
         let table_state = state.tables.entry(table.name.clone()).or_default();
-        if record_schema(&mut state.schemas, &table) {
-            // Fingerprints cover every column: with another set of columns,
-            // rows read again would all look changed in place. They are
-            // written again instead, and dropped downstream as versions seen.
-            table_state.recent_keys.clear();
-            table_state.ingested_since_check.clear();
-        }
+        let compare_columns = compare_columns(state.schemas.get(&table.name), table_state, &table);
         let (mut plan, mode) = plan_extract(
             table.clone(),
             table_state,
@@ -288,6 +282,7 @@ async fn ingest_run(
             Mode::Full => estimated_rows(&tx, &table, rows_left).await?,
             _ => None,
         };
+        plan.compare_columns = compare_columns;
         if !bound_first_extract(&mut plan, mode, table_state, rows_left, estimate, options) {
             tracing::info!(stage = STAGE.name, run_id = %run_id, table = table.name, max_rows = options.max_rows, "first extract waits for the next run: this run read its bound");
             pending.push(table.name.clone());
@@ -324,6 +319,10 @@ async fn ingest_run(
                 }
             }
         }
+        // Read: from now on its files hold these columns.
+        state
+            .schemas
+            .insert(table.name.clone(), table.columns.clone());
         update_state(
             table_state,
             (&plan, mode),
@@ -479,13 +478,42 @@ async fn extract_to_lake(
     Ok((extracted?, written.files))
 }
 
-/// Records `table`'s columns; true when they differ from the recorded ones
-/// (not for a table seen the first time).
-fn record_schema(schemas: &mut BTreeMap<String, Vec<SourceColumn>>, table: &SourceTable) -> bool {
-    match schemas.insert(table.name.clone(), table.columns.clone()) {
-        Some(before) => before != table.columns,
-        None => false,
+/// How this run compares re-read rows with the versions the state keeps.
+///
+/// Fingerprints cover the columns a table had when they were taken: those
+/// recorded (or, in state written before columns were recorded, the star
+/// schema's, which is all the extract read then). When the table has only
+/// gained columns since, the same columns are compared, so nothing is taken
+/// for a change made in place. When a column went or changed, no kept
+/// fingerprint can match: the kept versions are dropped, and rows read again
+/// are written again (the transform keeps each version once).
+fn compare_columns(
+    recorded: Option<&Vec<SourceColumn>>,
+    state: &mut TableState,
+    table: &SourceTable,
+) -> Option<Vec<usize>> {
+    let model;
+    let before = match recorded {
+        Some(columns) => columns,
+        None if state.watermark.is_some() => {
+            model = tributary_totesys::TableDef::by_name(&table.name)
+                .map(|def| SourceTable::from_model(def).columns.clone())?;
+            &model
+        }
+        None => return None,
+    };
+    if *before == table.columns {
+        return None;
     }
+    let positions: Option<Vec<usize>> = before
+        .iter()
+        .map(|old| table.columns.iter().position(|c| c == old))
+        .collect();
+    if positions.is_none() {
+        state.recent_keys.clear();
+        state.ingested_since_check.clear();
+    }
+    positions
 }
 
 /// The alert for a table left out of a run.

@@ -8,6 +8,7 @@
 //! missing and extra, and an order-independent checksum of both sides.
 
 use std::collections::HashSet;
+use tributary_totesys::source::quote_ident;
 
 use tokio_postgres::Client;
 use tributary_lake::{Lake, Log, Manifest, ManifestLog, keys, parquet::decode_columns};
@@ -56,9 +57,11 @@ const DIMENSIONS: [(&str, &str, &str, &str); 7] = [
 ];
 
 /// Compares all four layers. Run it after a full cycle: a layer that is
-/// merely behind shows as missing.
+/// merely behind shows as missing. `source_schema` is the source file's
+/// `schema` (the star schema's tables are read from it).
 pub async fn reconcile(
     source: &Client,
+    source_schema: &str,
     raw: &Lake,
     processed: &Lake,
     warehouse: &Client,
@@ -68,11 +71,13 @@ pub async fn reconcile(
     let raw_files = committed_files(raw, Log::Totesys).await?;
     let processed_files = committed_files(processed, Log::Transform).await?;
     let progress = Progress::of(raw, processed, warehouse).await?;
+    let in_source = |table: &str| format!("{}.{}", quote_ident(source_schema), quote_ident(table));
     for (table, key, fact) in FACTS {
         let source_versions: HashSet<Version> = source
             .query(
                 &format!(
-                    "SELECT \"{key}\", (extract(epoch FROM last_updated) * 1000)::bigint FROM \"{table}\""
+                    "SELECT \"{key}\", (extract(epoch FROM last_updated) * 1000)::bigint FROM {}",
+                    in_source(table)
                 ),
                 &[],
             )
@@ -148,7 +153,7 @@ pub async fn reconcile(
                 .collect()
         };
         let source_ids: HashSet<DimensionId> = ids(source
-            .query(&format!("SELECT \"{key}\" FROM \"{table}\""), &[])
+            .query(&format!("SELECT \"{key}\" FROM {}", in_source(table)), &[])
             .await?)
         .into_iter()
         .collect();

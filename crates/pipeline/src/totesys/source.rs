@@ -14,10 +14,7 @@ use std::{
 };
 
 use tributary_sources::config::SourceFile;
-use tributary_totesys::{
-    LAST_UPDATED, MODEL_INPUTS, SourceSpec,
-    source::{ConfiguredTable, quote_ident},
-};
+use tributary_totesys::{LAST_UPDATED, MODEL_INPUTS, SourceSpec, source::ConfiguredTable};
 
 use crate::{
     Result, Settings,
@@ -35,15 +32,34 @@ pub fn sources_dir(settings: &Settings) -> PathBuf {
 
 /// The source file that feeds the totesys model among the `*.toml` files of
 /// `dir`; `None` when there is none (or no folder). Two such files are an
-/// error: which one would be read is not clear.
+/// error: which one would be read is not clear. Another source's broken
+/// file is that source's failure, not this one's; but with no model file
+/// found, a broken file may be it, and its error is returned.
 pub fn find(dir: &Path) -> Result<Option<SourceFile>> {
     if !dir.is_dir() {
         return Ok(None);
     }
-    let mut found: Vec<SourceFile> = SourceFile::read_dir(dir)?
-        .into_iter()
-        .filter(|f| f.model.as_deref() == Some("totesys"))
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| tributary_sources::Error::Config {
+            file: dir.display().to_string(),
+            reason: format!("cannot be listed: {e}"),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
+    paths.sort();
+    let mut found = Vec::new();
+    let mut broken = None;
+    for path in paths {
+        match SourceFile::read(&path) {
+            Ok(file) if file.model.as_deref() == Some("totesys") => found.push(file),
+            Ok(_) => {}
+            Err(error) => broken = broken.or(Some(error)),
+        }
+    }
+    if let (true, Some(error)) = (found.is_empty(), broken) {
+        return Err(error.into());
+    }
     if found.len() > 1 {
         return Err(tributary_sources::Error::Config {
             file: dir.display().to_string(),
@@ -65,9 +81,16 @@ pub fn find(dir: &Path) -> Result<Option<SourceFile>> {
 /// What the totesys ingest reads, from the file in the settings' folder or,
 /// without one, the star schema's needs.
 pub fn configured(settings: &Settings) -> Result<Arc<SourceSpec>> {
-    let spec = match find(&sources_dir(settings))? {
-        Some(file) => spec_of(&file)?,
-        None => model_defaults(),
+    let dir = sources_dir(settings);
+    let spec = match find(&dir)? {
+        Some(file) => {
+            tracing::debug!(file = %file.path.display(), "totesys tables from the source file");
+            spec_of(&file)?
+        }
+        None => {
+            tracing::info!(dir = %dir.display(), "no source file with model = \"totesys\": reading the star schema's tables by last_updated");
+            model_defaults()
+        }
     };
     Ok(Arc::new(spec))
 }
@@ -92,6 +115,38 @@ pub fn spec_of(file: &SourceFile) -> Result<SourceSpec> {
             ),
         }
         .into());
+    }
+    let refuse = |reason: String| -> crate::Error {
+        tributary_sources::Error::Config {
+            file: file.path.display().to_string(),
+            reason,
+        }
+        .into()
+    };
+    for (name, table) in &file.tables {
+        // Table names become lake keys and catalog table names.
+        let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(refuse(format!(
+                "[tables.{name}]: a totesys table's name becomes its lake folder and catalog \
+                 table: lower-case letters, digits and _"
+            )));
+        }
+        if let Some(model) = tributary_totesys::TableDef::by_name(name) {
+            let key = table.primary_key.as_ref().and_then(|k| k.first());
+            if table.cursor.as_deref() != Some(LAST_UPDATED)
+                || key.is_some_and(|k| k != model.primary_key)
+            {
+                return Err(refuse(format!(
+                    "[tables.{name}]: the star schema reads it by ({}, {LAST_UPDATED}): \
+                     cursor = \"{LAST_UPDATED}\" and no other primary_key",
+                    model.primary_key
+                )));
+            }
+        }
     }
     let missing: Vec<&str> = MODEL_INPUTS
         .iter()
@@ -149,12 +204,6 @@ pub fn model_defaults() -> SourceSpec {
     }
 }
 
-/// The quoted `"schema"."table"` of a configured table (for SQL outside the
-/// extract, such as the reconcile's counts).
-pub fn quoted(spec: &SourceSpec, table: &str) -> String {
-    format!("{}.{}", quote_ident(&spec.schema), quote_ident(table))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +243,19 @@ mod tests {
             "{error}"
         );
 
+        let recut = text.replace(
+            "[tables.payment]\ncursor = \"last_updated\"",
+            "[tables.payment]\ncursor = \"created_at\"",
+        );
+        let error = spec_of(&file(&recut)).unwrap_err().to_string();
+        assert!(
+            error.contains("reads it by (payment_id, last_updated)"),
+            "{error}"
+        );
+        let odd = format!("{text}[tables.\"Stock-Items\"]\ncursor = \"at\"\n");
+        let error = spec_of(&file(&odd)).unwrap_err().to_string();
+        assert!(error.contains("lower-case letters"), "{error}");
+
         let without_payment = text.replace("[tables.payment]\ncursor = \"last_updated\"\n", "");
         let error = spec_of(&file(&without_payment)).unwrap_err().to_string();
         assert!(error.contains("the star schema reads payment"), "{error}");
@@ -208,5 +270,14 @@ mod tests {
         let error = find(dir.path()).unwrap_err().to_string();
         assert!(error.contains("2 files say model = \"totesys\""), "{error}");
         assert!(find(&dir.path().join("absent")).unwrap().is_none());
+
+        // Another source's broken file is not the totesys ingest's concern;
+        // with no model file found, it may be the model's, and fails.
+        std::fs::remove_file(dir.path().join("ops.toml")).unwrap();
+        std::fs::write(dir.path().join("olist.toml"), "[source]\nkind = 'mysql'\n").unwrap();
+        assert!(find(dir.path()).unwrap().is_some());
+        std::fs::remove_file(dir.path().join("totesys.toml")).unwrap();
+        let error = find(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("olist.toml"), "{error}");
     }
 }
