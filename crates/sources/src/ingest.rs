@@ -72,9 +72,13 @@ pub struct TableState {
     pub snapshot: Option<String>,
     /// The cursor's high-water mark (µs since the epoch), for a table with one.
     pub cursor_high_us: Option<i64>,
-    /// The key-set file of the last delete check.
+    /// The key-set file of the last delete check; `None` when that check
+    /// read the table whole (its files are the key set) or none ran yet.
     pub keys_file: Option<String>,
-    /// The manifest that check committed in.
+    /// The last manifest whose keys the key set covers: the table's files
+    /// in later manifests hold the keys written since (a check that read
+    /// the table whole records the manifest before its own, so its files
+    /// count among them).
     pub keys_seq: u64,
     /// When it ran.
     pub keys_checked_at: Option<DateTime<Utc>>,
@@ -270,18 +274,27 @@ pub async fn run_source(
         let date = started_at.date_naive();
         let run = run_id.clone();
         let prefix = table.clone();
-        // A whole read sees every key: a delete check due now takes them
-        // from it instead of reading the table a second time.
         let key_cols = key_columns(&columns, &key);
-        let mut tee = (due && since.is_none())
-            .then(|| KeyScan::start(&lake, table, &run_id, key_cols.clone()));
+        // The keys the lake knows, for a delete check due now.
+        let known = match due {
+            true => known_key_files(&log, table, &table_state, previous_seq).await?,
+            false => Vec::new(),
+        };
+        // A whole read sees every key, and its files hold them all: a
+        // delete check due now takes the keys from it instead of reading
+        // the table a second time, and its files become the next check's
+        // key set (no key-set file). The keys are hashed only when there
+        // are known keys to compare them with: on a first run there are
+        // none, so nothing can be missing.
+        let whole_check = due && since.is_none();
+        let mut tee = (whole_check && !known.is_empty()).then(KeyHashes::default);
         let written = extract(
             &tx,
             table,
             &columns,
             &select,
             &lake,
-            tee.as_mut(),
+            tee.as_mut().map(|hashes| (hashes, key_cols.as_slice())),
             move |part| {
                 format!(
                     "{prefix}/date={}/{}",
@@ -310,25 +323,40 @@ pub async fn run_source(
         files.extend(written);
         let mut deletes = 0;
         if due {
-            let now = match tee {
-                Some(scan) => scan.finish(&lake, table, &run_id).await?,
-                None => scan_keys(&tx, &lake, source, table, key_cols.clone(), &run_id).await?,
+            let (now, keys_file) = if whole_check {
+                let mut now = tee.unwrap_or_default();
+                now.seal();
+                (now, None)
+            } else {
+                let (now, file) =
+                    scan_keys(&tx, &lake, source, table, key_cols.clone(), &run_id).await?;
+                (now, Some(file))
             };
-            let checked = compare_keys(
+            let tombstones = compare_keys(
                 &lake,
-                &log,
                 table,
                 (&key_cols, &key),
-                now,
-                &table_state,
-                (&run_id, started_at, previous_seq),
+                &now,
+                known,
+                (&run_id, started_at),
             )
             .await?;
-            deletes = checked.tombstones.as_ref().map_or(0, |f| f.rows);
-            files.extend(checked.tombstones);
-            files.push(checked.keys_file.clone());
-            table_state.keys_file = Some(checked.keys_file.key);
-            table_state.keys_seq = previous_seq + 1;
+            deletes = tombstones.as_ref().map_or(0, |f| f.rows);
+            files.extend(tombstones);
+            match keys_file {
+                // The key set is the new file: later manifests add to it.
+                Some(file) => {
+                    table_state.keys_file = Some(file.key.clone());
+                    table_state.keys_seq = previous_seq + 1;
+                    files.push(file);
+                }
+                // The key set is this run's files of the table (this
+                // manifest's), and what later manifests add.
+                None => {
+                    table_state.keys_file = None;
+                    table_state.keys_seq = previous_seq;
+                }
+            }
             table_state.keys_checked_at = Some(started_at);
         }
         table_state.columns = columns;
@@ -605,7 +633,7 @@ async fn extract(
     columns: &[SourceColumn],
     select: &str,
     lake: &Lake,
-    mut keys: Option<&mut KeyScan>,
+    mut keys: Option<(&mut KeyHashes, &[SourceColumn])>,
     key_for_part: impl Fn(u32) -> String + Send + 'static,
 ) -> Result<Vec<FileEntry>> {
     let (sender, receiver) = mpsc::channel(2);
@@ -625,8 +653,8 @@ async fn extract(
         while let Some(chunk) = stream.next().await {
             decoder.feed(&chunk?, &mut out)?;
             for batch in out.drain(..) {
-                if let Some(keys) = keys.as_deref_mut() {
-                    keys.add(&batch).await?;
+                if let Some((hashes, key_columns)) = keys.as_mut() {
+                    hashes.add(&batch, key_columns)?;
                 }
                 if sender.send(batch).await.is_err() {
                     return Ok(());
@@ -634,8 +662,8 @@ async fn extract(
             }
         }
         if let Some(batch) = decoder.finish()? {
-            if let Some(keys) = keys.as_deref_mut() {
-                keys.add(&batch).await?;
+            if let Some((hashes, key_columns)) = keys.as_mut() {
+                hashes.add(&batch, key_columns)?;
             }
             let _ = sender.send(batch).await;
         }
@@ -649,12 +677,6 @@ async fn extract(
     let written = written?;
     read?;
     Ok(written.files)
-}
-
-/// What a delete check wrote.
-struct Checked {
-    tombstones: Option<FileEntry>,
-    keys_file: FileEntry,
 }
 
 /// The key columns of `columns` named by `key`, in key order (never NULL).
@@ -799,33 +821,26 @@ async fn scan_keys(
     finished
 }
 
-/// Compares keys: (the previous check's key set + keys written since) −
-/// the keys in the table now = the deleted keys, written as tombstones;
-/// the keys now become the next check's key set.
-#[allow(clippy::too_many_arguments)]
-async fn compare_keys(
-    lake: &Lake,
+/// The files holding the keys the lake says exist in `table`: the last
+/// delete check's key-set file (if it wrote one), and the table's files in
+/// every manifest since that check's (an insert the table has deleted
+/// again must be deleted too; after a check that read the table whole,
+/// its files there are the key set).
+async fn known_key_files(
     log: &ManifestLog,
     table: &str,
-    (key_columns, key): (&[SourceColumn], &[String]),
-    (now, keys_file): (KeyHashes, FileEntry),
     state: &TableState,
-    (run_id, started_at, previous_seq): (&RunId, DateTime<Utc>, u64),
-) -> Result<Checked> {
-    // What the lake says exists: the last key set, and every key written
-    // since (an insert the table has deleted again must be deleted too),
-    // streamed past the keys now; only the missing ones are kept.
-    let mut missing = Missing::default();
-    let names: Vec<&str> = key.iter().map(String::as_str).collect();
-    let mut known_files = Vec::new();
+    previous_seq: u64,
+) -> Result<Vec<String>> {
+    let mut known = Vec::new();
     if let Some(file) = &state.keys_file {
-        known_files.push(file.clone());
+        known.push(file.clone());
     }
     for seq in state.keys_seq + 1..=previous_seq {
         let Some(manifest) = log.read::<serde_json::Value>(seq).await? else {
             continue;
         };
-        known_files.extend(
+        known.extend(
             manifest
                 .files
                 .into_iter()
@@ -833,14 +848,32 @@ async fn compare_keys(
                 .map(|f| f.key),
         );
     }
-    for file in known_files {
+    Ok(known)
+}
+
+/// Compares keys: the keys in the `known` files − the keys in the table
+/// now = the deleted keys, written as tombstones (`None` when none is
+/// missing).
+async fn compare_keys(
+    lake: &Lake,
+    table: &str,
+    (key_columns, key): (&[SourceColumn], &[String]),
+    now: &KeyHashes,
+    known: Vec<String>,
+    (run_id, started_at): (&RunId, DateTime<Utc>),
+) -> Result<Option<FileEntry>> {
+    // The known keys are streamed past the keys now; only the missing ones
+    // are kept.
+    let mut missing = Missing::default();
+    let names: Vec<&str> = key.iter().map(String::as_str).collect();
+    for file in known {
         let bytes = lake.get(&file).await?;
         for batch in tributary_lake::parquet::decode_column_batches(bytes, &names)? {
-            missing.collect(&batch?, key_columns, &now)?;
+            missing.collect(&batch?, key_columns, now)?;
         }
     }
     let day = started_at.date_naive().format("%Y-%m-%d");
-    let tombstones = match missing.to_batch(key_columns, started_at)? {
+    Ok(match missing.to_batch(key_columns, started_at)? {
         Some(batch) => Some(
             lake.put_batch(
                 &format!(
@@ -853,9 +886,5 @@ async fn compare_keys(
             .await?,
         ),
         None => None,
-    };
-    Ok(Checked {
-        tombstones,
-        keys_file,
     })
 }
