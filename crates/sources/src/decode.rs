@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, ListArray, RecordBatch, RecordBatchOptions,
+    Array, ArrayRef, BinaryArray, ListArray, RecordBatch, RecordBatchOptions, StringArray,
     builder::{
         BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-        Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+        Float64Builder, Int16Builder, Int32Builder, Int64Builder, PrimitiveBuilder,
         Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
     },
+    types::ArrowPrimitiveType,
 };
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, FieldRef, SchemaRef};
@@ -310,6 +311,11 @@ enum TextKind {
 }
 
 /// One column's (or one array's elements') values in the making.
+///
+/// Text is gathered as bytes and checked to be UTF-8 once per batch, when
+/// the batch is finished: one pass over the batch's bytes costs a fraction
+/// of a check per value (measured: a quarter of the decoding's CPU on three
+/// 32-character id columns).
 enum Column {
     Int16(Int16Builder),
     Int32(Int32Builder),
@@ -317,7 +323,7 @@ enum Column {
     Float32(Float32Builder),
     Float64(Float64Builder),
     Bool(BooleanBuilder),
-    Text(StringBuilder, TextKind, String),
+    Text(BinaryBuilder, TextKind, String),
     Decimal(Decimal128Builder, u8, i8),
     Date(Date32Builder),
     Time(Time64MicrosecondBuilder),
@@ -337,7 +343,7 @@ struct ListColumn {
 impl Column {
     fn new(ty: &PgColumnType) -> Column {
         use PgColumnType as T;
-        let text = |kind| Column::Text(StringBuilder::new(), kind, String::new());
+        let text = |kind| Column::Text(BinaryBuilder::new(), kind, String::new());
         match ty {
             T::Int2 => Column::Int16(Int16Builder::new()),
             T::Int4 => Column::Int32(Int32Builder::new()),
@@ -412,9 +418,9 @@ impl Column {
                 [other] => return Err(format!("boolean byte {other} is neither 0 nor 1")),
             },
             Column::Text(b, kind, scratch) => match kind {
-                TextKind::Plain => b.append_value(utf8(value)?),
+                TextKind::Plain => b.append_value(value),
                 TextKind::Jsonb => match value.split_first() {
-                    Some((1, text)) => b.append_value(utf8(text)?),
+                    Some((1, text)) => b.append_value(text),
                     Some((version, _)) => {
                         return Err(format!("jsonb format version {version} is not 1"));
                     }
@@ -423,7 +429,7 @@ impl Column {
                 TextKind::Numeric => {
                     scratch.clear();
                     Numeric::from_wire(value)?.to_text(scratch);
-                    b.append_value(scratch.as_str());
+                    b.append_value(scratch.as_bytes());
                 }
                 TextKind::Interval => {
                     let bytes: [u8; 16] = fixed(value)?;
@@ -432,12 +438,12 @@ impl Column {
                     let months = i32::from_be_bytes(fixed(&bytes[12..])?);
                     scratch.clear();
                     interval_iso(months, days, micros, scratch);
-                    b.append_value(scratch.as_str());
+                    b.append_value(scratch.as_bytes());
                 }
                 TextKind::Uuid => {
                     scratch.clear();
                     uuid_text(&fixed(value)?, scratch);
-                    b.append_value(scratch.as_str());
+                    b.append_value(scratch.as_bytes());
                 }
             },
             Column::Decimal(b, precision, scale) => {
@@ -476,23 +482,63 @@ impl Column {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Column::Int16(b) => Arc::new(b.finish()),
-            Column::Int32(b) => Arc::new(b.finish()),
-            Column::Int64(b) => Arc::new(b.finish()),
-            Column::Float32(b) => Arc::new(b.finish()),
-            Column::Float64(b) => Arc::new(b.finish()),
-            Column::Bool(b) => Arc::new(b.finish()),
-            Column::Text(b, ..) => Arc::new(b.finish()),
-            Column::Decimal(b, ..) => Arc::new(b.finish()),
-            Column::Date(b) => Arc::new(b.finish()),
-            Column::Time(b) => Arc::new(b.finish()),
-            Column::Timestamp(b) => Arc::new(b.finish()),
-            Column::Binary(b) => Arc::new(b.finish()),
-            Column::List(list) => list.finish(),
-        }
+    /// The values so far as an array; the builder starts again, sized for
+    /// a batch like this one. (A finished builder keeps none of its
+    /// capacity: grown again from nothing, each batch's buffers would be
+    /// reallocated and copied a dozen times over.) `Err` names the first
+    /// value (its index in this batch) that is not what its type says.
+    fn finish(&mut self) -> std::result::Result<ArrayRef, (usize, String)> {
+        Ok(match self {
+            Column::Int16(b) => finish_primitive(b),
+            Column::Int32(b) => finish_primitive(b),
+            Column::Int64(b) => finish_primitive(b),
+            Column::Float32(b) => finish_primitive(b),
+            Column::Float64(b) => finish_primitive(b),
+            Column::Bool(b) => {
+                let array = b.finish();
+                *b = BooleanBuilder::with_capacity(array.len());
+                Arc::new(array)
+            }
+            Column::Text(b, ..) => {
+                let bytes = b.finish();
+                *b = BinaryBuilder::with_capacity(bytes.len(), bytes.value_data().len());
+                match StringArray::try_from_binary(bytes.clone()) {
+                    Ok(text) => Arc::new(text),
+                    Err(_) => return Err(first_invalid_utf8(&bytes)),
+                }
+            }
+            Column::Decimal(b, ..) => finish_primitive(b),
+            Column::Date(b) => finish_primitive(b),
+            Column::Time(b) => finish_primitive(b),
+            Column::Timestamp(b) => finish_primitive(b),
+            Column::Binary(b) => {
+                let array = b.finish();
+                *b = BinaryBuilder::with_capacity(array.len(), array.value_data().len());
+                Arc::new(array)
+            }
+            Column::List(list) => list.finish()?,
+        })
     }
+}
+
+/// The first value of `bytes` that is not UTF-8, and why (for the error of
+/// a batch that failed the check).
+fn first_invalid_utf8(bytes: &BinaryArray) -> (usize, String) {
+    bytes
+        .iter()
+        .enumerate()
+        .find_map(|(index, value)| Some((index, utf8(value?).err()?)))
+        // The batch as a whole fails only if some value does.
+        .unwrap_or_else(|| (0, "invalid UTF-8".into()))
+}
+
+/// [`Column::finish`] for a fixed-width column (its Arrow type kept: a
+/// decimal's precision and scale, a timestamp's zone).
+fn finish_primitive<T: ArrowPrimitiveType>(builder: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let array = builder.finish();
+    *builder =
+        PrimitiveBuilder::with_capacity(array.len()).with_data_type(array.data_type().clone());
+    Arc::new(array)
 }
 
 fn infinite(what: &str) -> String {
@@ -561,16 +607,23 @@ impl ListColumn {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        let values = self.values.finish();
+    fn finish(&mut self) -> std::result::Result<ArrayRef, (usize, String)> {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let nulls = self.validity.finish();
-        Arc::new(ListArray::new(
+        let values = self.values.finish().map_err(|(element, reason)| {
+            // The array holding that element, and its place in it.
+            let row = offsets
+                .partition_point(|&start| start as usize <= element)
+                .saturating_sub(1);
+            let index = element - offsets.get(row).map_or(0, |&start| start as usize);
+            (row, format!("array element {}: {reason}", index + 1))
+        })?;
+        Ok(Arc::new(ListArray::new(
             self.field.clone(),
             OffsetBuffer::new(ScalarBuffer::from(offsets)),
             values,
             nulls,
-        ))
+        )))
     }
 }
 
@@ -717,7 +770,16 @@ impl RowDecoder {
     }
 
     fn flush(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Column::finish).collect();
+        let mut arrays = Vec::with_capacity(self.builders.len());
+        for index in 0..self.builders.len() {
+            match self.builders[index].finish() {
+                Ok(array) => arrays.push(array),
+                Err((row, reason)) => {
+                    let row = self.rows_total - self.rows_in_batch as u64 + row as u64;
+                    return Err(self.column_error_at(index, row, reason));
+                }
+            }
+        }
         let rows = std::mem::take(&mut self.rows_in_batch);
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
@@ -827,14 +889,20 @@ impl RowDecoder {
         }
     }
 
+    /// An error in column `index` of the row being read.
     fn column_error(&self, index: usize, reason: String) -> Error {
+        self.column_error_at(index, self.rows_total, reason)
+    }
+
+    /// An error in column `index` of the row after `rows_before` rows.
+    fn column_error_at(&self, index: usize, rows_before: u64, reason: String) -> Error {
         let column = &self.columns[index];
         self.error(format!(
             "{}.{} ({}), row {}: {reason}",
             self.table,
             column.name,
             column.pg_type,
-            self.rows_total + 1
+            rows_before + 1
         ))
     }
 }
@@ -1218,6 +1286,86 @@ mod tests {
             Err(Error::Decode { reason, .. }) => reason,
             other => panic!("expected a decode error, got {other:?}"),
         }
+    }
+
+    /// Rows of one column through a decoder of `batch_rows`-row batches.
+    fn rows_of(
+        column: SourceColumn,
+        values: &[Option<Vec<u8>>],
+        batch_rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut stream = header();
+        for value in values {
+            row(&mut stream, std::slice::from_ref(value));
+        }
+        stream.extend((-1i16).to_be_bytes());
+        let mut decoder = RowDecoder::new("t", &[column], batch_rows);
+        let mut out = Vec::new();
+        decoder.feed(&stream, &mut out)?;
+        out.extend(decoder.finish()?);
+        Ok(out)
+    }
+
+    #[test]
+    fn text_is_checked_for_utf8_per_batch_and_the_bad_row_is_named() {
+        use PgColumnType as T;
+        let good = |s: &str| Some(s.as_bytes().to_vec());
+        // Valid text, multi-byte characters and NULLs come through as sent,
+        // across batches.
+        let values = [good("ação"), None, good(""), good("日本"), good("x")];
+        let batches = rows_of(col("s", T::Text, true), &values, 2).unwrap();
+        let read: Vec<Option<String>> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                a.iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [Some("ação"), None, Some(""), Some("日本"), Some("x")].map(|v| v.map(str::to_string))
+        );
+        // A bad value in the second batch: its row, counted from the start.
+        let values = [
+            good("a"),
+            good("b"),
+            good("c"),
+            Some(vec![b'd', 0xff]),
+            good("e"),
+        ];
+        let r = reason(rows_of(col("s", T::Text, true), &values, 3).map(|_| None));
+        assert!(
+            r.contains("t.s") && r.contains("row 4") && r.contains("UTF-8"),
+            "{r}"
+        );
+        // A character split across two values: together the bytes are
+        // UTF-8, each value alone is not.
+        let values = [good("a"), Some(vec![0xc3]), Some(vec![0xa9])];
+        let r = reason(rows_of(col("s", T::Text, true), &values, 10).map(|_| None));
+        assert!(r.contains("row 2") && r.contains("UTF-8"), "{r}");
+        let jsonb = [Some(vec![1, b'"', 0xc3, b'"'])];
+        let r = reason(rows_of(col("j", T::Jsonb, true), &jsonb, 10).map(|_| None));
+        assert!(
+            r.contains("t.j") && r.contains("row 1") && r.contains("UTF-8"),
+            "{r}"
+        );
+        // In an array: the row holding it and the element's place.
+        let tags = col(
+            "tags",
+            T::Array {
+                element: Box::new(T::Text),
+            },
+            true,
+        );
+        let values = [
+            Some(array(&[good("a"), good("b")])),
+            Some(array(&[good("c"), None, Some(vec![0xff])])),
+        ];
+        let r = reason(rows_of(tags, &values, 10).map(|_| None));
+        assert!(
+            r.contains("t.tags") && r.contains("row 2") && r.contains("array element 3"),
+            "{r}"
+        );
     }
 
     #[test]

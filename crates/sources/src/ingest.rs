@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, pin_mut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, CopyOutStream, Transaction};
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog, RunId, write_dataset};
 use tributary_totesys::{
     SnapshotInfo,
@@ -72,9 +72,13 @@ pub struct TableState {
     pub snapshot: Option<String>,
     /// The cursor's high-water mark (µs since the epoch), for a table with one.
     pub cursor_high_us: Option<i64>,
-    /// The key-set file of the last delete check.
+    /// The key-set file of the last delete check; `None` when that check
+    /// read the table whole (its files are the key set) or none ran yet.
     pub keys_file: Option<String>,
-    /// The manifest that check committed in.
+    /// The last manifest whose keys the key set covers: the table's files
+    /// in later manifests hold the keys written since (a check that read
+    /// the table whole records the manifest before its own, so its files
+    /// count among them).
     pub keys_seq: u64,
     /// When it ran.
     pub keys_checked_at: Option<DateTime<Utc>>,
@@ -270,26 +274,28 @@ pub async fn run_source(
         let date = started_at.date_naive();
         let run = run_id.clone();
         let prefix = table.clone();
-        // A whole read sees every key: a delete check due now takes them
-        // from it instead of reading the table a second time.
         let key_cols = key_columns(&columns, &key);
-        let mut tee = (due && since.is_none())
-            .then(|| KeyScan::start(&lake, table, &run_id, key_cols.clone()));
-        let written = extract(
-            &tx,
-            table,
-            &columns,
-            &select,
-            &lake,
-            tee.as_mut(),
-            move |part| {
-                format!(
-                    "{prefix}/date={}/{}",
-                    date.format("%Y-%m-%d"),
-                    tributary_lake::keys::run_file(&run, part, "parquet")
-                )
-            },
-        )
+        // The keys the lake knows, for a delete check due now.
+        let known = match due {
+            true => known_key_files(&log, table, &table_state, previous_seq).await?,
+            false => Vec::new(),
+        };
+        // A whole read sees every key, and its files hold them all: a
+        // delete check due now takes the keys from it instead of reading
+        // the table a second time, and its files become the next check's
+        // key set (no key-set file). The keys are hashed only when there
+        // are known keys to compare them with: on a first run there are
+        // none, so nothing can be missing.
+        let whole_check = due && since.is_none();
+        let tee =
+            (whole_check && !known.is_empty()).then(|| (KeyHashes::default(), key_cols.clone()));
+        let (written, tee) = extract(&tx, table, &columns, &select, &lake, tee, move |part| {
+            format!(
+                "{prefix}/date={}/{}",
+                date.format("%Y-%m-%d"),
+                tributary_lake::keys::run_file(&run, part, "parquet")
+            )
+        })
         .await?;
         let rows: u64 = written.iter().map(|f| f.rows).sum();
         if let Some(cursor) = &overrides.cursor {
@@ -310,25 +316,40 @@ pub async fn run_source(
         files.extend(written);
         let mut deletes = 0;
         if due {
-            let now = match tee {
-                Some(scan) => scan.finish(&lake, table, &run_id).await?,
-                None => scan_keys(&tx, &lake, source, table, key_cols.clone(), &run_id).await?,
+            let (now, keys_file) = if whole_check {
+                let mut now = tee.unwrap_or_default();
+                now.seal();
+                (now, None)
+            } else {
+                let (now, file) =
+                    scan_keys(&tx, &lake, source, table, key_cols.clone(), &run_id).await?;
+                (now, Some(file))
             };
-            let checked = compare_keys(
+            let tombstones = compare_keys(
                 &lake,
-                &log,
                 table,
                 (&key_cols, &key),
-                now,
-                &table_state,
-                (&run_id, started_at, previous_seq),
+                &now,
+                known,
+                (&run_id, started_at),
             )
             .await?;
-            deletes = checked.tombstones.as_ref().map_or(0, |f| f.rows);
-            files.extend(checked.tombstones);
-            files.push(checked.keys_file.clone());
-            table_state.keys_file = Some(checked.keys_file.key);
-            table_state.keys_seq = previous_seq + 1;
+            deletes = tombstones.as_ref().map_or(0, |f| f.rows);
+            files.extend(tombstones);
+            match keys_file {
+                // The key set is the new file: later manifests add to it.
+                Some(file) => {
+                    table_state.keys_file = Some(file.key.clone());
+                    table_state.keys_seq = previous_seq + 1;
+                    files.push(file);
+                }
+                // The key set is this run's files of the table (this
+                // manifest's), and what later manifests add.
+                None => {
+                    table_state.keys_file = None;
+                    table_state.keys_seq = previous_seq;
+                }
+            }
             table_state.keys_checked_at = Some(started_at);
         }
         table_state.columns = columns;
@@ -598,16 +619,18 @@ pub fn extract_sql(
     )
 }
 
-/// Streams one query's binary COPY through the decoder into lake files.
+/// Streams one query's binary COPY through the decoder into lake files;
+/// with `keys` (an empty set and the key columns), the keys of the rows
+/// read are hashed into that set too, and it is returned.
 async fn extract(
     tx: &Transaction<'_>,
     table: &str,
     columns: &[SourceColumn],
     select: &str,
     lake: &Lake,
-    mut keys: Option<&mut KeyScan>,
+    keys: Option<(KeyHashes, Vec<SourceColumn>)>,
     key_for_part: impl Fn(u32) -> String + Send + 'static,
-) -> Result<Vec<FileEntry>> {
+) -> Result<(Vec<FileEntry>, Option<KeyHashes>)> {
     let (sender, receiver) = mpsc::channel(2);
     let writer = tokio::spawn(write_dataset(
         lake.clone(),
@@ -617,44 +640,78 @@ async fn extract(
         key_for_part,
         receiver,
     ));
-    let read = async {
-        let stream = tx.copy_out(select).await?;
-        pin_mut!(stream);
-        let mut decoder = RowDecoder::new(table, columns, BATCH_ROWS);
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            decoder.feed(&chunk?, &mut out)?;
-            for batch in out.drain(..) {
-                if let Some(keys) = keys.as_deref_mut() {
-                    keys.add(&batch).await?;
-                }
-                if sender.send(batch).await.is_err() {
-                    return Ok(());
-                }
-            }
+    // The stream is read and decoded in a task of its own, not by the
+    // caller (which may be a thread outside the runtime's workers, as the
+    // command line's `block_on` is): the connection's task hands it each
+    // socket read's messages, and waking a task on the same worker is a
+    // queue push where waking another thread is a futex call and a context
+    // switch (measured: a seventh of a million-row extract's CPU).
+    let read = match tx.copy_out(select).await {
+        Ok(stream) => {
+            let decoder = RowDecoder::new(table, columns, BATCH_ROWS);
+            AbortOnDrop(tokio::spawn(decode_stream(stream, decoder, keys, sender)))
+                .join()
+                .await
+                .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))
+                .and_then(|read| read)
         }
-        if let Some(batch) = decoder.finish()? {
-            if let Some(keys) = keys.as_deref_mut() {
-                keys.add(&batch).await?;
-            }
-            let _ = sender.send(batch).await;
+        Err(e) => {
+            // Nothing to write: the writer ends when its channel closes.
+            drop(sender);
+            Err(e.into())
         }
-        Ok::<(), Error>(())
-    }
-    .await;
-    drop(sender);
+    };
     let written = writer
         .await
         .map_err(|e| Error::Lake(tributary_lake::Error::Task(e)))?;
     let written = written?;
-    read?;
-    Ok(written.files)
+    Ok((written.files, read?))
 }
 
-/// What a delete check wrote.
-struct Checked {
-    tombstones: Option<FileEntry>,
-    keys_file: FileEntry,
+/// Decodes a COPY stream into batches for the writer (and their keys into
+/// `keys`' set); a writer that stopped ends it early (it reports why).
+async fn decode_stream(
+    stream: CopyOutStream,
+    mut decoder: RowDecoder,
+    mut keys: Option<(KeyHashes, Vec<SourceColumn>)>,
+    sender: mpsc::Sender<RecordBatch>,
+) -> Result<Option<KeyHashes>> {
+    pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        decoder.feed(&chunk?, &mut out)?;
+        for batch in out.drain(..) {
+            if let Some((hashes, key_columns)) = keys.as_mut() {
+                hashes.add(&batch, key_columns)?;
+            }
+            if sender.send(batch).await.is_err() {
+                return Ok(keys.map(|(hashes, _)| hashes));
+            }
+        }
+    }
+    if let Some(batch) = decoder.finish()? {
+        if let Some((hashes, key_columns)) = keys.as_mut() {
+            hashes.add(&batch, key_columns)?;
+        }
+        let _ = sender.send(batch).await;
+    }
+    Ok(keys.map(|(hashes, _)| hashes))
+}
+
+/// A task that is aborted when the run stops waiting for it (dropped,
+/// cancelled): it reads a stream of the run's transaction.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> std::result::Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The key columns of `columns` named by `key`, in key order (never NULL).
@@ -799,33 +856,26 @@ async fn scan_keys(
     finished
 }
 
-/// Compares keys: (the previous check's key set + keys written since) −
-/// the keys in the table now = the deleted keys, written as tombstones;
-/// the keys now become the next check's key set.
-#[allow(clippy::too_many_arguments)]
-async fn compare_keys(
-    lake: &Lake,
+/// The files holding the keys the lake says exist in `table`: the last
+/// delete check's key-set file (if it wrote one), and the table's files in
+/// every manifest since that check's (an insert the table has deleted
+/// again must be deleted too; after a check that read the table whole,
+/// its files there are the key set).
+async fn known_key_files(
     log: &ManifestLog,
     table: &str,
-    (key_columns, key): (&[SourceColumn], &[String]),
-    (now, keys_file): (KeyHashes, FileEntry),
     state: &TableState,
-    (run_id, started_at, previous_seq): (&RunId, DateTime<Utc>, u64),
-) -> Result<Checked> {
-    // What the lake says exists: the last key set, and every key written
-    // since (an insert the table has deleted again must be deleted too),
-    // streamed past the keys now; only the missing ones are kept.
-    let mut missing = Missing::default();
-    let names: Vec<&str> = key.iter().map(String::as_str).collect();
-    let mut known_files = Vec::new();
+    previous_seq: u64,
+) -> Result<Vec<String>> {
+    let mut known = Vec::new();
     if let Some(file) = &state.keys_file {
-        known_files.push(file.clone());
+        known.push(file.clone());
     }
     for seq in state.keys_seq + 1..=previous_seq {
         let Some(manifest) = log.read::<serde_json::Value>(seq).await? else {
             continue;
         };
-        known_files.extend(
+        known.extend(
             manifest
                 .files
                 .into_iter()
@@ -833,14 +883,32 @@ async fn compare_keys(
                 .map(|f| f.key),
         );
     }
-    for file in known_files {
+    Ok(known)
+}
+
+/// Compares keys: the keys in the `known` files − the keys in the table
+/// now = the deleted keys, written as tombstones (`None` when none is
+/// missing).
+async fn compare_keys(
+    lake: &Lake,
+    table: &str,
+    (key_columns, key): (&[SourceColumn], &[String]),
+    now: &KeyHashes,
+    known: Vec<String>,
+    (run_id, started_at): (&RunId, DateTime<Utc>),
+) -> Result<Option<FileEntry>> {
+    // The known keys are streamed past the keys now; only the missing ones
+    // are kept.
+    let mut missing = Missing::default();
+    let names: Vec<&str> = key.iter().map(String::as_str).collect();
+    for file in known {
         let bytes = lake.get(&file).await?;
         for batch in tributary_lake::parquet::decode_column_batches(bytes, &names)? {
-            missing.collect(&batch?, key_columns, &now)?;
+            missing.collect(&batch?, key_columns, now)?;
         }
     }
     let day = started_at.date_naive().format("%Y-%m-%d");
-    let tombstones = match missing.to_batch(key_columns, started_at)? {
+    Ok(match missing.to_batch(key_columns, started_at)? {
         Some(batch) => Some(
             lake.put_batch(
                 &format!(
@@ -853,9 +921,5 @@ async fn compare_keys(
             .await?,
         ),
         None => None,
-    };
-    Ok(Checked {
-        tombstones,
-        keys_file,
     })
 }
