@@ -1355,6 +1355,48 @@ async fn configured_sources_run_on_the_ingest_schedule_and_load_into_their_schem
             .all(|a| !a.subject.contains("source shop")),
         "no alert for the healthy source"
     );
+
+    // The transform function's maintenance registers the source's raw table
+    // in Glue, with the columns its manifest recorded, over its day folders.
+    let transform = aws.context(Function::Transform, &env).await;
+    transform_handler(&transform, &json!({"maintain": {}}))
+        .await
+        .unwrap();
+    let table = aws_sdk_glue::Client::new(&aws.sdk)
+        .get_table()
+        .database_name(&aws.glue_db)
+        .name("raw_src_shop_customers")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let columns: Vec<(String, String)> = table
+        .storage_descriptor()
+        .unwrap()
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name().to_string(),
+                c.r#type().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("id", "int"),
+        ("name", "string"),
+        ("city", "string"),
+        ("credit", "decimal(10,2)"),
+    ]
+    .map(|(n, t)| (n.to_string(), t.to_string()));
+    assert_eq!(columns, expected);
+    assert!(
+        table.parameters().unwrap()["storage.location.template"]
+            .ends_with("/sources/shop/customers/date=${date}/"),
+        "{:?}",
+        table.parameters()
+    );
 }
 
 /// A file dropped in the landing bucket reaches the warehouse through its
