@@ -181,3 +181,59 @@ async fn a_star_schema_column_renamed_away_stops_that_table_only_until_it_is_bac
     assert_eq!(payment.rows, 1, "the change made while it was stopped");
     stack.assert_reconciled().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_star_schema_does_not_read_is_extracted_by_its_own_cursor() {
+    let Some(mut stack) = Stack::generated("schema_extra", 2).await else {
+        return;
+    };
+    stack
+        .source
+        .batch_execute(
+            "CREATE TABLE stock (item_id int PRIMARY KEY, item text NOT NULL, \
+               on_hand numeric(8,0) NOT NULL, counted_at timestamp(3) NOT NULL DEFAULT now()); \
+             INSERT INTO stock (item_id, item, on_hand) \
+               SELECT i, 'item ' || i, i * 10 FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let mut source = (*stack.options.source).clone();
+    source
+        .tables
+        .push(tributary_totesys::source::ConfiguredTable {
+            name: "stock".to_string(),
+            cursor: "counted_at".to_string(),
+            primary_key: None,
+        });
+    stack.options.source = std::sync::Arc::new(source);
+    let first = stack.cycle().await;
+    let stock = |report: &tributary_pipeline::run::CycleReport| {
+        report
+            .ingest
+            .tables
+            .iter()
+            .find(|t| t.table == "stock")
+            .map(|t| t.rows)
+    };
+    assert_eq!(stock(&first), Some(30));
+
+    // Three counts later, only they are read again.
+    stack
+        .source
+        .batch_execute(
+            "UPDATE stock SET on_hand = on_hand - 1, counted_at = now() WHERE item_id <= 3",
+        )
+        .await
+        .unwrap();
+    let second = stack.cycle().await;
+    assert_eq!(stock(&second), Some(3));
+    let status = tributary_pipeline::status::ingest_status(&stack.raw)
+        .await
+        .unwrap();
+    let listed = status.tables.iter().find(|t| t.table == "stock").unwrap();
+    assert_eq!(listed.total_rows, 33);
+    // It lands in the raw lake beside the others; the star schema is as it was.
+    let manifest = latest_state(&stack).await;
+    assert_eq!(manifest.state.schemas["stock"].len(), 4);
+    stack.assert_reconciled().await;
+}
