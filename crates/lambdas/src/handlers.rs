@@ -150,6 +150,12 @@ async fn sources_by_hand(ctx: &Context, request: &SourcesRequest) -> Result<Valu
         .map(String::as_str)
         .filter(|name| !known.contains(name))
         .collect();
+    if let Some(modelled) = unknown.iter().find(|name| ctx.sources.is_modelled(name)) {
+        return Err(Failure::bad_event(format!(
+            "{modelled} feeds the built-in star schema: the scheduled ingest reads it; \
+             a backfill is {{\"tables\": [\"payment\"], \"since\": \"2024-01-01T00:00:00Z\"}}"
+        )));
+    }
     if !unknown.is_empty() {
         return Err(Failure::bad_event(format!(
             "no source file for {unknown:?} among the deployed ones (TRIBUTARY_SOURCES_DIR): {known:?}"

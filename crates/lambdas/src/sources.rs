@@ -43,6 +43,9 @@ pub struct Sources {
     broken: Vec<(String, String)>,
     /// The values of the variables the files name (`url_env`, `secret_env`).
     variables: BTreeMap<String, String>,
+    /// Sources that feed a built-in model (`model = "totesys"`): read by
+    /// that model's stages, not here.
+    modelled: Vec<String>,
 }
 
 /// What a set of source runs did: a summary per source, and the failures
@@ -151,6 +154,7 @@ impl Sources {
                     if file.model.is_some() {
                         // The totesys stage reads it (it reads the folder
                         // itself on every run).
+                        sources.modelled.push(file.name);
                         continue;
                     }
                     sources.files.push(file);
@@ -182,6 +186,11 @@ impl Sources {
             .collect();
         names.sort_unstable();
         names
+    }
+
+    /// Whether `name` is a source feeding a built-in model.
+    pub fn is_modelled(&self, name: &str) -> bool {
+        self.modelled.iter().any(|m| m == name)
     }
 
     /// Whether no source file was deployed.
@@ -422,4 +431,24 @@ fn load_summary(name: &str, run: &LoadRun) -> Value {
         "rows": run.rows.values().sum::<u64>(),
         "deleted": run.deleted.values().sum::<u64>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totesys_file_is_left_to_its_own_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sources/totesys.toml");
+        std::fs::copy(shipped, dir.path().join("totesys.toml")).unwrap();
+        std::fs::write(
+            dir.path().join("shop.toml"),
+            "[source]\nkind = \"postgres\"\nurl_env = \"SHOP_DATABASE_URL\"\n",
+        )
+        .unwrap();
+        let sources = Sources::read(Some(dir.path()), &|_| None);
+        assert_eq!(sources.names(), ["shop"]);
+        assert!(sources.is_modelled("totesys") && !sources.is_modelled("shop"));
+    }
 }
