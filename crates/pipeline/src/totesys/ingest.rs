@@ -5,9 +5,9 @@
 //! A run discovers each table's columns in the catalog, inside its snapshot,
 //! and records them in the manifest; a table whose columns no longer give
 //! the star schema what it reads is left out of the run with an alert, and
-//! the others go on. A run reads its state (watermark, recent keys, source snapshot per table)
-//! from the latest `totesys` manifest, reads every selected table inside one
-//! REPEATABLE READ snapshot, writes the changed rows as Parquet under
+//! the others go on. A run reads its state (watermark, recent keys, source
+//! snapshot per table) from the latest `totesys` manifest, reads every
+//! selected table inside one REPEATABLE READ snapshot, writes the changed rows as Parquet under
 //! `totesys/<table>/date=…/<run_id>.parquet`, and commits the next manifest.
 //! A run that fails before its manifest leaves nothing a reader trusts, and
 //! the next run redoes its work.
@@ -243,7 +243,8 @@ async fn ingest_run(
     for found in discover(&tx, &selected).await? {
         match found {
             Ok(table) => tables.push(table),
-            // A backfill asked for this table: it fails, and stays queued.
+            // A backfill asked for this table: it fails (a queued one is
+            // tried again by the next schedules, then given up with an alert).
             Err(stop) if request.since.is_some() => return Err(Error::TableStopped(stop)),
             Err(stop) => {
                 tracing::warn!(stage = STAGE.name, run_id = %run_id, table = %stop.table, reason = %stop.reason, "table left out of this run");
