@@ -117,6 +117,8 @@ async fn table_names_in_requests_never_reach_sql() {
             "{name}: {err}"
         );
     }
+    // A request's typo is the caller's to see: nothing was alerted.
+    assert!(stack.alerts.sent().is_empty(), "{:?}", stack.alerts.sent());
     let payments: i64 = stack
         .source
         .query_one("SELECT count(*) FROM payment", &[])

@@ -12,8 +12,6 @@ pub(crate) async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         tables: args.tables,
         since: args.since,
     };
-    // A typo in --tables fails before the source is asked anything.
-    tributary_pipeline::totesys::ingest::selected_tables(&request, &options.source)?;
     let mut source = settings.connect_totesys().await?;
     // A first extract larger than TRIBUTARY_INGEST_MAX_ROWS is read in
     // parts, one manifest each; here the parts follow one another (on AWS,

@@ -304,6 +304,18 @@ pub fn int_column_min(metadata: &ParquetMetaData, column: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether each column of the first row group has a dictionary page.
+    fn dictionaries(bytes: &Bytes) -> Vec<bool> {
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone()).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|c| c.dictionary_page_offset().is_some())
+            .collect()
+    }
     use arrow_array::{Int32Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
@@ -367,17 +379,8 @@ mod tests {
         )
         .unwrap();
         let bytes = encode(schema.clone(), std::slice::from_ref(&batch)).unwrap();
-        let reader =
-            parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone()).unwrap();
-        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
-        assert!(
-            group.column(0).dictionary_page_offset().is_none(),
-            "unique ids: no dictionary"
-        );
-        assert!(
-            group.column(1).dictionary_page_offset().is_some(),
-            "a status with three values keeps its dictionary"
-        );
+        // Unique ids: no dictionary; a status with three values keeps its own.
+        assert_eq!(dictionaries(&bytes)[..2], [false, true]);
         let (_, read) = decode(bytes).unwrap();
         let rows_read: usize = read.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows_read, rows);
@@ -422,21 +425,9 @@ mod tests {
         // A slice starts at an offset into its buffers: judged all the same.
         for batch in [batch.clone(), batch.slice(1000, 4000)] {
             let bytes = encode(schema.clone(), std::slice::from_ref(&batch)).unwrap();
-            let reader =
-                parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone()).unwrap();
-            let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
-            assert!(
-                group.column(0).dictionary_page_offset().is_none(),
-                "distinct timestamps: no dictionary"
-            );
-            assert!(
-                group.column(1).dictionary_page_offset().is_some(),
-                "forty prices keep their dictionary"
-            );
-            assert!(
-                group.column(2).dictionary_page_offset().is_some(),
-                "three items keep their dictionary"
-            );
+            // Distinct timestamps: no dictionary; forty prices and three
+            // items keep theirs.
+            assert_eq!(dictionaries(&bytes), [false, true, true]);
             let (_, read) = decode(bytes).unwrap();
             assert_eq!(read.len(), 1);
             assert_eq!(read[0], batch);

@@ -227,12 +227,6 @@ async fn ingest_totesys(
             return (Ok(()), Err(error));
         }
     };
-    // A typo in a backfill's tables is the caller's to see, not an alert.
-    if let Err(error) =
-        tributary_pipeline::totesys::ingest::selected_tables(request, &options.source)
-    {
-        return (Ok(()), Err(error));
-    }
     let mut queued = Ok(());
     if scheduled {
         let mut slot = match open_totesys(ctx).await {

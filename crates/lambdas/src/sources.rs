@@ -124,20 +124,15 @@ impl Sources {
         let Some(dir) = dir else {
             return sources;
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
+        let files = match SourceFile::read_each(dir) {
+            Ok(files) => files,
             Err(error) => {
                 tracing::info!(dir = %dir.display(), %error, "no source files: no configured source runs");
                 return sources;
             }
         };
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            match SourceFile::read(&path) {
+        for (path, file) in files {
+            match file {
                 Ok(file) => {
                     for variable in [Some(&file.url_env), file.secret_env.as_ref()]
                         .into_iter()

@@ -315,8 +315,19 @@ impl SourceFile {
         })
     }
 
-    /// Every `*.toml` file of `dir`, by name.
+    /// Every `*.toml` file of `dir`, by name; the first that cannot be read
+    /// fails the whole.
     pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>> {
+        Self::read_each(dir)?
+            .into_iter()
+            .map(|(_, file)| file)
+            .collect()
+    }
+
+    /// Every `*.toml` file of `dir`, by name, each read on its own: a caller
+    /// that runs one source need not fail for another's broken file. Fails
+    /// only when the folder cannot be listed.
+    pub fn read_each(dir: &Path) -> Result<Vec<(PathBuf, Result<SourceFile>)>> {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
             file: dir.display().to_string(),
             reason: format!("cannot be listed: {e}"),
@@ -326,7 +337,13 @@ impl SourceFile {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        paths.iter().map(|p| Self::read(p)).collect()
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                let file = Self::read(&path);
+                (path, file)
+            })
+            .collect())
     }
 
     /// Whether table `name` is read: some include pattern matches and no

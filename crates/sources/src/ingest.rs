@@ -573,19 +573,8 @@ pub fn schema_change(before: &[SourceColumn], now: &[SourceColumn]) -> SchemaCha
 
 /// The catalog's primary key of `schema.table`, in key order.
 async fn primary_key(tx: &Transaction<'_>, schema: &str, table: &str) -> Result<Vec<String>> {
-    let rows = tx
-        .query(
-            "SELECT a.attname::text FROM pg_index i \
-             JOIN pg_class c ON c.oid = i.indrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos) \
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
-             ORDER BY k.pos",
-            &[&schema, &table],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let mut keys = tributary_totesys::source::primary_keys(tx, schema, &[table]).await?;
+    Ok(keys.remove(table).unwrap_or_default())
 }
 
 /// The extract's query: every column (cast where overridden), and, when

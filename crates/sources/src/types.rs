@@ -93,9 +93,7 @@ impl SourceColumn {
 }
 
 /// `name` quoted as a PostgreSQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use tributary_totesys::source::quote_ident;
 
 /// The Arrow schema of a table's columns.
 pub fn arrow_schema(columns: &[SourceColumn]) -> SchemaRef {

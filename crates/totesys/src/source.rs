@@ -187,21 +187,7 @@ pub async fn discover(
             shown: row.get(6),
         });
     }
-    let keys = tx
-        .query(
-            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord) \
-             FROM pg_index i \
-             JOIN pg_class c ON c.oid = i.indrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-             WHERE i.indisprimary AND n.nspname = $1 AND c.relname = ANY($2) \
-             GROUP BY c.relname",
-            &[&spec.schema, &names],
-        )
-        .await?;
-    let keys: BTreeMap<String, Vec<String>> =
-        keys.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let keys = primary_keys(tx, &spec.schema, &names).await?;
     // Columns a unique index covers alone (and in every row): what may key a
     // table in place of its primary key.
     let unique = tx
@@ -236,6 +222,29 @@ pub async fn discover(
                 .and_then(|table| check_against_model(&table).map(|()| Arc::new(table)))
         })
         .collect())
+}
+
+/// The primary key columns, in key order, of each of `tables` in `schema`
+/// that has one (the generic sources ask the same of the catalog).
+pub async fn primary_keys(
+    tx: &Transaction<'_>,
+    schema: &str,
+    tables: &[&str],
+) -> Result<BTreeMap<String, Vec<String>>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord) \
+             FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+             WHERE i.indisprimary AND n.nspname = $1 AND c.relname = ANY($2) \
+             GROUP BY c.relname",
+            &[&schema, &tables],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// One column as the catalog lists it.

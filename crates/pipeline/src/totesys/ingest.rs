@@ -7,8 +7,9 @@
 //! the star schema what it reads is left out of the run with an alert, and
 //! the others go on. A run reads its state (watermark, recent keys, source
 //! snapshot per table) from the latest `totesys` manifest, reads every
-//! selected table inside one REPEATABLE READ snapshot, writes the changed rows as Parquet under
-//! `totesys/<table>/date=…/<run_id>.parquet`, and commits the next manifest.
+//! selected table inside one REPEATABLE READ snapshot, writes the changed
+//! rows as Parquet under `totesys/<table>/date=…/<run_id>.parquet`, and
+//! commits the next manifest.
 //! A run that fails before its manifest leaves nothing a reader trusts, and
 //! the next run redoes its work.
 
@@ -170,7 +171,9 @@ impl IngestReport {
     }
 }
 
-/// Runs the ingest stage once. On failure an alert names the run and error.
+/// Runs the ingest stage once. On failure an alert names the run and error;
+/// a request naming a table the source file does not configure is refused
+/// first, unalerted: it is the caller's to see.
 pub async fn ingest(
     source: &mut Client,
     raw: &Lake,
@@ -178,14 +181,16 @@ pub async fn ingest(
     request: &IngestRequest,
     alerts: &dyn Alerts,
 ) -> Result<IngestReport> {
+    let selected = selected_tables(request, &options.source)?;
     let stage = if request.since.is_some() {
         BACKFILL_STAGE
     } else {
         STAGE
     };
+    let selected = &selected;
     stage
         .run(alerts, |run_id| async move {
-            ingest_run(source, raw, options, request, alerts, &run_id).await
+            ingest_run(source, raw, options, (request, selected), alerts, &run_id).await
         })
         .await
 }
@@ -224,13 +229,12 @@ async fn ingest_run(
     source: &mut Client,
     raw: &Lake,
     options: &IngestOptions,
-    request: &IngestRequest,
+    (request, selected): (&IngestRequest, &SourceSpec),
     alerts: &dyn Alerts,
     run_id: &RunId,
 ) -> Result<IngestReport> {
     let started = Instant::now();
     let started_at = run_id.started_at().unwrap_or_else(Utc::now);
-    let selected = selected_tables(request, &options.source)?;
     let log = ManifestLog::new(raw.clone(), Log::Totesys);
     let previous: Option<Manifest<IngestState>> = log.latest().await?;
     let previous_seq = previous.as_ref().map_or(0, |m| m.seq);
@@ -240,7 +244,7 @@ async fn ingest_run(
     let (tx, snapshot) = open_snapshot(source).await?;
     let mut tables = Vec::new();
     let mut stopped = Vec::new();
-    for found in discover(&tx, &selected).await? {
+    for found in discover(&tx, selected).await? {
         match found {
             Ok(table) => tables.push(table),
             // A backfill asked for this table: it fails (a queued one is

@@ -39,19 +39,10 @@ pub fn find(dir: &Path) -> Result<Option<SourceFile>> {
     if !dir.is_dir() {
         return Ok(None);
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| tributary_sources::Error::Config {
-            file: dir.display().to_string(),
-            reason: format!("cannot be listed: {e}"),
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     let mut found = Vec::new();
     let mut broken = None;
-    for path in paths {
-        match SourceFile::read(&path) {
+    for (_, file) in SourceFile::read_each(dir)? {
+        match file {
             Ok(file) if file.model.as_deref() == Some("totesys") => found.push(file),
             Ok(_) => {}
             Err(error) => broken = broken.or(Some(error)),
