@@ -214,13 +214,18 @@ fn temporal(datum: &Datum) -> Option<TemporalValue> {
     }
 }
 
-/// The partition value of a file, or `Err(())` when its rows span several
+/// A file's partition: `None` in an unpartitioned table, else the value of
+/// the transform, `Some(None)` for rows whose column is NULL (a business
+/// date not known yet, a delete that carries only the key).
+pub(crate) type PartitionValue = Option<Option<i32>>;
+
+/// The partition of a file, or `Err(())` when its rows span several
 /// partitions (or their bounds are unknown) and the file must be split.
 pub(crate) fn partition_of(
     schema: &Schema,
     partitioning: &Partitioning,
     stats: &FileStats,
-) -> std::result::Result<Option<i32>, ()> {
+) -> std::result::Result<PartitionValue, ()> {
     let Some(column) = partitioning.column() else {
         return Ok(None);
     };
@@ -228,14 +233,26 @@ pub(crate) fn partition_of(
     if stats.rows == 0 {
         return Err(());
     }
-    let low = stats.lower.get(&field.id).and_then(temporal).ok_or(())?;
-    let high = stats.upper.get(&field.id).and_then(temporal).ok_or(())?;
-    if stats.nulls.get(&field.id).copied().unwrap_or(0) > 0 {
+    let nulls = stats.nulls.get(&field.id).copied().unwrap_or(0);
+    if nulls == stats.rows {
+        return Ok(Some(None));
+    }
+    if nulls > 0 {
         return Err(());
     }
+    let low = stats.lower.get(&field.id).and_then(temporal).ok_or(())?;
+    let high = stats.upper.get(&field.id).and_then(temporal).ok_or(())?;
     match (partitioning.value_of(low), partitioning.value_of(high)) {
-        (Some(a), Some(b)) if a == b => Ok(Some(a)),
+        (Some(a), Some(b)) if a == b => Ok(Some(Some(a))),
         _ => Err(()),
+    }
+}
+
+/// The partition tuple of a manifest entry.
+pub(crate) fn partition_struct(value: PartitionValue) -> Struct {
+    match value {
+        Some(value) => Struct::from_iter([value.map(Literal::int)]),
+        None => Struct::empty(),
     }
 }
 
@@ -244,13 +261,9 @@ pub(crate) fn data_file(
     path: String,
     bytes: u64,
     stats: &FileStats,
-    partition: Option<i32>,
+    partition: Struct,
     spec_id: i32,
 ) -> Result<DataFile> {
-    let partition = match partition {
-        Some(value) => Struct::from_iter([Some(Literal::int(value))]),
-        None => Struct::empty(),
-    };
     DataFileBuilder::default()
         .content(DataContentType::Data)
         .file_path(path)

@@ -160,6 +160,9 @@ impl Catalog {
         }
         let token = format!("{:016x}", rand::random::<u64>());
         let schema = table.metadata.current_schema().clone();
+        // Files from before a column was added (or widened) are written
+        // again in the current schema, so merging them loses nothing.
+        let target = std::sync::Arc::new(crate::schema::to_arrow(&def.name, &schema)?);
         let spec_id = table.metadata.default_partition_spec_id();
         let mut inputs: HashSet<String> = HashSet::new();
         let mut outputs: Vec<DataFile> = Vec::new();
@@ -174,7 +177,7 @@ impl Catalog {
                     .get(&self.key_of(file.file.file_path())?)
                     .await?;
                 for batch in decode_batches(bytes)? {
-                    let batch = batch?;
+                    let batch = crate::schema::conform(&batch?, &target)?;
                     report.rows += batch.num_rows() as u64;
                     let current = match encoder.as_mut() {
                         Some(e) => e,
@@ -213,7 +216,7 @@ impl Catalog {
                 self.url_of(&key),
                 entry.bytes,
                 &stats,
-                partition,
+                files::partition_struct(partition),
                 spec_id,
             )?);
         }

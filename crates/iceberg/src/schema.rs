@@ -62,6 +62,90 @@ pub(crate) fn to_iceberg(table: &str, arrow: &ArrowSchema) -> Result<Schema> {
     Ok(Schema::builder().with_fields(fields).build()?)
 }
 
+/// The Arrow schema files of a table with `schema` are written in: its
+/// columns in order, timestamps in microseconds (with time zone `UTC` for
+/// `timestamptz`), nullable where the column is optional.
+pub(crate) fn to_arrow(table: &str, schema: &Schema) -> Result<ArrowSchema> {
+    let mut fields = Vec::new();
+    for field in schema.as_struct().fields() {
+        let unsupported = || Error::Unsupported {
+            table: table.to_string(),
+            column: field.name.clone(),
+            data_type: field.field_type.to_string(),
+        };
+        let Type::Primitive(ty) = field.field_type.as_ref() else {
+            return Err(unsupported());
+        };
+        let data_type = match ty {
+            PrimitiveType::Boolean => DataType::Boolean,
+            PrimitiveType::Int => DataType::Int32,
+            PrimitiveType::Long => DataType::Int64,
+            PrimitiveType::Float => DataType::Float32,
+            PrimitiveType::Double => DataType::Float64,
+            PrimitiveType::Decimal { precision, scale } => DataType::Decimal128(
+                u8::try_from(*precision).map_err(|_| unsupported())?,
+                i8::try_from(*scale).map_err(|_| unsupported())?,
+            ),
+            PrimitiveType::Date => DataType::Date32,
+            PrimitiveType::Time => DataType::Time64(TimeUnit::Microsecond),
+            PrimitiveType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PrimitiveType::Timestamptz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            PrimitiveType::String => DataType::Utf8,
+            PrimitiveType::Binary => DataType::Binary,
+            _ => return Err(unsupported()),
+        };
+        fields.push(arrow_schema::Field::new(
+            field.name.clone(),
+            data_type,
+            !field.required,
+        ));
+    }
+    Ok(ArrowSchema::new(fields))
+}
+
+/// `batch` as a file of a table whose files have schema `target`: columns
+/// by name, in the target's order, cast where the type was widened, NULL
+/// where the batch has none (a file from before the column was added).
+pub(crate) fn conform(
+    batch: &arrow_array::RecordBatch,
+    target: &arrow_schema::SchemaRef,
+) -> Result<arrow_array::RecordBatch> {
+    if batch.schema() == *target {
+        return Ok(batch.clone());
+    }
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        columns.push(match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => column.clone(),
+            Some(column) => arrow_cast::cast(column, field.data_type())?,
+            None => arrow_array::new_null_array(field.data_type(), batch.num_rows()),
+        });
+    }
+    Ok(arrow_array::RecordBatch::try_new(target.clone(), columns)?)
+}
+
+/// Whether Iceberg lets a column of type `from` become `to` in place:
+/// int to long, float to double, a decimal to more digits of the same scale.
+pub(crate) fn promotes(from: &PrimitiveType, to: &PrimitiveType) -> bool {
+    match (from, to) {
+        (PrimitiveType::Int, PrimitiveType::Long)
+        | (PrimitiveType::Float, PrimitiveType::Double) => true,
+        (
+            PrimitiveType::Decimal {
+                precision: p1,
+                scale: s1,
+            },
+            PrimitiveType::Decimal {
+                precision: p2,
+                scale: s2,
+            },
+        ) => s1 == s2 && p2 >= p1,
+        _ => false,
+    }
+}
+
 /// The name mapping of `schema` as the JSON the table property holds.
 pub(crate) fn name_mapping_json(schema: &Schema) -> String {
     let fields: Vec<serde_json::Value> = schema
@@ -75,7 +159,7 @@ pub(crate) fn name_mapping_json(schema: &Schema) -> String {
 
 /// Checks that files with schema `arrow` fit the table's `schema`: the same
 /// columns, in the same order, of the same types. Adding columns is a new
-/// table version (see [`crate::Table::evolve`]); anything else is refused.
+/// table version (see [`crate::Catalog::evolve`]); anything else is refused.
 pub(crate) fn check_fits(table: &str, schema: &Schema, arrow: &ArrowSchema) -> Result<()> {
     let fields = schema.as_struct().fields();
     let mismatch = |reason: String| Error::Schema {

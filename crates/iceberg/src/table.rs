@@ -27,8 +27,9 @@ use iceberg::{
     io::{MemoryStorage, OutputFile, Storage},
     spec::{
         DataFile, FormatVersion, Manifest, ManifestFile, ManifestList, ManifestListWriter,
-        ManifestStatus, ManifestWriterBuilder, Operation, PrimitiveLiteral, Snapshot, SortOrder,
-        Summary, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+        ManifestStatus, ManifestWriterBuilder, NestedField, NestedFieldRef, Operation,
+        PrimitiveLiteral, Schema, Snapshot, SortOrder, Summary, TableMetadata,
+        TableMetadataBuilder, Type, UnboundPartitionSpec,
     },
 };
 use tributary_lake::{Lake, PutOutcome, parquet as lake_parquet};
@@ -363,6 +364,177 @@ impl Catalog {
         }
     }
 
+    /// The table as `def` describes it now, created if it does not exist:
+    /// a column of `def` the table lacks is added (optional: older files do
+    /// not have it), a column whose type Iceberg can widen in place (int to
+    /// long, float to double, a decimal to more digits) is widened, and a
+    /// required column `def` lets be NULL becomes optional, as one new table
+    /// version. Columns the table has and `def` lacks stay (readers see
+    /// NULL in files without them). Any other type change, or partitioning
+    /// other than the table's, is refused naming the column: a table keeps
+    /// what it was created with.
+    pub async fn evolve(&self, def: &TableDef) -> Result<Table> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let table = self.load_or_create(def).await?;
+            let current = table.metadata.current_schema();
+            let refuse = |reason: String| Error::Schema {
+                table: def.name.clone(),
+                reason,
+            };
+            let spec = table.metadata.default_partition_spec();
+            let have = spec.fields().first().map(|f| {
+                let column = current
+                    .name_by_field_id(f.source_id)
+                    .unwrap_or("?")
+                    .to_string();
+                (column, f.transform)
+            });
+            let want = def
+                .partitioning
+                .column()
+                .map(str::to_string)
+                .zip(def.partitioning.transform());
+            if have != want {
+                let show = |p: &Option<(String, iceberg::spec::Transform)>| match p {
+                    Some((column, transform)) => format!("{transform}({column})"),
+                    None => "nothing".to_string(),
+                };
+                return Err(refuse(format!(
+                    "the table is partitioned by {}, and now should be by {}: a table keeps the \
+                     partitioning it was created with; delete its folder {} for the next \
+                     publication to create it anew from the raw lake",
+                    show(&have),
+                    show(&want),
+                    def.location
+                )));
+            }
+            let mut fields: Vec<NestedFieldRef> = current.as_struct().fields().to_vec();
+            let mut next_id = table.metadata.last_column_id();
+            let mut changed = false;
+            for column in def.schema.fields() {
+                let ty = schema::primitive(&def.name, column.name(), column.data_type())?;
+                let Some(at) = fields.iter().position(|f| f.name == *column.name()) else {
+                    next_id += 1;
+                    fields.push(Arc::new(NestedField::optional(
+                        next_id,
+                        column.name(),
+                        Type::Primitive(ty),
+                    )));
+                    changed = true;
+                    continue;
+                };
+                let old = fields[at].clone();
+                let Type::Primitive(old_ty) = old.field_type.as_ref() else {
+                    return Err(refuse(format!("column {} is not a primitive", old.name)));
+                };
+                let widened = *old_ty != ty;
+                if widened && !schema::promotes(old_ty, &ty) {
+                    return Err(refuse(format!(
+                        "column {} is {old_ty} in the table and {ty} now: Iceberg cannot change it \
+                         in place; delete the table's folder {} for the next publication to \
+                         create it anew from the raw lake, or keep the old type",
+                        old.name, def.location
+                    )));
+                }
+                let loosened = old.required && column.is_nullable();
+                if widened || loosened {
+                    fields[at] = Arc::new(NestedField::new(
+                        old.id,
+                        old.name.clone(),
+                        Type::Primitive(ty),
+                        old.required && !loosened,
+                    ));
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(table);
+            }
+            let evolved = Schema::builder().with_fields(fields).build()?;
+            let mapping = schema::name_mapping_json(&evolved);
+            let next = TableMetadataBuilder::new_from_metadata(
+                table.metadata.clone(),
+                Some(self.url_of(&version_key(&def.location, table.version))),
+            )
+            .add_current_schema(evolved)?
+            .set_properties(HashMap::from([(
+                "schema.name-mapping.default".to_string(),
+                mapping,
+            )]))?
+            .build()?
+            .metadata;
+            if self
+                .put_version(&def.location, table.version + 1, &next)
+                .await?
+            {
+                tracing::info!(table = %def.name, version = table.version + 1, "iceberg schema evolved");
+                return Ok(Table {
+                    version: table.version + 1,
+                    metadata: next,
+                    loaded_at: Instant::now(),
+                });
+            }
+        }
+        Err(Error::Contention {
+            table: def.name.clone(),
+            attempts: COMMIT_ATTEMPTS,
+        })
+    }
+
+    /// The Arrow schema of the table's current version: what files offered
+    /// to it must have, column for column.
+    pub fn arrow_schema(&self, def: &TableDef, table: &Table) -> Result<SchemaRef> {
+        Ok(Arc::new(schema::to_arrow(
+            &def.name,
+            table.metadata.current_schema(),
+        )?))
+    }
+
+    /// Writes `batch` under the table's `data/` as one file per partition
+    /// (`<name>-<n>.parquet`), ready to be offered in a [`Change`].
+    pub async fn write_rows(
+        &self,
+        def: &TableDef,
+        name: &str,
+        batch: &RecordBatch,
+    ) -> Result<Vec<NewFile>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let parts: Vec<RecordBatch> = match def.partitioning.column() {
+            None => vec![batch.clone()],
+            Some(column) => {
+                let values =
+                    partition_values(&def.partitioning, batch, column).ok_or_else(|| {
+                        Error::Schema {
+                            table: def.name.clone(),
+                            reason: format!(
+                                "partition column {column} is missing or not a date or timestamp"
+                            ),
+                        }
+                    })?;
+                let distinct: BTreeSet<Option<i32>> = values.iter().copied().collect();
+                let mut parts = Vec::with_capacity(distinct.len());
+                for value in distinct {
+                    let mask =
+                        BooleanArray::from(values.iter().map(|v| *v == value).collect::<Vec<_>>());
+                    parts.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
+                }
+                parts
+            }
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for (index, part) in parts.iter().enumerate() {
+            let key = format!("{}/data/{name}-{index}.parquet", def.location);
+            let entry = self.lake.put_batch(&key, &def.name, part).await?;
+            out.push(NewFile {
+                key,
+                bytes: entry.bytes,
+            });
+        }
+        Ok(out)
+    }
+
     /// Writes version `version` put-if-absent; `false` when it exists.
     pub(crate) async fn put_version(
         &self,
@@ -464,7 +636,7 @@ impl Catalog {
                     self.url_of(&file.key),
                     file.bytes,
                     &stats,
-                    partition,
+                    files::partition_struct(partition),
                     spec_id,
                 )?),
                 Err(()) => {
@@ -473,7 +645,7 @@ impl Catalog {
                             self.url_of(&key),
                             bytes,
                             &stats,
-                            partition,
+                            files::partition_struct(Some(partition)),
                             spec_id,
                         )?);
                     }
@@ -517,12 +689,6 @@ impl Catalog {
         let token = random_token();
         let mut out = Vec::new();
         for (index, (value, batches)) in groups.into_iter().enumerate() {
-            if value.is_none() {
-                return Err(Error::Schema {
-                    table: def.name.clone(),
-                    reason: format!("{}: rows with no {column} cannot be partitioned", file.key),
-                });
-            }
             let batch = arrow_select::concat::concat_batches(&arrow, &batches)?;
             let key = format!("{}/data/split-{token}-{index}.parquet", def.location);
             let entry = self.lake.put_batch(&key, &def.name, &batch).await?;
@@ -687,16 +853,7 @@ impl Catalog {
                         self.url_of(&new_key),
                         entry.bytes,
                         &stats,
-                        file.file
-                            .partition()
-                            .fields()
-                            .first()
-                            .and_then(|v| match v {
-                                Some(iceberg::spec::Literal::Primitive(PrimitiveLiteral::Int(
-                                    i,
-                                ))) => Some(*i),
-                                _ => None,
-                            }),
+                        file.file.partition().clone(),
                         table.metadata.default_partition_spec_id(),
                     )?);
                 }

@@ -460,3 +460,162 @@ async fn a_composite_key_replaces_only_the_same_pair_and_a_nullable_key_is_refus
         "{error}"
     );
 }
+
+/// PyIceberg's rows of the table as JSON objects with `columns`, sorted by
+/// their text, or `None` when the reader cannot be installed here.
+fn pyiceberg_json(location: &Path, columns: &str) -> Option<Vec<String>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
+    let output = Command::new(script)
+        .args(["rows", location.to_str().unwrap(), "--columns", columns])
+        .output()
+        .expect("run scripts/iceberg.sh");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("cannot install") && std::env::var("TRIBUTARY_REQUIRE_STACK").is_err() {
+            eprintln!("skipping the PyIceberg check: {stderr}");
+            return None;
+        }
+        panic!("scripts/iceberg.sh rows failed: {stderr}");
+    }
+    let mut rows: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    Some(rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_cannot_evolve() {
+    use arrow_array::Int64Array;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_in(dir.path());
+    let catalog = Catalog::new(lake.clone());
+    let nullable_created = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("created", DataType::Date32, true),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let def = TableDef {
+        name: "versions".into(),
+        location: "sources/shop/versions".into(),
+        schema: nullable_created.clone(),
+        partitioning: Partitioning::Month("created".into()),
+        rows: Rows::Append,
+    };
+    let table = catalog.evolve(&def).await.unwrap();
+    assert_eq!(table.version, 1, "created empty");
+    let written = catalog.arrow_schema(&def, &table).unwrap();
+    let first = RecordBatch::try_new(
+        written,
+        vec![
+            Arc::new(Int32Array::from(vec![1, 2, 3])),
+            Arc::new(Date32Array::from(vec![
+                Some(day(2024, 11, 2)),
+                None,
+                Some(day(2024, 10, 9)),
+            ])),
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+        ],
+    )
+    .unwrap();
+    let files = catalog.write_rows(&def, "m1", &first).await.unwrap();
+    assert_eq!(files.len(), 3, "October, November and no date");
+    catalog.commit(&def, &change(files, 1)).await.unwrap();
+
+    // A column appears at the source: a new schema, old files untouched.
+    let mut wider = def.clone();
+    wider.schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("created", DataType::Date32, true),
+        Field::new("note", DataType::Utf8, true),
+        Field::new("amount", DataType::Int64, true),
+    ]));
+    let table = catalog.evolve(&wider).await.unwrap();
+    assert_eq!(table.version, 3);
+    assert_eq!(table.metadata.current_schema().highest_field_id(), 4);
+    assert!(
+        catalog.evolve(&wider).await.unwrap().version == 3,
+        "the same definition again changes nothing"
+    );
+    let written = catalog.arrow_schema(&wider, &table).unwrap();
+    assert_eq!(written.fields().len(), 4);
+    let second = RecordBatch::try_new(
+        written,
+        vec![
+            Arc::new(Int32Array::from(vec![4, 5])),
+            Arc::new(Date32Array::from(vec![None, Some(day(2024, 11, 20))])),
+            Arc::new(StringArray::from(vec!["d", "e"])),
+            Arc::new(Int64Array::from(vec![40, 50])),
+        ],
+    )
+    .unwrap();
+    let files = catalog.write_rows(&wider, "m2", &second).await.unwrap();
+    catalog.commit(&wider, &change(files, 2)).await.unwrap();
+    let table = catalog.load(&def.location).await.unwrap().unwrap();
+    let data = catalog.data_files(&table).await.unwrap();
+    let nulls = data
+        .iter()
+        .filter(|f| f.partition().fields().first() == Some(&None))
+        .count();
+    assert_eq!(
+        nulls, 2,
+        "each change's rows with no date in the NULL partition"
+    );
+
+    // Compaction merges the NULL partition's files into one.
+    let compacted = catalog
+        .compact(&wider, &tributary_iceberg::MaintainOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        compacted.files_after < compacted.files_before,
+        "{compacted:?}"
+    );
+
+    // A retype Iceberg cannot make in place, or other partitioning, is
+    // refused, naming the column.
+    let mut retyped = wider.clone();
+    retyped.schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("created", DataType::Date32, true),
+        Field::new("note", DataType::Int64, true),
+    ]));
+    let error = catalog.evolve(&retyped).await.unwrap_err().to_string();
+    assert!(error.contains("column note is string"), "{error}");
+    let mut widened = wider.clone();
+    widened.schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let table = catalog.evolve(&widened).await.unwrap();
+    assert_eq!(
+        table.metadata.current_schema().as_struct().fields()[0]
+            .field_type
+            .to_string(),
+        "long",
+        "int widens to long in place"
+    );
+    let mut unpartitioned = wider.clone();
+    unpartitioned.partitioning = Partitioning::None;
+    let error = catalog
+        .evolve(&unpartitioned)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("partitioned by month(created)"), "{error}");
+
+    if let Some(read) = pyiceberg_json(
+        &dir.path().join("sources/shop/versions"),
+        "id,created,amount",
+    ) {
+        assert_eq!(
+            read,
+            [
+                r#"{"amount": 40, "created": null, "id": 4}"#,
+                r#"{"amount": 50, "created": "2024-11-20", "id": 5}"#,
+                r#"{"amount": null, "created": "2024-10-09", "id": 3}"#,
+                r#"{"amount": null, "created": "2024-11-02", "id": 1}"#,
+                r#"{"amount": null, "created": null, "id": 2}"#,
+            ]
+        );
+    }
+}

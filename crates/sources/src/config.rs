@@ -16,7 +16,7 @@
 //! [tables.order_payments]
 //! primary_key = ["order_id", "payment_sequential"]   # default: the catalog's
 //! cursor = "updated_at"             # a timestamp column; default: transaction ids
-//! # partition = "paid_at"           # not built yet: refused, see TableOverride::partition
+//! partition = "payment_date"        # a date or timestamp: the processed table's months
 //!
 //! [tables.products.types]
 //! product_weight_g = "bigint"       # read the column cast to this type
@@ -108,8 +108,10 @@ pub struct TableOverride {
     /// changes are found by transaction id.
     #[serde(default)]
     pub cursor: Option<String>,
-    /// A date or timestamp column for the lake's `date=` folders: not built
-    /// yet, so a file that names one is refused rather than ignored.
+    /// A date or timestamp column (a business date) that partitions the
+    /// table's processed Iceberg table by month; unpartitioned without one.
+    /// Checked against the table's columns on every run: a column that is
+    /// missing or of another type stops the table.
     #[serde(default)]
     pub partition: Option<String>,
     /// Columns read cast to another PostgreSQL type (column → type).
@@ -292,10 +294,9 @@ impl SourceFile {
                     "[tables.{table}] primary_key is empty: name at least one column"
                 )));
             }
-            if let Some(column) = &o.partition {
+            if o.partition.as_ref().is_some_and(|c| c.trim().is_empty()) {
                 return Err(fail(format!(
-                    "[tables.{table}] partition = {column:?}: partitioning the lake by a business date \
-                     is not built yet (its date= folders follow the run's date); remove the line"
+                    "[tables.{table}] partition is empty: name a date or timestamp column, or remove the line"
                 )));
             }
         }
@@ -465,6 +466,12 @@ fn check_model(model: &str, raw: &RawFile) -> std::result::Result<(), String> {
                  read this table through a source without a model to cast columns"
             ));
         }
+        if let Some(column) = &o.partition {
+            return Err(format!(
+                "[tables.{table}] partition = {column:?}: the totesys star schema partitions its \
+                 facts by created_date itself; remove the line"
+            ));
+        }
     }
     Ok(())
 }
@@ -629,12 +636,16 @@ product_weight_g = "bigint"
             off.trust_statistics,
             "statistics are trusted unless the file says not"
         );
-        let refused = parse(
+        let partitioned = parse(
             "[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\npartition = \"paid_at\"",
         )
-        .unwrap_err()
-        .to_string();
-        assert!(refused.contains("not built yet"), "{refused}");
+        .unwrap();
+        assert_eq!(partitioned.table("t").partition.as_deref(), Some("paid_at"));
+        let empty =
+            parse("[source]\nkind = \"postgres\"\nurl_env = \"X\"\n[tables.t]\npartition = \" \"")
+                .unwrap_err()
+                .to_string();
+        assert!(empty.contains("partition is empty"), "{empty}");
         let files = |deletes: &str| {
             parse(&format!(
                 "[source]\nkind = \"files\"\nlanding_url = \"file:///x\"\n[tables.t]\n\

@@ -85,6 +85,20 @@ pub(crate) fn check_config(
                 "primary_key column {missing} is not among columns"
             ));
         }
+        if let Some(column) = &t.partition {
+            let declared = columns
+                .iter()
+                .find(|c| &c.name == column)
+                .map(|c| c.ty.arrow_type());
+            if !matches!(
+                declared,
+                Some(::arrow_schema::DataType::Date32 | ::arrow_schema::DataType::Timestamp(..))
+            ) {
+                return fail(&format!(
+                    "partition = {column:?} must name a declared date or timestamp column"
+                ));
+            }
+        }
         if t.cursor.is_some() || !t.types.is_empty() {
             return fail("cursor and types are for PostgreSQL sources; declare types in columns");
         }
@@ -334,6 +348,7 @@ pub async fn run_files(raw: &Lake, source: &SourceFile) -> Result<SourceRun> {
         entry.received = received_now;
         entry.columns = columns;
         entry.key = key;
+        entry.partition = t.partition.clone();
         entry.total_rows += table_run.rows;
         if !table_run.unchanged {
             entry.scanned_at = Some(started_at);

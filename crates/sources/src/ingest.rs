@@ -68,6 +68,10 @@ pub struct TableState {
     pub columns: Vec<SourceColumn>,
     /// The key columns.
     pub key: Vec<String>,
+    /// The business date partitioning the processed table by month (the
+    /// source file's `partition`), checked against the columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
     /// The snapshot of the last run that read this table.
     pub snapshot: Option<String>,
     /// The cursor's high-water mark (µs since the epoch), for a table with one.
@@ -216,6 +220,7 @@ pub async fn run_source(
         };
         let mut table_state = previous.unwrap_or_default();
         let overrides = source.table(table);
+        table_state.partition = overrides.partition.clone();
         let due = source.deletes_every.is_some_and(|every| {
             table_state
                 .keys_checked_at
@@ -443,6 +448,31 @@ async fn selected_tables(tx: &Transaction<'_>, source: &SourceFile) -> Result<Ve
 
 /// The table's columns and key, checked against what the lake has: `Err`
 /// with the reason (and the fix) when this table must stop.
+/// Checks a table's `partition`: one of its columns, a date or a timestamp.
+pub fn check_partition(
+    table: &str,
+    column: &str,
+    columns: &[SourceColumn],
+    file: &std::path::Path,
+) -> std::result::Result<(), String> {
+    let Some(found) = columns.iter().find(|c| c.name == column) else {
+        return Err(format!(
+            "{table}: partition column {column} named in {} is not in the table; name a date or \
+             timestamp column, or remove the line",
+            file.display()
+        ));
+    };
+    match found.ty.arrow_type() {
+        ::arrow_schema::DataType::Date32 | ::arrow_schema::DataType::Timestamp(..) => Ok(()),
+        _ => Err(format!(
+            "{table}: partition column {column} named in {} is {}, not a date or timestamp: \
+             the processed table is partitioned by its month",
+            file.display(),
+            found.pg_type
+        )),
+    }
+}
+
 async fn prepare(
     tx: &Transaction<'_>,
     source: &SourceFile,
@@ -473,6 +503,9 @@ async fn prepare(
                 source.path.display()
             ));
         }
+    }
+    if let Some(column) = &overrides.partition {
+        check_partition(table, column, &columns, &source.path)?;
     }
     // A declared key on columns the source lets be NULL: rows with a NULL
     // key could be neither compared for deletes nor kept by key in the
