@@ -1,5 +1,5 @@
 //! `sources`: every source declared in a folder of source files, into the
-//! raw lake and the warehouse.
+//! raw lake, the processed lake's Iceberg tables and the warehouse.
 
 use std::path::PathBuf;
 
@@ -111,6 +111,7 @@ pub(crate) async fn run_generate_olist(args: GenerateOlistArgs) -> anyhow::Resul
 pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
     let settings = args.locations.settings(&[])?;
     let raw = settings.raw_lake()?;
+    let processed = settings.processed_lake()?;
     let mut files = SourceFile::read_dir(&args.dir)?;
     if let Some(modelled) = files
         .iter()
@@ -219,6 +220,26 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
                 })
                 .await;
             println!("{:<32} STOPPED: {}", stop.table, stop.reason);
+        }
+        // The processed lake's Iceberg tables of the source (Athena's
+        // view of it), then the warehouse.
+        let published = tributary_pipeline::source_tables::run_publication(
+            &raw,
+            &processed,
+            &file.name,
+            &tributary_pipeline::catalog::NoCatalog,
+            &LogAlerts,
+        )
+        .await?;
+        if !published.commits.is_empty() {
+            let mut tables: Vec<&str> = published.commits.iter().map(|c| c.0.as_str()).collect();
+            tables.dedup();
+            println!(
+                "lakehouse: {} Iceberg table(s) published from {} manifest(s): {}",
+                tables.len(),
+                published.manifests.len(),
+                tables.join(", ")
+            );
         }
         if let Some(warehouse) = warehouse.as_mut() {
             let loaded = load_source(warehouse, &raw, &file.name).await?;

@@ -86,3 +86,124 @@ async fn a_source_file_reads_a_database_into_its_warehouse_schema_once() {
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_table_is_an_iceberg_table_of_every_version_by_the_month_of_its_business_date() {
+    let Some(install) = Installation::new("cli_sources_lakehouse").await else {
+        return;
+    };
+    let source = install.source.connect().await;
+    source
+        .batch_execute(
+            "CREATE TABLE payment (id int PRIMARY KEY, paid_on date, amount numeric(10,2), \
+               at time, tags text[]); \
+             INSERT INTO payment VALUES \
+               (1, '2024-10-30', 10.50, '08:00', '{a,b}'), \
+               (2, '2024-11-02', 20.00, NULL, NULL), \
+               (3, '2024-11-29', 30.25, '23:59:59', '{}'), \
+               (4, NULL, 40.00, NULL, NULL); \
+             CREATE TABLE note (id int PRIMARY KEY, body text); \
+             INSERT INTO note VALUES (1, 'hello');",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shop.toml"),
+        "[source]\nkind = \"postgres\"\nurl_env = \"SHOP_DATABASE_URL\"\n\
+         [tables.payment]\npartition = \"paid_on\"\n",
+    )
+    .unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let mut env = install.env().to_vec();
+    env.push(("SHOP_DATABASE_URL", install.source.url.as_str()));
+    let first = succeeds(&["sources", "--dir", folder, "--no-load"], &env);
+    assert!(
+        first.contains("lakehouse: 2 Iceberg table(s) published from 1 manifest(s): src_shop_note, src_shop_payment"),
+        "{first}"
+    );
+
+    // An update, a delete and a new column with a row that has it.
+    source
+        .batch_execute(
+            "UPDATE payment SET amount = 11.00 WHERE id = 1; DELETE FROM payment WHERE id = 3; \
+             ALTER TABLE payment ADD COLUMN method text; \
+             INSERT INTO payment VALUES (5, '2024-12-01', 50.00, NULL, NULL, 'card');",
+        )
+        .await
+        .unwrap();
+    let second = succeeds(
+        &["sources", "--dir", folder, "--no-load", "--check-deletes"],
+        &env,
+    );
+    assert!(
+        second.contains(
+            "lakehouse: 1 Iceberg table(s) published from 1 manifest(s): src_shop_payment"
+        ),
+        "{second}"
+    );
+    let again = succeeds(&["sources", "--dir", folder, "--no-load"], &env);
+    assert!(
+        !again.contains("lakehouse:"),
+        "nothing new to publish: {again}"
+    );
+
+    let processed = install.env()[3].1.trim_start_matches("file://").to_string();
+    let table_dir = std::path::Path::new(&processed).join("sources/shop/payment");
+    let lake = tributary_lake::Lake::from_url(install.env()[3].1).unwrap();
+    let catalog = tributary_iceberg::Catalog::new(lake);
+    let table = catalog
+        .load("sources/shop/payment")
+        .await
+        .unwrap()
+        .expect("the table exists");
+    let spec = table.metadata.default_partition_spec();
+    assert_eq!(spec.fields()[0].name, "paid_on_month");
+    let mut months: Vec<String> = catalog
+        .data_files(&table)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| format!("{:?}", f.partition().fields()))
+        .collect();
+    months.sort();
+    months.dedup();
+    assert_eq!(
+        months.len(),
+        4,
+        "October, November, December and no date (row 4, the delete): {months:?}"
+    );
+    let Some(rows) = tributary_testkit::iceberg_rows(
+        &table_dir,
+        "id,paid_on,amount,at,tags,method,_tributary_seq,_tributary_op",
+    ) else {
+        return;
+    };
+    let expected = [
+        r#"{"_tributary_op": "delete", "_tributary_seq": 2, "amount": null, "at": null, "id": 3, "method": null, "paid_on": null, "tags": null}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 1, "amount": "10.50", "at": 28800000000, "id": 1, "method": null, "paid_on": "2024-10-30", "tags": "[a, b]"}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 1, "amount": "20.00", "at": null, "id": 2, "method": null, "paid_on": "2024-11-02", "tags": null}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 1, "amount": "30.25", "at": 86399000000, "id": 3, "method": null, "paid_on": "2024-11-29", "tags": "[]"}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 1, "amount": "40.00", "at": null, "id": 4, "method": null, "paid_on": null, "tags": null}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 2, "amount": "11.00", "at": 28800000000, "id": 1, "method": null, "paid_on": "2024-10-30", "tags": "[a, b]"}"#,
+        r#"{"_tributary_op": "upsert", "_tributary_seq": 2, "amount": "50.00", "at": null, "id": 5, "method": "card", "paid_on": "2024-12-01", "tags": null}"#,
+    ];
+    assert_eq!(rows, expected);
+
+    // A partition column that is not a date stops that table only.
+    std::fs::write(
+        dir.path().join("shop.toml"),
+        "[source]\nkind = \"postgres\"\nurl_env = \"SHOP_DATABASE_URL\"\n\
+         [tables.payment]\npartition = \"paid_on\"\n[tables.note]\npartition = \"body\"\n",
+    )
+    .unwrap();
+    let stopped = tributary(&["sources", "--dir", folder, "--no-load"], &env);
+    let said = String::from_utf8_lossy(&stopped.stdout);
+    assert!(!stopped.status.success());
+    assert!(
+        said.contains("note")
+            && said.contains("partition column body")
+            && said.contains("not a date or timestamp"),
+        "{said}"
+    );
+}

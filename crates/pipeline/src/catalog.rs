@@ -276,9 +276,23 @@ pub fn definition_digest(specs: &[TableSpec]) -> String {
 /// catalog (readers take the schema from the metadata). Tables not
 /// published yet are left out.
 pub async fn iceberg_specs(processed: &Lake) -> Result<Vec<TableSpec>> {
+    specs_of(processed, crate::lakehouse::all_defs()).await
+}
+
+/// The Iceberg tables of the configured sources ([`crate::source_tables`])
+/// that exist, at their current versions.
+pub async fn source_iceberg_specs(raw: &Lake, processed: &Lake) -> Result<Vec<TableSpec>> {
+    specs_of(processed, crate::source_tables::table_defs(raw).await?).await
+}
+
+/// The specs of the tables of `defs` that exist in `processed`.
+pub async fn specs_of(
+    processed: &Lake,
+    defs: Vec<tributary_iceberg::TableDef>,
+) -> Result<Vec<TableSpec>> {
     let catalog = tributary_iceberg::Catalog::new(processed.clone());
     let mut specs = Vec::new();
-    for def in crate::lakehouse::all_defs() {
+    for def in defs {
         let Some(current) = catalog.load(&def.location).await? else {
             continue;
         };

@@ -435,17 +435,19 @@ impl MaintainReport {
     }
 }
 
-/// Compacts every table's small files, then expires old snapshots and
+/// Compacts the small files of every table of `defs` ([`all_defs`], and
+/// the configured sources' [`crate::source_tables::table_defs`]), then expires old snapshots and
 /// deletes the files only they reached, table by table; a table that fails
 /// is reported and the others go on. Safe beside a transform: each commit
 /// retries on a newer version.
 pub async fn maintain(
     processed: &Lake,
+    defs: Vec<TableDef>,
     options: &tributary_iceberg::MaintainOptions,
 ) -> MaintainReport {
     let catalog = Catalog::new(processed.clone());
     let mut report = MaintainReport::default();
-    for def in all_defs() {
+    for def in defs {
         let done = async {
             let compaction = catalog.compact(&def, options).await?;
             let expiry = catalog.expire(&def, options, chrono::Utc::now()).await?;
@@ -467,11 +469,13 @@ pub async fn maintain(
     report
 }
 
-/// The maintenance stage: [`maintain`] every table, then point `catalog` at
-/// the versions it committed (even when a table failed) and register the
-/// raw zone's tables again (one deleted or changed by hand comes back: the
-/// transform registers them only when their definitions change), then
-/// alert any failure. The CLI and the transform function call this.
+/// The maintenance stage: publish what the configured sources' tables miss
+/// (a publication event lost or failed), [`maintain`] every table, then
+/// point `catalog` at the versions it committed (even when a table failed)
+/// and register the raw zone's tables again (one deleted or changed by
+/// hand comes back: the transform registers them only when their
+/// definitions change), then alert any failure. The CLI and the transform
+/// function call this.
 pub async fn run_maintenance(
     raw: &Lake,
     processed: &Lake,
@@ -479,10 +483,27 @@ pub async fn run_maintenance(
     catalog: &dyn crate::catalog::Catalog,
     alerts: &dyn crate::alerts::Alerts,
 ) -> Result<MaintainReport> {
-    let done = maintain(processed, options).await;
+    let mut done = MaintainReport::default();
+    for (source, published) in crate::source_tables::publish_all(raw, processed).await {
+        if let Err(error) = published {
+            done.failed
+                .push((format!("publishing source {source}"), error.to_string()));
+        }
+    }
+    let mut defs = all_defs();
+    match crate::source_tables::table_defs(raw).await {
+        Ok(sources) => defs.extend(sources),
+        Err(error) => done
+            .failed
+            .push(("the sources' tables".to_string(), error.to_string())),
+    }
+    let maintained = maintain(processed, defs, options).await;
+    done.tables = maintained.tables;
+    done.failed.extend(maintained.failed);
     MAINTAIN_STAGE
         .run(alerts, |_| async move {
             let mut tables = crate::catalog::iceberg_specs(processed).await?;
+            tables.extend(crate::catalog::source_iceberg_specs(raw, processed).await?);
             tables.extend(crate::catalog::all_raw_specs(raw).await?);
             catalog.sync(&tables).await?;
             done.result()?;

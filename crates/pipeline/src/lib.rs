@@ -25,6 +25,7 @@ pub mod markets;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
+pub mod source_tables;
 pub mod sources;
 pub mod stage;
 pub mod status;

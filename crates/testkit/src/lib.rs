@@ -260,6 +260,31 @@ pub fn read_parquet_independently(files: &[PathBuf]) -> ParquetRead {
     ParquetRead { schema, rows }
 }
 
+/// PyIceberg's rows of the Iceberg table at `table_dir` (its current
+/// snapshot), `columns` only, each as its JSON line's text, sorted; `None`
+/// when the reader cannot be installed here and the stack is not required.
+pub fn iceberg_rows(table_dir: &Path, columns: &str) -> Option<Vec<String>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
+    let output = Command::new(script)
+        .args(["rows", &table_dir.to_string_lossy(), "--columns", columns])
+        .output()
+        .expect("run scripts/iceberg.sh");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("cannot install") && std::env::var("TRIBUTARY_REQUIRE_STACK").is_err() {
+            eprintln!("skipping the PyIceberg check: {stderr}");
+            return None;
+        }
+        panic!("scripts/iceberg.sh rows failed: {stderr}");
+    }
+    let mut rows: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    Some(rows)
+}
+
 /// A fresh local lake directory and its `file://` URL.
 pub fn temp_lake() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
