@@ -217,6 +217,9 @@ data "aws_iam_policy_document" "transform" {
       "${aws_s3_bucket.processed.arn}/warehouse/*/data/*",
       "${aws_s3_bucket.processed.arn}/markets/*/metadata/*",
       "${aws_s3_bucket.processed.arn}/markets/*/data/*",
+      # The configured sources' tables: sources/<source>/<table>/.
+      "${aws_s3_bucket.processed.arn}/sources/*/metadata/*",
+      "${aws_s3_bucket.processed.arn}/sources/*/data/*",
     ]
   }
 

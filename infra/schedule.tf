@@ -130,6 +130,16 @@ resource "aws_s3_bucket_notification" "raw" {
     filter_suffix       = ".json"
   }
 
+  # A configured source's new manifest (sources/<name>/_manifests/source/)
+  # publishes its Iceberg tables. The only .json objects under sources/ are
+  # those manifests (received files keep no extension: _received/<key>/<sha>).
+  lambda_function {
+    lambda_function_arn = aws_lambda_function.transform.arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "sources/"
+    filter_suffix       = ".json"
+  }
+
   depends_on = [aws_lambda_permission.transform_from_raw_bucket]
 }
 

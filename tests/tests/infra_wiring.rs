@@ -1047,6 +1047,24 @@ const CALLS: [(&str, &[(&str, &str)]); 4] = [
                 "s3:DeleteObject",
                 "processed/markets/ohlcv_daily/data/cow-a-0.parquet",
             ),
+            // The configured sources' tables: published from the sources'
+            // raw manifests, maintained the same way.
+            (
+                "s3:GetObject",
+                "raw/sources/olist/_manifests/source/00000000000000000001.json",
+            ),
+            (
+                "s3:PutObject",
+                "processed/sources/olist/orders/data/0000000001-a-0.parquet",
+            ),
+            (
+                "s3:DeleteObject",
+                "processed/sources/olist/orders/metadata/snap-1-a.avro",
+            ),
+            (
+                "s3:DeleteObject",
+                "processed/sources/olist/orders/data/compact-a-0.parquet",
+            ),
             ("sns:Publish", "topic"),
             ("s3:GetObject", "processed/_alerts/transform.json"),
             ("s3:PutObject", "processed/_alerts/transform.json"),

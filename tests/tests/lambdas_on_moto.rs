@@ -1356,9 +1356,53 @@ async fn configured_sources_run_on_the_ingest_schedule_and_load_into_their_schem
         "no alert for the healthy source"
     );
 
+    // The source's new manifest, as its S3 event, makes the transform
+    // function publish the source's Iceberg table (both manifests: the
+    // first had no event here) and point Glue at it; PyIceberg reads it
+    // through Glue: every version, the changed row twice.
+    let transform = aws.context(Function::Transform, &env).await;
+    let raw_bucket = aws.env["TRIBUTARY_RAW_URL"].trim_start_matches("s3://");
+    let manifest_event = json!({"Records": [{"s3": {
+        "bucket": {"name": raw_bucket},
+        "object": {"key": "sources/shop/_manifests/source/00000000000000000002.json"}
+    }}]});
+    let published = transform_handler(&transform, &manifest_event)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &published["sources"]["shop"]["manifests"],
+            &published["sources"]["shop"]["tables"]
+        ),
+        (&json!([1, 2]), &json!(["src_shop_customers"])),
+        "{published}"
+    );
+    let again = transform_handler(&transform, &manifest_event)
+        .await
+        .unwrap();
+    assert_eq!(
+        again["sources"]["shop"]["tables"],
+        json!([]),
+        "a repeated event publishes nothing: {again}"
+    );
+    let read = iceberg_sh(&[
+        "glue",
+        &aws.glue_db,
+        r#"{"src_shop_customers": ["id", "city", "_tributary_seq"]}"#,
+    ]);
+    let versions = read["src_shop_customers"]["rows"].as_array().unwrap();
+    assert_eq!(versions.len(), 40 + 2, "{read}");
+    let mut seven: Vec<(Value, Value)> = versions
+        .iter()
+        .filter(|r| r["id"] == json!(7))
+        .map(|r| (r["_tributary_seq"].clone(), r["city"].clone()))
+        .collect();
+    seven.sort_by_key(|(seq, _)| seq.as_i64());
+    assert_eq!(seven.len(), 2, "{seven:?}");
+    assert_eq!(seven[1], (json!(2), json!("Lisbon")));
+
     // The transform function's maintenance registers the source's raw table
     // in Glue, with the columns its manifest recorded, over its day folders.
-    let transform = aws.context(Function::Transform, &env).await;
     transform_handler(&transform, &json!({"maintain": {}}))
         .await
         .unwrap();

@@ -99,8 +99,23 @@ pub struct Touched {
     /// A markets manifest (sink, poll or candles in raw, markets transform
     /// in processed).
     pub markets: bool,
+    /// Configured sources with a new manifest
+    /// (`sources/<name>/_manifests/source/…`): their Iceberg tables are
+    /// published.
+    pub sources: std::collections::BTreeSet<String>,
     /// Keys that named no known manifest (logged, ignored).
     pub ignored: Vec<String>,
+}
+
+/// The configured source whose manifest `key` (relative to the raw root)
+/// is, if it is one.
+fn source_of_manifest(key: &str) -> Option<String> {
+    let (name, rest) = key.strip_prefix("sources/")?.split_once('/')?;
+    let file = rest
+        .strip_prefix("_manifests/")?
+        .strip_prefix(Log::Source.name())?
+        .strip_prefix('/')?;
+    (!name.is_empty() && file.ends_with(".json") && !file.contains('/')).then(|| name.to_string())
 }
 
 /// What the transform function was asked to do.
@@ -205,6 +220,10 @@ pub fn touched_manifests(event: &Value, prefix: &str) -> Result<Touched, Failure
         } else {
             key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/'))
         };
+        if let Some(source) = relative.and_then(source_of_manifest) {
+            touched.sources.insert(source);
+            continue;
+        }
         match relative.and_then(Log::of_key).map(Log::flow) {
             Some(Flow::Totesys) => touched.totesys = true,
             Some(Flow::Markets) => touched.markets = true,
@@ -239,7 +258,7 @@ pub fn transform_event(event: &Value, raw_prefix: &str) -> Result<TransformEvent
         return Ok(TransformEvent::Manifests(Touched {
             totesys: true,
             markets: true,
-            ignored: vec![],
+            ..Touched::default()
         }));
     }
     Ok(TransformEvent::Manifests(touched_manifests(
@@ -341,6 +360,31 @@ mod tests {
     fn fixture(name: &str) -> Value {
         let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_configured_source_manifest_names_its_source_and_nothing_else_does() {
+        let event = |keys: &[&str]| json!({"Records": keys.iter().map(|k| json!({"s3": {"object": {"key": k}}})).collect::<Vec<_>>()});
+        let touched = touched_manifests(
+            &event(&[
+                "lake/sources/shop/_manifests/source/00000000000000000002.json",
+                "lake/sources/olist/_manifests/source/00000000000000000001.json",
+                "lake/sources/shop/orders/_received/a.json/abc",
+                "lake/sources/shop/_manifests/other/00000000000000000001.json",
+            ]),
+            "lake",
+        )
+        .unwrap();
+        assert_eq!(
+            touched
+                .sources
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["olist", "shop"]
+        );
+        assert!(!touched.totesys && !touched.markets);
+        assert_eq!(touched.ignored.len(), 2, "{:?}", touched.ignored);
     }
 
     #[test]

@@ -284,14 +284,15 @@ async fn open_totesys(ctx: &Context) -> tributary_pipeline::Result<Connection<'_
 pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Failure> {
     let raw_prefix = ctx.settings.raw_root.key_prefix();
     let parsed = transform_event(event, raw_prefix)?;
-    let (totesys, markets, rebuild) = match &parsed {
+    let no_sources = std::collections::BTreeSet::new();
+    let (totesys, markets, rebuild, sources) = match &parsed {
         TransformEvent::Maintain(request) => return maintain_handler(ctx, *request).await,
-        TransformEvent::Rebuild => (true, false, true),
+        TransformEvent::Rebuild => (true, false, true, &no_sources),
         TransformEvent::Manifests(t) => {
             if !t.ignored.is_empty() {
                 tracing::info!(keys = ?t.ignored, "keys that are not manifests this stage reads: ignored");
             }
-            (t.totesys, t.markets, false)
+            (t.totesys, t.markets, false, &t.sources)
         }
     };
     let mut summary = json!({});
@@ -333,7 +334,70 @@ pub async fn transform_handler(ctx: &Context, event: &Value) -> Result<Value, Fa
         .await?;
         summary["catalog_tables"] = json!(tables);
     }
+    if !sources.is_empty() {
+        summary["sources"] = Box::pin(publish_sources(ctx, sources)).await?;
+    }
     Ok(summary)
+}
+
+/// The configured sources' Iceberg tables, for sources with a new
+/// manifest: each published as its own stage (a failure is alerted and the
+/// others go on; the invocation fails at the end, and the hourly
+/// maintenance publishes whatever a failed one left).
+async fn publish_sources(
+    ctx: &Context,
+    sources: &std::collections::BTreeSet<String>,
+) -> Result<Value, Failure> {
+    use tributary_pipeline::source_tables::run_publication;
+    let no_catalog = tributary_pipeline::catalog::NoCatalog;
+    let catalog: &dyn tributary_pipeline::catalog::Catalog = if ctx.catalog_enabled {
+        ctx.catalog.as_ref()
+    } else {
+        &no_catalog
+    };
+    let mut summary = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for source in sources {
+        match run_publication(
+            &ctx.raw,
+            &ctx.processed,
+            source,
+            catalog,
+            ctx.alerts.as_ref(),
+        )
+        .await
+        {
+            Ok(report) => {
+                let tables: std::collections::BTreeSet<&str> =
+                    report.commits.iter().map(|c| c.0.as_str()).collect();
+                summary.insert(
+                    source.clone(),
+                    json!({"manifests": report.manifests, "tables": tables}),
+                );
+            }
+            Err(error) => {
+                summary.insert(source.clone(), json!({"error": error.to_string()}));
+                failed.push((source.clone(), error));
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(Value::Object(summary));
+    }
+    let retryable = failed.iter().all(|(_, e)| e.is_retryable());
+    let detail: Vec<String> = failed
+        .iter()
+        .map(|(name, error)| format!("source {name}: {error}"))
+        .collect();
+    Err(Failure {
+        retryable,
+        kind: "Publish",
+        message: format!(
+            "{} source publication(s) failed (the others went on): {}",
+            failed.len(),
+            detail.join("; ")
+        ),
+    })
 }
 
 /// `{"maintain": {...}}` on the transform function: compaction and expiry

@@ -1435,7 +1435,8 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     std::fs::create_dir_all(&sources_dir).unwrap();
     std::fs::write(
         sources_dir.join("shop.toml"),
-        "[source]\nkind = \"postgres\"\nsecret_env = \"SHOP_SECRET_ARN\"\n",
+        "[source]\nkind = \"postgres\"\nsecret_env = \"SHOP_SECRET_ARN\"\n\
+         [tables.shops]\npartition = \"opened\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -1788,6 +1789,26 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
         transformed["catalog_tables"].as_u64().unwrap_or(0) > 0,
         "{transformed}"
     );
+    // The configured sources' new manifests publish their Iceberg tables
+    // (shops by the month it opened) and point Glue at them.
+    let sources_event = s3_event(
+        "transform-s3.json",
+        raw_bucket,
+        &[
+            format!("sources/shop/{}", Log::Source.manifest(1)),
+            format!("sources/partner/{}", Log::Source.manifest(1)),
+        ],
+    );
+    let published = transform.succeed(&sources_event, budget).await;
+    transform.assert_nothing_refused();
+    assert_eq!(
+        (
+            &published["sources"]["shop"]["tables"],
+            &published["sources"]["partner"]["tables"]
+        ),
+        (&json!(["src_shop_shops"]), &json!(["src_partner_orders"])),
+        "{published}"
+    );
     // Iceberg maintenance under the same role: reads every table's metadata
     // and files (one run made one file per partition: nothing to merge).
     let maintained = transform
@@ -1797,6 +1818,11 @@ async fn each_function_works_with_only_its_own_grants_and_fails_without_one() {
     assert!(
         maintained["maintain"]["dim_staff"]["files_before"].as_u64() >= Some(1),
         "{maintained}"
+    );
+    assert_eq!(
+        maintained["maintain"]["src_shop_shops"]["files_before"],
+        json!(1),
+        "the five shops opened in January 2026: one month, one file: {maintained}"
     );
     let alerts = inbox.drain();
     assert!(
