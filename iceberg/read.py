@@ -2,9 +2,10 @@
 
     read.py rows TABLE_DIR [--columns a,b] [--reader pyiceberg|duckdb]
         the current snapshot's rows as JSON lines
-    read.py query WAREHOUSE_DIR SQL
+    read.py query WAREHOUSE_DIR SQL [--json]
         DuckDB over every table under WAREHOUSE_DIR (one view per table,
-        over the data files PyIceberg plans for its current snapshot)
+        over the data files PyIceberg plans for its current snapshot);
+        a table, or with --json JSON lines
     read.py dump WAREHOUSE_DIR '{"table": ["column", ...]}'
         several tables by both readers, as one JSON object
     read.py glue DATABASE '{"table": ["column", ...]}'
@@ -223,6 +224,11 @@ def query(args):
     result = con.sql(args.sql)
     if result is None:
         return
+    if args.json:
+        names = result.columns
+        for row in result.fetchall():
+            print(json.dumps(dict(zip(names, row)), default=str, sort_keys=True))
+        return
     print(result)
 
 
@@ -251,6 +257,7 @@ def main():
     q = sub.add_parser("query")
     q.add_argument("location")
     q.add_argument("sql")
+    q.add_argument("--json", action="store_true", help="the rows as JSON lines")
     q.set_defaults(run=query)
     args = parser.parse_args()
     args.run(args)

@@ -4,7 +4,7 @@
 #
 #   scripts/iceberg.sh rows TABLE_DIR [--columns a,b] [--reader duckdb]
 #   scripts/iceberg.sh describe TABLE_DIR
-#   scripts/iceberg.sh query WAREHOUSE_DIR "select count(*) from fact_sales_order"
+#   scripts/iceberg.sh query WAREHOUSE_DIR "select count(*) from fact_sales_order" [--json]
 #   scripts/iceberg.sh glue DATABASE '{"table": ["column", ...]}'
 #   scripts/iceberg.sh raw DATABASE   the raw zone's tables as Glue declares them
 #   scripts/iceberg.sh --install        only install the readers

@@ -235,9 +235,10 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
             let mut tables: Vec<&str> = published.commits.iter().map(|c| c.0.as_str()).collect();
             tables.dedup();
             println!(
-                "lakehouse: {} Iceberg table(s) published from {} manifest(s): {}",
+                "lakehouse: {} Iceberg table(s) published from {} manifest(s) in {:.2}s: {}",
                 tables.len(),
                 published.manifests.len(),
+                published.elapsed.as_secs_f64(),
                 tables.join(", ")
             );
         }

@@ -150,9 +150,27 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 .run(&LogAlerts, |_| lakehouse::publish(&processed))
                 .await?;
             if published.commits.is_empty() {
-                println!("iceberg: every table is up to date");
+                println!("iceberg: every star-schema table is up to date");
             } else {
                 print_published(&published);
+            }
+            // The configured sources' tables (`tributary sources` publishes
+            // them after each run; this catches up a lake written before).
+            let raw = settings.raw_lake()?;
+            for source in raw.folders("sources").await? {
+                let done = tributary_pipeline::source_tables::run_publication(
+                    &raw,
+                    &processed,
+                    &source,
+                    &tributary_pipeline::catalog::NoCatalog,
+                    &LogAlerts,
+                )
+                .await?;
+                println!(
+                    "iceberg: source {source}: {} commit(s) from {} manifest(s)",
+                    done.commits.len(),
+                    done.manifests.len()
+                );
             }
         }
         IcebergCommand::Maintain {
@@ -196,7 +214,11 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
                 "{:<26} {:>8} {:>9} {:>7} {:>12} {:>10}  metadata",
                 "table", "version", "snapshots", "files", "avg bytes", "rows"
             );
-            for def in lakehouse::all_defs() {
+            let mut defs = lakehouse::all_defs();
+            defs.extend(
+                tributary_pipeline::source_tables::table_defs(&settings.raw_lake()?).await?,
+            );
+            for def in defs {
                 let Some(current) = catalog.load(&def.location).await? else {
                     println!("{:<26} (not published yet)", def.name);
                     continue;
