@@ -134,6 +134,12 @@ if scripts/iceberg.sh --install; then
     select c.counterparty_legal_country as country, count(*) as order_versions, sum(f.units_sold) as units
     from fact_sales_order f join dim_counterparty c on c.counterparty_id = f.counterparty_id
     group by 1 order by 3 desc limit 5"
+  # The olist source's own Iceberg tables: every version of every order,
+  # partitioned by the month it was bought (examples/sources/olist.toml).
+  scripts/iceberg.sh query "$processed_dir/sources/olist" "
+    select coalesce(strftime(order_purchase_timestamp, '%Y-%m'), 'none: deletes') as month_bought,
+           count(*) as versions, count(distinct order_id) as orders
+    from orders group by 1 order by 1 desc limit 5"
 else
   printf 'iceberg: the readers could not be installed (see above); the tables are in %s\n' "$processed_dir/warehouse"
 fi

@@ -96,6 +96,12 @@ pub struct Change {
     pub watermark: Option<u64>,
     /// Extra snapshot summary properties (run id, inputs).
     pub properties: BTreeMap<String, String>,
+    /// The table's watermark this change was computed against (its files
+    /// are everything after it up to `watermark`). A table whose watermark
+    /// has moved past it, but not to `watermark`, already holds part of the
+    /// change (another writer's): the commit answers [`Outcome::Overlap`]
+    /// instead of adding those rows twice.
+    pub after: Option<u64>,
 }
 
 /// What a commit did.
@@ -107,6 +113,9 @@ pub enum Outcome {
     AlreadyCommitted,
     /// No files: nothing to do.
     Empty,
+    /// The table's watermark (given) moved past the change's `after` while
+    /// it was computed: nothing was committed; compute it again from there.
+    Overlap(u64),
 }
 
 /// A new table version.
@@ -714,6 +723,12 @@ impl Catalog {
                 && have >= wanted
             {
                 return Ok(Outcome::AlreadyCommitted);
+            }
+            if let Some(after) = change.after
+                && let Some(have) = table.watermark()
+                && have > after
+            {
+                return Ok(Outcome::Overlap(have));
             }
             let added = match &described {
                 Some(files) => files.clone(),

@@ -48,6 +48,7 @@ fn change(files: Vec<NewFile>, watermark: u64) -> Change {
         files,
         watermark: Some(watermark),
         properties: BTreeMap::from([("tributary.run-id".into(), format!("run-{watermark}"))]),
+        after: None,
     }
 }
 
@@ -562,6 +563,23 @@ async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_c
     assert_eq!(
         nulls, 2,
         "each change's rows with no date in the NULL partition"
+    );
+
+    // A change computed against watermark 1 while another writer took the
+    // table to 2 holds rows the table has: refused, not added twice.
+    let stale = Change {
+        after: Some(1),
+        ..change(
+            catalog
+                .write_rows(&wider, "m2-again", &second)
+                .await
+                .unwrap(),
+            3,
+        )
+    };
+    assert_eq!(
+        catalog.commit(&wider, &stale).await.unwrap(),
+        Outcome::Overlap(2)
     );
 
     // Compaction merges the NULL partition's files into one.

@@ -375,6 +375,7 @@ async fn publish_table(
                     states.iter().any(|s| s.rebuild).to_string(),
                 ),
             ]),
+            after: None,
         };
         match catalog.commit(&table.def, &change).await? {
             Outcome::Committed(done) => {
@@ -385,7 +386,9 @@ async fn publish_table(
                     Duration::from_millis(done.millis),
                 ));
             }
-            Outcome::AlreadyCommitted => report.already += 1,
+            // (`after` is not set: a change here is one manifest, or
+            // appends a watermark check covers.)
+            Outcome::AlreadyCommitted | Outcome::Overlap(_) => report.already += 1,
             Outcome::Empty => {}
         }
     }

@@ -198,6 +198,11 @@ pub async fn publish_source(raw: &Lake, processed: &Lake, source: &str) -> Resul
         .await?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .filter(|h: &Hint| h.tables == names);
+    if hint.as_ref().is_some_and(|h| h.seq >= latest_seq) {
+        // Every table has seen the latest manifest: nothing to read.
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for (table, def) in &defs {
         let have = catalog
@@ -289,52 +294,111 @@ async fn publish_table(
     manifests: &[Manifest<SourceState>],
     report: &mut PublishReport,
 ) -> Result<()> {
-    let pending: Vec<&Manifest<SourceState>> = manifests
-        .iter()
-        .filter(|m| m.seq > have && !files_of(m, table).is_empty())
-        .collect();
-    for group in pending.chunks(MANIFESTS_PER_COMMIT) {
-        let current = catalog.evolve(def).await?;
-        let target = catalog.arrow_schema(def, &current)?;
-        let token = format!("{:08x}", rand::random::<u32>());
-        let mut files: Vec<NewFile> = Vec::new();
-        for manifest in group {
-            for (index, (entry, op)) in files_of(manifest, table).into_iter().enumerate() {
-                let (_, batches) = tributary_lake::parquet::decode(lake.get(&entry.key).await?)?;
-                let rows: Vec<RecordBatch> = batches
-                    .iter()
-                    .map(|b| table_rows(b, &target, manifest.seq, manifest.run_id.as_str(), op))
-                    .collect::<Result<_>>()?;
-                let batch = arrow_select::concat::concat_batches(&target, &rows).map_err(arrow)?;
-                let name = format!("{:010}-{token}-{index}", manifest.seq);
-                files.extend(catalog.write_rows(def, &name, &batch).await?);
+    let mut have = have;
+    // Each commit says which watermark it was computed against, so a
+    // concurrent publisher (a `tributary sources` by hand beside the
+    // function) never makes a version appear twice: a commit that finds
+    // the table moved on is computed again from there.
+    'again: loop {
+        let pending: Vec<&Manifest<SourceState>> = manifests
+            .iter()
+            .filter(|m| m.seq > have && !files_of(m, table).is_empty())
+            .collect();
+        for group in pending.chunks(MANIFESTS_PER_COMMIT) {
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let change = Change {
+                files: write_group(catalog, lake, table, def, group).await?,
+                watermark: Some(last.seq),
+                properties: BTreeMap::from([
+                    ("tributary.run-id".into(), last.run_id.to_string()),
+                    (
+                        "tributary.source-seq".into(),
+                        seq_range(first.seq, last.seq),
+                    ),
+                ]),
+                after: Some(have),
+            };
+            match catalog.commit(def, &change).await? {
+                Outcome::Committed(done) => {
+                    report.commits.push((
+                        def.name.clone(),
+                        last.seq,
+                        std::time::Duration::from_millis(done.millis),
+                    ));
+                    have = last.seq;
+                }
+                Outcome::Empty => have = last.seq,
+                Outcome::AlreadyCommitted | Outcome::Overlap(_) => {
+                    report.already += 1;
+                    have = catalog
+                        .load(&def.location)
+                        .await?
+                        .and_then(|t| t.watermark())
+                        .unwrap_or(have);
+                    continue 'again;
+                }
             }
         }
-        let (first, last) = (group[0], group[group.len() - 1]);
-        let seqs = if first.seq == last.seq {
-            last.seq.to_string()
-        } else {
-            format!("{}-{}", first.seq, last.seq)
-        };
-        let change = Change {
-            files,
-            watermark: Some(last.seq),
-            properties: BTreeMap::from([
-                ("tributary.run-id".into(), last.run_id.to_string()),
-                ("tributary.source-seq".into(), seqs),
-            ]),
-        };
-        match catalog.commit(def, &change).await? {
-            Outcome::Committed(done) => report.commits.push((
-                def.name.clone(),
-                last.seq,
-                std::time::Duration::from_millis(done.millis),
-            )),
-            Outcome::AlreadyCommitted => report.already += 1,
-            Outcome::Empty => {}
+        return Ok(());
+    }
+}
+
+fn seq_range(first: u64, last: u64) -> String {
+    if first == last {
+        last.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
+/// Rows each written file holds at most (one per partition of them).
+const ROWS_PER_WRITE: usize = 256 * 1024;
+
+/// Writes the table's rows of a group of manifests into the table's
+/// `data/`, one raw file at a time, its batches gathered up to
+/// [`ROWS_PER_WRITE`] rows, so memory holds one raw file's bytes and one
+/// such chunk.
+async fn write_group(
+    catalog: &Catalog,
+    lake: &Lake,
+    table: &str,
+    def: &TableDef,
+    group: &[&Manifest<SourceState>],
+) -> Result<Vec<NewFile>> {
+    let current = catalog.evolve(def).await?;
+    let target = catalog.arrow_schema(def, &current)?;
+    let token = format!("{:08x}", rand::random::<u32>());
+    let mut files: Vec<NewFile> = Vec::new();
+    let mut written = 0usize;
+    for manifest in group {
+        for (entry, op) in files_of(manifest, table) {
+            let bytes = lake.get(&entry.key).await?;
+            let mut chunk: Vec<RecordBatch> = Vec::new();
+            let mut rows = 0usize;
+            let mut batches = tributary_lake::parquet::decode_batches(bytes)?.peekable();
+            while let Some(batch) = batches.next() {
+                let batch = batch?;
+                rows += batch.num_rows();
+                chunk.push(table_rows(
+                    &batch,
+                    &target,
+                    manifest.seq,
+                    manifest.run_id.as_str(),
+                    op,
+                )?);
+                if rows >= ROWS_PER_WRITE || batches.peek().is_none() {
+                    let batch =
+                        arrow_select::concat::concat_batches(&target, &chunk).map_err(arrow)?;
+                    let name = format!("{:010}-{token}-{written}", manifest.seq);
+                    files.extend(catalog.write_rows(def, &name, &batch).await?);
+                    written += 1;
+                    chunk.clear();
+                    rows = 0;
+                }
+            }
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Publishes every configured source found in the raw lake; a source that
