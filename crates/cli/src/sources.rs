@@ -28,9 +28,13 @@ pub(crate) struct SourcesArgs {
     /// Look for deletes now, whatever deletes_every says
     #[arg(long)]
     check_deletes: bool,
-    /// Only the raw lake; leave the warehouse as it is
+    /// Leave the warehouse as it is
     #[arg(long)]
     no_load: bool,
+    /// Leave the processed lake's Iceberg tables as they are (`tributary
+    /// iceberg publish` or the next run publishes what this one read)
+    #[arg(long)]
+    no_publish: bool,
     /// After the run, write each source's dbt sources file,
     /// `<DIR>/<name>/_sources.yml`, from the schema the run recorded
     #[arg(long, value_name = "DIR")]
@@ -223,14 +227,18 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         }
         // The processed lake's Iceberg tables of the source (Athena's
         // view of it), then the warehouse.
-        let published = tributary_pipeline::source_tables::run_publication(
-            &raw,
-            &processed,
-            &file.name,
-            &tributary_pipeline::catalog::NoCatalog,
-            &LogAlerts,
-        )
-        .await?;
+        let published = if args.no_publish {
+            Default::default()
+        } else {
+            tributary_pipeline::source_tables::run_publication(
+                &raw,
+                &processed,
+                &file.name,
+                &tributary_pipeline::catalog::NoCatalog,
+                &LogAlerts,
+            )
+            .await?
+        };
         if !published.commits.is_empty() {
             let mut tables: Vec<&str> = published.commits.iter().map(|c| c.0.as_str()).collect();
             tables.dedup();
