@@ -152,6 +152,7 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         Some(settings.connect_warehouse().await?)
     };
     let mut stopped = 0;
+    let mut unpublished = 0;
     for file in &files {
         let url = if file.is_files() {
             None
@@ -230,14 +231,19 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         let published = if args.no_publish {
             Default::default()
         } else {
-            tributary_pipeline::source_tables::run_publication(
-                &raw,
-                &processed,
-                &file.name,
-                &tributary_pipeline::catalog::NoCatalog,
-                &LogAlerts,
+            match tributary_pipeline::source_tables::run_publication(
+                &raw, &processed, &file.name, None, &LogAlerts,
             )
-            .await?
+            .await
+            {
+                Ok(published) => published,
+                // Alerted by its stage; the warehouse load goes on.
+                Err(error) => {
+                    println!("lakehouse: NOT PUBLISHED: {error}");
+                    unpublished += 1;
+                    Default::default()
+                }
+            }
         };
         if !published.commits.is_empty() {
             let mut tables: Vec<&str> = published.commits.iter().map(|c| c.0.as_str()).collect();
@@ -273,5 +279,9 @@ pub(crate) async fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(stopped == 0, "{stopped} table(s) stopped (see above)");
+    anyhow::ensure!(
+        unpublished == 0,
+        "{unpublished} source(s) not fully published to the processed lake (see above)"
+    );
     Ok(())
 }

@@ -157,21 +157,27 @@ pub(crate) async fn run_iceberg(args: IcebergArgs) -> anyhow::Result<()> {
             // The configured sources' tables (`tributary sources` publishes
             // them after each run; this catches up a lake written before).
             let raw = settings.raw_lake()?;
-            for source in raw.folders("sources").await? {
-                let done = tributary_pipeline::source_tables::run_publication(
-                    &raw,
-                    &processed,
-                    &source,
-                    &tributary_pipeline::catalog::NoCatalog,
-                    &LogAlerts,
-                )
-                .await?;
-                println!(
-                    "iceberg: source {source}: {} commit(s) from {} manifest(s)",
-                    done.commits.len(),
-                    done.manifests.len()
-                );
+            let mut failed = 0;
+            let published =
+                tributary_pipeline::source_tables::publish_all(&raw, &processed, None, &LogAlerts)
+                    .await;
+            for (source, done) in published {
+                match done {
+                    Ok(done) => println!(
+                        "iceberg: source {source}: {} commit(s) from {} manifest(s)",
+                        done.commits.len(),
+                        done.manifests.len()
+                    ),
+                    Err(error) => {
+                        failed += 1;
+                        println!("iceberg: source {source}: {error}");
+                    }
+                }
             }
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} source(s) not fully published (see above)"
+            );
         }
         IcebergCommand::Maintain {
             target_mb,

@@ -160,6 +160,9 @@ impl Catalog {
         }
         let token = format!("{:016x}", rand::random::<u64>());
         let schema = table.metadata.current_schema().clone();
+        // The table's own partitioning, whatever `def` says now (a changed
+        // definition is refused at the next commit, not applied here).
+        let partitioning = table.partitioning();
         // Files from before a column was added (or widened) are written
         // again in the current schema, so merging them loses nothing.
         let target = std::sync::Arc::new(crate::schema::to_arrow(&def.name, &schema)?);
@@ -177,7 +180,7 @@ impl Catalog {
                     .get(&self.key_of(file.file.file_path())?)
                     .await?;
                 for batch in decode_batches(bytes)? {
-                    let batch = crate::schema::conform(&batch?, &target)?;
+                    let batch = crate::schema::conform(&def.name, &batch?, &target)?;
                     report.rows += batch.num_rows() as u64;
                     let current = match encoder.as_mut() {
                         Some(e) => e,
@@ -205,13 +208,12 @@ impl Catalog {
             report.bytes_written += entry.bytes;
             let footer = read_footer(self.lake(), &key).await?;
             let stats = files::stats(&schema, &arrow, &footer);
-            let partition =
-                files::partition_of(&schema, &def.partitioning, &stats).map_err(|()| {
-                    Error::Schema {
-                        table: def.name.clone(),
-                        reason: format!("compacted file {key} spans partitions"),
-                    }
-                })?;
+            let partition = files::partition_of(&schema, &partitioning, &stats).map_err(|()| {
+                Error::Schema {
+                    table: def.name.clone(),
+                    reason: format!("compacted file {key} spans partitions"),
+                }
+            })?;
             outputs.push(files::data_file(
                 self.url_of(&key),
                 entry.bytes,

@@ -105,10 +105,17 @@ pub(crate) fn to_arrow(table: &str, schema: &Schema) -> Result<ArrowSchema> {
     Ok(ArrowSchema::new(fields))
 }
 
+/// Casts that fail rather than make a value NULL.
+pub(crate) const EXACT: arrow_cast::CastOptions<'static> = arrow_cast::CastOptions {
+    safe: false,
+    format_options: arrow_cast::display::FormatOptions::new(),
+};
+
 /// `batch` as a file of a table whose files have schema `target`: columns
 /// by name, in the target's order, cast where the type was widened, NULL
 /// where the batch has none (a file from before the column was added).
 pub(crate) fn conform(
+    table: &str,
     batch: &arrow_array::RecordBatch,
     target: &arrow_schema::SchemaRef,
 ) -> Result<arrow_array::RecordBatch> {
@@ -119,7 +126,11 @@ pub(crate) fn conform(
     for field in target.fields() {
         columns.push(match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => column.clone(),
-            Some(column) => arrow_cast::cast(column, field.data_type())?,
+            Some(column) => arrow_cast::cast_with_options(column, field.data_type(), &EXACT)
+                .map_err(|e| Error::Schema {
+                    table: table.to_string(),
+                    reason: format!("column {}: {e}", field.name()),
+                })?,
             None => arrow_array::new_null_array(field.data_type(), batch.num_rows()),
         });
     }

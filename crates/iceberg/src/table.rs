@@ -156,6 +156,27 @@ pub struct Table {
 pub const MAX_BASE_AGE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 impl Table {
+    /// How the table is partitioned, as its default spec says (the first
+    /// field: Tributary's tables have one at most); a transform other than
+    /// month or day reads as none.
+    pub fn partitioning(&self) -> Partitioning {
+        let spec = self.metadata.default_partition_spec();
+        let Some(field) = spec.fields().first() else {
+            return Partitioning::None;
+        };
+        let column = self
+            .metadata
+            .current_schema()
+            .name_by_field_id(field.source_id)
+            .unwrap_or_default()
+            .to_string();
+        match field.transform {
+            iceberg::spec::Transform::Month => Partitioning::Month(column),
+            iceberg::spec::Transform::Day => Partitioning::Day(column),
+            _ => Partitioning::None,
+        }
+    }
+
     /// The watermark of the current snapshot, if any.
     pub fn watermark(&self) -> Option<u64> {
         self.metadata
@@ -390,30 +411,20 @@ impl Catalog {
                 table: def.name.clone(),
                 reason,
             };
-            let spec = table.metadata.default_partition_spec();
-            let have = spec.fields().first().map(|f| {
-                let column = current
-                    .name_by_field_id(f.source_id)
-                    .unwrap_or("?")
-                    .to_string();
-                (column, f.transform)
-            });
-            let want = def
-                .partitioning
-                .column()
-                .map(str::to_string)
-                .zip(def.partitioning.transform());
-            if have != want {
-                let show = |p: &Option<(String, iceberg::spec::Transform)>| match p {
-                    Some((column, transform)) => format!("{transform}({column})"),
-                    None => "nothing".to_string(),
+            let have = table.partitioning();
+            let want = &def.partitioning;
+            if have != *want {
+                let show = |p: &Partitioning| match p {
+                    Partitioning::None => "nothing".to_string(),
+                    Partitioning::Month(c) => format!("month({c})"),
+                    Partitioning::Day(c) => format!("day({c})"),
                 };
                 return Err(refuse(format!(
                     "the table is partitioned by {}, and now should be by {}: a table keeps the \
                      partitioning it was created with; delete its folder {} for the next \
                      publication to create it anew from the raw lake",
                     show(&have),
-                    show(&want),
+                    show(want),
                     def.location
                 )));
             }

@@ -349,12 +349,7 @@ async fn publish_sources(
     sources: &std::collections::BTreeSet<String>,
 ) -> Result<Value, Failure> {
     use tributary_pipeline::source_tables::run_publication;
-    let no_catalog = tributary_pipeline::catalog::NoCatalog;
-    let catalog: &dyn tributary_pipeline::catalog::Catalog = if ctx.catalog_enabled {
-        ctx.catalog.as_ref()
-    } else {
-        &no_catalog
-    };
+    let catalog = ctx.catalog_enabled.then_some(ctx.catalog.as_ref());
     let mut summary = serde_json::Map::new();
     let mut failed = Vec::new();
     for source in sources {

@@ -18,15 +18,15 @@
 //! and alerted once, the other sources and totesys go on, and the
 //! invocation fails at the end; the next success sends the recovery notice.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::Path,
-    sync::Mutex,
-};
+use std::{collections::BTreeMap, path::Path};
 
 use serde_json::{Value, json};
 use tributary_pipeline::sources::{ingest_source, load_source};
-use tributary_pipeline::{alerts::Alert, config::DbEndpoint, stage::Stage};
+use tributary_pipeline::{
+    alerts::Alert,
+    config::DbEndpoint,
+    stage::{Stage, intern},
+};
 use tributary_sources::{
     config::SourceFile,
     ingest::{RunOptions, SourceRun},
@@ -81,20 +81,6 @@ impl Outcome {
             ),
         })
     }
-}
-
-/// A name for the life of the process: stage names, and the variable and
-/// database names connection errors quote, are `&'static str`. Each
-/// distinct name is kept once (a handful per deployment).
-fn intern(text: &str) -> &'static str {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(name) = names.get(text) {
-        return name;
-    }
-    let name: &'static str = Box::leak(text.to_string().into_boxed_str());
-    names.insert(name);
-    name
 }
 
 /// The stage a source runs as in the ingest function.

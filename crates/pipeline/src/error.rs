@@ -60,6 +60,11 @@ pub enum Error {
     #[error(transparent)]
     Iceberg(#[from] tributary_iceberg::Error),
 
+    /// Some tables of a configured source could not be published to the
+    /// processed lake; the others were. Retryable when every cause is.
+    #[error("{0}")]
+    Publication(String, bool),
+
     /// Maintenance failed for some tables; the others were maintained.
     #[error("iceberg maintenance failed for {0}")]
     Maintenance(String),
@@ -167,7 +172,7 @@ impl Error {
         if let Error::Market(market) = self {
             return market.is_retryable();
         }
-        if let Error::Aws { retryable, .. } = self {
+        if let Error::Aws { retryable, .. } | Error::Publication(_, retryable) = self {
             return *retryable;
         }
         !matches!(

@@ -438,7 +438,7 @@ impl MaintainReport {
     }
 }
 
-/// Compacts the small files of every table of `defs` ([`all_defs`], and
+/// Compacts the small files of every table of `defs` ([`all_defs`], or
 /// the configured sources' [`crate::source_tables::table_defs`]), then expires old snapshots and
 /// deletes the files only they reached, table by table; a table that fails
 /// is reported and the others go on. Safe beside a transform: each commit
@@ -472,13 +472,14 @@ pub async fn maintain(
     report
 }
 
-/// The maintenance stage: publish what the configured sources' tables miss
-/// (a publication event lost or failed), [`maintain`] every table, then
-/// point `catalog` at the versions it committed (even when a table failed)
-/// and register the raw zone's tables again (one deleted or changed by
-/// hand comes back: the transform registers them only when their
-/// definitions change), then alert any failure. The CLI and the transform
-/// function call this.
+/// The maintenance stage: [`maintain`] the star schema's and the markets'
+/// tables; publish what the configured sources' tables miss (a publication
+/// event lost or failed; each source its own stage, alerted apart) and
+/// maintain those tables; then point `catalog` at the versions it committed
+/// (even when a table failed) and register the raw zone's tables again
+/// (one deleted or changed by hand comes back: the transform registers
+/// them only when their definitions change), then alert any maintenance
+/// failure. The CLI and the transform function call this.
 pub async fn run_maintenance(
     raw: &Lake,
     processed: &Lake,
@@ -486,27 +487,29 @@ pub async fn run_maintenance(
     catalog: &dyn crate::catalog::Catalog,
     alerts: &dyn crate::alerts::Alerts,
 ) -> Result<MaintainReport> {
-    let mut done = MaintainReport::default();
-    for (source, published) in crate::source_tables::publish_all(raw, processed).await {
-        if let Err(error) = published {
-            done.failed
-                .push((format!("publishing source {source}"), error.to_string()));
-        }
-    }
-    let mut defs = all_defs();
+    let mut done = maintain(processed, all_defs(), options).await;
+    crate::source_tables::publish_all(raw, processed, None, alerts).await;
+    let mut source_specs = Vec::new();
     match crate::source_tables::table_defs(raw).await {
-        Ok(sources) => defs.extend(sources),
+        Ok(defs) => {
+            let sources = maintain(processed, defs.clone(), options).await;
+            done.tables.extend(sources.tables);
+            done.failed.extend(sources.failed);
+            match crate::catalog::specs_of(processed, defs).await {
+                Ok(specs) => source_specs = specs,
+                Err(error) => done
+                    .failed
+                    .push(("the sources' tables".to_string(), error.to_string())),
+            }
+        }
         Err(error) => done
             .failed
             .push(("the sources' tables".to_string(), error.to_string())),
     }
-    let maintained = maintain(processed, defs, options).await;
-    done.tables = maintained.tables;
-    done.failed.extend(maintained.failed);
     MAINTAIN_STAGE
         .run(alerts, |_| async move {
             let mut tables = crate::catalog::iceberg_specs(processed).await?;
-            tables.extend(crate::catalog::source_iceberg_specs(raw, processed).await?);
+            tables.extend(source_specs);
             tables.extend(crate::catalog::all_raw_specs(raw).await?);
             catalog.sync(&tables).await?;
             done.result()?;

@@ -38,22 +38,17 @@ use tributary_sources::ingest::{SourceState, TableState, source_lake};
 
 use crate::{Result, lakehouse::PublishReport, stage::Stage};
 
-/// The publication stage of configured sources.
-pub const STAGE: Stage = Stage {
-    name: "publish sources",
-    retryable: "the raw lake has the source's manifests; the next publication takes what this one did not",
-    needs_fix: "fix the cause named above; the raw lake and the warehouse are not affected, and the next publication takes every manifest pending",
-};
-
 /// The manifest that brought a row.
 pub const SEQ: &str = "_tributary_seq";
 /// The run that brought a row.
 pub const RUN: &str = "_tributary_run";
 /// `upsert` or `delete`.
 pub const OP: &str = "_tributary_op";
-
-/// Source manifests one commit takes at most when catching up.
-const MANIFESTS_PER_COMMIT: usize = 64;
+/// The row's place in its manifest: files in order, new versions before
+/// deletes, rows in file order. A file drop may bring one key several
+/// times in one manifest; the highest `(_tributary_seq, _tributary_row)`
+/// is the key's current version, as in the warehouse.
+pub const ROW: &str = "_tributary_row";
 
 /// The Iceberg table of a source's table.
 pub fn table_name(source: &str, table: &str) -> String {
@@ -91,6 +86,7 @@ pub fn table_def(source: &str, table: &str, state: &TableState) -> TableDef {
         Field::new(SEQ, DataType::Int64, false),
         Field::new(RUN, DataType::Utf8, false),
         Field::new(OP, DataType::Utf8, false),
+        Field::new(ROW, DataType::Int64, false),
     ]);
     TableDef {
         name: table_name(source, table),
@@ -133,26 +129,45 @@ pub async fn source_defs(raw: &Lake, source: &str) -> Result<Vec<TableDef>> {
         .unwrap_or_default())
 }
 
+/// Where a raw batch's rows came from.
+struct Version<'a> {
+    seq: u64,
+    run: &'a str,
+    op: &'a str,
+    /// `_tributary_row` of its first row.
+    first_row: i64,
+}
+
 /// A raw batch as rows of the table (`target`): the source's columns by
-/// name, cast to the table's types, NULL where the file has none (a
+/// name, cast to the table's types (a value that does not fit is an error
+/// naming the column, never a NULL), NULL where the file has none (a
 /// delete's non-key columns, a column added later), and the metadata.
 fn table_rows(
+    table: &str,
     batch: &RecordBatch,
     target: &SchemaRef,
-    seq: u64,
-    run: &str,
-    op: &str,
+    version: &Version<'_>,
 ) -> Result<RecordBatch> {
     let rows = batch.num_rows();
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let column = match field.name().as_str() {
-            SEQ => Arc::new(Int64Array::from(vec![seq as i64; rows])) as _,
-            RUN => Arc::new(StringArray::from(vec![run; rows])) as _,
-            OP => Arc::new(StringArray::from(vec![op; rows])) as _,
+            SEQ => Arc::new(Int64Array::from(vec![version.seq as i64; rows])) as _,
+            RUN => Arc::new(StringArray::from(vec![version.run; rows])) as _,
+            OP => Arc::new(StringArray::from(vec![version.op; rows])) as _,
+            ROW => Arc::new(Int64Array::from_iter_values(
+                version.first_row..version.first_row + rows as i64,
+            )) as _,
             name => match batch.column_by_name(name) {
                 Some(c) if c.data_type() == field.data_type() => c.clone(),
-                Some(c) => arrow_cast::cast(c, field.data_type()).map_err(arrow)?,
+                Some(c) => {
+                    arrow_cast::cast_with_options(c, field.data_type(), &EXACT).map_err(|e| {
+                        crate::Error::from(tributary_iceberg::Error::Schema {
+                            table: table.to_string(),
+                            reason: format!("column {name}: {e}"),
+                        })
+                    })?
+                }
                 None => new_null_array(field.data_type(), rows),
             },
         };
@@ -161,19 +176,31 @@ fn table_rows(
     RecordBatch::try_new(target.clone(), columns).map_err(arrow)
 }
 
+/// Casts that fail rather than make a value NULL.
+const EXACT: arrow_cast::CastOptions<'static> = arrow_cast::CastOptions {
+    safe: false,
+    format_options: arrow_cast::display::FormatOptions::new(),
+};
+
 fn arrow(error: arrow_schema::ArrowError) -> crate::Error {
     tributary_iceberg::Error::from(error).into()
 }
 
-/// The publication hint of one source: every table named has seen
-/// manifest `seq`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Hint {
+/// What publication remembers of one table of a source: the highest
+/// manifest it has been given (its rows up to there are in the table, or
+/// it had none), and whether its Iceberg table existed then. A table that
+/// existed and is gone (deleted to be recreated) starts again from the
+/// first manifest; one that never had a row does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Seen {
     seq: u64,
-    tables: Vec<String>,
+    existed: bool,
 }
 
-/// Publishes every manifest of `source` its tables have not seen.
+/// Publishes every manifest of `source` its tables have not seen. A table
+/// that cannot be published (a type Iceberg cannot change, a changed
+/// partitioning) is left as it was and the others go on; the error then
+/// names each such table.
 pub async fn publish_source(raw: &Lake, processed: &Lake, source: &str) -> Result<PublishReport> {
     let started = Instant::now();
     let lake = source_lake(raw, source);
@@ -185,37 +212,31 @@ pub async fn publish_source(raw: &Lake, processed: &Lake, source: &str) -> Resul
         return Ok(report);
     };
     let catalog = Catalog::new(processed.clone());
-    let defs: Vec<(String, TableDef)> = latest
-        .state
-        .tables
-        .iter()
-        .filter(|(_, state)| !state.columns.is_empty())
-        .map(|(table, state)| (table.clone(), table_def(source, table, state)))
-        .collect();
-    let names: Vec<String> = defs.iter().map(|(t, _)| t.clone()).collect();
-    let hint: Option<Hint> = processed
+    let hint_before: BTreeMap<String, Seen> = processed
         .get_opt(&hint_key(source))
         .await?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(|h: &Hint| h.tables == names);
-    if hint.as_ref().is_some_and(|h| h.seq >= latest_seq) {
-        // Every table has seen the latest manifest: nothing to read.
-        report.elapsed = started.elapsed();
-        return Ok(report);
+        .unwrap_or_default();
+    // Where each table starts: its watermark, or further on where the hint
+    // says it was given later manifests and the table is still there.
+    let mut tables: Vec<(String, TableDef, u64, bool)> = Vec::new();
+    for (table, state) in &latest.state.tables {
+        if state.columns.is_empty() {
+            continue;
+        }
+        let def = table_def(source, table, state);
+        let current = catalog.load(&def.location).await?;
+        let exists = current.is_some();
+        let watermark = current.and_then(|t| t.watermark()).unwrap_or(0);
+        let start = match hint_before.get(table) {
+            Some(seen) if exists || !seen.existed => seen.seq.max(watermark),
+            _ => watermark,
+        };
+        tables.push((table.clone(), def, start, exists));
     }
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for (table, def) in &defs {
-        let have = catalog
-            .load(&def.location)
-            .await?
-            .and_then(|t| t.watermark())
-            .unwrap_or(0);
-        seen.insert(table.clone(), have);
-    }
-    let from = match &hint {
-        Some(hint) => hint.seq,
-        None => seen.values().copied().min().unwrap_or(latest_seq),
-    };
+    let from = tables.iter().map(|t| t.2).min().unwrap_or(latest_seq);
+    let mut hint = hint_before.clone();
+    let mut failed: Vec<(String, crate::Error)> = Vec::new();
     if from < latest_seq {
         let manifests: Vec<Manifest<SourceState>> =
             futures_util::stream::iter(from + 1..=latest_seq)
@@ -227,43 +248,64 @@ pub async fn publish_source(raw: &Lake, processed: &Lake, source: &str) -> Resul
                 .flatten()
                 .collect();
         report.manifests = manifests.iter().map(|m| m.seq).collect();
-        for (table, def) in &defs {
-            publish_table(
-                &catalog,
-                &lake,
-                table,
-                def,
-                seen[table],
-                &manifests,
-                &mut report,
-            )
-            .await?;
+        for (table, def, start, exists) in &tables {
+            let commits = report.commits.len();
+            match publish_table(&catalog, &lake, table, def, *start, &manifests, &mut report).await
+            {
+                Ok(()) => {
+                    let existed = *exists || report.commits.len() > commits;
+                    hint.insert(
+                        table.clone(),
+                        Seen {
+                            seq: latest_seq,
+                            existed,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(source, table = %def.name, %error, "table not published");
+                    failed.push((def.name.clone(), error));
+                }
+            }
         }
     }
-    let hint = Hint {
-        seq: latest_seq,
-        tables: names,
-    };
-    processed
-        .put_replace(
-            &hint_key(source),
-            bytes::Bytes::from(serde_json::to_vec(&hint)?),
-        )
-        .await?;
+    if hint != hint_before {
+        processed
+            .put_replace(
+                &hint_key(source),
+                bytes::Bytes::from(serde_json::to_vec(&hint)?),
+            )
+            .await?;
+    }
     report.elapsed = started.elapsed();
     tracing::info!(
-        stage = STAGE.name,
         source,
         manifests = report.manifests.len(),
         commits = report.commits.len(),
         already = report.already,
+        failed = failed.len(),
         ms = report.elapsed.as_millis() as u64,
         "source tables published"
     );
-    Ok(report)
+    if failed.is_empty() {
+        return Ok(report);
+    }
+    let retryable = failed.iter().all(|(_, e)| e.is_retryable());
+    let detail: Vec<String> = failed.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+    Err(crate::Error::Publication(
+        format!(
+            "{} of {} table(s) of source {source} not published (the others were): {}",
+            failed.len(),
+            tables.len(),
+            detail.join("; ")
+        ),
+        retryable,
+    ))
 }
 
-/// The files of `table` in a manifest: new versions, then deletes.
+/// The files of `table` in a manifest: new versions, then deletes (the
+/// order `_tributary_row` numbers them in, the order the warehouse
+/// applies them in).
 fn files_of<'a>(
     manifest: &'a Manifest<SourceState>,
     table: &str,
@@ -282,6 +324,35 @@ fn files_of<'a>(
             .filter(|f| f.table == deletes)
             .map(|f| (f, "delete")),
     );
+    out
+}
+
+/// Manifests one commit takes at most when catching up, and rows: a first
+/// load or a backlog is several commits, each a bounded piece of work that
+/// the next call goes on from.
+const MANIFESTS_PER_COMMIT: usize = 64;
+const ROWS_PER_COMMIT: u64 = 2_000_000;
+
+/// The pending manifests of a table in commit-sized groups.
+fn groups<'a>(
+    pending: &[&'a Manifest<SourceState>],
+    table: &str,
+) -> Vec<Vec<&'a Manifest<SourceState>>> {
+    let mut out: Vec<Vec<&Manifest<SourceState>>> = Vec::new();
+    let mut rows = 0;
+    for manifest in pending {
+        let here: u64 = files_of(manifest, table).iter().map(|(f, _)| f.rows).sum();
+        match out.last_mut() {
+            Some(group) if group.len() < MANIFESTS_PER_COMMIT && rows + here <= ROWS_PER_COMMIT => {
+                group.push(manifest);
+                rows += here;
+            }
+            _ => {
+                out.push(vec![manifest]);
+                rows = here;
+            }
+        }
+    }
     out
 }
 
@@ -304,10 +375,10 @@ async fn publish_table(
             .iter()
             .filter(|m| m.seq > have && !files_of(m, table).is_empty())
             .collect();
-        for group in pending.chunks(MANIFESTS_PER_COMMIT) {
+        for group in groups(&pending, table) {
             let (first, last) = (group[0], group[group.len() - 1]);
             let change = Change {
-                files: write_group(catalog, lake, table, def, group).await?,
+                files: write_group(catalog, lake, table, def, &group).await?,
                 watermark: Some(last.seq),
                 properties: BTreeMap::from([
                     ("tributary.run-id".into(), last.run_id.to_string()),
@@ -357,7 +428,7 @@ const ROWS_PER_WRITE: usize = 256 * 1024;
 /// Writes the table's rows of a group of manifests into the table's
 /// `data/`, one raw file at a time, its batches gathered up to
 /// [`ROWS_PER_WRITE`] rows, so memory holds one raw file's bytes and one
-/// such chunk.
+/// such chunk. Rows are numbered within their manifest (`_tributary_row`).
 async fn write_group(
     catalog: &Catalog,
     lake: &Lake,
@@ -371,6 +442,7 @@ async fn write_group(
     let mut files: Vec<NewFile> = Vec::new();
     let mut written = 0usize;
     for manifest in group {
+        let mut row = 0i64;
         for (entry, op) in files_of(manifest, table) {
             let bytes = lake.get(&entry.key).await?;
             let mut chunk: Vec<RecordBatch> = Vec::new();
@@ -379,13 +451,14 @@ async fn write_group(
             while let Some(batch) = batches.next() {
                 let batch = batch?;
                 rows += batch.num_rows();
-                chunk.push(table_rows(
-                    &batch,
-                    &target,
-                    manifest.seq,
-                    manifest.run_id.as_str(),
+                let version = Version {
+                    seq: manifest.seq,
+                    run: manifest.run_id.as_str(),
                     op,
-                )?);
+                    first_row: row,
+                };
+                chunk.push(table_rows(&def.name, &batch, &target, &version)?);
+                row += batch.num_rows() as i64;
                 if rows >= ROWS_PER_WRITE || batches.peek().is_none() {
                     let batch =
                         arrow_select::concat::concat_batches(&target, &chunk).map_err(arrow)?;
@@ -401,44 +474,58 @@ async fn write_group(
     Ok(files)
 }
 
-/// Publishes every configured source found in the raw lake; a source that
-/// fails is reported and the others go on.
-pub async fn publish_all(raw: &Lake, processed: &Lake) -> Vec<(String, Result<PublishReport>)> {
+/// Publishes every configured source found in the raw lake, each as its
+/// own stage (a failure is alerted; the others go on).
+pub async fn publish_all(
+    raw: &Lake,
+    processed: &Lake,
+    catalog: Option<&dyn crate::catalog::Catalog>,
+    alerts: &dyn crate::alerts::Alerts,
+) -> Vec<(String, Result<PublishReport>)> {
     let sources = match raw.folders("sources").await {
         Ok(sources) => sources,
         Err(e) => return vec![("*".to_string(), Err(e.into()))],
     };
     let mut out = Vec::with_capacity(sources.len());
     for source in sources {
-        let done = publish_source(raw, processed, &source).await;
-        if let Err(error) = &done {
-            tracing::error!(stage = STAGE.name, source = %source, %error, "publication failed");
-        }
+        let done = run_publication(raw, processed, &source, catalog, alerts).await;
         out.push((source, done));
     }
     out
 }
 
+/// The stage publishing one source, named after it, so one source's
+/// recovery does not close another's alert.
+pub fn stage(source: &str) -> Stage {
+    Stage {
+        name: crate::stage::intern(&format!("publish {source}")),
+        retryable: "the raw lake has the source's manifests; the next publication takes what this one did not",
+        needs_fix: "fix the cause named above (a table whose type or partitioning changed: delete its folder in the processed lake for the next publication to recreate it from the raw lake); the other tables, the raw lake and the warehouse are not affected",
+    }
+}
+
 /// The publication stage of one source (a transform function invoked by
-/// the source's new manifest, or `tributary sources`): publish, then point
-/// `catalog` at the tables' new versions; a failure is alerted.
+/// the source's new manifest, its maintenance, or `tributary sources`):
+/// publish, then point `catalog` (when there is one) at the tables'
+/// current versions, whether this call committed them or another did
+/// (the CLI, a lost race); a failure is alerted.
 pub async fn run_publication(
     raw: &Lake,
     processed: &Lake,
     source: &str,
-    catalog: &dyn crate::catalog::Catalog,
+    catalog: Option<&dyn crate::catalog::Catalog>,
     alerts: &dyn crate::alerts::Alerts,
 ) -> Result<PublishReport> {
-    STAGE
+    stage(source)
         .run(alerts, |_| async move {
-            let report = publish_source(raw, processed, source).await?;
-            if !report.commits.is_empty() {
+            let published = publish_source(raw, processed, source).await;
+            if let Some(catalog) = catalog {
                 let defs = source_defs(raw, source).await?;
                 catalog
                     .sync(&crate::catalog::specs_of(processed, defs).await?)
                     .await?;
             }
-            Ok(report)
+            published
         })
         .await
 }
@@ -472,8 +559,15 @@ mod tests {
             Field::new(SEQ, DataType::Int64, false),
             Field::new(RUN, DataType::Utf8, false),
             Field::new(OP, DataType::Utf8, false),
+            Field::new(ROW, DataType::Int64, false),
         ]));
-        let rows = table_rows(&raw, &target, 12, "run-x", "delete").unwrap();
+        let version = Version {
+            seq: 12,
+            run: "run-x",
+            op: "delete",
+            first_row: 40,
+        };
+        let rows = table_rows("t", &raw, &target, &version).unwrap();
         assert_eq!(rows.num_rows(), 2);
         let at = rows
             .column(1)
@@ -498,5 +592,34 @@ mod tests {
             .downcast_ref::<StringArray>()
             .unwrap();
         assert_eq!(op.value(0), "delete");
+        let row = rows
+            .column(6)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!((row.value(0), row.value(1)), (40, 41));
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_the_tables_type_is_an_error_not_a_null() {
+        let raw = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(vec!["12", "twelve"]))],
+        )
+        .unwrap();
+        let target = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let version = Version {
+            seq: 1,
+            run: "r",
+            op: "upsert",
+            first_row: 0,
+        };
+        let error = table_rows("src_x_t", &raw, &target, &version)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("src_x_t") && error.contains("column n"),
+            "{error}"
+        );
     }
 }

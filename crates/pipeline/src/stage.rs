@@ -20,6 +20,22 @@ use crate::{
 /// `SEVERAL_MANIFESTS_ROWS`).
 pub const ROWS_PER_RUN: u64 = 5_000_000;
 
+/// A name for the life of the process: stage names of things configured
+/// at run time (a source's), and the variable and database names
+/// connection errors quote, are `&'static str`. Each distinct name is kept
+/// once (a handful per deployment).
+pub fn intern(text: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(name) = names.get(text) {
+        return name;
+    }
+    let name: &'static str = Box::leak(text.to_string().into_boxed_str());
+    names.insert(name);
+    name
+}
+
 /// A stage: its name in logs, alerts and metrics, and what a person should
 /// do when a run fails, by whether the next run can succeed on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
