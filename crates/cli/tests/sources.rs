@@ -197,6 +197,10 @@ async fn a_source_table_is_an_iceberg_table_of_every_version_by_the_month_of_its
          [tables.payment]\npartition = \"paid_on\"\n[tables.note]\npartition = \"body\"\n",
     )
     .unwrap();
+    source
+        .batch_execute("INSERT INTO payment VALUES (6, '2024-12-02', 60.00, NULL, NULL, 'cash')")
+        .await
+        .unwrap();
     let stopped = tributary(&["sources", "--dir", folder, "--no-load"], &env);
     let said = String::from_utf8_lossy(&stopped.stdout);
     assert!(!stopped.status.success());
@@ -205,5 +209,71 @@ async fn a_source_table_is_an_iceberg_table_of_every_version_by_the_month_of_its
             && said.contains("partition column body")
             && said.contains("not a date or timestamp"),
         "{said}"
+    );
+    assert!(
+        said.contains("payment                                   1")
+            && said.contains("s: src_shop_payment"),
+        "the other table went on, into the lakehouse too: {said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_drops_repeated_keys_read_in_the_lakehouse_as_in_the_warehouse() {
+    let Some(install) = Installation::new("cli_sources_drops").await else {
+        return;
+    };
+    let landing = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(landing.path().join("orders")).unwrap();
+    // One file, one run: A changed twice, B inserted then deleted, C kept.
+    std::fs::write(
+        landing.path().join("orders/1.csv"),
+        "order_id,amount,op,placed_on\nA,1.00,I,2024-11-01\nB,5.00,I,2024-10-02\n\
+         A,2.00,U,2024-11-01\nC,7.00,I,2024-12-24\nB,,D,\nA,3.00,U,2024-11-01\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("partner.toml"),
+        format!(
+            "[source]\nkind = \"files\"\nlanding_url = \"file://{}\"\n\
+             [tables.orders]\npattern = \"orders/*.csv\"\nformat = \"csv\"\n\
+             primary_key = [\"order_id\"]\npartition = \"placed_on\"\n\
+             columns = [\"order_id text\", \"amount numeric(10,2)\", \"op text\", \"placed_on date\"]\n\
+             deletes = {{ column = \"op\", values = [\"D\"] }}\n",
+            landing.path().display()
+        ),
+    )
+    .unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let run = succeeds(&["sources", "--dir", folder], &install.env());
+    assert!(run.contains("s: src_partner_orders"), "{run}");
+    let warehouse: Vec<String> = install
+        .warehouse
+        .connect()
+        .await
+        .query(
+            "SELECT order_id || ' ' || amount::text FROM src_partner.orders ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(warehouse, ["A 3.00", "C 7.00"]);
+    let processed = install.env()[3].1.trim_start_matches("file://").to_string();
+    let Some(current) = tributary_testkit::iceberg_query(
+        &std::path::Path::new(&processed).join("sources/partner"),
+        "select order_id || ' ' || cast(amount as varchar) as row from \
+         (select *, row_number() over (partition by order_id \
+            order by _tributary_seq desc, _tributary_row desc) as newest from orders) \
+         where newest = 1 and _tributary_op = 'upsert' order by 1",
+    ) else {
+        return;
+    };
+    let lake: Vec<&str> = current.iter().map(|r| r["row"].as_str().unwrap()).collect();
+    assert_eq!(
+        lake, warehouse,
+        "the newest version per key is the warehouse's row"
     );
 }

@@ -21,7 +21,8 @@ pub use error::{Error, Result};
 pub use files::Partitioning;
 pub use maintain::{CompactReport, ExpireReport, MaintainOptions};
 pub use table::{
-    Catalog, Change, Committed, MAX_BASE_AGE, NewFile, Outcome, Rows, Table, TableDef, WATERMARK,
+    Catalog, Change, Committed, MAX_BASE_AGE, NewFile, Outcome, RowWriter, Rows, Table, TableDef,
+    WATERMARK,
 };
 
 /// Re-exported so callers can read metadata without their own dependency.

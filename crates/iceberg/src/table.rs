@@ -518,41 +518,23 @@ impl Catalog {
         name: &str,
         batch: &RecordBatch,
     ) -> Result<Vec<NewFile>> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
+        let mut writer = self.row_writer(def, name, usize::MAX);
+        writer.push(batch).await?;
+        writer.finish().await
+    }
+
+    /// A writer of rows into the table's `data/`, one file per partition,
+    /// holding at most `limit` rows (see [`RowWriter`]).
+    pub fn row_writer<'a>(&'a self, def: &'a TableDef, name: &str, limit: usize) -> RowWriter<'a> {
+        RowWriter {
+            catalog: self,
+            def,
+            name: name.to_string(),
+            limit,
+            held: BTreeMap::new(),
+            total: 0,
+            files: Vec::new(),
         }
-        let parts: Vec<RecordBatch> = match def.partitioning.column() {
-            None => vec![batch.clone()],
-            Some(column) => {
-                let values =
-                    partition_values(&def.partitioning, batch, column).ok_or_else(|| {
-                        Error::Schema {
-                            table: def.name.clone(),
-                            reason: format!(
-                                "partition column {column} is missing or not a date or timestamp"
-                            ),
-                        }
-                    })?;
-                let distinct: BTreeSet<Option<i32>> = values.iter().copied().collect();
-                let mut parts = Vec::with_capacity(distinct.len());
-                for value in distinct {
-                    let mask =
-                        BooleanArray::from(values.iter().map(|v| *v == value).collect::<Vec<_>>());
-                    parts.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
-                }
-                parts
-            }
-        };
-        let mut out = Vec::with_capacity(parts.len());
-        for (index, part) in parts.iter().enumerate() {
-            let key = format!("{}/data/{name}-{index}.parquet", def.location);
-            let entry = self.lake.put_batch(&key, &def.name, part).await?;
-            out.push(NewFile {
-                key,
-                bytes: entry.bytes,
-            });
-        }
-        Ok(out)
     }
 
     /// Writes version `version` put-if-absent; `false` when it exists.
@@ -1035,6 +1017,114 @@ impl Catalog {
             attempts: 1,
             millis: 0,
         }))
+    }
+}
+
+/// Rows written into a table's `data/` as files of one partition each
+/// (`<name>-<n>.parquet`), ready to be offered in a [`Change`]: a fan-out
+/// writer. Rows wait by partition; when more than its limit wait, the
+/// partition holding most is written, so memory stays bounded however the
+/// rows spread over partitions, and a partition's rows go out together.
+pub struct RowWriter<'a> {
+    catalog: &'a Catalog,
+    def: &'a TableDef,
+    name: String,
+    limit: usize,
+    held: BTreeMap<Option<i32>, (Vec<RecordBatch>, usize)>,
+    total: usize,
+    files: Vec<NewFile>,
+}
+
+impl RowWriter<'_> {
+    /// Takes `batch`'s rows (in the table's file schema).
+    pub async fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let def = self.def;
+        match def.partitioning.column() {
+            None => self.hold(None, batch.clone()),
+            Some(column) => {
+                let values =
+                    partition_values(&def.partitioning, batch, column).ok_or_else(|| {
+                        Error::Schema {
+                            table: def.name.clone(),
+                            reason: format!(
+                                "partition column {column} is missing or not a date or timestamp"
+                            ),
+                        }
+                    })?;
+                let distinct: BTreeSet<Option<i32>> = values.iter().copied().collect();
+                if distinct.len() == 1 {
+                    self.hold(values[0], batch.clone());
+                } else {
+                    for value in distinct {
+                        let mask = BooleanArray::from(
+                            values.iter().map(|v| *v == value).collect::<Vec<_>>(),
+                        );
+                        let part = arrow_select::filter::filter_record_batch(batch, &mask)?;
+                        self.hold(value, part);
+                    }
+                }
+            }
+        }
+        while self.total > self.limit {
+            let Some(largest) = self
+                .held
+                .iter()
+                .max_by_key(|(_, (_, rows))| *rows)
+                .map(|(value, _)| *value)
+            else {
+                break;
+            };
+            self.write(largest).await?;
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, value: Option<i32>, part: RecordBatch) {
+        let rows = part.num_rows();
+        let entry = self.held.entry(value).or_default();
+        entry.0.push(part);
+        entry.1 += rows;
+        self.total += rows;
+    }
+
+    async fn write(&mut self, value: Option<i32>) -> Result<()> {
+        let Some((batches, rows)) = self.held.remove(&value) else {
+            return Ok(());
+        };
+        self.total -= rows;
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let batch = arrow_select::concat::concat_batches(&first.schema(), &batches)?;
+        drop(batches);
+        let key = format!(
+            "{}/data/{}-{}.parquet",
+            self.def.location,
+            self.name,
+            self.files.len()
+        );
+        let entry = self
+            .catalog
+            .lake
+            .put_batch(&key, &self.def.name, &batch)
+            .await?;
+        self.files.push(NewFile {
+            key,
+            bytes: entry.bytes,
+        });
+        Ok(())
+    }
+
+    /// Writes what waits, and names every file written.
+    pub async fn finish(mut self) -> Result<Vec<NewFile>> {
+        let values: Vec<Option<i32>> = self.held.keys().copied().collect();
+        for value in values {
+            self.write(value).await?;
+        }
+        Ok(self.files)
     }
 }
 

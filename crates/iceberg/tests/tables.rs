@@ -487,6 +487,21 @@ fn pyiceberg_json(location: &Path, columns: &str) -> Option<Vec<String>> {
     Some(rows)
 }
 
+/// The distinct partition tuples of the table's live files.
+async fn partitions_of(catalog: &Catalog, location: &str) -> Vec<String> {
+    let table = catalog.load(location).await.unwrap().unwrap();
+    let mut out: Vec<String> = catalog
+        .data_files(&table)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| format!("{:?}", f.partition()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_cannot_evolve() {
     use arrow_array::Int64Array;
@@ -620,6 +635,34 @@ async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_c
         .unwrap_err()
         .to_string();
     assert!(error.contains("partitioned by month(created)"), "{error}");
+    // Compaction under the changed definition keeps the table's own months
+    // (a second November file to merge).
+    let table = catalog.load(&def.location).await.unwrap().unwrap();
+    let more = RecordBatch::try_new(
+        catalog.arrow_schema(&wider, &table).unwrap(),
+        vec![
+            Arc::new(Int64Array::from(vec![6])),
+            Arc::new(Date32Array::from(vec![day(2024, 11, 5)])),
+            Arc::new(StringArray::from(vec!["f"])),
+            Arc::new(Int64Array::from(vec![60])),
+        ],
+    )
+    .unwrap();
+    let files = catalog.write_rows(&wider, "m3", &more).await.unwrap();
+    catalog.commit(&wider, &change(files, 3)).await.unwrap();
+    let before = partitions_of(&catalog, &def.location).await;
+    let merged = catalog
+        .compact(
+            &unpartitioned,
+            &tributary_iceberg::MaintainOptions {
+                target_file_bytes: 1 << 30,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(merged.files_after < merged.files_before, "{merged:?}");
+    assert_eq!(partitions_of(&catalog, &def.location).await, before);
 
     if let Some(read) = pyiceberg_json(
         &dir.path().join("sources/shop/versions"),
@@ -630,6 +673,7 @@ async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_c
             [
                 r#"{"amount": 40, "created": null, "id": 4}"#,
                 r#"{"amount": 50, "created": "2024-11-20", "id": 5}"#,
+                r#"{"amount": 60, "created": "2024-11-05", "id": 6}"#,
                 r#"{"amount": null, "created": "2024-10-09", "id": 3}"#,
                 r#"{"amount": null, "created": "2024-11-02", "id": 1}"#,
                 r#"{"amount": null, "created": null, "id": 2}"#,

@@ -422,13 +422,15 @@ fn seq_range(first: u64, last: u64) -> String {
     }
 }
 
-/// Rows each written file holds at most (one per partition of them).
-const ROWS_PER_WRITE: usize = 256 * 1024;
+/// Rows waiting to be written at most, over all partitions: the writer
+/// writes the partition holding most whenever more wait.
+const ROWS_HELD: usize = 256 * 1024;
 
 /// Writes the table's rows of a group of manifests into the table's
-/// `data/`, one raw file at a time, its batches gathered up to
-/// [`ROWS_PER_WRITE`] rows, so memory holds one raw file's bytes and one
-/// such chunk. Rows are numbered within their manifest (`_tributary_row`).
+/// `data/`, streaming each raw file's batches through one fan-out writer
+/// ([`tributary_iceberg::RowWriter`]), so memory holds one raw file's
+/// bytes and [`ROWS_HELD`] rows. Rows are numbered within their manifest
+/// (`_tributary_row`).
 async fn write_group(
     catalog: &Catalog,
     lake: &Lake,
@@ -438,40 +440,28 @@ async fn write_group(
 ) -> Result<Vec<NewFile>> {
     let current = catalog.evolve(def).await?;
     let target = catalog.arrow_schema(def, &current)?;
-    let token = format!("{:08x}", rand::random::<u32>());
-    let mut files: Vec<NewFile> = Vec::new();
-    let mut written = 0usize;
+    let name = format!("{:010}-{:08x}", group[0].seq, rand::random::<u32>());
+    let mut writer = catalog.row_writer(def, &name, ROWS_HELD);
     for manifest in group {
         let mut row = 0i64;
         for (entry, op) in files_of(manifest, table) {
             let bytes = lake.get(&entry.key).await?;
-            let mut chunk: Vec<RecordBatch> = Vec::new();
-            let mut rows = 0usize;
-            let mut batches = tributary_lake::parquet::decode_batches(bytes)?.peekable();
-            while let Some(batch) = batches.next() {
+            for batch in tributary_lake::parquet::decode_batches(bytes)? {
                 let batch = batch?;
-                rows += batch.num_rows();
                 let version = Version {
                     seq: manifest.seq,
                     run: manifest.run_id.as_str(),
                     op,
                     first_row: row,
                 };
-                chunk.push(table_rows(&def.name, &batch, &target, &version)?);
                 row += batch.num_rows() as i64;
-                if rows >= ROWS_PER_WRITE || batches.peek().is_none() {
-                    let batch =
-                        arrow_select::concat::concat_batches(&target, &chunk).map_err(arrow)?;
-                    let name = format!("{:010}-{token}-{written}", manifest.seq);
-                    files.extend(catalog.write_rows(def, &name, &batch).await?);
-                    written += 1;
-                    chunk.clear();
-                    rows = 0;
-                }
+                writer
+                    .push(&table_rows(&def.name, &batch, &target, &version)?)
+                    .await?;
             }
         }
     }
-    Ok(files)
+    Ok(writer.finish().await?)
 }
 
 /// Publishes every configured source found in the raw lake, each as its
