@@ -164,14 +164,17 @@ impl Catalog {
         // definition is refused at the next commit, not applied here).
         let partitioning = table.partitioning();
         // Files from before a column was added (or widened) are written
-        // again in the current schema, so merging them loses nothing.
-        let target = std::sync::Arc::new(crate::schema::to_arrow(&def.name, &schema)?);
+        // again in the current schema, so merging them loses nothing; a
+        // bin's output keeps its first file's Arrow types where they are
+        // the table's (a file in milliseconds stays in milliseconds).
+        let current_arrow = crate::schema::to_arrow(&def.name, &schema)?;
         let spec_id = table.metadata.default_partition_spec_id();
         let mut inputs: HashSet<String> = HashSet::new();
         let mut outputs: Vec<DataFile> = Vec::new();
         for bin in &bins {
             let mut encoder: Option<ParquetEncoder> = None;
             let mut arrow = None;
+            let mut target: Option<arrow_schema::SchemaRef> = None;
             for file in bin {
                 inputs.insert(file.file.file_path().to_string());
                 report.bytes_read += file.file.file_size_in_bytes();
@@ -180,7 +183,17 @@ impl Catalog {
                     .get(&self.key_of(file.file.file_path())?)
                     .await?;
                 for batch in decode_batches(bytes)? {
-                    let batch = crate::schema::conform(&def.name, &batch?, &target)?;
+                    let batch = batch?;
+                    let target = match &target {
+                        Some(t) => t,
+                        None => target.insert(crate::schema::output_schema(
+                            &def.name,
+                            &schema,
+                            &current_arrow,
+                            &batch.schema(),
+                        )?),
+                    };
+                    let batch = crate::schema::conform(&def.name, &batch, target)?;
                     report.rows += batch.num_rows() as u64;
                     let current = match encoder.as_mut() {
                         Some(e) => e,

@@ -105,6 +105,34 @@ pub(crate) fn to_arrow(table: &str, schema: &Schema) -> Result<ArrowSchema> {
     Ok(ArrowSchema::new(fields))
 }
 
+/// The schema a merged file of the table is written in: the table's
+/// columns in order (`current`, its Arrow form), each of `file`'s Arrow
+/// type when the file has the column with the same Iceberg type (no cast
+/// for what is already right), else the table's.
+pub(crate) fn output_schema(
+    table: &str,
+    schema: &Schema,
+    current: &ArrowSchema,
+    file: &ArrowSchema,
+) -> Result<arrow_schema::SchemaRef> {
+    let mut fields = Vec::with_capacity(current.fields().len());
+    for (field, iceberg) in current.fields().iter().zip(schema.as_struct().fields()) {
+        let kept = file.field_with_name(field.name()).ok().filter(|f| {
+            primitive(table, f.name(), f.data_type())
+                .ok()
+                .map(Type::Primitive)
+                == Some(iceberg.field_type.as_ref().clone())
+        });
+        fields.push(match kept {
+            Some(f) => {
+                arrow_schema::Field::new(field.name(), f.data_type().clone(), field.is_nullable())
+            }
+            None => field.as_ref().clone(),
+        });
+    }
+    Ok(std::sync::Arc::new(ArrowSchema::new(fields)))
+}
+
 /// Casts that fail rather than make a value NULL.
 pub(crate) const EXACT: arrow_cast::CastOptions<'static> = arrow_cast::CastOptions {
     safe: false,
