@@ -76,12 +76,13 @@ async fn rows(catalog: &Catalog, location: &str) -> Vec<(i32, String)> {
     out
 }
 
-/// PyIceberg's rows of the table as (id, note) sorted, or `None` when the
-/// reader cannot be installed here (and the stack is not required).
-fn pyiceberg_rows(location: &Path) -> Option<Vec<(i32, String)>> {
+/// PyIceberg's rows of the table, `columns` only, as JSON lines sorted, or
+/// `None` when the reader cannot be installed here (and the stack is not
+/// required).
+fn pyiceberg_json(location: &Path, columns: &str) -> Option<Vec<String>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
     let output = Command::new(script)
-        .args(["rows", location.to_str().unwrap(), "--columns", "id,note"])
+        .args(["rows", location.to_str().unwrap(), "--columns", columns])
         .output()
         .expect("run scripts/iceberg.sh");
     if !output.status.success() {
@@ -92,9 +93,19 @@ fn pyiceberg_rows(location: &Path) -> Option<Vec<(i32, String)>> {
         }
         panic!("scripts/iceberg.sh rows failed: {stderr}");
     }
-    let text = String::from_utf8(output.stdout).unwrap();
-    let mut rows: Vec<(i32, String)> = text
+    let mut rows: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
         .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    Some(rows)
+}
+
+/// PyIceberg's rows of the table as (id, note) sorted.
+fn pyiceberg_rows(location: &Path) -> Option<Vec<(i32, String)>> {
+    let mut rows: Vec<(i32, String)> = pyiceberg_json(location, "id,note")?
+        .iter()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             (
@@ -460,31 +471,6 @@ async fn a_composite_key_replaces_only_the_same_pair_and_a_nullable_key_is_refus
         error.contains("note") && error.contains("non-null"),
         "{error}"
     );
-}
-
-/// PyIceberg's rows of the table as JSON objects with `columns`, sorted by
-/// their text, or `None` when the reader cannot be installed here.
-fn pyiceberg_json(location: &Path, columns: &str) -> Option<Vec<String>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
-    let output = Command::new(script)
-        .args(["rows", location.to_str().unwrap(), "--columns", columns])
-        .output()
-        .expect("run scripts/iceberg.sh");
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("cannot install") && std::env::var("TRIBUTARY_REQUIRE_STACK").is_err() {
-            eprintln!("skipping the PyIceberg check: {stderr}");
-            return None;
-        }
-        panic!("scripts/iceberg.sh rows failed: {stderr}");
-    }
-    let mut rows: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    rows.sort();
-    Some(rows)
 }
 
 /// The distinct partition tuples of the table's live files.

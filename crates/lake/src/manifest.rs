@@ -121,21 +121,30 @@ impl ManifestLog {
     }
 
     /// The files of manifests 1..=`upto`, in manifest order: the files a
-    /// reader of this log sees. Manifests are read 32 at a time, and only
-    /// their file lists are decoded (states can be large).
+    /// reader of this log sees. Only their file lists are decoded (states
+    /// can be large).
     pub async fn committed_files(&self, upto: u64) -> Result<Vec<FileEntry>> {
-        use futures_util::{StreamExt, TryStreamExt};
-        let manifests: Vec<Option<Manifest<serde::de::IgnoredAny>>> =
-            futures_util::stream::iter(1..=upto)
-                .map(|seq| self.read::<serde::de::IgnoredAny>(seq))
-                .buffered(32)
-                .try_collect()
-                .await?;
-        Ok(manifests
+        Ok(self
+            .read_range::<serde::de::IgnoredAny>(1..=upto)
+            .await?
             .into_iter()
-            .flatten()
             .flat_map(|m| m.files)
             .collect())
+    }
+
+    /// The manifests numbered `seqs` that exist, in order, read 16 at a
+    /// time.
+    pub async fn read_range<S: DeserializeOwned>(
+        &self,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Manifest<S>>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let manifests: Vec<Option<Manifest<S>>> = futures_util::stream::iter(seqs)
+            .map(|seq| self.read::<S>(seq))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(manifests.into_iter().flatten().collect())
     }
 
     /// The latest manifest, or `None` when nothing was committed yet.

@@ -213,14 +213,7 @@ async fn publish_log(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let manifests: Vec<Manifest<RunState>> = futures_util::stream::iter(from + 1..=latest)
-        .map(|seq| log.read::<RunState>(seq))
-        .buffered(16)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let manifests: Vec<Manifest<RunState>> = log.read_range(from + 1..=latest).await?;
     report.manifests = manifests.iter().map(|m| m.seq).collect();
     let work = tables.iter().map(|table| {
         let catalog = &catalog;

@@ -31,7 +31,6 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use arrow_array::{Int64Array, RecordBatch, StringArray, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures_util::{StreamExt, TryStreamExt};
 use tributary_iceberg::{Catalog, Change, NewFile, Outcome, Partitioning, Rows, TableDef};
 use tributary_lake::{FileEntry, Lake, Log, Manifest, ManifestLog};
 use tributary_sources::ingest::{SourceState, TableState, source_lake};
@@ -238,15 +237,7 @@ pub async fn publish_source(raw: &Lake, processed: &Lake, source: &str) -> Resul
     let mut hint = hint_before.clone();
     let mut failed: Vec<(String, crate::Error)> = Vec::new();
     if from < latest_seq {
-        let manifests: Vec<Manifest<SourceState>> =
-            futures_util::stream::iter(from + 1..=latest_seq)
-                .map(|seq| log.read::<SourceState>(seq))
-                .buffered(8)
-                .try_collect::<Vec<_>>()
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+        let manifests: Vec<Manifest<SourceState>> = log.read_range(from + 1..=latest_seq).await?;
         report.manifests = manifests.iter().map(|m| m.seq).collect();
         for (table, def, start, exists) in &tables {
             let commits = report.commits.len();
