@@ -6,8 +6,10 @@
 //! warehouse's `<table>_history` keeps them, with the source manifest
 //! (`_tributary_seq`), run (`_tributary_run`) and operation
 //! (`_tributary_op`: `upsert` or `delete`, a delete carrying the key
-//! columns only) that brought it. Athena reads a row's current version as
-//! the one with the highest `_tributary_seq`, unless that is a delete.
+//! columns only) that brought it, and its place in that manifest
+//! (`_tributary_row`). Athena reads a row's current version as the one
+//! with the highest `(_tributary_seq, _tributary_row)`, unless that is a
+//! delete: the warehouse's row.
 //!
 //! A table whose source file names a `partition` (a business date: a date
 //! or timestamp column) is partitioned by its month, so a query on a range
@@ -21,7 +23,10 @@
 //! a repeated one finds the watermark and skips. The columns follow the
 //! source: a column added there is added to the table (older rows read
 //! NULL), a type Iceberg can widen is widened, and anything else stops that
-//! table's publication with the column named.
+//! table's publication with the column named (the source's other tables go
+//! on). [`run_publication`] is the stage: the CLI after each source run,
+//! the transform function on the source manifest's S3 event, and the
+//! maintenance's catch-up call it.
 //!
 //! Types: Iceberg's, as Athena reads them. A time of day is its
 //! microseconds since midnight (`long`), an array its text (`[1, 2]`), and
