@@ -226,24 +226,11 @@ impl<A: Alerts> AlertGate<A> {
     }
 }
 
-/// Stage names are static everywhere but arrive here as `&str`.
+/// Stage names are static everywhere but arrive here as `&str` (the
+/// recovered stage's own name, so a configured source's stage, `source
+/// olist` or `publish olist`, is named in its recovery notice too).
 fn static_stage(stage: &str) -> &'static str {
-    const KNOWN: [&str; 10] = [
-        "ingest",
-        "backfill",
-        "transform",
-        "markets-transform",
-        "load",
-        "markets-load",
-        "stream-sink",
-        "markets",
-        "catalog",
-        "reconcile",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|k| *k == stage)
-        .unwrap_or("pipeline")
+    crate::stage::intern(stage)
 }
 
 /// Stage, table and message with every word holding a digit blanked: run
@@ -329,6 +316,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::from_url(&format!("file://{}", dir.path().display())).unwrap();
         (dir, lake)
+    }
+
+    #[tokio::test]
+    async fn a_configured_sources_recovery_names_its_own_stage() {
+        let (_dir, lake) = lake();
+        let clock = Arc::new(StdMutex::new(
+            "2026-11-30T10:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+        ));
+        let (gate, recorded) = gate(&lake, &clock);
+        let failed = Alert {
+            stage: "publish olist",
+            ..failure(1)
+        };
+        gate.failed(&failed).await;
+        gate.recovered("publish shop").await;
+        assert_eq!(
+            recorded.sent().len(),
+            1,
+            "another source's success closes nothing"
+        );
+        gate.recovered("publish olist").await;
+        let sent = recorded.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].stage, "publish olist");
+        assert!(sent[1].message.contains("recovered"), "{}", sent[1].message);
     }
 
     #[tokio::test]
