@@ -11,11 +11,8 @@ use chrono::Datelike;
 
 use tributary_lake::{Lake, Log, Manifest, ManifestLog};
 use tributary_pipeline::source_tables::publish_source;
-use tributary_sources::{
-    config::SourceFile,
-    ingest::{RunOptions, SourceState, run_source, source_lake},
-};
-use tributary_testkit::{TestDb, iceberg_query, psql_file, shared, temp_lake};
+use tributary_sources::ingest::{RunOptions, SourceState, run_source, source_lake};
+use tributary_testkit::{example_source, iceberg_query, real_olist, temp_lake};
 
 const TABLES: [&str; 9] = [
     "customers",
@@ -28,15 +25,6 @@ const TABLES: [&str; 9] = [
     "products",
     "sellers",
 ];
-
-fn example() -> SourceFile {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sources/olist.toml");
-    let mut file = SourceFile::read(&path).expect("the example source file reads");
-    // Every table every run: a run right after a change must see it.
-    file.trust_statistics = false;
-    file
-}
 
 /// Per table, the count of the current rows in the lake (the newest version
 /// of each key, unless a delete) against the source's count.
@@ -127,23 +115,14 @@ async fn assert_lake_equals_source(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn olist_in_the_lakehouse_equals_the_source_partitioned_by_business_month() {
-    let Some(dir) = shared("olist") else {
+    let Some((_source_db, mut source)) = real_olist("olist_lakehouse").await else {
         return;
     };
-    let Some(source_db) = TestDb::create("olist_lakehouse").await else {
-        return;
-    };
-    psql_file(&source_db.url, &dir.join("schema.sql"), &[]);
-    psql_file(&source_db.url, &dir.join("data.sql.gz"), &[]);
-    let mut source = source_db.connect().await;
-    tributary_sources::olist::create_companions(&source)
-        .await
-        .unwrap();
     let (_raw_dir, raw_url) = temp_lake();
     let (processed_dir, processed_url) = temp_lake();
     let raw = Lake::from_url(&raw_url).unwrap();
     let processed = Lake::from_url(&processed_url).unwrap();
-    let file = example();
+    let file = example_source("olist");
     let tables_dir = processed_dir.path().join("sources/olist");
 
     let first = run_source(&mut source, &raw, &file, &RunOptions::default())

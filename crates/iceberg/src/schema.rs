@@ -185,6 +185,15 @@ pub(crate) fn promotes(from: &PrimitiveType, to: &PrimitiveType) -> bool {
     }
 }
 
+/// The table property naming `schema`'s columns for readers of files
+/// without field ids (`schema.name-mapping.default`).
+pub(crate) fn name_mapping_property(schema: &Schema) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(
+        "schema.name-mapping.default".to_string(),
+        name_mapping_json(schema),
+    )])
+}
+
 /// The name mapping of `schema` as the JSON the table property holds.
 pub(crate) fn name_mapping_json(schema: &Schema) -> String {
     let fields: Vec<serde_json::Value> = schema

@@ -369,12 +369,9 @@ impl Catalog {
         .build()?
         .metadata;
         // The ids are final only once built: the name mapping names them.
-        let mapping = schema::name_mapping_json(built.current_schema());
+        let mapping = schema::name_mapping_property(built.current_schema());
         let metadata = TableMetadataBuilder::new_from_metadata(built, None)
-            .set_properties(HashMap::from([(
-                "schema.name-mapping.default".to_string(),
-                mapping,
-            )]))?
+            .set_properties(mapping)?
             .build()?
             .metadata;
         match self.put_version(&def.location, 1, &metadata).await? {
@@ -471,16 +468,13 @@ impl Catalog {
                 return Ok(table);
             }
             let evolved = Schema::builder().with_fields(fields).build()?;
-            let mapping = schema::name_mapping_json(&evolved);
+            let mapping = schema::name_mapping_property(&evolved);
             let next = TableMetadataBuilder::new_from_metadata(
                 table.metadata.clone(),
                 Some(self.url_of(&version_key(&def.location, table.version))),
             )
             .add_current_schema(evolved)?
-            .set_properties(HashMap::from([(
-                "schema.name-mapping.default".to_string(),
-                mapping,
-            )]))?
+            .set_properties(mapping)?
             .build()?
             .metadata;
             if self

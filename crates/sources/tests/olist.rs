@@ -13,7 +13,7 @@ use tributary_sources::{
     ingest::{RunOptions, SourceRun, run_source},
     load::load_source,
 };
-use tributary_testkit::{TestDb, psql_file, shared, table_fingerprint as fingerprint, temp_lake};
+use tributary_testkit::{TestDb, table_fingerprint as fingerprint, temp_lake};
 
 const TABLES: [&str; 9] = [
     "customers",
@@ -50,21 +50,12 @@ fn file() -> SourceFile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn olist_by_configuration_changes_deletes_and_schema_changes_reach_the_warehouse_once() {
-    let Some(dir) = shared("olist") else {
-        return;
-    };
-    let Some(source_db) = TestDb::create("olist_src").await else {
+    let Some((_source_db, mut source)) = tributary_testkit::real_olist("olist_src").await else {
         return;
     };
     let Some(warehouse_db) = TestDb::create("olist_wh").await else {
         return;
     };
-    psql_file(&source_db.url, &dir.join("schema.sql"), &[]);
-    psql_file(&source_db.url, &dir.join("data.sql.gz"), &[]);
-    let mut source = source_db.connect().await;
-    tributary_sources::olist::create_companions(&source)
-        .await
-        .unwrap();
     let mut warehouse = warehouse_db.connect().await;
     let (_lake_dir, url) = temp_lake();
     let raw = Lake::from_url(&url).unwrap();

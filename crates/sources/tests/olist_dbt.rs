@@ -14,7 +14,7 @@ use tributary_sources::{
     ingest::{RunOptions, run_source},
     load::load_source,
 };
-use tributary_testkit::{TestDb, psql_file, shared, skip, table_fingerprint, temp_lake};
+use tributary_testkit::{TestDb, skip, table_fingerprint, temp_lake};
 
 mod common;
 
@@ -122,21 +122,13 @@ fn olist_file() -> SourceFile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dbt_builds_the_olist_star_on_the_real_tables_and_again_after_a_month() {
-    let Some(dir) = shared("olist") else {
-        return;
-    };
-    let Some(source_db) = TestDb::create("olist_dbt_src").await else {
+    let Some((_source_db, mut source)) = tributary_testkit::real_olist("olist_dbt_src").await
+    else {
         return;
     };
     let Some(warehouse_db) = TestDb::create("olist_dbt_wh").await else {
         return;
     };
-    psql_file(&source_db.url, &dir.join("schema.sql"), &[]);
-    psql_file(&source_db.url, &dir.join("data.sql.gz"), &[]);
-    let mut source = source_db.connect().await;
-    tributary_sources::olist::create_companions(&source)
-        .await
-        .unwrap();
     let mut warehouse = warehouse_db.connect().await;
     let (_lake_dir, url) = temp_lake();
     let raw = Lake::from_url(&url).unwrap();

@@ -260,24 +260,31 @@ pub fn read_parquet_independently(files: &[PathBuf]) -> ParquetRead {
     ParquetRead { schema, rows }
 }
 
-/// PyIceberg's rows of the Iceberg table at `table_dir` (its current
-/// snapshot), `columns` only, each as its JSON line's text, sorted; `None`
-/// when the reader cannot be installed here and the stack is not required.
-pub fn iceberg_rows(table_dir: &Path, columns: &str) -> Option<Vec<String>> {
+/// `scripts/iceberg.sh <args>`'s output, or `None` when its readers cannot
+/// be installed here and the stack is not required.
+fn iceberg_sh(args: &[&str]) -> Option<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
     let output = Command::new(script)
-        .args(["rows", &table_dir.to_string_lossy(), "--columns", columns])
+        .args(args)
         .output()
         .expect("run scripts/iceberg.sh");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("cannot install") && std::env::var("TRIBUTARY_REQUIRE_STACK").is_err() {
-            eprintln!("skipping the PyIceberg check: {stderr}");
+            eprintln!("skipping the PyIceberg and DuckDB check: {stderr}");
             return None;
         }
-        panic!("scripts/iceberg.sh rows failed: {stderr}");
+        panic!("scripts/iceberg.sh {args:?} failed: {stderr}");
     }
-    let mut rows: Vec<String> = String::from_utf8_lossy(&output.stdout)
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// PyIceberg's rows of the Iceberg table at `table_dir` (its current
+/// snapshot), `columns` only, each as its JSON line's text, sorted; `None`
+/// when the reader cannot be installed here and the stack is not required.
+pub fn iceberg_rows(table_dir: &Path, columns: &str) -> Option<Vec<String>> {
+    let dir = table_dir.to_string_lossy();
+    let mut rows: Vec<String> = iceberg_sh(&["rows", &dir, "--columns", columns])?
         .lines()
         .map(str::to_string)
         .collect();
@@ -290,25 +297,40 @@ pub fn iceberg_rows(table_dir: &Path, columns: &str) -> Option<Vec<String>> {
 /// `None` when the readers cannot be installed here and the stack is not
 /// required.
 pub fn iceberg_query(dir: &Path, sql: &str) -> Option<Vec<serde_json::Value>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg.sh");
-    let output = Command::new(script)
-        .args(["query", &dir.to_string_lossy(), sql, "--json"])
-        .output()
-        .expect("run scripts/iceberg.sh");
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("cannot install") && std::env::var("TRIBUTARY_REQUIRE_STACK").is_err() {
-            eprintln!("skipping the DuckDB check: {stderr}");
-            return None;
-        }
-        panic!("scripts/iceberg.sh query failed: {stderr}");
-    }
+    let dir = dir.to_string_lossy();
     Some(
-        String::from_utf8_lossy(&output.stdout)
+        iceberg_sh(&["query", &dir, sql, "--json"])?
             .lines()
             .map(|line| serde_json::from_str(line).expect("a JSON line"))
             .collect(),
     )
+}
+
+/// The example source file `examples/sources/<name>.toml`, reading every
+/// table every run: runs right after a change must see it, and statistics
+/// may publish it a second late (the skip has its own test).
+pub fn example_source(name: &str) -> tributary_sources::config::SourceFile {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/sources/{name}.toml"));
+    let mut file =
+        tributary_sources::config::SourceFile::read(&path).expect("the example source file reads");
+    file.trust_statistics = false;
+    file
+}
+
+/// A database `label` holding the real Olist tables (../shared/olist) and
+/// the generated companions that fit them, connected; `None` (skipped, or
+/// failed under `TRIBUTARY_REQUIRE_STACK=1`) without the data or a server.
+pub async fn real_olist(label: &str) -> Option<(TestDb, Client)> {
+    let dir = shared("olist")?;
+    let db = TestDb::create(label).await?;
+    psql_file(&db.url, &dir.join("schema.sql"), &[]);
+    psql_file(&db.url, &dir.join("data.sql.gz"), &[]);
+    let client = db.connect().await;
+    tributary_sources::olist::create_companions(&client)
+        .await
+        .expect("the companions of the real Olist tables");
+    Some((db, client))
 }
 
 /// A fresh local lake directory and its `file://` URL.

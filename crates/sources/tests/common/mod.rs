@@ -11,11 +11,7 @@ pub(crate) fn repo() -> PathBuf {
 }
 
 /// The example source file `examples/sources/<name>.toml`, reading every
-/// table every run: runs right after a change must see it, and statistics
-/// may publish it a second late (the skip has its own test).
+/// table every run.
 pub(crate) fn example(name: &str) -> SourceFile {
-    let mut file = SourceFile::read(&repo().join(format!("examples/sources/{name}.toml")))
-        .expect("the example source file reads");
-    file.trust_statistics = false;
-    file
+    tributary_testkit::example_source(name)
 }
