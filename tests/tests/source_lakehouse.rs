@@ -14,17 +14,7 @@ use tributary_pipeline::source_tables::publish_source;
 use tributary_sources::ingest::{RunOptions, SourceState, run_source, source_lake};
 use tributary_testkit::{example_source, iceberg_query, real_olist, temp_lake};
 
-const TABLES: [&str; 9] = [
-    "customers",
-    "geolocation",
-    "order_items",
-    "order_payments",
-    "order_reviews",
-    "orders",
-    "product_category_name_translation",
-    "products",
-    "sellers",
-];
+use tributary_sources::olist::TABLES;
 
 /// Per table, the count of the current rows in the lake (the newest version
 /// of each key, unless a delete) against the source's count.

@@ -33,6 +33,19 @@ pub async fn generate(client: &Client, orders: u64) -> Result<()> {
     Ok(())
 }
 
+/// The nine Olist tables, by name: the real four and the generated five.
+pub const TABLES: [&str; 9] = [
+    "customers",
+    "geolocation",
+    "order_items",
+    "order_payments",
+    "order_reviews",
+    "orders",
+    "product_category_name_translation",
+    "products",
+    "sellers",
+];
+
 /// Creates and fills `customers`, `orders`, `order_items`, `order_reviews`
 /// and `geolocation` from the real `order_payments`, `products` and
 /// `sellers` already in the database.

@@ -15,17 +15,7 @@ use tributary_sources::{
 };
 use tributary_testkit::{TestDb, table_fingerprint as fingerprint, temp_lake};
 
-const TABLES: [&str; 9] = [
-    "customers",
-    "geolocation",
-    "order_items",
-    "order_payments",
-    "order_reviews",
-    "orders",
-    "product_category_name_translation",
-    "products",
-    "sellers",
-];
+use tributary_sources::olist::TABLES;
 
 async fn assert_equal(source: &Client, warehouse: &Client, tables: &[&str]) {
     for table in tables {
