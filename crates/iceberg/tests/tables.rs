@@ -667,3 +667,64 @@ async fn a_table_takes_new_columns_keeps_rows_with_no_date_and_refuses_what_it_c
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_writer_over_its_limit_writes_the_fullest_month_and_keeps_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_in(dir.path());
+    let catalog = Catalog::new(lake.clone());
+    let def = TableDef {
+        name: "facts".into(),
+        location: "warehouse/facts".into(),
+        schema: schema(),
+        partitioning: Partitioning::Month("created".into()),
+        rows: Rows::Append,
+    };
+    let (oct, nov, dec) = (day(2024, 10, 3), day(2024, 11, 3), day(2024, 12, 3));
+    // At most 4 rows wait: November fills first and is written while
+    // October and December still wait.
+    let mut writer = catalog.row_writer(&def, "w", 4);
+    writer
+        .push(&batch(&[(1, nov, "a"), (2, oct, "b"), (3, nov, "c")]))
+        .await
+        .unwrap();
+    writer
+        .push(&batch(&[(4, nov, "d"), (5, dec, "e")]))
+        .await
+        .unwrap();
+    writer.push(&batch(&[(6, oct, "f")])).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let mut by_file: Vec<Vec<i32>> = Vec::new();
+    for file in &files {
+        let (_, batches) = parquet::decode(lake.get(&file.key).await.unwrap()).unwrap();
+        let mut months = std::collections::BTreeSet::new();
+        let mut ids = Vec::new();
+        for b in &batches {
+            let created = b.column(1).as_any().downcast_ref::<Date32Array>().unwrap();
+            let id = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+            for i in 0..b.num_rows() {
+                months.insert(
+                    NaiveDate::from_num_days_from_ce_opt(created.value(i) + 719_163)
+                        .unwrap()
+                        .format("%Y-%m")
+                        .to_string(),
+                );
+                ids.push(id.value(i));
+            }
+        }
+        assert_eq!(months.len(), 1, "one month a file: {months:?}");
+        by_file.push(ids);
+    }
+    assert_eq!(
+        by_file,
+        [vec![1, 3, 4], vec![2, 6], vec![5]],
+        "November first (over the limit), then what waited, by month"
+    );
+    catalog.commit(&def, &change(files, 1)).await.unwrap();
+    let expected: Vec<(i32, String)> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as i32 + 1, n.to_string()))
+        .collect();
+    assert_eq!(rows(&catalog, &def.location).await, expected);
+}
